@@ -1,0 +1,104 @@
+//! What analysis produces: the stable `-o json` contract of `trace` and `analyze`.
+//!
+//! Field names and meanings are public (DESIGN.md, "Analysis output"): add fields, never rename.
+
+use realip_probe::wire::Direction;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub flows: Vec<Flow>,
+    pub summary: Summary,
+}
+
+/// One connection: every sighting of its SYN, in path order, and what changed between them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    pub isn: u32,
+    pub hops: Vec<Hop>,
+    pub translations: Vec<Translation>,
+    /// Source address at the last hop: what the pod's accept() returns.
+    pub pod_sees: Option<IpAddr>,
+    pub client_ip_preserved: bool,
+    pub l7_client_ip: Option<L7ClientIp>,
+    /// Source address at the first hop.
+    pub client: Option<IpAddr>,
+    /// Destination at the first hop, `addr:port`: the way in.
+    pub entry: String,
+    /// Index into `hops` of the first hop whose source no longer is the client's address.
+    pub lost_at: Option<usize>,
+    /// Retransmissions of the SYN seen (same connection, counted once).
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    pub node: String,
+    pub iface: String,
+    pub dir: Direction,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub ts_ns: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TranslationKind {
+    Snat,
+    Dnat,
+}
+
+/// A rewrite between two neighbouring hops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Translation {
+    pub kind: TranslationKind,
+    /// The node whose netfilter made the rewrite.
+    pub node: String,
+    /// `addr:port` before.
+    pub from: String,
+    /// `addr:port` after.
+    pub to: String,
+    /// What owns the new address, e.g. "cbr0 of node-a"; "unknown" when nothing says.
+    pub to_owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct L7ClientIp {
+    /// `x-forwarded-for`, `x-real-ip`, `forwarded` or `proxy-protocol`.
+    pub header: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub connections: usize,
+    pub preserved: usize,
+    pub rewritten: usize,
+    pub entries: Vec<EntrySummary>,
+    /// Kernel drops reported by the probes: when non-zero some SYNs may be missing.
+    pub drops: u64,
+    /// Problems met while reading input that did not stop the analysis.
+    pub warnings: Vec<String>,
+}
+
+/// Per way in (destination at the first hop).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntrySummary {
+    pub entry: String,
+    pub connections: usize,
+    pub preserved: usize,
+    pub rewritten: usize,
+    /// Where the client address was lost and into what, most frequent first.
+    pub rewritten_at: Vec<RewriteCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewriteCount {
+    pub node: String,
+    pub to: String,
+    pub to_owner: String,
+    pub count: usize,
+}

@@ -1,0 +1,239 @@
+//! The command line, and nothing else: clap derive types that `run` turns into work.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl-realip",
+    bin_name = "kubectl realip",
+    version,
+    about = "Find where SNAT rewrote your client's IP on the way to a pod",
+    long_about = "Find where SNAT rewrote your client's IP on the way to a pod.\n\n\
+        kubectl realip follows each TCP SYN hop by hop (load balancer, node, node, pod) and shows \
+        which hop rewrote the source address, into what, why, and what to change.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the probe on a Service's nodes, capture real connections, and show every rewrite.
+    Trace(TraceArgs),
+    /// Predict from configuration what source address the pod sees, and why.
+    Explain(ExplainArgs),
+    /// Analyze probe JSON lines or pcap/pcapng captures made elsewhere.
+    Analyze(AnalyzeArgs),
+    /// Build a mini cluster dataplane in network namespaces and measure every scenario (root).
+    Lab(LabArgs),
+    /// Remove every leftover probe of every run.
+    Cleanup(CleanupArgs),
+    /// Print shell completion code (bash, zsh, fish, elvish, powershell).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the version of the plugin and of the probe it carries.
+    Version,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Readable report (colour only on a terminal; NO_COLOR honoured).
+    #[default]
+    Text,
+    /// The stable JSON contract.
+    Json,
+    /// A Mermaid diagram to paste into Markdown.
+    Mermaid,
+}
+
+/// The kubectl flags every cluster command accepts, with kubectl's meaning.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubeArgs {
+    /// Path to the kubeconfig file to use.
+    #[arg(long, env = "KUBECONFIG", value_name = "PATH", hide_env = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The name of the kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The name of the kubeconfig cluster to use.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The name of the kubeconfig user to use.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The namespace of the target (default: the context's namespace).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Username to impersonate.
+    #[arg(long = "as", value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Group to impersonate (repeatable).
+    #[arg(long = "as-group", value_name = "GROUP")]
+    pub as_group: Vec<String>,
+    /// UID to impersonate.
+    #[arg(long = "as-uid", value_name = "UID")]
+    pub as_uid: Option<String>,
+    /// Timeout of a single API request (e.g. 10s, 1m; 0 = none). Never applied to watches or logs.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// The Service to trace: svc/NAME, service/NAME or services/NAME.
+    #[arg(value_name = "svc/NAME")]
+    pub target: String,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// How long to capture (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop once this many connections have been seen end to end.
+    #[arg(long, value_name = "N")]
+    pub flows: Option<usize>,
+    /// Open test connections (TCP and an HTTP GET with a unique token) to every entry point.
+    #[arg(long)]
+    pub send: bool,
+    /// With --send: only these entry points (ADDR:PORT, repeatable).
+    #[arg(long = "send-to", value_name = "ADDR:PORT")]
+    pub send_to: Vec<String>,
+    /// Read forwarding headers (X-Forwarded-For, X-Real-IP, Forwarded, PROXY) of first data segments.
+    #[arg(long)]
+    pub l7: bool,
+    /// Run this prebuilt probe image instead of delivering the probe this plugin carries.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Namespace for the probe DaemonSet (default: the Service's).
+    #[arg(long, value_name = "NS")]
+    pub probe_namespace: Option<String>,
+    /// Label the probe namespace pod-security.kubernetes.io/enforce=privileged if it must be.
+    #[arg(long)]
+    pub label_namespace_privileged: bool,
+    /// Only probe nodes matching this label selector (endpoint nodes are always probed).
+    #[arg(long, value_name = "SELECTOR")]
+    pub nodes: Option<String>,
+    /// Probe at most this many nodes besides the endpoint nodes.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_nodes: usize,
+    /// Print the objects that would be created as YAML and create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExplainArgs {
+    /// The Service to explain from the live cluster: svc/NAME.
+    #[arg(
+        value_name = "svc/NAME",
+        required_unless_present = "filename",
+        conflicts_with = "filename"
+    )]
+    pub target: Option<String>,
+    /// Explain offline from manifests (multi-document YAML; repeatable; - for stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filename: Vec<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AnalyzeArgs {
+    /// Probe JSONL, pcap or pcapng files (- for JSONL on stdin).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LabArgs {
+    /// Which scenario to run (see --list), or all.
+    #[arg(long, default_value = "all", value_name = "NAME")]
+    pub scenario: String,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Leave the namespaces up and print how to step into them.
+    #[arg(long)]
+    pub keep: bool,
+    /// Remove a lab left up by --keep.
+    #[arg(long, conflicts_with_all = ["keep", "list"])]
+    pub down: bool,
+    /// The realip-probe binary to run in the lab (default: the one this plugin carries).
+    #[arg(long, value_name = "PATH", env = "REALIP_PROBE_BIN", hide_env = true)]
+    pub probe: Option<PathBuf>,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Only show what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Parses `30s`, `2m`, `1h`, `500ms` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 30s, 2m, 1h)"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}
