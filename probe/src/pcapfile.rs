@@ -220,7 +220,7 @@ impl<R: Read> PcapReader<R> {
             failed: false,
         };
         let mut magic = [0u8; 4];
-        if !reader.read_exact_or_eof(&mut magic, "file header")? {
+        if !reader.read_exact_or_eof(&mut magic, "file header", 0)? {
             return Err(PcapError::Truncated {
                 offset: 0,
                 what: "file header",
@@ -250,28 +250,29 @@ impl<R: Read> PcapReader<R> {
         self.offset
     }
 
-    /// Fills `out` completely (`Ok(true)`), finds the end of the file before its first byte
-    /// (`Ok(false)`), or reports a truncated `what` at the offset where `out` began.
-    fn read_exact_or_eof(&mut self, out: &mut [u8], what: &'static str) -> Result<bool, PcapError> {
-        let start = self.offset;
+    /// Fills `out` completely (`Ok(true)`) or finds the end of the file before its first byte
+    /// (`Ok(false)`); a partial fill is a truncated `what` that began at byte `at`.
+    fn read_exact_or_eof(
+        &mut self,
+        out: &mut [u8],
+        what: &'static str,
+        at: u64,
+    ) -> Result<bool, PcapError> {
         let n = read_up_to(&mut self.src, out).map_err(|source| PcapError::Io {
-            offset: start,
+            offset: self.offset,
             source,
         })?;
         self.offset += n as u64;
         match n {
             0 if !out.is_empty() => Ok(false),
             n if n == out.len() => Ok(true),
-            _ => Err(PcapError::Truncated {
-                offset: start,
-                what,
-            }),
+            _ => Err(PcapError::Truncated { offset: at, what }),
         }
     }
 
     /// Like `read_exact_or_eof`, where the end of the file is also a truncation.
     fn read_exact(&mut self, out: &mut [u8], what: &'static str, at: u64) -> Result<(), PcapError> {
-        match self.read_exact_or_eof(out, what)? {
+        match self.read_exact_or_eof(out, what, at)? {
             true => Ok(()),
             false => Err(PcapError::Truncated { offset: at, what }),
         }
@@ -391,7 +392,7 @@ impl<R: Read> PcapReader<R> {
     fn next_pcap(&mut self, nano: bool, framing: Framing) -> Result<Option<Found>, PcapError> {
         let at = self.offset;
         let mut h = [0u8; 16];
-        if !self.read_exact_or_eof(&mut h, "pcap record header")? {
+        if !self.read_exact_or_eof(&mut h, "pcap record header", at)? {
             return Ok(None);
         }
         let e = self.endian;
@@ -425,7 +426,7 @@ impl<R: Read> PcapReader<R> {
         loop {
             let at = self.offset;
             let mut h = [0u8; 8];
-            if !self.read_exact_or_eof(&mut h[..4], "pcapng block header")? {
+            if !self.read_exact_or_eof(&mut h[..4], "pcapng block header", at)? {
                 return Ok(None);
             }
             let ty = self.endian.u32(&h, 0);
