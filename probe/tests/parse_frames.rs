@@ -77,7 +77,9 @@ fn every_framing_reaches_the_same_segment() {
         0x08, 0x00, 0, 0, 0, 0, 0, 7, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0,
     ];
     sll2.extend_from_slice(&v4);
-    let cases: Vec<(Framing, Vec<u8>, Option<Direction>, Option<u32>)> = vec![
+    /// Framing, frame, and the link facts it must yield.
+    type Case = (Framing, Vec<u8>, Option<Direction>, Option<u32>);
+    let cases: Vec<Case> = vec![
         (Framing::RawIp, v4.clone(), None, None),
         (Framing::Ethernet, eth(&v4, 0x0800), None, None),
         (Framing::LinuxSll, sll, Some(Direction::Out), None),
