@@ -4,5 +4,7 @@
 //! ([`parse`]). The capture and echo code behind the `capture` feature is what the node binary
 //! runs.
 
+#[cfg(feature = "capture")]
+pub mod echo;
 pub mod parse;
 pub mod wire;
