@@ -4,6 +4,7 @@
 //! ([`parse`]). The capture and echo code behind the `capture` feature is what the node binary
 //! runs.
 
+pub mod bpf;
 #[cfg(feature = "capture")]
 pub mod echo;
 pub mod parse;
