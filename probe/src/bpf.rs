@@ -2,7 +2,7 @@
 //! it never touches a socket.
 //!
 //! The program passes TCP segments with SYN set and ACK clear, over IPv4 and IPv6, behind zero,
-//! one or two inline VLAN tags (802.1Q / 802.1ad), and returns the length of the link, IP and TCP
+//! one or two inline VLAN tags (802.1Q / 802.1ad / 0x9100), and returns the length of the link, IP and TCP
 //! headers: that return value is the snap length, so no payload byte of a SYN leaves the kernel.
 //! `--port` and `--host` become comparisons inside the program. With `l7`, data segments toward a
 //! watched port whose payload begins like an HTTP request or a PROXY header also pass, capped at
@@ -50,6 +50,8 @@ pub enum BpfError {
     TooManyPorts(usize),
     #[error("too many hosts for the kernel filter: {0} (at most {MAX_HOSTS})")]
     TooManyHosts(usize),
+    #[error("no kernel filter for {0:?} framing (capture sockets see Ethernet or raw IP)")]
+    Framing(Framing),
     #[error("the filter program does not fit: a jump spans {0} instructions")]
     JumpTooFar(usize),
 }
@@ -138,6 +140,8 @@ const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
 const ETH_P_8021Q: u32 = 0x8100;
 const ETH_P_8021AD: u32 = 0x88a8;
+/// Pre-standard QinQ outer tag, still emitted by some switches.
+const ETH_P_QINQ: u32 = 0x9100;
 const IPPROTO_TCP: u32 = 6;
 /// IPv6 extension headers that may precede TCP: hop-by-hop, routing, fragment, destination.
 const IPV6_EXT: [u32; 4] = [0, 43, 44, 60];
@@ -271,6 +275,7 @@ pub fn compile(framing: Framing, spec: &FilterSpec) -> Result<Vec<Insn>, BpfErro
                 if offset < 22 {
                     a.jeq(ETH_P_8021Q, tagged);
                     a.jeq(ETH_P_8021AD, tagged);
+                    a.jeq(ETH_P_QINQ, tagged);
                 }
                 a.goto(dispatch);
                 a.here(tagged);
@@ -289,6 +294,7 @@ pub fn compile(framing: Framing, spec: &FilterSpec) -> Result<Vec<Insn>, BpfErro
             a.jeq(0x60, v6);
             a.goto(reject);
         }
+        other => return Err(BpfError::Framing(other)),
     }
 
     // IPv4: TCP, not a later fragment, hosts; then X = offset of the TCP header.

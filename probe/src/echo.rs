@@ -9,6 +9,7 @@
 //! Bounded by construction: one thread per connection up to [`Limits::max_connections`], a read
 //! deadline per connection and a cap on the bytes read before answering.
 
+use crate::l7;
 use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -69,6 +70,8 @@ pub struct Answer {
 /// How far the bytes read so far go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Head {
+    /// Nothing yet beyond a complete PROXY header, if any.
+    Silent,
     /// More bytes may complete a PROXY header or an HTTP request head.
     Incomplete,
     /// An HTTP request head ends at this offset (after the blank line).
@@ -82,6 +85,7 @@ fn classify(rest: &[u8]) -> Head {
     // An HTTP/1.x request line starts with a method token of upper-case letters and a space.
     let method_len = rest.iter().take_while(|b| b.is_ascii_uppercase()).count();
     match rest.get(method_len) {
+        None if method_len == 0 => Head::Silent,
         None if method_len < 16 => Head::Incomplete,
         Some(b' ') if method_len > 0 => {
             if find(rest, b"\r\n\r\n").is_some() || find(rest, b"\n\n").is_some() {
@@ -99,20 +103,29 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Builds the answer from the peer address and the bytes the client sent.
-fn answer(peer: SocketAddr, _head: &[u8]) -> Answer {
+fn answer(peer: SocketAddr, head: &[u8]) -> Answer {
+    let facts = l7::forwarding_facts(head);
     Answer {
         remote_addr: peer.ip().to_string(),
         remote_port: peer.port(),
-        x_forwarded_for: None,
-        x_real_ip: None,
-        forwarded: None,
-        proxy_protocol: None,
+        x_forwarded_for: facts.x_forwarded_for,
+        x_real_ip: facts.x_real_ip,
+        forwarded: facts.forwarded,
+        proxy_protocol: facts
+            .proxy_protocol
+            .map(|p| SocketAddr::new(p.src, p.sport).to_string()),
     }
 }
 
-/// Length of a complete leading PROXY header, `None` while it may still be incomplete.
-fn proxy_header_len(_buf: &[u8]) -> Option<usize> {
-    Some(0)
+/// Where the bytes read so far stand: past any complete PROXY header, is it HTTP or raw?
+fn head_state(buf: &[u8]) -> Head {
+    match l7::proxy_header(buf) {
+        Ok(None) => classify(buf),
+        Ok(Some(proxy)) => classify(buf.get(proxy.len..).unwrap_or_default()),
+        Err(l7::ProxyError::Incomplete) => Head::Incomplete,
+        // Not a PROXY header after all: answer what was seen, without waiting for more.
+        Err(l7::ProxyError::Malformed(_)) => Head::Raw,
+    }
 }
 
 /// Listens on every address and serves until the process ends. Binds all addresses first, so a
@@ -185,19 +198,15 @@ pub fn handle(mut stream: TcpStream, peer: SocketAddr, limits: Limits) -> io::Re
     let mut buf = vec![0u8; limits.max_head];
     let mut len = 0;
     let kind = loop {
-        let proxy_len = proxy_header_len(&buf[..len]);
-        let state = match proxy_len {
-            Some(skip) => classify(&buf[skip..len]),
-            None => Head::Incomplete,
-        };
-        if state != Head::Incomplete {
+        let state = head_state(&buf[..len]);
+        if !matches!(state, Head::Silent | Head::Incomplete) {
             break state;
         }
         if len == buf.len() {
             break Head::Raw;
         }
         // A silent client is raw TCP after `raw_wait`; a talking one gets `head_timeout`.
-        let limit = if len == 0 {
+        let limit = if state == Head::Silent {
             limits.raw_wait
         } else {
             limits.head_timeout
@@ -254,11 +263,35 @@ mod tests {
 
     #[test]
     fn http_needs_the_blank_line() {
-        assert_eq!(classify(b""), Head::Incomplete);
+        assert_eq!(classify(b""), Head::Silent);
         assert_eq!(classify(b"GE"), Head::Incomplete);
         assert_eq!(classify(b"GET / HTTP/1.1\r\nHost: x\r\n"), Head::Incomplete);
         assert_eq!(classify(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Head::Http);
         assert_eq!(classify(b"POST /a HTTP/1.1\n\n"), Head::Http);
+    }
+
+    #[test]
+    fn proxy_headers_are_looked_past() {
+        assert_eq!(head_state(b"PROXY TCP4 192.0.2.1"), Head::Incomplete);
+        let v1 = b"PROXY TCP4 192.0.2.1 198.51.100.1 40000 80\r\n";
+        assert_eq!(head_state(v1), Head::Silent);
+        assert_eq!(
+            head_state(&[&v1[..], b"GET / HTTP/1.0\r\n\r\n"].concat()),
+            Head::Http
+        );
+        assert_eq!(head_state(&[&v1[..], b"ping"].concat()), Head::Raw);
+        assert_eq!(head_state(b"PROXY garbage\r\n"), Head::Raw);
+    }
+
+    #[test]
+    fn answer_carries_only_forwarding_facts() {
+        let peer: SocketAddr = "198.51.100.9:41000".parse().unwrap();
+        let head = b"PROXY TCP4 192.0.2.1 198.51.100.1 40000 80\r\nGET /secret HTTP/1.1\r\nCookie: c\r\nX-Forwarded-For: 192.0.2.1, 198.51.100.2\r\nX-Real-IP: 192.0.2.1\r\n\r\n";
+        let json = serde_json::to_string(&answer(peer, head)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"remote_addr":"198.51.100.9","remote_port":41000,"x_forwarded_for":"192.0.2.1, 198.51.100.2","x_real_ip":"192.0.2.1","forwarded":null,"proxy_protocol":"192.0.2.1:40000"}"#
+        );
     }
 
     #[test]

@@ -128,3 +128,56 @@ fn unusable_listen_address_is_a_clear_error() {
     );
     assert!(stderr.contains("hint: "), "{stderr}");
 }
+
+#[test]
+fn forwarding_headers_are_reported_and_nothing_else() {
+    let echo = start(&["127.0.0.1:0"]);
+    let (reply, _) = exchange(
+        echo.addrs[0],
+        b"GET /private?q=1 HTTP/1.1\r\nHost: svc\r\nCookie: session=abc\r\nX-Forwarded-For: 203.0.113.5, 198.51.100.2\r\nX-Real-IP: 203.0.113.5\r\nForwarded: for=203.0.113.5;proto=https\r\n\r\n",
+    );
+    let json = body(&reply);
+    assert_eq!(json["x_forwarded_for"], "203.0.113.5, 198.51.100.2");
+    assert_eq!(json["x_real_ip"], "203.0.113.5");
+    assert_eq!(json["forwarded"], "for=203.0.113.5;proto=https");
+    assert!(json["proxy_protocol"].is_null());
+    for secret in ["session", "private", "Host", "q=1"] {
+        assert!(!reply.contains(secret), "{secret} leaked: {reply}");
+    }
+}
+
+#[test]
+fn proxy_v1_before_http_and_before_silence() {
+    let echo = start(&["127.0.0.1:0"]);
+    let v1 = b"PROXY TCP4 203.0.113.5 198.51.100.1 40001 31908\r\n";
+    let (reply, _) = exchange(
+        echo.addrs[0],
+        &[&v1[..], b"GET / HTTP/1.1\r\n\r\n"].concat(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert_eq!(body(&reply)["proxy_protocol"], "203.0.113.5:40001");
+    assert_eq!(body(&reply)["remote_addr"], "127.0.0.1");
+    // A PROXY header and then nothing: an L4 backend behind a PROXY-speaking balancer.
+    let (reply, took) = exchange(echo.addrs[0], v1);
+    assert!(reply.starts_with('{'), "{reply}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(body(&reply)["proxy_protocol"], "203.0.113.5:40001");
+}
+
+#[test]
+fn proxy_v2_ipv6_source_is_reported() {
+    let echo = start(&["127.0.0.1:0"]);
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend([0x21, 0x21, 0, 36]); // v2 PROXY, TCP over IPv6, 36 address bytes
+    let src: std::net::Ipv6Addr = "2001:db8::5".parse().unwrap();
+    let dst: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    v2.extend(src.octets());
+    v2.extend(dst.octets());
+    v2.extend(40002u16.to_be_bytes());
+    v2.extend(443u16.to_be_bytes());
+    v2.extend(b"GET / HTTP/1.1\r\nX-Real-IP: 2001:db8::5\r\n\r\n");
+    let (reply, _) = exchange(echo.addrs[0], &v2);
+    let json = body(&reply);
+    assert_eq!(json["proxy_protocol"], "[2001:db8::5]:40002");
+    assert_eq!(json["x_real_ip"], "2001:db8::5");
+}
