@@ -546,3 +546,105 @@ fn pods_coming_and_going_are_followed() {
     );
     assert!(lab.children[0].wait().expect("exit").success());
 }
+
+#[test]
+fn l7_reports_forwarding_facts_of_first_segments_only() {
+    require_lab!();
+    let mut lab = Lab::new("c");
+    build_node(&lab);
+    let pod_echo = lab
+        .exec("pod", &[PROBE, "echo", "--listen", "0.0.0.0:8080"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("echo in pod");
+    lab.children.push(pod_echo);
+    let mut probe = lab
+        .exec(
+            "node",
+            &[
+                PROBE,
+                "capture",
+                "--l7",
+                "--port",
+                "31908",
+                "--port",
+                "8080",
+                "--host",
+                "198.51.100.7",
+                "--host",
+                "10.244.0.5",
+                "--duration",
+                "4",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("probe");
+    let events = lines_of(probe.stdout.take().expect("stdout"));
+    lab.children.push(probe);
+    wait_for(&events, "hello", |l| l.contains(r#""type":"hello""#));
+    // One write, so the request head is one segment (bash's printf may write piecemeal).
+    let head = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        head.path(),
+        "GET /private HTTP/1.1\r\nHost: svc\r\nCookie: s=1\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+    )
+    .expect("write request");
+    let request = format!("cat {} >&3", head.path().display());
+    let out = lab
+        .exec(
+            "client",
+            &[
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/198.51.100.1/31908; {request}; timeout 5 cat <&3"),
+            ],
+        )
+        .output()
+        .expect("client request");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("203.0.113.9"));
+    let rest = wait_for(&events, "bye", |l| l.contains(r#""type":"bye""#));
+    assert!(lab.children[1].wait().expect("exit").success());
+    let all: Vec<Event> = rest.iter().map(|l| decode_line(l).expect("line")).collect();
+    let isn = all
+        .iter()
+        .find_map(|e| match e {
+            Event::Syn(s) if s.iface == "eth0" => Some(s.isn),
+            _ => None,
+        })
+        .expect("SYN on the uplink");
+    let l7: Vec<_> = all
+        .iter()
+        .filter_map(|e| match e {
+            Event::L7(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    let mut ifaces: Vec<&str> = l7.iter().map(|l| l.iface.as_str()).collect();
+    ifaces.sort();
+    assert_eq!(ifaces, ["cbr0", "eth0", "vethpod0"], "{l7:#?}");
+    for event in &l7 {
+        assert_eq!(event.seq, isn.wrapping_add(1));
+        assert_eq!(
+            event.x_forwarded_for.as_deref(),
+            Some("203.0.113.9"),
+            "{event:?}"
+        );
+        assert_eq!(
+            event.dir,
+            Some(if event.iface == "eth0" {
+                Direction::In
+            } else {
+                Direction::Out
+            })
+        );
+    }
+    for line in &rest {
+        assert!(
+            !line.contains("private") && !line.contains("Cookie"),
+            "{line}"
+        );
+    }
+}
