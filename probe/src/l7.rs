@@ -68,7 +68,7 @@ pub enum ProxyError {
 }
 
 /// Reads a PROXY protocol v1 or v2 header at the start of `payload`; `Ok(None)` when the payload
-/// does not begin with one.
+/// does not begin with one (an empty payload included: wait for a byte before asking).
 pub fn proxy_header(payload: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
     if starts_like(payload, &V2_SIG) {
         let v2 = parse_v2(payload)?;
