@@ -279,7 +279,8 @@ fn field_of(name: &[u8]) -> Option<Field> {
 
 fn http_forwarding_into(buf: &[u8], facts: &mut Forwarding) {
     let mut lines = CompleteLines { rest: buf };
-    match lines.next() {
+    // Servers ignore empty lines before a request line (RFC 9112 §2.2); a few are enough.
+    match lines.by_ref().take(4).find(|l| !l.is_empty()) {
         Some(first) if is_request_line(first) => {}
         _ => return,
     }
@@ -669,7 +670,9 @@ mod tests {
         let f = forwarding_facts(p);
         assert_eq!(f.x_real_ip.as_deref(), Some("192.0.2.1"));
         assert_eq!(f.x_forwarded_for, None);
-        // Bare LF line ends are tolerated.
+        // Empty lines before the request line and bare LF line ends are tolerated.
+        let crlf = forwarding_facts(b"\r\n\r\nGET / HTTP/1.1\r\nX-Real-IP: 192.0.2.1\r\n\r\n");
+        assert_eq!(crlf.x_real_ip.as_deref(), Some("192.0.2.1"));
         let lf = forwarding_facts(b"GET / HTTP/1.0\nX-Real-IP: 192.0.2.1\n\n");
         assert_eq!(lf.x_real_ip.as_deref(), Some("192.0.2.1"));
     }
