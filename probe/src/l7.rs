@@ -400,8 +400,13 @@ pub fn client_from_forwarded(value: &str) -> Option<String> {
     node_ip(&unquote(node.trim())).map(|ip| ip.to_string())
 }
 
-/// One address as forwarding headers write it: optional quotes, `[v6]`, `[v6]:port`, `v4:port`.
+/// One address as forwarding headers write it: optional quotes, `[v6]`, `[v6]:port`, `v4:port`;
+/// an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, written by dual-stack proxies) becomes IPv4.
 pub fn node_ip(node: &str) -> Option<IpAddr> {
+    node_ip_as_written(node).map(|ip| ip.to_canonical())
+}
+
+fn node_ip_as_written(node: &str) -> Option<IpAddr> {
     let node = node.trim().trim_matches('"').trim();
     if let Ok(ip) = node.parse::<IpAddr>() {
         return Some(ip);
@@ -717,6 +722,14 @@ mod tests {
         assert_eq!(
             client_from_xff("2001:DB8::7").as_deref(),
             Some("2001:db8::7")
+        );
+        assert_eq!(
+            client_from_xff("::ffff:203.0.113.7, 10.0.0.1").as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(
+            client_from_xff("[::ffff:203.0.113.7]:80").as_deref(),
+            Some("203.0.113.7")
         );
         assert_eq!(client_from_xff("unknown, 203.0.113.7"), None);
         assert_eq!(client_from_xff(""), None);
