@@ -4,16 +4,25 @@ use super::correlate::Chain;
 use super::model::{Flow, Hop, Translation, TranslationKind};
 use super::owners::Owners;
 use super::sighting::{Names, Sighting};
+use realip_probe::wire::Direction;
 use std::net::{IpAddr, SocketAddr};
 
 pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut Owners) -> Flow {
     let path: Vec<&Sighting> = chain.hops.iter().map(|&i| &sightings[i]).collect();
     let hops: Vec<Hop> = path
         .iter()
-        .map(|s| Hop {
+        .enumerate()
+        .map(|(i, s)| Hop {
             node: names.get(s.node).to_string(),
             iface: names.get(s.iface).to_string(),
-            dir: s.dir,
+            dir: if s.dir_known {
+                s.dir
+            } else if i == 0 || path[i - 1].node != s.node {
+                Direction::In
+            } else {
+                Direction::Out
+            },
+            dir_inferred: !s.dir_known,
             src: s.src,
             sport: s.sport,
             dst: s.dst,
