@@ -31,6 +31,7 @@ use owners::Owners;
 use realip_probe::wire::{Event, L7};
 use sighting::{Names, Sighting};
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::IpAddr;
 
 /// Streaming correlation of probe events. Memory grows with the number of SYN sightings
@@ -191,6 +192,26 @@ pub fn render_json(report: &Report) -> String {
     out
 }
 
+/// Prints the report on stdout; JSON is streamed (a large capture makes a large report).
+fn write_report(report: &Report, format: OutputFormat) -> std::io::Result<()> {
+    let text = match format {
+        OutputFormat::Text => render_text(report),
+        OutputFormat::Mermaid => render_mermaid(report),
+        OutputFormat::Json => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, output::stdout());
+            let written = serde_json::to_writer_pretty(&mut out, report)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
+            return match written {
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            };
+        }
+    };
+    output::emit(&text)
+}
+
 /// `kubectl realip analyze FILE...`
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let mut analyzer = Analyzer::new();
@@ -209,12 +230,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         }
     }
     let report = analyzer.finish();
-    let text = match args.output {
-        OutputFormat::Text => render_text(&report),
-        OutputFormat::Json => render_json(&report),
-        OutputFormat::Mermaid => render_mermaid(&report),
-    };
-    output::emit(&text)
+    write_report(&report, args.output)
         .map_err(|err| Failure::new(Kind::Usage, format!("writing the report: {err}")))?;
     match worst {
         Some(kind) => Err(Failure::new(
