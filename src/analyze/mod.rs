@@ -129,26 +129,21 @@ impl Analyzer {
     pub fn finish(mut self) -> Report {
         let correlation = correlate::correlate(&self.sightings);
         self.warnings.extend(correlation.warnings);
-        let mut flows: Vec<(u64, model::Flow)> = correlation
+        let mut flows: Vec<model::Flow> = correlation
             .chains
             .iter()
             .map(|chain| {
                 let mut flow = flow::build(&self.sightings, chain, &self.names, &mut self.owners);
                 flow.l7_client_ip = self.l7_for(&chain.hops);
-                let head = &self.sightings[chain.hops[0]];
-                (u64::from(head.node) << 32 | u64::from(head.iface), flow)
+                flow
             })
             .collect();
-        // Stable order: by first capture point, then time at that point (one clock), then ISN.
-        flows.sort_by(|(ka, a), (kb, b)| {
-            (a.hops[0].node.as_str(), ka, a.hops[0].ts_ns, a.isn).cmp(&(
-                b.hops[0].node.as_str(),
-                kb,
-                b.hops[0].ts_ns,
-                b.isn,
-            ))
+        // Independent of input order: by first capture point's node, its clock, then the rest.
+        flows.sort_by(|a, b| {
+            let (ha, hb) = (&a.hops[0], &b.hops[0]);
+            (&ha.node, ha.ts_ns, &ha.iface, a.isn, ha.src, ha.sport)
+                .cmp(&(&hb.node, hb.ts_ns, &hb.iface, b.isn, hb.src, hb.sport))
         });
-        let flows: Vec<model::Flow> = flows.into_iter().map(|(_, f)| f).collect();
         let drops = self.drops.values().sum();
         let summary = summary::summarize(&flows, drops, self.warnings);
         Report { flows, summary }
