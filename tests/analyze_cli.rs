@@ -103,10 +103,7 @@ fn truncated_capture_names_the_byte_offset_and_keeps_what_came_before() {
 fn unknown_link_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("odd.pcap");
-    let mut header = Vec::new();
-    for word in [0xa1b2_c3d4u32] {
-        header.extend_from_slice(&word.to_le_bytes());
-    }
+    let mut header = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
     header.extend_from_slice(&2u16.to_le_bytes());
     header.extend_from_slice(&4u16.to_le_bytes());
     header.extend_from_slice(&[0; 8]);
