@@ -1,0 +1,218 @@
+//! One correlated chain of sightings → the flow of the report: hops, rewrites, verdict.
+
+use super::correlate::Chain;
+use super::model::{Flow, Hop, Translation, TranslationKind};
+use super::owners::Owners;
+use super::sighting::{Names, Sighting};
+use realip_probe::wire::Direction;
+use std::net::{IpAddr, SocketAddr};
+
+pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut Owners) -> Flow {
+    let path: Vec<&Sighting> = chain.hops.iter().map(|&i| &sightings[i]).collect();
+    let hops: Vec<Hop> = path
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Hop {
+            node: names.get(s.node).to_string(),
+            iface: names.get(s.iface).to_string(),
+            dir: if s.dir_known {
+                s.dir
+            } else if i == 0 || path[i - 1].node != s.node {
+                Direction::In
+            } else {
+                Direction::Out
+            },
+            dir_inferred: !s.dir_known,
+            src: s.src,
+            sport: s.sport,
+            dst: s.dst,
+            dport: s.dport,
+            ts_ns: s.ts_ns,
+        })
+        .collect();
+    let mut translations = Vec::new();
+    for (i, pair) in path.windows(2).enumerate() {
+        let (a, b) = (pair[0], pair[1]);
+        let node = if a.node == b.node {
+            names.get(a.node).to_string()
+        } else {
+            format!("between {} and {}", names.get(a.node), names.get(b.node))
+        };
+        // PREROUTING (DNAT) comes before POSTROUTING (SNAT).
+        if !a.same_destination(b) {
+            translations.push(Translation {
+                kind: TranslationKind::Dnat,
+                node: node.clone(),
+                from: endpoint(a.dst, a.dport),
+                to: endpoint(b.dst, b.dport),
+                to_owner: owner(b.dst, TranslationKind::Dnat, a, b, names, owners),
+                hop: i + 1,
+            });
+        }
+        if !a.same_source(b) {
+            translations.push(Translation {
+                kind: TranslationKind::Snat,
+                node,
+                from: endpoint(a.src, a.sport),
+                to: endpoint(b.src, b.sport),
+                to_owner: owner(b.src, TranslationKind::Snat, a, b, names, owners),
+                hop: i + 1,
+            });
+        }
+    }
+    let first = path[0];
+    let client = first.src;
+    let pod_sees = path.last().map(|s| s.src);
+    Flow {
+        isn: first.isn,
+        translations,
+        pod_sees,
+        client_ip_preserved: pod_sees == Some(client),
+        l7_client_ip: None,
+        client: Some(client),
+        entry: endpoint(first.dst, first.dport),
+        lost_at: path.iter().position(|s| s.src != client),
+        retries: chain.retries,
+        hops,
+    }
+}
+
+/// `addr:port`, IPv6 in brackets.
+pub fn endpoint(addr: IpAddr, port: u16) -> String {
+    SocketAddr::new(addr, port).to_string()
+}
+
+/// The address part of an `addr:port` written by [`endpoint`].
+pub fn host(endpoint: &str) -> Option<IpAddr> {
+    endpoint.parse::<SocketAddr>().ok().map(|a| a.ip())
+}
+
+/// The rewrite that replaced the client's address, if any: the first SNAT whose address changed.
+pub fn losing_snat(flow: &Flow) -> Option<&Translation> {
+    flow.translations
+        .iter()
+        .find(|t| t.kind == TranslationKind::Snat && host(&t.from) != host(&t.to))
+}
+
+/// Who owns a rewritten address: the probes' interfaces when they say; without a `hello` from
+/// that node, what the capture shows (MASQUERADE takes the outgoing interface's address).
+fn owner(
+    addr: IpAddr,
+    kind: TranslationKind,
+    before: &Sighting,
+    after: &Sighting,
+    names: &Names,
+    owners: &mut Owners,
+) -> String {
+    if let Some(owner) = owners.owner(addr) {
+        return owner;
+    }
+    let node = names.get(after.node);
+    if before.node == after.node && !owners.knows_node(node) && after.may_be_out() {
+        let iface = names.get(after.iface);
+        return match kind {
+            TranslationKind::Snat => format!("{iface} of {node}, inferred"),
+            TranslationKind::Dnat => format!("reached via {iface} of {node}, inferred"),
+        };
+    }
+    "unknown".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::model::TranslationKind::{Dnat, Snat};
+
+    fn sighting(
+        names: &mut Names,
+        node: &str,
+        iface: &str,
+        hop: (&str, u16, &str, u16),
+    ) -> Sighting {
+        Sighting {
+            ts_ns: 0,
+            node: names.id(node),
+            iface: names.id(iface),
+            dir: Direction::In,
+            dir_known: false,
+            src: hop.0.parse().unwrap(),
+            sport: hop.1,
+            dst: hop.2.parse().unwrap(),
+            dport: hop.3,
+            isn: 1,
+            tsval: Some(2),
+            ttl: 64,
+            ip_id: None,
+        }
+    }
+
+    #[test]
+    fn without_hello_masquerade_owner_is_inferred_and_directions_marked() {
+        let mut names = Names::default();
+        let path = vec![
+            sighting(
+                &mut names,
+                "node-a",
+                "ens5",
+                ("198.51.100.7", 5000, "192.0.2.10", 31908),
+            ),
+            sighting(
+                &mut names,
+                "node-a",
+                "cbr0",
+                ("10.244.0.1", 6000, "10.244.0.5", 8080),
+            ),
+        ];
+        let chain = Chain {
+            hops: vec![0, 1],
+            retries: 2,
+        };
+        let flow = build(&path, &chain, &names, &mut Owners::default());
+        assert_eq!(flow.hops[0].dir, Direction::In);
+        assert_eq!(flow.hops[1].dir, Direction::Out);
+        assert!(flow.hops.iter().all(|h| h.dir_inferred));
+        let kinds: Vec<_> = flow.translations.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, vec![Dnat, Snat]);
+        assert_eq!(flow.translations[1].to_owner, "cbr0 of node-a, inferred");
+        assert_eq!(flow.translations[1].from, "198.51.100.7:5000");
+        assert_eq!(flow.translations[1].hop, 1);
+        assert_eq!(flow.lost_at, Some(1));
+        assert_eq!(flow.retries, 2);
+        assert!(!flow.client_ip_preserved);
+        assert_eq!(losing_snat(&flow).map(|t| t.node.as_str()), Some("node-a"));
+    }
+
+    #[test]
+    fn a_rewrite_between_nodes_names_both_and_port_only_snat_keeps_the_client() {
+        let mut names = Names::default();
+        let path = vec![
+            sighting(
+                &mut names,
+                "client",
+                "eth0",
+                ("2001:db8::7", 5000, "2001:db8::1", 443),
+            ),
+            sighting(
+                &mut names,
+                "node-b",
+                "ens5",
+                ("2001:db8::7", 5001, "2001:db8::b", 30443),
+            ),
+        ];
+        let chain = Chain {
+            hops: vec![0, 1],
+            retries: 0,
+        };
+        let flow = build(&path, &chain, &names, &mut Owners::default());
+        assert_eq!(flow.translations.len(), 2);
+        assert!(flow
+            .translations
+            .iter()
+            .all(|t| t.node == "between client and node-b"));
+        assert_eq!(flow.translations[0].to, "[2001:db8::b]:30443");
+        assert_eq!(flow.translations[0].to_owner, "unknown");
+        assert!(flow.client_ip_preserved);
+        assert_eq!(losing_snat(&flow), None);
+        assert_eq!(flow.entry, "[2001:db8::1]:443");
+    }
+}
