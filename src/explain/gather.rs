@@ -429,6 +429,14 @@ fn tke_facts(objects: &Objects, cluster: &mut ClusterFacts) {
     if !cluster.cloud_is(Cloud::Tke) {
         return;
     }
+    let unreadable = objects.notes.iter().any(|n| n.contains(TKE_SERVICE_CONFIG));
+    if objects.live && cluster.global_route_direct_access.is_none() && !unreadable {
+        // Read from the cluster and absent: the switch is off.
+        cluster.global_route_direct_access = Some(Fact::new(
+            false,
+            format!("ConfigMap kube-system/{TKE_SERVICE_CONFIG} not found"),
+        ));
+    }
     if find_cm(objects, "kube-system", "cilium-config").is_some() {
         cluster.tke_network = Some(Fact::new(
             TkeNetwork::CiliumOverlay,
