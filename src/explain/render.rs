@@ -145,10 +145,12 @@ pub fn render_mermaid(explanations: &[Explanation]) -> String {
                 }
             }
             if let Some(last) = v.path.len().checked_sub(1) {
-                let class = match v.l4_source_seen_by_pod {
-                    L4Source::Client => "kept",
-                    L4Source::Unknown => "unknown",
-                    _ => "rewritten",
+                let class = if v.l4_source_seen_by_pod == L4Source::Unknown {
+                    "unknown"
+                } else if v.path.iter().any(|h| h.rewrite.is_some()) {
+                    "rewritten"
+                } else {
+                    "kept"
                 };
                 let _ = writeln!(out, "    class {} {class}", id(last));
             }

@@ -89,7 +89,8 @@ impl Trail {
             text: text.into(),
             apply,
         };
-        if !self.fixes.contains(&fix) {
+        let same = |f: &Fix| f.text == fix.text || (fix.apply.is_some() && f.apply == fix.apply);
+        if !self.fixes.iter().any(same) {
             self.fixes.push(fix);
         }
     }

@@ -108,10 +108,10 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
         "a TKE CLB (layer 4) passes the client address through to its backends",
     );
     let annotated = svc.annotation_true(DIRECT_ACCESS);
-    let direct_setting = format!(
-        "metadata.annotations[\"{DIRECT_ACCESS}\"]={:?}",
-        svc.annotation(DIRECT_ACCESS).unwrap_or("")
-    );
+    let direct_setting = match svc.annotation(DIRECT_ACCESS) {
+        Some(v) => format!("metadata.annotations[\"{DIRECT_ACCESS}\"]=\"{v}\""),
+        None => format!("metadata.annotations[\"{DIRECT_ACCESS}\"] not set"),
+    };
     let reach = direct_reach(cluster, backend);
     let all_virtual = backend
         .on_virtual_nodes
@@ -212,11 +212,16 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
     let direct = ingress
         .annotation(INGRESS_DIRECT_ACCESS)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let direct_setting = format!(
-        "ingress {} metadata.annotations[\"{INGRESS_DIRECT_ACCESS}\"]={:?}",
-        ingress.name,
-        ingress.annotation(INGRESS_DIRECT_ACCESS).unwrap_or("")
-    );
+    let direct_setting = match ingress.annotation(INGRESS_DIRECT_ACCESS) {
+        Some(v) => format!(
+            "ingress {} metadata.annotations[\"{INGRESS_DIRECT_ACCESS}\"]=\"{v}\"",
+            ingress.name
+        ),
+        None => format!(
+            "ingress {} metadata.annotations[\"{INGRESS_DIRECT_ACCESS}\"] not set",
+            ingress.name
+        ),
+    };
     let all_virtual = backend
         .on_virtual_nodes
         .as_ref()
