@@ -108,3 +108,66 @@ pub async fn run(args: &ExplainArgs) -> Result<()> {
     crate::output::emit(&render(args.output, &explanations))
         .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_yaml_names_the_document() {
+        let err = explain_manifests("kind: Service\n---\nfoo: [unclosed\n").unwrap_err();
+        assert!(
+            matches!(err, ExplainError::Yaml { document: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_service_names_kind_and_name() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: oops}\n";
+        let err = explain_manifests(yaml).unwrap_err();
+        match err {
+            ExplainError::Object { kind, name, .. } => {
+                assert_eq!((kind.as_str(), name.as_str()), ("Service", "web"))
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn no_service_is_an_error_with_a_hint() {
+        let err = explain_manifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+            .unwrap_err();
+        assert!(matches!(err, ExplainError::NoService));
+        let failure = Failure::from(err);
+        assert_eq!(failure.kind, Kind::Usage);
+        assert!(failure.hint.unwrap().contains("-f"));
+    }
+
+    #[test]
+    fn lists_and_empty_documents_are_read() {
+        let yaml = "---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: b}\n";
+        let names: Vec<String> = explain_manifests(yaml)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.service)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn every_way_in_is_either_explained_or_closed() {
+        for yaml in [
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: NodePort}\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: LoadBalancer}\n",
+        ] {
+            let e = &explain_manifests(yaml).unwrap()[0];
+            for origin in model::Origin::ALL {
+                let open = e.origins.iter().any(|v| v.origin == origin);
+                let closed = e.closed.iter().any(|c| c.origin == origin);
+                assert!(open != closed, "{origin:?} in {yaml}");
+            }
+        }
+    }
+}

@@ -330,3 +330,31 @@ pub fn shell_word(value: &str) -> String {
         format!("'{}'", value.replace('\'', r"'\''"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(shell_word("true"), "true");
+        assert_eq!(
+            shell_word("preserve_client_ip.enabled=true"),
+            "preserve_client_ip.enabled=true"
+        );
+        assert_eq!(shell_word("*"), "'*'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn a_proxy_rewrite_shows_at_the_next_hop() {
+        let mut trail = Trail::start("client", L4Source::Client);
+        trail.new_connection(L4Source::Proxy, "new connection");
+        trail.to("pod");
+        assert_eq!(trail.path[1].rewrite.as_deref(), Some("new connection"));
+        assert_eq!(trail.path[1].source, L4Source::Proxy);
+        trail.rewritten("x", L4Source::Node, "SNAT");
+        assert_eq!(trail.path[2].rewrite.as_deref(), Some("SNAT"));
+    }
+}

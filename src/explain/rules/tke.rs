@@ -275,3 +275,63 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
     enter_node(cluster, backend, &mut trail);
     trail
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::facts::Fact;
+
+    fn cluster(network: Option<TkeNetwork>, grda: Option<bool>) -> ClusterFacts {
+        ClusterFacts {
+            tke_network: network.map(|n| Fact::new(n, "test")),
+            global_route_direct_access: grda.map(|g| Fact::new(g, "test")),
+            ..ClusterFacts::default()
+        }
+    }
+
+    #[test]
+    fn direct_access_needs_a_reachable_pod_address() {
+        let plain = Backend::default();
+        let works = |c: &ClusterFacts, b: &Backend| matches!(direct_reach(c, b), Direct::Works(..));
+        assert!(works(&cluster(Some(TkeNetwork::VpcCni), None), &plain));
+        assert!(works(
+            &cluster(Some(TkeNetwork::GlobalRouter), Some(true)),
+            &plain
+        ));
+        assert!(matches!(
+            direct_reach(
+                &cluster(Some(TkeNetwork::GlobalRouter), Some(false)),
+                &plain
+            ),
+            Direct::Blocked(..)
+        ));
+        assert!(matches!(
+            direct_reach(&cluster(Some(TkeNetwork::GlobalRouter), None), &plain),
+            Direct::Unknown(..)
+        ));
+        assert!(matches!(
+            direct_reach(
+                &cluster(Some(TkeNetwork::CiliumOverlay), Some(true)),
+                &plain
+            ),
+            Direct::Blocked(..)
+        ));
+        assert!(matches!(
+            direct_reach(&cluster(None, None), &plain),
+            Direct::Unknown(..)
+        ));
+        let eni = Backend {
+            eni_pods: Some(Fact::new(true, "pod requests eni-ip")),
+            ..Backend::default()
+        };
+        assert!(works(
+            &cluster(Some(TkeNetwork::GlobalRouter), Some(false)),
+            &eni
+        ));
+        let super_node = Backend {
+            on_virtual_nodes: Some(Fact::new(VirtualPlacement::All, "eklet")),
+            ..Backend::default()
+        };
+        assert!(works(&cluster(None, None), &super_node));
+    }
+}
