@@ -23,6 +23,7 @@ fn args(api: &FakeApi) -> ExplainArgs {
     ExplainArgs {
         target: Some("svc/web".into()),
         filename: Vec::new(),
+        entry_node: None,
         kube: KubeArgs {
             kubeconfig: Some(api.kubeconfig().to_path_buf()),
             namespace: Some("shop".into()),

@@ -322,11 +322,14 @@ pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explan
     let name = parse_target(target)?;
     let (client, namespace) = crate::kube::client(&args.kube).await?;
     let objects = gather(&KubeSource { client }, &namespace, name).await?;
-    let facts = super::gather::all_facts(&objects);
+    let mut facts = super::gather::all_facts(&objects);
     // The target is the first Service; the others are ingress controllers read for context.
+    facts.truncate(1);
     Ok(facts
-        .first()
-        .map(super::rules::explain)
-        .into_iter()
+        .iter_mut()
+        .map(|f| {
+            f.cluster.entry_node = args.entry_node.clone();
+            super::rules::explain(f)
+        })
         .collect())
 }

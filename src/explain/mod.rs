@@ -17,7 +17,7 @@ use std::io::Read;
 use crate::cli::{ExplainArgs, OutputFormat};
 use crate::error::{Failure, Kind, Result};
 
-pub use render::{render_json, render_mermaid, render_text};
+pub use render::{render_json, render_mermaid, render_text, verdict_summary};
 pub use rules::explain;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,21 +37,34 @@ pub enum ExplainError {
 
 /// One explanation per Service found in `yaml` (multi-document YAML or a List).
 pub fn explain_manifests(yaml: &str) -> Result<Vec<model::Explanation>, ExplainError> {
+    explain_manifests_entering(yaml, None)
+}
+
+/// Like [`explain_manifests`], for connections entering the cluster at `entry_node` (trace and
+/// lab know it): a MASQUERADE then resolves to the node IP or the bridge IP exactly.
+pub fn explain_manifests_entering(
+    yaml: &str,
+    entry_node: Option<&str>,
+) -> Result<Vec<model::Explanation>, ExplainError> {
     let mut objects = objects::Objects::default();
     objects.add_yaml(yaml)?;
-    explain_objects(&objects)
+    explain_objects(&objects, entry_node)
 }
 
 /// One explanation per Service in `objects`.
 pub fn explain_objects(
     objects: &objects::Objects,
+    entry_node: Option<&str>,
 ) -> Result<Vec<model::Explanation>, ExplainError> {
     if objects.services.is_empty() {
         return Err(ExplainError::NoService);
     }
     Ok(gather::all_facts(objects)
-        .iter()
-        .map(rules::explain)
+        .iter_mut()
+        .map(|facts| {
+            facts.cluster.entry_node = entry_node.map(str::to_string);
+            rules::explain(facts)
+        })
         .collect())
 }
 
@@ -103,7 +116,7 @@ pub async fn run(args: &ExplainArgs) -> Result<()> {
         live::explain_live(args, target).await?
     } else {
         let yaml = read_inputs(args)?;
-        explain_manifests(&yaml)?
+        explain_manifests_entering(&yaml, args.entry_node.as_deref())?
     };
     crate::output::emit(&render(args.output, &explanations))
         .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
@@ -169,5 +182,35 @@ mod tests {
                 assert!(open != closed, "{origin:?} in {yaml}");
             }
         }
+    }
+
+    #[test]
+    fn the_entry_node_decides_node_or_bridge() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: lab}\nspec: {type: NodePort, selector: {app: web}}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: node-b}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: lab, labels: {app: web}}\nspec: {nodeName: node-b, containers: [{name: web}]}\n";
+        let seen = |entry: Option<&str>| {
+            let e = &explain_manifests_entering(yaml, entry).unwrap()[0];
+            let v = e
+                .origins
+                .iter()
+                .find(|v| v.origin == model::Origin::NodePort)
+                .unwrap();
+            (v.l4_source_seen_by_pod, render::verdict_summary(v))
+        };
+        assert_eq!(seen(Some("node-b")).0, model::L4Source::Bridge);
+        assert_eq!(seen(Some("node-a")).0, model::L4Source::Node);
+        let (source, summary) = seen(None);
+        assert_eq!(source, model::L4Source::Node);
+        assert!(
+            summary.starts_with("node-port via node-port: pod sees node"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("spec.externalTrafficPolicy=Cluster (default)"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("kubectl patch svc web -n lab"),
+            "{summary}"
+        );
     }
 }
