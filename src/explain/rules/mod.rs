@@ -243,7 +243,12 @@ pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, St
     }
     let by_annotation: [(&[&str], LbProvider); 5] = [
         (
-            &["service.cloud.tencent.com/", "service.kubernetes.io/tke-"],
+            &[
+                "service.cloud.tencent.com/",
+                "service.kubernetes.io/tke-",
+                "service.kubernetes.io/qcloud-",
+                "service.kubernetes.io/local-svc-only-bind-node-with-pod",
+            ],
             LbProvider::Tke,
         ),
         (&["service.beta.kubernetes.io/aws-"], LbProvider::Aws),
@@ -258,8 +263,6 @@ pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, St
         ),
     ];
     for (prefixes, provider) in by_annotation {
-        // `cloud.google.com/neg` alone is about Ingress backends, not the L4 LB's maker,
-        // but it still says GKE.
         if let Some(key) = has_prefix(prefixes) {
             return (provider, format!("metadata.annotations[\"{key}\"]"));
         }
