@@ -76,26 +76,32 @@ fn render(format: OutputFormat, explanations: &[model::Explanation]) -> String {
     }
 }
 
-fn read_inputs(args: &ExplainArgs) -> Result<String> {
-    let mut all = String::new();
+/// Reads every `-f` input into one set of objects; errors name the file.
+fn read_inputs(args: &ExplainArgs) -> Result<objects::Objects> {
+    let mut objects = objects::Objects::default();
     for path in &args.filename {
-        let text = if path.as_os_str() == "-" {
+        let (name, text) = if path.as_os_str() == "-" {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .map_err(|err| Failure::usage(format!("reading stdin: {err}")))?;
-            text
+            ("stdin".to_string(), text)
         } else {
-            std::fs::read_to_string(path).map_err(|err| {
+            let text = std::fs::read_to_string(path).map_err(|err| {
                 Failure::usage(format!("cannot read {}: {err}", path.display()))
                     .hint("pass manifest files with -f FILE (or -f - for stdin)")
-            })?
+            })?;
+            (path.display().to_string(), text)
         };
-        // Keep files apart even when one does not end with a newline.
-        all.push_str("\n---\n");
-        all.push_str(&text);
+        objects.add_yaml(&text).map_err(|err| {
+            let failure = Failure::from(err);
+            Failure {
+                message: format!("{name}: {}", failure.message),
+                ..failure
+            }
+        })?;
     }
-    Ok(all)
+    Ok(objects)
 }
 
 impl From<ExplainError> for Failure {
@@ -115,8 +121,8 @@ pub async fn run(args: &ExplainArgs) -> Result<()> {
     let explanations = if let Some(target) = &args.target {
         live::explain_live(args, target).await?
     } else {
-        let yaml = read_inputs(args)?;
-        explain_manifests_entering(&yaml, args.entry_node.as_deref())?
+        let objects = read_inputs(args)?;
+        explain_objects(&objects, args.entry_node.as_deref())?
     };
     crate::output::emit(&render(args.output, &explanations))
         .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
