@@ -205,19 +205,18 @@ fn backend(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> Backend 
         .find_map(|w| workload_is_eni(w))
         .map(|from| Fact::new(true, from));
 
-    let virtual_names: Vec<&str> = cluster
-        .nodes
-        .iter()
-        .filter(|n| n.virtual_node)
-        .map(|n| n.name.as_str())
-        .collect();
+    // A node is virtual if its object says so, or by TKE's naming when the object is missing.
+    let is_virtual = |name: &str| {
+        cluster
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map_or(name.starts_with("eklet-"), |n| n.virtual_node)
+    };
     let on_virtual_nodes = match &endpoint_nodes {
         Some(nodes) => {
-            let on_virtual = nodes
-                .iter()
-                .filter(|n| virtual_names.contains(&n.as_str()))
-                .count();
-            let known = cluster.nodes.iter().any(|n| nodes.contains(&n.name));
+            let on_virtual = nodes.iter().filter(|n| is_virtual(n)).count();
+            let known = on_virtual > 0 || cluster.nodes.iter().any(|n| nodes.contains(&n.name));
             let placement = match on_virtual {
                 0 => VirtualPlacement::None,
                 n if n == nodes.len() => VirtualPlacement::All,

@@ -386,6 +386,13 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
                 "with Local, kube-proxy sends pod traffic for the LB address to the ClusterIP \
                  chain without masquerading it",
             );
+            if proxy_mode(cluster) == ProxyMode::Ipvs {
+                trail.because(
+                    proxy_setting(cluster),
+                    "older IPVS kube-proxies only use local endpoints for a Local LB address, so \
+                     callers on nodes without one time out (kubernetes#75262)",
+                );
+            }
             trail.to("pod");
         }
         (TrafficPolicy::Local, true) => {
