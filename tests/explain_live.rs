@@ -253,3 +253,35 @@ async fn a_bad_target_is_a_usage_error() {
     let err = explain_live(&args(&api), "deploy/web").await.unwrap_err();
     assert_eq!(err.kind, kubectl_realip::error::Kind::Usage);
 }
+
+#[tokio::test]
+async fn reads_metallb_advertisements() {
+    let api = FakeApi::start().await;
+    insert_yaml(
+        &api,
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: l2, namespace: metallb-system}
+"#,
+    );
+    let explanations = explain_live(&args(&api), "svc/web")
+        .await
+        .expect("explained");
+    let lb = verdict(&explanations[0], Origin::InternetViaLb, "lb");
+    assert_eq!(lb.l4_source_seen_by_pod, L4Source::Node, "{lb:#?}");
+    assert!(
+        lb.reasons
+            .iter()
+            .any(|r| r.setting == "L2Advertisement metallb-system/l2"),
+        "{lb:#?}"
+    );
+}

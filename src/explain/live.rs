@@ -8,9 +8,10 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use std::collections::BTreeMap;
 
+use super::facts::MetalLbMode;
 use super::model::Explanation;
 use super::objects::{IngressDoc, Objects, Workload};
 use crate::cli::ExplainArgs;
@@ -35,6 +36,8 @@ pub trait Source {
     async fn nodes(&self) -> Result<Vec<Node>, KubeError>;
     async fn pods(&self, ns: &str, selector: &str) -> Result<Vec<Pod>, KubeError>;
     async fn daemon_set(&self, ns: &str, name: &str) -> Result<DaemonSet, KubeError>;
+    /// Names (`namespace/name`) of MetalLB objects of `kind` (L2Advertisement, BGPAdvertisement).
+    async fn metallb(&self, kind: &str) -> Result<Vec<String>, KubeError>;
 }
 
 /// The real cluster.
@@ -141,6 +144,31 @@ impl Source for KubeSource {
             .await
             .call(ApiCall::new("get", "daemonsets.apps").ns(ns).name(name))
     }
+
+    async fn metallb(&self, kind: &str) -> Result<Vec<String>, KubeError> {
+        let gvk = GroupVersionKind::gvk("metallb.io", "v1beta1", kind);
+        let resource = ApiResource::from_gvk(&gvk);
+        let call = match kind {
+            "L2Advertisement" => ApiCall::new("list", "l2advertisements.metallb.io"),
+            _ => ApiCall::new("list", "bgpadvertisements.metallb.io"),
+        };
+        Api::<DynamicObject>::all_with(self.client.clone(), &resource)
+            .list(&ListParams::default())
+            .await
+            .call(call)
+            .map(|list| {
+                list.items
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{}/{}",
+                            o.metadata.namespace.as_deref().unwrap_or_default(),
+                            o.metadata.name.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+    }
 }
 
 /// An optional read: absent is fine, a refusal or failure is noted as an assumption.
@@ -222,6 +250,18 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
             if objects.add_value(value, 0).is_err() {
                 objects.config_maps.push(cm);
             }
+        }
+    }
+    // MetalLB's mode from its advertisements (a 404 means MetalLB is not installed).
+    for (kind, mode) in [
+        ("L2Advertisement", MetalLbMode::L2),
+        ("BGPAdvertisement", MetalLbMode::Bgp),
+    ] {
+        let read = source.metallb(kind).await;
+        if let Some(first) = optional(&mut objects, &format!("MetalLB {kind}s"), read)
+            .and_then(|names| names.into_iter().next())
+        {
+            objects.metallb = Some((Some(mode), format!("{kind} {first}")));
         }
     }
     let ds = source.daemon_set("kube-system", "kube-proxy").await;
