@@ -421,11 +421,13 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
             );
         }
     }
-    trail.fix(
-        "call the Service by its name (ClusterIP) from inside the cluster: pods then see the \
-         caller's pod IP",
-        None,
-    );
+    if !from_node && trail.source != L4Source::Pod {
+        trail.fix(
+            "call the Service by its name (ClusterIP) from inside the cluster: pods then see the \
+             caller's pod IP",
+            None,
+        );
+    }
     trail
 }
 
