@@ -1,5 +1,8 @@
 //! Deploy the probe to a live cluster, measure, report, leave nothing behind.
 
+pub mod manifests;
+pub mod topology;
+
 use crate::cli::{CleanupArgs, TraceArgs};
 use crate::error::{Failure, Result};
 
