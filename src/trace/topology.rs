@@ -215,28 +215,27 @@ fn node_info(node: &Node) -> NodeInfo {
         .into_iter()
         .flatten()
         .any(|c| c.type_ == "Ready" && c.status == "True");
-    let unusable = if label("kubernetes.io/os").or(label("beta.kubernetes.io/os"))
-        == Some("windows")
-    {
-        Some("Windows node: the probe runs on Linux only".to_string())
-    } else if label("node.kubernetes.io/instance-type") == Some("eklet") {
-        Some("TKE super node (eklet): virtual, no node network to capture on".to_string())
-    } else if label("eks.amazonaws.com/compute-type") == Some("fargate") {
-        Some("EKS Fargate: virtual, no node network to capture on".to_string())
-    } else if label("type") == Some("virtual-kubelet")
-        || taints
-            .iter()
-            .any(|t| t.key.starts_with("virtual-kubelet.io/"))
-    {
-        Some(
+    let unusable =
+        if label("kubernetes.io/os").or(label("beta.kubernetes.io/os")) == Some("windows") {
+            Some("Windows node: the probe runs on Linux only".to_string())
+        } else if label("node.kubernetes.io/instance-type") == Some("eklet") {
+            Some("TKE super node (eklet): virtual, no node network to capture on".to_string())
+        } else if label("eks.amazonaws.com/compute-type") == Some("fargate") {
+            Some("EKS Fargate: virtual, no node network to capture on".to_string())
+        } else if label("type") == Some("virtual-kubelet")
+            || taints
+                .iter()
+                .any(|t| t.key.starts_with("virtual-kubelet.io/"))
+        {
+            Some(
             "virtual-kubelet node (e.g. Azure virtual nodes/ACI): no node network to capture on"
                 .to_string(),
         )
-    } else if !ready {
-        Some("node is not Ready".to_string())
-    } else {
-        None
-    };
+        } else if !ready {
+            Some("node is not Ready".to_string())
+        } else {
+            None
+        };
     let lb_excluded = if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
         Some("cordoned".to_string())
     } else if labels.contains_key("node.kubernetes.io/exclude-from-external-load-balancers") {
