@@ -36,12 +36,36 @@ pub enum Delivery {
     /// The probe this plugin carries, gzip-compressed, split into ConfigMap chunks, unpacked by a
     /// stock image into an emptyDir and run from there.
     Embedded {
-        gzip: Vec<u8>,
+        /// One gzip-compressed binary per node architecture.
+        probes: Vec<Carried>,
         probe_version: String,
         base_image: String,
     },
     /// A prebuilt probe image (probe/Dockerfile) whose entrypoint path is `realip-probe`.
     Image(String),
+}
+
+/// A compressed probe binary for one architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    /// `uname -m` name: `x86_64`, `aarch64`.
+    pub arch: String,
+    /// Kubernetes name (`kubernetes.io/arch`): `amd64`, `arm64`; DNS-safe, used in names.
+    pub kube_arch: String,
+    pub gzip: Vec<u8>,
+}
+
+impl Carried {
+    /// (ConfigMap name suffix, binaryData key, bytes) per chunk; keys sort in chunk order.
+    fn chunks(&self) -> impl Iterator<Item = (String, String, &[u8])> {
+        self.gzip.chunks(CHUNK_BYTES).enumerate().map(|(i, chunk)| {
+            (
+                format!("bin-{}-{i}", self.kube_arch),
+                format!("probe-{}.gz.{i:02}", self.arch),
+                chunk,
+            )
+        })
+    }
 }
 
 /// Everything the objects depend on, decided before any API call.
@@ -191,41 +215,29 @@ fn to_value<T: serde::Serialize>(object: &T) -> Result<Value, serde_yaml::Error>
     serde_json::to_value(object).map_err(serde::ser::Error::custom)
 }
 
-fn chunk_names(count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("probe.gz.{i:02}")).collect()
-}
-
 fn config_maps(plan: &RunPlan) -> Result<Vec<ConfigMap>, BuildError> {
     let Delivery::Embedded {
-        gzip,
+        probes,
         probe_version,
         ..
     } = &plan.delivery
     else {
         return Ok(Vec::new());
     };
-    let chunks: Vec<&[u8]> = gzip.chunks(CHUNK_BYTES).collect();
-    let names = chunk_names(chunks.len());
-    chunks
-        .iter()
-        .zip(&names)
-        .enumerate()
-        .map(|(i, (chunk, key))| {
-            let mut meta = plan.metadata(&format!("{}-bin-{i}", plan.base_name()), "delivery");
+    let mut maps = Vec::new();
+    for carried in probes {
+        for (suffix, key, chunk) in carried.chunks() {
+            let mut meta = plan.metadata(&format!("{}-{suffix}", plan.base_name()), "delivery");
             meta["annotations"]["kubectl-realip/probe-version"] = json!(probe_version);
             let mut map: ConfigMap = typed(
                 "ConfigMap",
-                json!({
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": meta,
-                    "immutable": true,
-                }),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "immutable": true}),
             )?;
-            map.binary_data = Some([(key.clone(), ByteString(chunk.to_vec()))].into());
-            Ok(map)
-        })
-        .collect()
+            map.binary_data = Some([(key, ByteString(chunk.to_vec()))].into());
+            maps.push(map);
+        }
+    }
+    Ok(maps)
 }
 
 fn container_security(run_as_root: bool, caps: &[&str]) -> Value {
@@ -296,13 +308,20 @@ fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
     let probe_resources = resources(("20m", "500m"), ("32Mi", "256Mi"));
     let (init_containers, containers, volumes) = match &plan.delivery {
         Delivery::Embedded {
-            base_image, gzip, ..
+            base_image, probes, ..
         } => {
-            let chunks = gzip.chunks(CHUNK_BYTES).count();
-            let sources: Vec<Value> = (0..chunks)
-                .map(|i| json!({"configMap": {"name": format!("{}-bin-{i}", plan.base_name())}}))
+            let sources: Vec<Value> = probes
+                .iter()
+                .flat_map(Carried::chunks)
+                .map(|(suffix, _, _)| {
+                    json!({"configMap": {"name": format!("{}-{suffix}", plan.base_name())}})
+                })
                 .collect();
-            let unpack = "cat /delivery/probe.gz.* | gunzip > /probe/realip-probe && chmod 0555 /probe/realip-probe";
+            let unpack = "set -eo pipefail\n\
+                arch=$(uname -m)\n\
+                ls /delivery/probe-$arch.gz.* >/dev/null 2>&1 || { echo \"no realip-probe for $arch in this plugin; use --image\" >&2; exit 1; }\n\
+                cat /delivery/probe-$arch.gz.* | gunzip > /probe/realip-probe\n\
+                chmod 0555 /probe/realip-probe\n";
             (
                 json!([{
                     "name": "unpack",
@@ -439,9 +458,20 @@ mod tests {
         }
     }
 
+    fn carried(arch: &str, kube_arch: &str, gzip: Vec<u8>) -> Carried {
+        Carried {
+            arch: arch.into(),
+            kube_arch: kube_arch.into(),
+            gzip,
+        }
+    }
+
     fn embedded(bytes: usize) -> Delivery {
         Delivery::Embedded {
-            gzip: vec![7; bytes],
+            probes: vec![
+                carried("x86_64", "amd64", vec![7; bytes]),
+                carried("aarch64", "arm64", vec![8; 10]),
+            ],
             probe_version: "0.1.0".into(),
             base_image: "busybox:1.37".into(),
         }
@@ -451,7 +481,7 @@ mod tests {
     fn embedded_delivery_manifests() {
         let mut objects = Objects::build(&plan(embedded(CHUNK_BYTES + 10))).unwrap();
         objects.owned_by_job("uid-of-job");
-        assert_eq!(objects.config_maps.len(), 2);
+        assert_eq!(objects.config_maps.len(), 3);
         insta::assert_snapshot!(objects.to_yaml().unwrap());
     }
 
@@ -469,28 +499,29 @@ mod tests {
     fn chunks_stay_under_the_configmap_limit_and_reassemble() {
         let gzip: Vec<u8> = (0..3 * CHUNK_BYTES + 5).map(|i| (i % 251) as u8).collect();
         let plan = plan(Delivery::Embedded {
-            gzip: gzip.clone(),
+            probes: vec![carried("x86_64", "amd64", gzip.clone())],
             probe_version: "0.1.0".into(),
             base_image: "busybox".into(),
         });
         let maps = config_maps(&plan).unwrap();
         assert_eq!(maps.len(), 4);
+        let mut keys = Vec::new();
         let mut joined = Vec::new();
         for map in &maps {
             let data = map.binary_data.as_ref().unwrap();
             assert_eq!(data.len(), 1);
-            let chunk = &data.values().next().unwrap().0;
-            assert!(chunk.len() <= CHUNK_BYTES);
-            // base64 in etcd must stay under the 1 MiB object limit.
-            assert!(chunk.len().div_ceil(3) * 4 < 1024 * 1024);
-            joined.extend_from_slice(chunk);
+            let (key, chunk) = data.iter().next().unwrap();
+            assert!(chunk.0.len() <= CHUNK_BYTES);
+            // base64 in a JSON request must stay under the 1 MiB object limit.
+            assert!(chunk.0.len().div_ceil(3) * 4 < 1024 * 1024);
+            keys.push(key.clone());
+            joined.extend_from_slice(&chunk.0);
         }
         assert_eq!(joined, gzip);
-        // The shell glob that reassembles them sorts the keys in the same order.
-        let names = chunk_names(12);
-        let mut sorted = names.clone();
+        // The shell glob that reassembles them sorts the keys in chunk order.
+        let mut sorted = keys.clone();
         sorted.sort();
-        assert_eq!(names, sorted);
+        assert_eq!(keys, sorted);
     }
 
     #[test]
