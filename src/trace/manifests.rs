@@ -85,6 +85,8 @@ pub struct RunPlan {
     /// Seconds after the start when the cluster removes everything by itself.
     pub expiry_secs: u64,
     pub l7: bool,
+    /// TCP ports the probe's kernel filter keeps (service, node and target ports).
+    pub ports: Vec<u16>,
     pub delivery: Delivery,
     /// Image of the expiry Job's sleeping container (any image with `sleep`).
     pub timer_image: String,
@@ -108,7 +110,8 @@ impl RunPlan {
         format!("{RUN_LABEL}={}", self.run_id)
     }
 
-    fn expires_at(&self) -> String {
+    /// When the cluster removes the run by itself (RFC 3339).
+    pub fn expires_at(&self) -> String {
         let at = self
             .started_unix
             .saturating_add(i64::try_from(self.expiry_secs).unwrap_or(i64::MAX));
@@ -271,6 +274,10 @@ fn probe_args(plan: &RunPlan, duration: &str) -> Vec<String> {
         "--duration".into(),
         duration.into(),
     ];
+    for port in &plan.ports {
+        args.push("--port".into());
+        args.push(port.to_string());
+    }
     if plan.l7 {
         args.push("--l7".into());
     }
@@ -453,6 +460,7 @@ mod tests {
             capture_secs: 180,
             expiry_secs: 480,
             l7: true,
+            ports: vec![80, 8080, 31080],
             delivery,
             timer_image: "busybox:1.37".into(),
         }
@@ -531,8 +539,12 @@ mod tests {
             script.contains("left=$(( 1800000180 - $(date +%s) ))"),
             "{script}"
         );
-        assert!(script.contains(
-            "exec /probe/realip-probe capture --node \"$NODE_NAME\" --duration $left --l7"
-        ));
+        assert!(
+            script.contains(
+                "exec /probe/realip-probe capture --node \"$NODE_NAME\" --duration $left \
+                 --port 80 --port 8080 --port 31080 --l7"
+            ),
+            "{script}"
+        );
     }
 }

@@ -66,6 +66,8 @@ pub struct NodeInfo {
     pub name: String,
     /// (type, address): InternalIP, ExternalIP, ...
     pub addresses: Vec<(String, String)>,
+    /// `kubernetes.io/arch`: amd64, arm64.
+    pub arch: Option<String>,
     /// Why the probe cannot run there, if it cannot.
     pub unusable: Option<String>,
     /// Cordoned or excluded from load balancers: still probed if it holds an endpoint.
@@ -246,6 +248,7 @@ fn node_info(node: &Node) -> NodeInfo {
     NodeInfo {
         name,
         addresses,
+        arch: label("kubernetes.io/arch").map(str::to_string),
         unusable,
         lb_excluded,
     }
