@@ -23,6 +23,8 @@ pub struct Found {
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
+    /// Has an owner (a DaemonSet's pod): the garbage collector removes it with its owner.
+    pub owned: bool,
 }
 
 impl std::fmt::Display for Found {
@@ -38,6 +40,7 @@ fn found<K: kube::Resource>(kind: &'static str, objects: Vec<K>) -> Vec<Found> {
             kind,
             namespace: o.namespace().unwrap_or_default(),
             name: o.name_any(),
+            owned: !o.owner_references().is_empty(),
         })
         .collect()
 }
@@ -124,17 +127,25 @@ pub async fn remove(cluster: &Cluster, scope: &Scope, wait: Duration) -> Outcome
             return outcome;
         }
     };
-    for item in items.iter().filter(|i| i.kind != "pod") {
+    let key = |i: &Found| (i.kind, i.namespace.clone(), i.name.clone());
+    let mut refused = BTreeSet::new();
+    for item in items.iter().filter(|i| i.kind != "pod" || !i.owned) {
         match delete(cluster, item).await {
             Ok(()) => outcome.deleted.push(item.clone()),
-            Err(err) => outcome.left.push(format!("{item}: {err}")),
+            Err(err) => {
+                refused.insert(key(item));
+                outcome.left.push(format!("{item}: {err}"));
+            }
         }
     }
     let started = Instant::now();
     let mut orphans_deleted = false;
     loop {
-        let remaining = match inventory(cluster, scope).await {
-            Ok(items) => items,
+        let remaining: Vec<Found> = match inventory(cluster, scope).await {
+            Ok(items) => items
+                .into_iter()
+                .filter(|i| !refused.contains(&key(i)))
+                .collect(),
             Err(err) => {
                 outcome
                     .left
@@ -142,10 +153,11 @@ pub async fn remove(cluster: &Cluster, scope: &Scope, wait: Duration) -> Outcome
                 return outcome;
             }
         };
-        if remaining.is_empty() {
+        // What could not be deleted is reported, not waited for (nor the pods it owns).
+        if remaining.is_empty() || (!refused.is_empty() && remaining.iter().all(|i| i.owned)) {
             break;
         }
-        // Pods whose owner is already gone (or that never had one) are deleted directly.
+        // Pods that outlive their owner are deleted directly.
         if !orphans_deleted && started.elapsed() > wait / 3 {
             orphans_deleted = true;
             for pod in remaining.iter().filter(|i| i.kind == "pod") {
@@ -162,8 +174,8 @@ pub async fn remove(cluster: &Cluster, scope: &Scope, wait: Duration) -> Outcome
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let pods: BTreeSet<Found> = outcome.deleted.iter().cloned().collect();
-    outcome.deleted = pods.into_iter().collect();
+    let unique: BTreeSet<Found> = outcome.deleted.iter().cloned().collect();
+    outcome.deleted = unique.into_iter().collect();
     outcome
 }
 
