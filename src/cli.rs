@@ -151,6 +151,9 @@ pub struct ExplainArgs {
     /// Explain offline from manifests (multi-document YAML; repeatable; - for stdin).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filename: Vec<PathBuf>,
+    /// Predict for connections entering at this node (decides node IP vs bridge IP).
+    #[arg(long, value_name = "NODE")]
+    pub entry_node: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
     #[arg(short, long, value_enum, default_value_t)]
