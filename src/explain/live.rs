@@ -319,20 +319,32 @@ pub fn parse_target(target: &str) -> Result<&str> {
     Ok(name)
 }
 
+/// explain's prediction for `namespace/name` over an existing connection (trace shows it beside
+/// what it measured). `entry_node` is where connections enter, when known.
+pub async fn predict(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    entry_node: Option<&str>,
+) -> Result<Explanation, KubeError> {
+    let source = KubeSource {
+        cluster: cluster.clone(),
+    };
+    let objects = gather(&source, namespace, name).await?;
+    // The target is the first Service; the others are ingress controllers read for context.
+    let mut facts = super::gather::all_facts(&objects)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    facts.cluster.entry_node = entry_node.map(str::to_string);
+    Ok(super::rules::explain(&facts))
+}
+
 /// Explains the Service from the cluster the kubectl flags point at.
 pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explanation>> {
     let name = parse_target(target)?;
     let cluster = Cluster::new(crate::kube::clients(&args.kube).await?);
     let namespace = cluster.default_namespace().to_string();
-    let objects = gather(&KubeSource { cluster }, &namespace, name).await?;
-    let mut facts = super::gather::all_facts(&objects);
-    // The target is the first Service; the others are ingress controllers read for context.
-    facts.truncate(1);
-    Ok(facts
-        .iter_mut()
-        .map(|f| {
-            f.cluster.entry_node = args.entry_node.clone();
-            super::rules::explain(f)
-        })
-        .collect())
+    let explanation = predict(&cluster, &namespace, name, args.entry_node.as_deref()).await?;
+    Ok(vec![explanation])
 }
