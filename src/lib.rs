@@ -7,8 +7,10 @@
 pub mod analyze;
 pub mod cli;
 pub mod complete;
+pub mod embedded;
 pub mod error;
 pub mod explain;
+pub mod kube;
 pub mod lab;
 pub mod output;
 pub mod trace;
