@@ -648,3 +648,47 @@ fn l7_reports_forwarding_facts_of_first_segments_only() {
         );
     }
 }
+
+#[test]
+fn raw_ip_devices_get_their_own_filter_program() {
+    require_lab!();
+    let lab = Lab::new("d");
+    let n = lab.ns("node");
+    // A tun device has no link header (ARPHRD_NONE): the kernel must accept the raw-IP program.
+    sh(&format!(
+        "ip netns add {n}; ip -n {n} link set lo up; ip -n {n} tuntap add dev tun9 mode tun"
+    ));
+    let out = lab
+        .exec(
+            "node",
+            &[
+                PROBE,
+                "capture",
+                "--duration",
+                "1",
+                "--iface",
+                "tun9",
+                "--iface",
+                "lo",
+            ],
+        )
+        .output()
+        .expect("probe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Some(Ok(Event::Hello(hello))) = stdout.lines().next().map(decode_line) else {
+        panic!("no hello: {stdout}");
+    };
+    let tun = hello
+        .interfaces
+        .iter()
+        .find(|i| i.name == "tun9")
+        .expect("tun9 listed");
+    assert_eq!(tun.link_type, realip_probe::wire::LinkType::RawIp);
+    assert_eq!(tun.kind, IfaceKind::Tunnel);
+    assert!(hello.filter.starts_with("tcp syn"), "{}", hello.filter);
+}
