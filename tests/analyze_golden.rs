@@ -77,3 +77,19 @@ fn netns_pcapng_text() {
     }
     golden!("netns_pcapng_text", plain(&render_text(&analyzer.finish())));
 }
+
+/// Renderers take any report (trace and lab build their own): odd ones must not panic.
+#[test]
+fn renderers_survive_odd_reports() {
+    let mut report = analyze_events(events("hand/two-nodes.jsonl"));
+    report.flows[0].translations[0].hop = 99;
+    report.flows[1].hops.clear();
+    report.flows[1].lost_at = Some(7);
+    for text in [
+        render_text(&report),
+        render_mermaid(&report),
+        render_json(&report),
+    ] {
+        assert!(!text.is_empty());
+    }
+}

@@ -26,7 +26,8 @@ struct Path {
     lost: Option<(usize, bool)>,
 }
 
-fn path_of(flow: &Flow) -> Path {
+/// The drawing of one flow; `None` for a flow without hops (nothing to draw).
+fn path_of(flow: &Flow) -> Option<Path> {
     let mut runs: Vec<(String, String)> = Vec::new();
     let mut run_of = Vec::with_capacity(flow.hops.len());
     for hop in &flow.hops {
@@ -52,10 +53,14 @@ fn path_of(flow: &Flow) -> Path {
     let lost_t = losing_snat(flow);
     let mut lost = None;
     for t in &flow.translations {
-        let Some(before) = t.hop.checked_sub(1).and_then(|h| run_of.get(h)) else {
+        let (Some(before), Some(prev), Some(next)) = (
+            t.hop.checked_sub(1).and_then(|h| run_of.get(h)),
+            t.hop.checked_sub(1).and_then(|h| flow.hops.get(h)),
+            flow.hops.get(t.hop),
+        ) else {
             continue;
         };
-        let inside = flow.hops[t.hop - 1].node == flow.hops[t.hop].node;
+        let inside = prev.node == next.node;
         let label = match t.kind {
             TranslationKind::Dnat => format!("DNAT → {} ({})", t.to, t.to_owner),
             TranslationKind::Snat => {
@@ -72,8 +77,8 @@ fn path_of(flow: &Flow) -> Path {
             lost = Some((*before, inside));
         }
     }
-    let last = &flow.hops[flow.hops.len() - 1];
-    Path {
+    let last = flow.hops.last()?;
+    Some(Path {
         entry: flow.entry.clone(),
         runs,
         arrows,
@@ -82,14 +87,16 @@ fn path_of(flow: &Flow) -> Path {
             .then(|| flow.pod_sees.map(|ip| ip.to_string()))
             .flatten(),
         lost,
-    }
+    })
 }
 
 pub fn render_mermaid(report: &Report) -> String {
     let mut order: Vec<Path> = Vec::new();
     let mut seen: HashMap<Path, (usize, BTreeSet<String>)> = HashMap::new();
     for flow in &report.flows {
-        let path = path_of(flow);
+        let Some(path) = path_of(flow) else {
+            continue;
+        };
         let slot = match seen.get_mut(&path) {
             Some(slot) => slot,
             None => {

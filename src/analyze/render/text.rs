@@ -20,7 +20,14 @@ pub fn render_text(report: &Report) -> String {
 }
 
 fn flow_text(out: &mut String, n: usize, flow: &Flow) {
-    let first = &flow.hops[0];
+    let Some(first) = flow.hops.first() else {
+        let _ = writeln!(
+            out,
+            "{} no hop recorded",
+            paint(HEAD, &format!("Connection {n}"))
+        );
+        return;
+    };
     let retries = match flow.retries {
         0 => String::new(),
         1 => " · 1 retry".to_string(),
