@@ -93,3 +93,13 @@ fn renderers_survive_odd_reports() {
         assert!(!text.is_empty());
     }
 }
+
+/// A rewrite between two capture points (a load balancer's SNAT) drawn as an unseen hop.
+#[test]
+fn unseen_rewrite_text_and_mermaid() {
+    let report = analyze_events(events("hand/unseen-rewrite.jsonl"));
+    assert_eq!(report.flows.len(), 1);
+    assert_eq!(report.flows[0].hops.len(), 3);
+    golden!("unseen_rewrite_text", plain(&render_text(&report)));
+    golden!("unseen_rewrite_mermaid", render_mermaid(&report));
+}
