@@ -1,8 +1,13 @@
 //! realip-probe: the node side of kubectl realip.
 //!
 //! The library always builds without sockets: the wire format ([`wire`]), the frame parser
-//! ([`parse`]). The capture and echo code behind the `capture` feature is what the node binary
+//! ([`parse`]), forwarding facts of first data segments ([`l7`]), the in-kernel filter program
+//! ([`bpf`]). The capture and echo code behind the `capture` feature is what the node binary
 //! runs.
 
+pub mod bpf;
+#[cfg(feature = "capture")]
+pub mod echo;
+pub mod l7;
 pub mod parse;
 pub mod wire;

@@ -1,16 +1,25 @@
 //! Frame → TCP segment facts. Pure, allocation-free, and total: any byte string yields either a
 //! [`Segment`] or a [`ParseError`], never a panic.
+//!
+//! Hand-written rather than a general packet library because it runs once per captured frame and
+//! needs only a few fields: link header → IPv4/IPv6 (extension headers, fragments) → TCP.
 
-use etherparse::{LaxNetSlice, LaxSlicedPacket, TcpOptionElement, TransportSlice};
-use std::net::IpAddr;
+use crate::wire::Direction;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// How a frame begins, chosen from the interface's (or capture file's) link type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Framing {
-    /// Ethernet II, optionally behind 802.1Q / QinQ tags.
+    /// Ethernet II, optionally behind 802.1Q / 802.1ad (QinQ) tags.
     Ethernet,
     /// The IP header first (tun, ipip, wireguard, pcap LINKTYPE_RAW).
     RawIp,
+    /// Linux cooked capture v1 (`tcpdump -i any`, pcap LINKTYPE_LINUX_SLL).
+    LinuxSll,
+    /// Linux cooked capture v2 (pcap LINKTYPE_LINUX_SLL2): adds the interface index.
+    LinuxSll2,
+    /// BSD loopback: a 4-byte address family in the writer's byte order (pcap LINKTYPE_NULL).
+    Null,
 }
 
 /// What one TCP segment looked like on the wire.
@@ -32,6 +41,10 @@ pub struct Segment<'a> {
     pub ip_id: Option<u16>,
     /// TCP payload bytes present in the frame (may be cut short by the capture length).
     pub payload: &'a [u8],
+    /// Direction named by a Linux cooked header's packet type; `None` for other framings.
+    pub link_dir: Option<Direction>,
+    /// Interface index from a Linux cooked v2 header; `None` for other framings.
+    pub link_ifindex: Option<u32>,
 }
 
 impl Segment<'_> {
@@ -41,7 +54,8 @@ impl Segment<'_> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a frame yields no TCP segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error("frame too short for its headers")]
     Truncated,
@@ -51,70 +65,280 @@ pub enum ParseError {
     NotTcp,
     #[error("IP fragment without a TCP header")]
     Fragment,
+    #[error("header fields contradict each other")]
+    Malformed,
 }
 
-/// Parses one frame. Lax about IP length fields (GRO/TSO frames carry total length 0).
-pub fn parse(framing: Framing, frame: &[u8]) -> Result<Segment<'_>, ParseError> {
-    let packet = match framing {
-        Framing::Ethernet => {
-            LaxSlicedPacket::from_ethernet(frame).map_err(|_| ParseError::Truncated)?
-        }
-        Framing::RawIp => LaxSlicedPacket::from_ip(frame).map_err(|_| ParseError::Truncated)?,
-    };
-    let (src, dst, ttl, ip_id, fragmented) = match &packet.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                h.ttl(),
-                Some(h.identification()),
-                v4.is_payload_fragmented(),
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                h.hop_limit(),
-                None,
-                v6.is_payload_fragmented(),
-            )
-        }
-        _ => return Err(ParseError::NotIp),
-    };
-    let tcp = match &packet.transport {
-        Some(TransportSlice::Tcp(tcp)) => tcp,
-        _ if fragmented => return Err(ParseError::Fragment),
-        _ if packet.stop_err.is_some() => return Err(ParseError::Truncated),
-        _ => return Err(ParseError::NotTcp),
-    };
-    let tsval = tcp.options_iterator().find_map(|opt| match opt {
-        Ok(TcpOptionElement::Timestamp(val, _)) => Some(val),
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86DD;
+/// 802.1Q, 802.1ad and the pre-standard QinQ tag.
+const ETH_VLAN: [u16; 3] = [0x8100, 0x88A8, 0x9100];
+/// More stacked VLAN tags than this is not a frame worth reading.
+const MAX_VLAN_TAGS: usize = 4;
+/// More IPv6 extension headers than this is treated as hostile.
+const MAX_IPV6_EXT: usize = 8;
+const PROTO_TCP: u8 = 6;
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+#[inline]
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at + 4)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// The network layer a link header leads to.
+enum Net<'a> {
+    /// An EtherType (after any VLAN tags) and the bytes after it.
+    EtherType(u16, &'a [u8]),
+    /// The IP header directly, its version to be read from the first nibble.
+    Ip(&'a [u8]),
+}
+
+struct Link<'a> {
+    net: Net<'a>,
+    dir: Option<Direction>,
+    ifindex: Option<u32>,
+}
+
+/// Direction of a Linux `sll_pkttype` (PACKET_HOST … PACKET_OUTGOING).
+fn pkttype_dir(pkttype: u16) -> Option<Direction> {
+    match pkttype {
+        0..=3 => Some(Direction::In),
+        4 => Some(Direction::Out),
         _ => None,
-    });
+    }
+}
+
+fn link(framing: Framing, frame: &[u8]) -> Result<Link<'_>, ParseError> {
+    let (net, dir, ifindex) = match framing {
+        Framing::Ethernet => {
+            let ty = be16(frame, 12).ok_or(ParseError::Truncated)?;
+            (Net::EtherType(ty, &frame[14..]), None, None)
+        }
+        Framing::RawIp => (Net::Ip(frame), None, None),
+        Framing::LinuxSll => {
+            let ty = be16(frame, 14).ok_or(ParseError::Truncated)?;
+            let dir = be16(frame, 0).and_then(pkttype_dir);
+            (Net::EtherType(ty, &frame[16..]), dir, None)
+        }
+        Framing::LinuxSll2 => {
+            let (Some(ty), Some(ifindex), Some(&pkttype)) =
+                (be16(frame, 0), be32(frame, 4), frame.get(10))
+            else {
+                return Err(ParseError::Truncated);
+            };
+            if frame.len() < 20 {
+                return Err(ParseError::Truncated);
+            }
+            let dir = pkttype_dir(u16::from(pkttype));
+            (Net::EtherType(ty, &frame[20..]), dir, Some(ifindex))
+        }
+        Framing::Null => {
+            let fam = frame.get(..4).ok_or(ParseError::Truncated)?;
+            let fam = [fam[0], fam[1], fam[2], fam[3]];
+            // AF_INET is 2 everywhere; AF_INET6 is 10 (Linux), 24, 28 or 30 (the BSDs).
+            let ip = |f: u32| matches!(f, 2 | 10 | 24 | 28 | 30);
+            if !ip(u32::from_le_bytes(fam)) && !ip(u32::from_be_bytes(fam)) {
+                return Err(ParseError::NotIp);
+            }
+            (Net::Ip(&frame[4..]), None, None)
+        }
+    };
+    Ok(Link { net, dir, ifindex })
+}
+
+/// Skips VLAN tags and returns the IP bytes with their version (4 or 6).
+fn network(net: Net<'_>) -> Result<(u8, &[u8]), ParseError> {
+    match net {
+        Net::Ip(ip) => match ip.first().map(|b| b >> 4) {
+            None => Err(ParseError::Truncated),
+            Some(v @ (4 | 6)) => Ok((v, ip)),
+            Some(_) => Err(ParseError::NotIp),
+        },
+        Net::EtherType(mut ty, mut rest) => {
+            for _ in 0..=MAX_VLAN_TAGS {
+                match ty {
+                    ETH_IPV4 => return Ok((4, rest)),
+                    ETH_IPV6 => return Ok((6, rest)),
+                    t if ETH_VLAN.contains(&t) => {
+                        ty = be16(rest, 2).ok_or(ParseError::Truncated)?;
+                        rest = &rest[4..];
+                    }
+                    _ => return Err(ParseError::NotIp),
+                }
+            }
+            Err(ParseError::NotIp)
+        }
+    }
+}
+
+/// The IP facts a segment needs and the bytes of its TCP header onwards.
+struct Ip<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    ip_id: Option<u16>,
+    /// From the TCP header to the end of the IP packet (or of the captured bytes).
+    transport: &'a [u8],
+    /// The packet runs to the end of the frame, so a short header means a cut capture.
+    to_frame_end: bool,
+}
+
+/// The error for a header that does not fit: cut by the capture, or by the IP length field.
+fn short(cut_by_capture: bool) -> ParseError {
+    if cut_by_capture {
+        ParseError::Truncated
+    } else {
+        ParseError::Malformed
+    }
+}
+
+fn ipv4(b: &[u8]) -> Result<Ip<'_>, ParseError> {
+    let h = b.get(..20).ok_or(ParseError::Truncated)?;
+    let ihl = usize::from(h[0] & 0x0F) * 4;
+    if ihl < 20 {
+        return Err(ParseError::Malformed);
+    }
+    if b.len() < ihl {
+        return Err(ParseError::Truncated);
+    }
+    // Total length 0 is what GRO/TSO super-frames carry: the frame's end is the packet's end.
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let end = match total {
+        0 => b.len(),
+        t if t < ihl => return Err(ParseError::Malformed),
+        t => t.min(b.len()),
+    };
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    if frag & 0x1FFF != 0 {
+        return Err(ParseError::Fragment);
+    }
+    if h[9] != PROTO_TCP {
+        return Err(ParseError::NotTcp);
+    }
+    Ok(Ip {
+        src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+        dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
+        ttl: h[8],
+        ip_id: Some(u16::from_be_bytes([h[4], h[5]])),
+        transport: &b[ihl..end],
+        to_frame_end: end == b.len(),
+    })
+}
+
+fn ipv6(b: &[u8]) -> Result<Ip<'_>, ParseError> {
+    let h = b.get(..40).ok_or(ParseError::Truncated)?;
+    // Payload length 0 is a jumbogram or a BIG TCP super-frame: the frame's end is the packet's.
+    let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let end = if plen == 0 {
+        b.len()
+    } else {
+        (40 + plen).min(b.len())
+    };
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&h[at..at + 16]);
+        IpAddr::V6(Ipv6Addr::from(a))
+    };
+    let mut next = h[6];
+    let mut at = 40;
+    for _ in 0..=MAX_IPV6_EXT {
+        let len = match next {
+            PROTO_TCP => {
+                return Ok(Ip {
+                    src: addr(8),
+                    dst: addr(24),
+                    ttl: h[7],
+                    ip_id: None,
+                    transport: &b[at..end],
+                    to_frame_end: end == b.len(),
+                })
+            }
+            // Hop-by-hop, routing, destination options, mobility, HIP, shim6.
+            0 | 43 | 60 | 135 | 139 | 140 => {
+                usize::from(*b.get(at + 1).ok_or(ParseError::Truncated)?) * 8 + 8
+            }
+            44 => {
+                let off = be16(b, at + 2).ok_or(ParseError::Truncated)?;
+                if off & 0xFFF8 != 0 {
+                    return Err(ParseError::Fragment);
+                }
+                8
+            }
+            // Authentication header: length in 4-octet units, minus 2.
+            51 => (usize::from(*b.get(at + 1).ok_or(ParseError::Truncated)?) + 2) * 4,
+            _ => return Err(ParseError::NotTcp),
+        };
+        next = *b.get(at).ok_or(ParseError::Truncated)?;
+        at += len;
+        if at > end {
+            return Err(short(at > b.len()));
+        }
+    }
+    Err(ParseError::Malformed)
+}
+
+/// Reads the TCP timestamp value from the option bytes; malformed options end the search.
+fn tsval(mut opts: &[u8]) -> Option<u32> {
+    const EOL: u8 = 0;
+    const NOP: u8 = 1;
+    const TIMESTAMP: u8 = 8;
+    loop {
+        match *opts {
+            [] | [EOL, ..] => return None,
+            [NOP, ref rest @ ..] => opts = rest,
+            [TIMESTAMP, 10, a, b, c, d, ..] => return Some(u32::from_be_bytes([a, b, c, d])),
+            [_, len, ..] if len >= 2 && usize::from(len) <= opts.len() => {
+                opts = &opts[usize::from(len)..]
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Parses one frame. Lax about IP length fields (GRO/TSO frames carry total length 0) and strict
+/// about everything that decides where a header starts.
+pub fn parse(framing: Framing, frame: &[u8]) -> Result<Segment<'_>, ParseError> {
+    let link = link(framing, frame)?;
+    let ip = match network(link.net)? {
+        (4, b) => ipv4(b)?,
+        (_, b) => ipv6(b)?,
+    };
+    let t = ip.transport;
+    let h = t.get(..20).ok_or(short(ip.to_frame_end))?;
+    let doff = usize::from(h[12] >> 4) * 4;
+    if doff < 20 {
+        return Err(ParseError::Malformed);
+    }
+    let opts = t.get(20..doff).ok_or(short(ip.to_frame_end))?;
+    let flags = h[13];
     Ok(Segment {
-        src,
-        dst,
-        sport: tcp.source_port(),
-        dport: tcp.destination_port(),
-        seq: tcp.sequence_number(),
-        syn: tcp.syn(),
-        ack: tcp.ack(),
-        rst: tcp.rst(),
-        fin: tcp.fin(),
-        tsval,
-        ttl,
-        ip_id,
-        payload: tcp.payload(),
+        src: ip.src,
+        dst: ip.dst,
+        sport: u16::from_be_bytes([h[0], h[1]]),
+        dport: u16::from_be_bytes([h[2], h[3]]),
+        seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        fin: flags & 0x01 != 0,
+        syn: flags & 0x02 != 0,
+        rst: flags & 0x04 != 0,
+        ack: flags & 0x10 != 0,
+        tsval: tsval(opts),
+        ttl: ip.ttl,
+        ip_id: ip.ip_id,
+        payload: &t[doff..],
+        link_dir: link.dir,
+        link_ifindex: link.ifindex,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::PacketBuilder;
+    use etherparse::{PacketBuilder, TcpOptionElement};
 
     fn syn_frame() -> Vec<u8> {
         let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
@@ -139,15 +363,47 @@ mod tests {
             (41770, 31908, 629798247, 63)
         );
         assert_eq!(seg.tsval, Some(2657712186));
+        assert_eq!((seg.link_dir, seg.link_ifindex), (None, None));
     }
 
     #[test]
     fn every_prefix_is_an_error_or_a_segment() {
         let frame = syn_frame();
         for len in 0..frame.len() {
-            let _ = parse(Framing::Ethernet, &frame[..len]);
-            let _ = parse(Framing::RawIp, &frame[..len]);
+            assert!(parse(Framing::Ethernet, &frame[..len]).is_err());
+            for f in [
+                Framing::RawIp,
+                Framing::LinuxSll,
+                Framing::LinuxSll2,
+                Framing::Null,
+            ] {
+                let _ = parse(f, &frame[..len]);
+            }
         }
         assert_eq!(parse(Framing::Ethernet, &[]), Err(ParseError::Truncated));
+    }
+
+    #[test]
+    fn tcp_options_in_any_order() {
+        let ts = [8, 10, 0x9E, 0x69, 0x0F, 0x3A, 0, 0, 0, 0];
+        let cases: &[(&[u8], Option<u32>)] = &[
+            (&ts, Some(0x9E690F3A)),
+            (&[[4, 2].as_slice(), &ts].concat(), Some(0x9E690F3A)), // SACK-permitted first
+            (
+                &[[1, 1, 2, 4, 5, 0xB4].as_slice(), &ts].concat(),
+                Some(0x9E690F3A),
+            ),
+            (&[[0].as_slice(), &ts].concat(), None), // after EOL nothing counts
+            (&[[3, 0].as_slice(), &ts].concat(), None), // length 0 would loop
+            (&[[3, 1].as_slice(), &ts].concat(), None), // length 1 is malformed
+            (&[[3, 40].as_slice(), &ts].concat(), None), // runs past the options
+            (&[8, 9, 1, 2, 3, 4, 5, 6, 7], None),    // timestamp of the wrong length
+            (&[8, 10, 1, 2, 3], None),               // timestamp cut short
+            (&[], None),
+            (&[1], None),
+        ];
+        for (opts, want) in cases {
+            assert_eq!(tsval(opts), *want, "{opts:?}");
+        }
     }
 }

@@ -1,10 +1,232 @@
 //! From SYN sightings to the hop-by-hop story of each connection.
+//!
+//! A library first: [`Analyzer`] takes probe events in any order from any number of nodes and
+//! [`Analyzer::finish`] returns the [`model::Report`]; `trace` and `lab` feed it live events,
+//! [`run`] (the `analyze` command) feeds it files. The three renderers turn a report into text,
+//! the JSON contract or a Mermaid diagram.
+//!
+//! Exit codes of `kubectl realip analyze`: 0 every input read and at least one connection found;
+//! 1 the report is partial (some lines, frames or files skipped, or no connection found);
+//! 2 an input could not be used at all (missing, unreadable, not a known format).
 
+mod capture;
+mod correlate;
+mod flow;
+mod input;
+mod l7;
 pub mod model;
+mod owners;
+mod render;
+mod sighting;
+mod summary;
+
+pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
+pub use render::{mermaid::render_mermaid, text::render_text};
 
 use crate::cli::AnalyzeArgs;
-use crate::error::{Failure, Result};
+use crate::error::{Failure, Kind, Result};
+use crate::output::{self, OutputFormat};
+use model::{L7ClientIp, Report};
+use owners::Owners;
+use realip_probe::wire::{Event, L7};
+use sighting::{Names, Sighting};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
-pub fn run(_args: &AnalyzeArgs) -> Result<()> {
-    Err(Failure::usage("analyze is not available in this build yet"))
+/// Streaming correlation of probe events. Memory grows with the number of SYN sightings
+/// (a few dozen bytes each); L7 events are kept only when they name a client.
+#[derive(Debug, Default)]
+pub struct Analyzer {
+    names: Names,
+    sightings: Vec<Sighting>,
+    owners: Owners,
+    /// L7 facts by the ISN they belong to (their first segment's seq − 1).
+    l7: HashMap<u32, Vec<L7Fact>>,
+    /// Latest cumulative drop counter per (node, interface).
+    drops: HashMap<(String, String), u64>,
+    warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+struct L7Fact {
+    node: u32,
+    iface: u32,
+    src: Option<IpAddr>,
+    sport: u16,
+    dst: Option<IpAddr>,
+    dport: u16,
+    client: L7ClientIp,
+}
+
+impl Analyzer {
+    pub fn new() -> Self {
+        Analyzer::default()
+    }
+
+    /// Takes one event; events of many nodes may come interleaved in any order.
+    pub fn push(&mut self, event: Event) {
+        match event {
+            Event::Syn(syn) => {
+                let sighting = Sighting::from_syn(&syn, &mut self.names);
+                self.sightings.push(sighting);
+            }
+            Event::Hello(hello) => self.owners.add_node(&hello.node, &hello.interfaces),
+            Event::Iface(change) => self.owners.add_interface(&change.node, &change.interface),
+            Event::L7(l7) => self.push_l7(&l7),
+            Event::Stats(stats) => {
+                for iface in stats.interfaces {
+                    let slot = self
+                        .drops
+                        .entry((stats.node.clone(), iface.iface))
+                        .or_default();
+                    *slot = (*slot).max(iface.drops);
+                }
+            }
+            Event::Bye(bye) => {
+                if let Some(error) = bye.error {
+                    self.warn(format!("the probe on {} stopped: {error}", bye.node));
+                }
+            }
+            Event::Unknown => {}
+        }
+    }
+
+    /// Records a problem met while reading input; it appears in the summary.
+    pub fn warn(&mut self, warning: impl Into<String>) {
+        self.warnings.push(warning.into());
+    }
+
+    #[allow(dead_code)] // capture files feed sightings directly
+    pub(crate) fn push_sighting(&mut self, sighting: Sighting) {
+        self.sightings.push(sighting);
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn names_mut(&mut self) -> &mut Names {
+        &mut self.names
+    }
+
+    fn push_l7(&mut self, l7: &L7) {
+        if let Some(client) = l7::client_ip(l7) {
+            let fact = L7Fact {
+                node: self.names.id(&l7.node),
+                iface: self.names.id(&l7.iface),
+                src: l7.src,
+                sport: l7.sport,
+                dst: l7.dst,
+                dport: l7.dport,
+                client,
+            };
+            self.l7
+                .entry(l7.seq.wrapping_sub(1))
+                .or_default()
+                .push(fact);
+        }
+    }
+
+    /// Correlates everything pushed so far into the report.
+    pub fn finish(mut self) -> Report {
+        let correlation = correlate::correlate(&self.sightings);
+        self.warnings.extend(correlation.warnings);
+        let mut flows: Vec<(u64, model::Flow)> = correlation
+            .chains
+            .iter()
+            .map(|chain| {
+                let mut flow = flow::build(&self.sightings, chain, &self.names, &mut self.owners);
+                flow.l7_client_ip = self.l7_for(&chain.hops);
+                let head = &self.sightings[chain.hops[0]];
+                (u64::from(head.node) << 32 | u64::from(head.iface), flow)
+            })
+            .collect();
+        // Stable order: by first capture point, then time at that point (one clock), then ISN.
+        flows.sort_by(|(ka, a), (kb, b)| {
+            (a.hops[0].node.as_str(), ka, a.hops[0].ts_ns, a.isn).cmp(&(
+                b.hops[0].node.as_str(),
+                kb,
+                b.hops[0].ts_ns,
+                b.isn,
+            ))
+        });
+        let flows: Vec<model::Flow> = flows.into_iter().map(|(_, f)| f).collect();
+        let drops = self.drops.values().sum();
+        let summary = summary::summarize(&flows, drops, self.warnings);
+        Report { flows, summary }
+    }
+
+    /// The L7 client of a flow: an l7 event of the same ISN seen at one of its hops.
+    fn l7_for(&self, hops: &[usize]) -> Option<L7ClientIp> {
+        let isn = self.sightings[*hops.first()?].isn;
+        let facts = self.l7.get(&isn)?;
+        hops.iter().find_map(|&i| {
+            let s = &self.sightings[i];
+            facts
+                .iter()
+                .find(|f| {
+                    f.node == s.node
+                        && f.iface == s.iface
+                        && f.sport == s.sport
+                        && f.dport == s.dport
+                        && f.src.is_none_or(|ip| ip == s.src)
+                        && f.dst.is_none_or(|ip| ip == s.dst)
+                })
+                .map(|f| f.client.clone())
+        })
+    }
+}
+
+/// Correlates a finite set of events.
+pub fn analyze_events(events: impl IntoIterator<Item = Event>) -> Report {
+    let mut analyzer = Analyzer::new();
+    for event in events {
+        analyzer.push(event);
+    }
+    analyzer.finish()
+}
+
+/// The JSON contract, pretty-printed, with a trailing newline.
+pub fn render_json(report: &Report) -> String {
+    // Plain data with string keys: serialization cannot fail.
+    let mut out = serde_json::to_string_pretty(report).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// `kubectl realip analyze FILE...`
+pub fn run(args: &AnalyzeArgs) -> Result<()> {
+    let mut analyzer = Analyzer::new();
+    let mut worst: Option<Kind> = None;
+    let mut problems = 0usize;
+    for path in &args.files {
+        for problem in input::read(path, &mut analyzer) {
+            problems += 1;
+            eprintln!("warning: {problem}");
+            if problem.unusable() {
+                worst = Some(Kind::Usage);
+            } else {
+                worst.get_or_insert(Kind::NoAnswer);
+            }
+            analyzer.warn(problem.to_string());
+        }
+    }
+    let report = analyzer.finish();
+    let text = match args.output {
+        OutputFormat::Text => render_text(&report),
+        OutputFormat::Json => render_json(&report),
+        OutputFormat::Mermaid => render_mermaid(&report),
+    };
+    output::emit(&text)
+        .map_err(|err| Failure::new(Kind::Usage, format!("writing the report: {err}")))?;
+    match worst {
+        Some(kind) => Err(Failure::new(
+            kind,
+            format!("{problems} input problem(s); the report covers only what could be read"),
+        )
+        .hint("fix or remove the named files and lines, then run analyze again")),
+        None if report.flows.is_empty() => Err(Failure::new(
+            Kind::NoAnswer,
+            "no TCP SYN found in the input",
+        )
+        .hint("capture while connections are opened, e.g. `realip-probe capture` or `tcpdump -w`, with SYNs included in the filter")),
+        None => Ok(()),
+    }
 }

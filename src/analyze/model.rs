@@ -63,6 +63,9 @@ pub struct Translation {
     pub to: String,
     /// What owns the new address, e.g. "cbr0 of node-a"; "unknown" when nothing says.
     pub to_owner: String,
+    /// Index into the flow's `hops` of the first hop that carries the new address.
+    #[serde(default)]
+    pub hop: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

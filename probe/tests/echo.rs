@@ -1,0 +1,183 @@
+//! `realip-probe echo` over real loopback sockets: raw TCP and HTTP/1.1 clients.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The echo server as a child process, killed when dropped.
+struct Echo {
+    child: Child,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(listen: &[&str]) -> Echo {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_realip-probe"));
+    cmd.arg("echo");
+    for addr in listen {
+        cmd.args(["--listen", addr]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn realip-probe echo");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut addrs = Vec::new();
+    while addrs.len() < listen.len() {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("echo exited before listening");
+        }
+        if let Some(addr) = line.trim().strip_prefix("realip-probe echo: listening on ") {
+            addrs.push(addr.parse().expect("listening address"));
+        }
+    }
+    Echo { child, addrs }
+}
+
+fn exchange(addr: SocketAddr, send: &[u8]) -> (String, Duration) {
+    let started = Instant::now();
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(send).unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).expect("read answer");
+    (out, started.elapsed())
+}
+
+fn body(reply: &str) -> Value {
+    let json = reply.rsplit("\r\n\r\n").next().unwrap_or(reply);
+    serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {reply:?}"))
+}
+
+#[test]
+fn silent_tcp_client_gets_json_after_a_short_wait() {
+    let echo = start(&["127.0.0.1:0"]);
+    let (reply, took) = exchange(echo.addrs[0], b"");
+    let json = body(&reply);
+    assert!(reply.starts_with('{'), "{reply}");
+    assert_eq!(json["remote_addr"], "127.0.0.1");
+    assert!(json["remote_port"].as_u64().unwrap_or(0) > 0);
+    for field in [
+        "x_forwarded_for",
+        "x_real_ip",
+        "forwarded",
+        "proxy_protocol",
+    ] {
+        assert!(json[field].is_null(), "{field} in {json}");
+    }
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn non_http_bytes_get_the_json_line() {
+    let echo = start(&["127.0.0.1:0"]);
+    let (reply, _) = exchange(echo.addrs[0], b"hello there\n");
+    assert_eq!(body(&reply)["remote_addr"], "127.0.0.1");
+    assert!(!reply.starts_with("HTTP/"), "{reply}");
+}
+
+#[test]
+fn http_client_gets_a_200_with_json_over_ipv4_and_ipv6() {
+    let echo = start(&["127.0.0.1:0", "[::1]:0"]);
+    for (addr, ip) in echo.addrs.iter().zip(["127.0.0.1", "::1"]) {
+        let (reply, _) = exchange(
+            *addr,
+            b"GET /anything?x=1 HTTP/1.1\r\nHost: svc\r\nCookie: secret\r\n\r\n",
+        );
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(reply.contains("Content-Type: application/json"), "{reply}");
+        assert_eq!(body(&reply)["remote_addr"], ip);
+        assert!(!reply.contains("secret"), "{reply}");
+    }
+}
+
+#[test]
+fn oversized_head_is_answered_not_hung() {
+    let echo = start(&["127.0.0.1:0"]);
+    let mut request = b"GET / HTTP/1.1\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let (reply, took) = exchange(echo.addrs[0], &request);
+    assert_eq!(body(&reply)["remote_addr"], "127.0.0.1");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+}
+
+#[test]
+fn unusable_listen_address_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_realip-probe"))
+        .args(["echo", "--listen", &addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+}
+
+#[test]
+fn forwarding_headers_are_reported_and_nothing_else() {
+    let echo = start(&["127.0.0.1:0"]);
+    let (reply, _) = exchange(
+        echo.addrs[0],
+        b"GET /private?q=1 HTTP/1.1\r\nHost: svc\r\nCookie: session=abc\r\nX-Forwarded-For: 203.0.113.5, 198.51.100.2\r\nX-Real-IP: 203.0.113.5\r\nForwarded: for=203.0.113.5;proto=https\r\n\r\n",
+    );
+    let json = body(&reply);
+    assert_eq!(json["x_forwarded_for"], "203.0.113.5, 198.51.100.2");
+    assert_eq!(json["x_real_ip"], "203.0.113.5");
+    assert_eq!(json["forwarded"], "for=203.0.113.5;proto=https");
+    assert!(json["proxy_protocol"].is_null());
+    for secret in ["session", "private", "Host", "q=1"] {
+        assert!(!reply.contains(secret), "{secret} leaked: {reply}");
+    }
+}
+
+#[test]
+fn proxy_v1_before_http_and_before_silence() {
+    let echo = start(&["127.0.0.1:0"]);
+    let v1 = b"PROXY TCP4 203.0.113.5 198.51.100.1 40001 31908\r\n";
+    let (reply, _) = exchange(
+        echo.addrs[0],
+        &[&v1[..], b"GET / HTTP/1.1\r\n\r\n"].concat(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert_eq!(body(&reply)["proxy_protocol"], "203.0.113.5:40001");
+    assert_eq!(body(&reply)["remote_addr"], "127.0.0.1");
+    // A PROXY header and then nothing: an L4 backend behind a PROXY-speaking balancer.
+    let (reply, took) = exchange(echo.addrs[0], v1);
+    assert!(reply.starts_with('{'), "{reply}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(body(&reply)["proxy_protocol"], "203.0.113.5:40001");
+}
+
+#[test]
+fn proxy_v2_ipv6_source_is_reported() {
+    let echo = start(&["127.0.0.1:0"]);
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend([0x21, 0x21, 0, 36]); // v2 PROXY, TCP over IPv6, 36 address bytes
+    let src: std::net::Ipv6Addr = "2001:db8::5".parse().unwrap();
+    let dst: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    v2.extend(src.octets());
+    v2.extend(dst.octets());
+    v2.extend(40002u16.to_be_bytes());
+    v2.extend(443u16.to_be_bytes());
+    v2.extend(b"GET / HTTP/1.1\r\nX-Real-IP: 2001:db8::5\r\n\r\n");
+    let (reply, _) = exchange(echo.addrs[0], &v2);
+    let json = body(&reply);
+    assert_eq!(json["proxy_protocol"], "[2001:db8::5]:40002");
+    assert_eq!(json["x_real_ip"], "2001:db8::5");
+}

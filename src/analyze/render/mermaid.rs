@@ -1,0 +1,199 @@
+//! A Mermaid flowchart per distinct path: client → node → node → pod, each rewrite on the arrow
+//! where it happened, the hop that lost the client address in red. Connections that took the
+//! same path with the same rewrites share one drawing.
+
+use crate::analyze::flow::{host, losing_snat};
+use crate::analyze::model::{Flow, Report, TranslationKind};
+use realip_probe::wire::Direction;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write;
+
+/// Paths drawn at most; the rest are counted in a comment.
+const MAX_PATHS: usize = 20;
+
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+struct Path {
+    entry: String,
+    /// Per node crossed in a row: the node and its capture points.
+    runs: Vec<(String, String)>,
+    /// Labels of the arrow leaving each run (rewrites made there or just after it).
+    arrows: Vec<Vec<String>>,
+    pod: String,
+    /// What the pod sees when it is not the client.
+    pod_sees: Option<String>,
+    /// Index of the run whose outgoing arrow lost the client address, and whether the rewrite
+    /// happened inside that node (rather than somewhere unseen after it).
+    lost: Option<(usize, bool)>,
+}
+
+fn path_of(flow: &Flow) -> Path {
+    let mut runs: Vec<(String, String)> = Vec::new();
+    let mut run_of = Vec::with_capacity(flow.hops.len());
+    for hop in &flow.hops {
+        let point = format!(
+            "{} {}",
+            hop.iface,
+            if hop.dir == Direction::In {
+                "in"
+            } else {
+                "out"
+            }
+        );
+        match runs.last_mut() {
+            Some((node, points)) if *node == hop.node => {
+                points.push_str(" → ");
+                points.push_str(&point);
+            }
+            _ => runs.push((hop.node.clone(), point)),
+        }
+        run_of.push(runs.len() - 1);
+    }
+    let mut arrows = vec![Vec::new(); runs.len()];
+    let lost_t = losing_snat(flow);
+    let mut lost = None;
+    for t in &flow.translations {
+        let Some(before) = t.hop.checked_sub(1).and_then(|h| run_of.get(h)) else {
+            continue;
+        };
+        let inside = flow.hops[t.hop - 1].node == flow.hops[t.hop].node;
+        let label = match t.kind {
+            TranslationKind::Dnat => format!("DNAT → {} ({})", t.to, t.to_owner),
+            TranslationKind::Snat => {
+                let to = host(&t.to).map_or_else(|| t.to.clone(), |ip| ip.to_string());
+                format!("SNAT → {to} ({})", t.to_owner)
+            }
+        };
+        let label = if inside {
+            label
+        } else {
+            format!("{label}, unseen hop")
+        };
+        arrows[*before].push(label);
+        if lost_t.is_some_and(|l| std::ptr::eq(l, t)) {
+            lost = Some((*before, inside));
+        }
+    }
+    let last = &flow.hops[flow.hops.len() - 1];
+    Path {
+        entry: flow.entry.clone(),
+        runs,
+        arrows,
+        pod: crate::analyze::flow::endpoint(last.dst, last.dport),
+        pod_sees: (!flow.client_ip_preserved)
+            .then(|| flow.pod_sees.map(|ip| ip.to_string()))
+            .flatten(),
+        lost,
+    }
+}
+
+pub fn render_mermaid(report: &Report) -> String {
+    let mut order: Vec<Path> = Vec::new();
+    let mut seen: HashMap<Path, (usize, BTreeSet<String>)> = HashMap::new();
+    for flow in &report.flows {
+        let path = path_of(flow);
+        let slot = seen.entry(path.clone()).or_insert_with(|| {
+            order.push(path);
+            (0, BTreeSet::new())
+        });
+        slot.0 += 1;
+        if slot.1.len() <= 3 {
+            if let Some(client) = flow.client {
+                slot.1.insert(client.to_string());
+            }
+        }
+    }
+    let mut out = String::from("flowchart LR\n");
+    let mut edge = 0usize;
+    let mut lost_edges = Vec::new();
+    for (n, path) in order.iter().take(MAX_PATHS).enumerate() {
+        let (count, clients) = &seen[path];
+        let id = format!("p{}", n + 1);
+        let verdict = match path.lost {
+            Some((run, _)) => format!("client IP lost on {}", path.runs[run].0),
+            None if path.pod_sees.is_none() => "client IP preserved".to_string(),
+            None => "client IP not preserved".to_string(),
+        };
+        let plural = if *count == 1 { "" } else { "s" };
+        let _ = writeln!(
+            out,
+            "  subgraph {id}[\"{}\"]",
+            esc(&format!(
+                "{} · {count} connection{plural} · {verdict}",
+                path.entry
+            ))
+        );
+        out.push_str("    direction LR\n");
+        let client = if clients.len() == 1 {
+            format!(
+                "client<br/>{}",
+                esc(clients.iter().next().map_or("", |c| c))
+            )
+        } else {
+            "clients".to_string()
+        };
+        let _ = writeln!(out, "    {id}_c([\"{client}\"])");
+        for (i, (node, points)) in path.runs.iter().enumerate() {
+            let _ = writeln!(out, "    {id}_n{i}[\"{}<br/>{}\"]", esc(node), esc(points));
+        }
+        let sees = match &path.pod_sees {
+            Some(ip) => format!("sees {}", esc(ip)),
+            None => "sees the client".to_string(),
+        };
+        let _ = writeln!(out, "    {id}_pod([\"pod {}<br/>{sees}\"])", esc(&path.pod));
+        let _ = writeln!(out, "    {id}_c -->|\"to {}\"| {id}_n0", esc(&path.entry));
+        edge += 1;
+        for (i, labels) in path.arrows.iter().enumerate() {
+            let target = if i + 1 < path.runs.len() {
+                format!("{id}_n{}", i + 1)
+            } else {
+                format!("{id}_pod")
+            };
+            if labels.is_empty() {
+                let _ = writeln!(out, "    {id}_n{i} --> {target}");
+            } else {
+                let label = labels
+                    .iter()
+                    .map(|l| esc(l))
+                    .collect::<Vec<_>>()
+                    .join("<br/>");
+                let _ = writeln!(out, "    {id}_n{i} -->|\"{label}\"| {target}");
+            }
+            if path.lost.is_some_and(|(run, _)| run == i) {
+                lost_edges.push(edge);
+            }
+            edge += 1;
+        }
+        out.push_str("  end\n");
+        if let Some((run, inside)) = path.lost {
+            if inside {
+                let _ = writeln!(out, "  class {id}_n{run} lost");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  class {id}_pod {}",
+            if path.pod_sees.is_some() {
+                "rewritten"
+            } else {
+                "kept"
+            }
+        );
+    }
+    if order.len() > MAX_PATHS {
+        let _ = writeln!(out, "  %% {} more paths not drawn", order.len() - MAX_PATHS);
+    }
+    out.push_str("  classDef lost fill:#fdd,stroke:#c00,stroke-width:2px\n");
+    out.push_str("  classDef rewritten fill:#fee,stroke:#c00\n");
+    out.push_str("  classDef kept fill:#dfd,stroke:#080\n");
+    for e in lost_edges {
+        let _ = writeln!(out, "  linkStyle {e} stroke:#c00,stroke-width:3px");
+    }
+    out
+}
+
+/// Text safe inside a quoted Mermaid label.
+fn esc(text: &str) -> String {
+    text.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
+}

@@ -1,0 +1,216 @@
+//! The text report: per connection a hop list marking each rewrite, then a summary per way in.
+
+use super::paint;
+use crate::analyze::flow::{endpoint, losing_snat};
+use crate::analyze::model::{Flow, Report, Summary, TranslationKind};
+use crate::output::{BAD, DIM, GOOD, HEAD, WARN};
+use realip_probe::wire::Direction;
+use std::fmt::Write;
+
+/// The readable report. Styles are ANSI; print through [`crate::output::emit`], which strips
+/// them when stdout is not a terminal or NO_COLOR is set.
+pub fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    for (n, flow) in report.flows.iter().enumerate() {
+        flow_text(&mut out, n + 1, flow);
+        out.push('\n');
+    }
+    summary_text(&mut out, &report.summary);
+    out
+}
+
+fn flow_text(out: &mut String, n: usize, flow: &Flow) {
+    let first = &flow.hops[0];
+    let retries = match flow.retries {
+        0 => String::new(),
+        1 => " · 1 retry".to_string(),
+        r => format!(" · {r} retries"),
+    };
+    let _ = writeln!(
+        out,
+        "{} {} → {}{}",
+        paint(HEAD, &format!("Connection {n}")),
+        endpoint(first.src, first.sport),
+        flow.entry,
+        paint(DIM, &format!(" · isn {}{retries}", flow.isn)),
+    );
+    let rows: Vec<[String; 5]> = flow
+        .hops
+        .iter()
+        .map(|h| {
+            [
+                h.node.clone(),
+                h.iface.clone(),
+                match h.dir {
+                    Direction::In => "in".into(),
+                    Direction::Out => "out".into(),
+                },
+                endpoint(h.src, h.sport),
+                endpoint(h.dst, h.dport),
+            ]
+        })
+        .collect();
+    let width = |col: usize| {
+        rows.iter()
+            .map(|r| r[col].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (wn, wi, wd, ws) = (width(0), width(1), width(2), width(3));
+    let lost = losing_snat(flow);
+    for (i, (hop, row)) in flow.hops.iter().zip(&rows).enumerate() {
+        let rewrites: Vec<_> = flow.translations.iter().filter(|t| t.hop == i).collect();
+        let src_changed = rewrites.iter().any(|t| t.kind == TranslationKind::Snat);
+        let dst_changed = rewrites.iter().any(|t| t.kind == TranslationKind::Dnat);
+        let src = format!("{:ws$}", row[3]);
+        let src = if src_changed { paint(BAD, &src) } else { src };
+        let dst = if dst_changed {
+            paint(WARN, &row[4])
+        } else {
+            row[4].clone()
+        };
+        let _ = writeln!(
+            out,
+            "  {:>2}  {:wn$}  {:wi$}  {:wd$}  {src} → {dst}",
+            i + 1,
+            hop.node,
+            hop.iface,
+            row[2],
+        );
+        for t in rewrites {
+            let kind = match t.kind {
+                TranslationKind::Snat => "SNAT",
+                TranslationKind::Dnat => "DNAT",
+            };
+            let line = format!(
+                "← {kind} on {}: {} → {} ({})",
+                t.node, t.from, t.to, t.to_owner
+            );
+            let is_lost = lost.is_some_and(|l| std::ptr::eq(l, t));
+            let line = if is_lost {
+                format!(
+                    "{}  {}",
+                    paint(BAD, &line),
+                    paint(BAD, "client IP lost here")
+                )
+            } else if t.kind == TranslationKind::Snat {
+                paint(WARN, &line)
+            } else {
+                paint(DIM, &line)
+            };
+            let _ = writeln!(out, "        {line}");
+        }
+    }
+    let sees = flow
+        .pod_sees
+        .map_or_else(|| "nothing".to_string(), |ip| ip.to_string());
+    let client = flow
+        .client
+        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    if flow.client_ip_preserved {
+        let _ = writeln!(
+            out,
+            "  {} — the client address, preserved",
+            paint(GOOD, &format!("pod sees {sees}")),
+        );
+    } else {
+        let place = match (flow.lost_at, lost) {
+            (Some(at), Some(t)) => format!(" at hop {} (SNAT on {})", at + 1, t.node),
+            (Some(at), None) => format!(" at hop {}", at + 1),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {} — client {client} lost{place}",
+            paint(BAD, &format!("pod sees {sees}")),
+        );
+    }
+    if let Some(l7) = &flow.l7_client_ip {
+        let _ = writeln!(out, "  L7 client IP: {} ({})", l7.value, l7.header);
+    }
+}
+
+fn summary_text(out: &mut String, summary: &Summary) {
+    let _ = writeln!(
+        out,
+        "{} {} connection(s): {} kept the client IP, {} rewritten",
+        paint(HEAD, "Summary:"),
+        summary.connections,
+        summary.preserved,
+        summary.rewritten
+    );
+    if !summary.entries.is_empty() {
+        let header = ["entry", "conns", "kept", "rewritten", "where"];
+        let rows: Vec<[String; 5]> = summary
+            .entries
+            .iter()
+            .map(|e| {
+                let places = e
+                    .rewritten_at
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "SNAT on {} → {} ({}) ×{}",
+                            r.node, r.to, r.to_owner, r.count
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                [
+                    e.entry.clone(),
+                    e.connections.to_string(),
+                    e.preserved.to_string(),
+                    e.rewritten.to_string(),
+                    if places.is_empty() {
+                        "-".into()
+                    } else {
+                        places
+                    },
+                ]
+            })
+            .collect();
+        let widths: Vec<usize> = (0..4)
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([header[c].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |r: [&str; 5]| {
+            format!(
+                "  {:w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
+            )
+        };
+        let _ = writeln!(out, "{}", paint(DIM, line(header).trim_end()));
+        for r in &rows {
+            let _ = writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        }
+    }
+    if summary.drops > 0 {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                WARN,
+                &format!(
+                    "The kernel dropped {} packet(s) during capture: some SYNs may be missing.",
+                    summary.drops
+                )
+            )
+        );
+    }
+    for w in &summary.warnings {
+        let _ = writeln!(out, "{} {w}", paint(WARN, "warning:"));
+    }
+}

@@ -1,0 +1,92 @@
+//! The compact form in which the analyzer keeps every SYN sighting until it correlates them.
+
+use realip_probe::wire::{Direction, Syn};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Node and interface names are interned: a capture repeats a handful of them many times.
+#[derive(Debug, Default)]
+pub struct Names {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Names {
+    pub fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.to_string());
+        self.index.insert(name.to_string(), id);
+        id
+    }
+
+    pub fn get(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("?", String::as_str)
+    }
+}
+
+/// One sighting of a SYN on one interface of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    pub ts_ns: u64,
+    pub node: u32,
+    pub iface: u32,
+    pub dir: Direction,
+    /// False when the capture did not record the direction (plain Ethernet pcap) and `dir` is a guess.
+    pub dir_known: bool,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub isn: u32,
+    pub tsval: Option<u32>,
+    pub ttl: u8,
+    pub ip_id: Option<u16>,
+}
+
+impl Sighting {
+    pub fn from_syn(syn: &Syn, names: &mut Names) -> Self {
+        Sighting {
+            ts_ns: syn.ts_ns,
+            node: names.id(&syn.node),
+            iface: names.id(&syn.iface),
+            dir: syn.dir,
+            dir_known: true,
+            src: syn.src,
+            sport: syn.sport,
+            dst: syn.dst,
+            dport: syn.dport,
+            isn: syn.isn,
+            tsval: syn.tsval,
+            ttl: syn.ttl,
+            ip_id: syn.ip_id,
+        }
+    }
+
+    pub fn same_tuple(&self, other: &Sighting) -> bool {
+        self.src == other.src
+            && self.sport == other.sport
+            && self.dst == other.dst
+            && self.dport == other.dport
+    }
+
+    pub fn same_source(&self, other: &Sighting) -> bool {
+        self.src == other.src && self.sport == other.sport
+    }
+
+    pub fn same_destination(&self, other: &Sighting) -> bool {
+        self.dst == other.dst && self.dport == other.dport
+    }
+
+    /// Could this sighting have been received (`in`) on its interface?
+    pub fn may_be_in(&self) -> bool {
+        !self.dir_known || self.dir == Direction::In
+    }
+
+    /// Could this sighting have been sent (`out`) on its interface?
+    pub fn may_be_out(&self) -> bool {
+        !self.dir_known || self.dir == Direction::Out
+    }
+}

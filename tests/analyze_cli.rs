@@ -1,0 +1,86 @@
+//! The analyze command on bad input: clear messages naming file and line, documented exit codes.
+
+use std::path::Path;
+use std::process::Command;
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/analyze")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn analyze(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-realip"))
+        .arg("analyze")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn good_input_exits_zero() {
+    let (code, out, err) = analyze(&["-o", "json", &fixture("hand/two-nodes.jsonl")]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["flows"][0]["pod_sees"], "192.0.2.10");
+}
+
+#[test]
+fn malformed_line_is_named_and_the_rest_analyzed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.jsonl");
+    let mut text = std::fs::read_to_string(fixture("hand/two-nodes.jsonl")).unwrap();
+    text.insert_str(
+        text.find('\n').unwrap() + 1,
+        "{\"v\":1,\"type\":\"syn\",\"oops\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let (code, out, err) = analyze(&["-o", "json", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("bad.jsonl:2: skipped"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["summary"]["connections"], 2);
+}
+
+#[test]
+fn newer_schema_stops_that_file_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.jsonl");
+    std::fs::write(&path, "{\"v\":9,\"type\":\"syn\"}\n").unwrap();
+    let (code, out, err) = analyze(&[path.to_str().unwrap(), &fixture("hand/two-nodes.jsonl")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("new.jsonl:1: schema version 9"), "{err}");
+    assert!(out.contains("Summary: 2 connection(s)"), "{out}");
+}
+
+#[test]
+fn missing_file_is_a_usage_error_naming_it() {
+    let (code, _, err) = analyze(&["/nonexistent/x.pcap", &fixture("hand/two-nodes.jsonl")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/x.pcap: cannot open"), "{err}");
+}
+
+#[test]
+fn binary_garbage_is_not_a_known_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noise.bin");
+    std::fs::write(
+        &path,
+        [0xffu8, 0xfe, 0x00, 0x01, 0x80, 0x81, 0x0a].repeat(50),
+    )
+    .unwrap();
+    let (code, _, err) = analyze(&[path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("neither probe JSONL nor a pcap/pcapng capture"),
+        "{err}"
+    );
+}

@@ -1,0 +1,54 @@
+//! Golden tests of what analyze prints, from committed fixtures.
+
+use kubectl_realip::analyze::{analyze_events, render_json, render_mermaid, render_text};
+use kubectl_realip::output::plain;
+use realip_probe::wire::{decode_line, Event};
+use std::path::Path;
+
+fn events(fixture: &str) -> Vec<Event> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/analyze")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| decode_line(l).unwrap())
+        .collect()
+}
+
+/// Snapshots live with the fixtures they come from.
+macro_rules! golden {
+    ($value:expr) => {
+        insta::with_settings!({ snapshot_path => "fixtures/analyze/snapshots", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!($value);
+        })
+    };
+}
+
+#[test]
+fn two_nodes_text() {
+    let report = analyze_events(events("hand/two-nodes.jsonl"));
+    golden!(plain(&render_text(&report)));
+}
+
+#[test]
+fn two_nodes_json() {
+    let report = analyze_events(events("hand/two-nodes.jsonl"));
+    let json = render_json(&report);
+    assert!(json.ends_with("}\n"));
+    golden!(json);
+}
+
+#[test]
+fn two_nodes_mermaid() {
+    let report = analyze_events(events("hand/two-nodes.jsonl"));
+    golden!(render_mermaid(&report));
+}
+
+#[test]
+fn event_order_does_not_matter() {
+    let mut evs = events("hand/two-nodes.jsonl");
+    let forward = analyze_events(evs.clone());
+    evs.reverse();
+    assert_eq!(analyze_events(evs), forward);
+}
