@@ -39,10 +39,10 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ProbeBinError> {
         }
     }
     Err(ProbeBinError::NotFound {
-        beside: current
-            .as_deref()
-            .and_then(Path::parent)
-            .map_or_else(|| "this executable".to_string(), |dir| dir.display().to_string()),
+        beside: current.as_deref().and_then(Path::parent).map_or_else(
+            || "this executable".to_string(),
+            |dir| dir.display().to_string(),
+        ),
     })
 }
 
@@ -72,7 +72,8 @@ fn path_candidates(path: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -101,7 +102,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("realip-probe");
         std::fs::write(&file, "#!/bin/sh\n").unwrap();
-        assert!(matches!(locate(Some(&file)), Err(ProbeBinError::NotExecutable(_))));
+        assert!(matches!(
+            locate(Some(&file)),
+            Err(ProbeBinError::NotExecutable(_))
+        ));
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(locate(Some(&file)).unwrap(), file);
         assert!(locate(Some(&dir.path().join("missing"))).is_err());
@@ -110,6 +114,12 @@ mod tests {
     #[test]
     fn path_is_split() {
         let found = path_candidates(Some(std::ffi::OsStr::new("/a:/b")));
-        assert_eq!(found, vec![PathBuf::from("/a/realip-probe"), PathBuf::from("/b/realip-probe")]);
+        assert_eq!(
+            found,
+            vec![
+                PathBuf::from("/a/realip-probe"),
+                PathBuf::from("/b/realip-probe")
+            ]
+        );
     }
 }

@@ -150,7 +150,13 @@ pub fn node_rules(services: &[Service], node: Node) -> String {
     ]);
 
     let mut out = String::new();
-    table(&mut out, "filter", &["INPUT", "FORWARD", "OUTPUT"], &filter_chains, &filter_rules);
+    table(
+        &mut out,
+        "filter",
+        &["INPUT", "FORWARD", "OUTPUT"],
+        &filter_chains,
+        &filter_rules,
+    );
     table(
         &mut out,
         "nat",
@@ -338,7 +344,10 @@ mod tests {
     fn chain_names_match_kube_proxy() {
         // Values from kube-proxy's own tests (ns1/svc1:p80, endpoint 10.180.0.1:80).
         assert_eq!(proto_hash("ns1/svc1:p80tcp"), "XPGD46QRK7WJZT7O");
-        assert_eq!(proto_hash("ns1/svc1:p80tcp10.180.0.1:80"), "SXIVWICOYRO3J4NJ");
+        assert_eq!(
+            proto_hash("ns1/svc1:p80tcp10.180.0.1:80"),
+            "SXIVWICOYRO3J4NJ"
+        );
     }
 
     #[test]
@@ -372,7 +381,10 @@ mod tests {
 
     #[test]
     fn probabilities_split_evenly() {
-        let rules = node_rules(&[svc(TrafficPolicy::Cluster, &[Pod::AppA, Pod::AppB])], Node::A);
+        let rules = node_rules(
+            &[svc(TrafficPolicy::Cluster, &[Pod::AppA, Pod::AppB])],
+            Node::A,
+        );
         assert!(rules.contains("--probability 0.5000000000 -j KUBE-SEP-"));
     }
 
@@ -386,6 +398,9 @@ mod tests {
 
     #[test]
     fn rules_snapshot_local_without_endpoints() {
-        insta::assert_snapshot!(node_rules(&[svc(TrafficPolicy::Local, &[Pod::AppA])], Node::B));
+        insta::assert_snapshot!(node_rules(
+            &[svc(TrafficPolicy::Local, &[Pod::AppA])],
+            Node::B
+        ));
     }
 }

@@ -47,9 +47,8 @@ pub fn run(args: &LabNetArgs) -> Result<()> {
             crate::output::emit(&format!("{line}\n"))
                 .map_err(|err| Failure::new(Kind::Probe, format!("writing to stdout: {err}")))
         }
-        LabNetAction::Proxy { listen, to, xff } => proxy(*listen, *to, *xff).map_err(|err| {
-            Failure::new(Kind::Probe, format!("lab proxy on {listen}: {err}"))
-        }),
+        LabNetAction::Proxy { listen, to, xff } => proxy(*listen, *to, *xff)
+            .map_err(|err| Failure::new(Kind::Probe, format!("lab proxy on {listen}: {err}"))),
     }
 }
 
@@ -59,7 +58,9 @@ pub fn get(to: SocketAddr, timeout: Duration, wait: Duration) -> GetOutcome {
     let stream = loop {
         match TcpStream::connect_timeout(&to, timeout) {
             Ok(stream) => break stream,
-            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+            Err(err)
+                if err.kind() == io::ErrorKind::ConnectionRefused && Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(err) => {
@@ -112,13 +113,18 @@ fn exchange(
     parse_reply(&buf).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("not an HTTP reply: {:?}", String::from_utf8_lossy(&buf[..buf.len().min(120)])),
+            format!(
+                "not an HTTP reply: {:?}",
+                String::from_utf8_lossy(&buf[..buf.len().min(120)])
+            ),
         )
     })
 }
 
 fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4)
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
 }
 
 fn content_length(head: &str) -> Option<usize> {
@@ -191,7 +197,9 @@ pub fn rewrite_head(head: &str, peer: IpAddr, mode: XffMode) -> Option<String> {
         out.push_str(line);
         out.push_str("\r\n");
     }
-    out.push_str(&format!("X-Forwarded-For: {xff}\r\nX-Real-IP: {peer}\r\n\r\n"));
+    out.push_str(&format!(
+        "X-Forwarded-For: {xff}\r\nX-Real-IP: {peer}\r\n\r\n"
+    ));
     Some(out)
 }
 
@@ -254,7 +262,8 @@ fn forward(mut client: TcpStream, to: SocketAddr, mode: XffMode) -> io::Result<(
 mod tests {
     use super::*;
 
-    const HEAD: &str = "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.10\r\nX-Real-IP: 192.0.2.10\r\n\r\n";
+    const HEAD: &str =
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.10\r\nX-Real-IP: 192.0.2.10\r\n\r\n";
 
     #[test]
     fn append_keeps_what_came_in() {
@@ -274,7 +283,12 @@ mod tests {
 
     #[test]
     fn not_http_is_refused() {
-        assert!(rewrite_head("hello\r\n\r\n", "192.0.2.1".parse().unwrap(), XffMode::Append).is_none());
+        assert!(rewrite_head(
+            "hello\r\n\r\n",
+            "192.0.2.1".parse().unwrap(),
+            XffMode::Append
+        )
+        .is_none());
     }
 
     #[test]
@@ -290,7 +304,10 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(value["remote_addr"], "192.0.2.10:4000");
         assert!(!reply_complete(b"HTTP/1.1 200 OK\r\n\r\n"));
-        assert_eq!(parse_reply(b"HTTP/1.0 404 x\r\n\r\nnope").unwrap().1, "nope");
+        assert_eq!(
+            parse_reply(b"HTTP/1.0 404 x\r\n\r\nnope").unwrap().1,
+            "nope"
+        );
         assert!(parse_reply(b"garbage").is_none());
     }
 

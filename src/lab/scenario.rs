@@ -73,11 +73,7 @@ impl fmt::Display for Who {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
     /// The echo in `by` answers; its accept() returns `l4`; X-Forwarded-For carries `xff`.
-    Answered {
-        by: Pod,
-        l4: Who,
-        xff: Option<Who>,
-    },
+    Answered { by: Pod, l4: Who, xff: Option<Who> },
     /// No answer: the SYN is last seen arriving at `at`, which drops it.
     Dropped { at: Node },
 }

@@ -234,34 +234,75 @@ pub fn build_commands(names: &Names) -> Vec<Argv> {
             "link", "add", "eth0", "type", "veth", "peer", "name", "inet0", "netns", &clb,
         ],
     ));
-    cmds.push(ip(&client, &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"]));
+    cmds.push(ip(
+        &client,
+        &["addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"],
+    ));
     cmds.push(ip(&client, &["link", "set", "eth0", "up"]));
-    cmds.push(ip(&client, &["route", "add", "default", "via", &CLB_INET_IP.to_string()]));
-    cmds.push(ip(&clb, &["addr", "add", &format!("{CLB_INET_IP}/24"), "dev", "inet0"]));
+    cmds.push(ip(
+        &client,
+        &["route", "add", "default", "via", &CLB_INET_IP.to_string()],
+    ));
+    cmds.push(ip(
+        &clb,
+        &["addr", "add", &format!("{CLB_INET_IP}/24"), "dev", "inet0"],
+    ));
     cmds.push(ip(&clb, &["link", "set", "inet0", "up"]));
 
     // clb <-> vpc; the VIP lives on the load balancer's loopback (its L7 proxy binds it).
     cmds.extend(uplink(&clb, &vpc, "vpc-clb", CLB_VPC_IP));
-    cmds.push(ip(&clb, &["addr", "add", &format!("{VIP}/32"), "dev", "lo"]));
+    cmds.push(ip(
+        &clb,
+        &["addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+    ));
     for node in Node::ALL {
         // The VPC routes each node's pod CIDR to it (GlobalRouter / VPC-CNI style).
         cmds.push(ip(
             &clb,
-            &["route", "add", &node.pod_cidr(), "via", &node.ip().to_string()],
+            &[
+                "route",
+                "add",
+                &node.pod_cidr(),
+                "via",
+                &node.ip().to_string(),
+            ],
         ));
     }
 
     for node in Node::ALL {
         let ns = names.ns(Host::Node(node));
-        cmds.extend(uplink(&ns, &vpc, &format!("vpc-{}", node.name()), node.ip()));
-        cmds.push(ip(&ns, &["route", "add", "default", "via", &CLB_VPC_IP.to_string()]));
+        cmds.extend(uplink(
+            &ns,
+            &vpc,
+            &format!("vpc-{}", node.name()),
+            node.ip(),
+        ));
+        cmds.push(ip(
+            &ns,
+            &["route", "add", "default", "via", &CLB_VPC_IP.to_string()],
+        ));
         let other = node.other();
         cmds.push(ip(
             &ns,
-            &["route", "add", &other.pod_cidr(), "via", &other.ip().to_string()],
+            &[
+                "route",
+                "add",
+                &other.pod_cidr(),
+                "via",
+                &other.ip().to_string(),
+            ],
         ));
         cmds.push(ip(&ns, &["link", "add", "cbr0", "type", "bridge"]));
-        cmds.push(ip(&ns, &["addr", "add", &format!("{}/24", node.cbr0_ip()), "dev", "cbr0"]));
+        cmds.push(ip(
+            &ns,
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", node.cbr0_ip()),
+                "dev",
+                "cbr0",
+            ],
+        ));
         cmds.push(ip(&ns, &["link", "set", "cbr0", "up"]));
     }
 
@@ -279,14 +320,31 @@ pub fn build_commands(names: &Names) -> Vec<Argv> {
         // kubelet's --hairpin-mode=hairpin-veth.
         cmds.push(ip(
             &node_ns,
-            &["link", "set", &veth, "type", "bridge_slave", "hairpin", "on"],
+            &[
+                "link",
+                "set",
+                &veth,
+                "type",
+                "bridge_slave",
+                "hairpin",
+                "on",
+            ],
         ));
         cmds.push(ip(&node_ns, &["link", "set", &veth, "up"]));
-        cmds.push(ip(&pod_ns, &["addr", "add", &format!("{}/24", pod.ip()), "dev", "eth0"]));
+        cmds.push(ip(
+            &pod_ns,
+            &["addr", "add", &format!("{}/24", pod.ip()), "dev", "eth0"],
+        ));
         cmds.push(ip(&pod_ns, &["link", "set", "eth0", "up"]));
         cmds.push(ip(
             &pod_ns,
-            &["route", "add", "default", "via", &pod.node().cbr0_ip().to_string()],
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &pod.node().cbr0_ip().to_string(),
+            ],
         ));
     }
 
@@ -402,7 +460,10 @@ mod tests {
 
     #[test]
     fn owners_name_every_address() {
-        assert_eq!(owner_of(Node::A.cbr0_ip().into()).unwrap(), "cbr0 of node-a");
+        assert_eq!(
+            owner_of(Node::A.cbr0_ip().into()).unwrap(),
+            "cbr0 of node-a"
+        );
         assert_eq!(owner_of(Node::B.ip().into()).unwrap(), "node-b");
         assert_eq!(owner_of(Pod::Toolbox.ip().into()).unwrap(), "pod toolbox");
         assert_eq!(host_of(VIP.into()), Some(Host::Clb));
