@@ -8,6 +8,7 @@ pub mod analyze;
 pub mod cli;
 pub mod error;
 pub mod explain;
+pub mod kube;
 pub mod lab;
 pub mod output;
 pub mod probe_bin;

@@ -7,6 +7,8 @@
 
 pub mod bpf;
 #[cfg(feature = "capture")]
+pub mod capture;
+#[cfg(feature = "capture")]
 pub mod echo;
 pub mod l7;
 pub mod parse;

@@ -1,17 +1,49 @@
 //! `realip-probe`: capture TCP SYNs on a node's interfaces, or answer as a test backend.
 
 use clap::Parser;
+use realip_probe::bpf::FilterSpec;
+use realip_probe::capture::{self, CaptureError};
 use realip_probe::echo;
-use std::net::SocketAddr;
+use std::io::{self, BufWriter};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "realip-probe", version, about = "Node probe of kubectl realip")]
 enum Cli {
     /// Capture TCP SYNs on this node's interfaces and write JSON lines to stdout.
-    Capture,
+    Capture(CaptureArgs),
     /// Answer TCP and HTTP/1.1 with JSON naming the peer address and forwarding headers.
     Echo(EchoArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CaptureArgs {
+    /// Capture only this interface (repeatable); default: discover every interface.
+    #[arg(long = "iface", value_name = "NAME")]
+    iface: Vec<String>,
+    /// Node name written in every event; default: the hostname.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// Stop after this many seconds; default: run until SIGINT or SIGTERM.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    duration: Option<u64>,
+    /// Watch only this TCP port, either end (repeatable; compiled into the kernel filter).
+    #[arg(long = "port", value_name = "PORT")]
+    port: Vec<u16>,
+    /// Watch only this address, either end (repeatable; compiled into the kernel filter).
+    #[arg(long = "host", value_name = "ADDR")]
+    host: Vec<IpAddr>,
+    /// Also read the first data segment of flows to the watched ports and report only its
+    /// forwarding facts (X-Forwarded-For, X-Real-IP, Forwarded, PROXY protocol source).
+    #[arg(long)]
+    l7: bool,
+    /// Seconds between stats events.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    stats_interval: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,11 +65,7 @@ struct Failure {
 
 fn main() -> ExitCode {
     let result = match Cli::parse() {
-        Cli::Capture => Err(Failure {
-            message: "capture is not available in this build".into(),
-            hint: None,
-            code: 4,
-        }),
+        Cli::Capture(args) => run_capture(args),
         Cli::Echo(args) => run_echo(&args),
     };
     match result {
@@ -49,6 +77,63 @@ fn main() -> ExitCode {
             }
             ExitCode::from(failure.code)
         }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|err| Failure {
+            message: format!("cannot handle signal {signal}: {err}"),
+            hint: None,
+            code: 4,
+        })?;
+    }
+    let mut opts = capture::Options::new(args.node.unwrap_or_else(hostname));
+    opts.ifaces = args.iface;
+    opts.duration = args.duration.map(Duration::from_secs);
+    opts.stats_every = Duration::from_secs(args.stats_interval);
+    opts.spec = FilterSpec {
+        ports: args.port,
+        hosts: args.host,
+        l7: args.l7,
+    };
+    let out = BufWriter::with_capacity(64 << 10, io::stdout().lock());
+    match capture::run(&opts, &stop, out) {
+        Ok(_) => Ok(()),
+        // The reader went away (`| head`): nothing left to tell anyone.
+        Err(CaptureError::Output(err)) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(err) => Err(capture_failure(err)),
+    }
+}
+
+fn capture_failure(err: CaptureError) -> Failure {
+    let (hint, code) = match &err {
+        CaptureError::NoCapability(_) => (
+            "grant CAP_NET_RAW: run as root, or add NET_RAW to the container's securityContext.capabilities.add (no other capability is needed)",
+            4,
+        ),
+        CaptureError::UnknownIface { .. } => ("pick names from `ip link`, or omit --iface to capture on every interface", 2),
+        CaptureError::Unreadable { .. } => ("capture on the Ethernet, raw-IP or loopback interfaces instead", 2),
+        CaptureError::Filter(_) => ("narrow with fewer --port/--host values", 2),
+        CaptureError::Discover(_) | CaptureError::Open { .. } | CaptureError::Poll(_) => (
+            "check that the probe runs in the node's network namespace (hostNetwork: true)",
+            4,
+        ),
+        CaptureError::Output(_) => ("check where stdout goes", 4),
+    };
+    Failure {
+        message: err.to_string(),
+        hint: Some(hint.into()),
+        code,
     }
 }
 

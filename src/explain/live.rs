@@ -1,0 +1,332 @@
+//! Live adapter: read what explain needs from a cluster. The reads go through [`Source`] so the
+//! gathering logic is testable with canned objects; [`KubeSource`] is the real one.
+//!
+//! Only the Service itself is required. Every other read is optional: a refusal (403) or a
+//! failure becomes a stated assumption, never a failed command.
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{Api, ListParams};
+use std::collections::BTreeMap;
+
+use super::model::Explanation;
+use super::objects::{IngressDoc, Objects, Workload};
+use crate::cli::ExplainArgs;
+use crate::error::{Failure, Result};
+use crate::kube::{ApiCall, CallContext, KubeError};
+
+/// The reads explain makes. Errors keep their kind so 403 and 404 can be told apart.
+#[allow(async_fn_in_trait)]
+pub trait Source {
+    async fn service(&self, ns: &str, name: &str) -> Result<Service, KubeError>;
+    async fn endpoint_slices(
+        &self,
+        ns: &str,
+        service: &str,
+    ) -> Result<Vec<EndpointSlice>, KubeError>;
+    async fn ingresses(&self, ns: &str) -> Result<Vec<Ingress>, KubeError>;
+    async fn ingress_classes(&self) -> Result<Vec<IngressClass>, KubeError>;
+    async fn config_map(&self, ns: &str, name: &str) -> Result<ConfigMap, KubeError>;
+    async fn config_maps(&self, ns: &str) -> Result<Vec<ConfigMap>, KubeError>;
+    /// Services in `ns`, or in every namespace when None, matching `selector` (may be empty).
+    async fn services(&self, ns: Option<&str>, selector: &str) -> Result<Vec<Service>, KubeError>;
+    async fn nodes(&self) -> Result<Vec<Node>, KubeError>;
+    async fn pods(&self, ns: &str, selector: &str) -> Result<Vec<Pod>, KubeError>;
+    async fn daemon_set(&self, ns: &str, name: &str) -> Result<DaemonSet, KubeError>;
+}
+
+/// The real cluster.
+pub struct KubeSource {
+    pub client: kube::Client,
+}
+
+fn list_params(selector: &str) -> ListParams {
+    if selector.is_empty() {
+        ListParams::default()
+    } else {
+        ListParams::default().labels(selector)
+    }
+}
+
+impl Source for KubeSource {
+    async fn service(&self, ns: &str, name: &str) -> Result<Service, KubeError> {
+        Api::<Service>::namespaced(self.client.clone(), ns)
+            .get(name)
+            .await
+            .call(ApiCall::new("get", "services").ns(ns).name(name))
+    }
+
+    async fn endpoint_slices(
+        &self,
+        ns: &str,
+        service: &str,
+    ) -> Result<Vec<EndpointSlice>, KubeError> {
+        let selector = format!("kubernetes.io/service-name={service}");
+        Api::<EndpointSlice>::namespaced(self.client.clone(), ns)
+            .list(&list_params(&selector))
+            .await
+            .call(ApiCall::new("list", "endpointslices.discovery.k8s.io").ns(ns))
+            .map(|l| l.items)
+    }
+
+    async fn ingresses(&self, ns: &str) -> Result<Vec<Ingress>, KubeError> {
+        Api::<Ingress>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .call(ApiCall::new("list", "ingresses.networking.k8s.io").ns(ns))
+            .map(|l| l.items)
+    }
+
+    async fn ingress_classes(&self) -> Result<Vec<IngressClass>, KubeError> {
+        Api::<IngressClass>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .call(ApiCall::new("list", "ingressclasses.networking.k8s.io"))
+            .map(|l| l.items)
+    }
+
+    async fn config_map(&self, ns: &str, name: &str) -> Result<ConfigMap, KubeError> {
+        Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+            .get(name)
+            .await
+            .call(ApiCall::new("get", "configmaps").ns(ns).name(name))
+    }
+
+    async fn config_maps(&self, ns: &str) -> Result<Vec<ConfigMap>, KubeError> {
+        Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .call(ApiCall::new("list", "configmaps").ns(ns))
+            .map(|l| l.items)
+    }
+
+    async fn services(&self, ns: Option<&str>, selector: &str) -> Result<Vec<Service>, KubeError> {
+        let (api, call) = match ns {
+            Some(ns) => (
+                Api::<Service>::namespaced(self.client.clone(), ns),
+                ApiCall::new("list", "services").ns(ns),
+            ),
+            None => (
+                Api::<Service>::all(self.client.clone()),
+                ApiCall::new("list", "services"),
+            ),
+        };
+        api.list(&list_params(selector))
+            .await
+            .call(call)
+            .map(|l| l.items)
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>, KubeError> {
+        Api::<Node>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .call(ApiCall::new("list", "nodes"))
+            .map(|l| l.items)
+    }
+
+    async fn pods(&self, ns: &str, selector: &str) -> Result<Vec<Pod>, KubeError> {
+        Api::<Pod>::namespaced(self.client.clone(), ns)
+            .list(&list_params(selector))
+            .await
+            .call(ApiCall::new("list", "pods").ns(ns))
+            .map(|l| l.items)
+    }
+
+    async fn daemon_set(&self, ns: &str, name: &str) -> Result<DaemonSet, KubeError> {
+        Api::<DaemonSet>::namespaced(self.client.clone(), ns)
+            .get(name)
+            .await
+            .call(ApiCall::new("get", "daemonsets.apps").ns(ns).name(name))
+    }
+}
+
+/// An optional read: absent is fine, a refusal or failure is noted as an assumption.
+fn optional<T>(objects: &mut Objects, what: &str, result: Result<T, KubeError>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(err) if err.is_not_found() => None,
+        Err(err) if err.is_forbidden() => {
+            objects
+                .notes
+                .push(format!("could not read {what}: forbidden"));
+            None
+        }
+        Err(err) => {
+            objects.notes.push(format!("could not read {what}: {err}"));
+            None
+        }
+    }
+}
+
+fn selector_string(selector: &BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn pod_workloads(pods: Vec<Pod>) -> Vec<Workload> {
+    pods.into_iter()
+        .filter_map(|p| serde_yaml::to_value(&p).ok())
+        .map(|v| Workload::from_value("Pod", &v))
+        .collect()
+}
+
+/// Namespaces where ingress-nginx controllers usually live, besides a cluster-wide label search.
+const NGINX_NAMESPACES: [&str; 2] = ["ingress-nginx", "kube-system"];
+
+/// Reads everything explain uses about `ns/name`.
+pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Objects, KubeError> {
+    let mut objects = Objects {
+        live: true,
+        ..Objects::default()
+    };
+    let service = source.service(ns, name).await?;
+    let selector = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    objects.services.push(service);
+
+    let slices = source.endpoint_slices(ns, name).await;
+    objects.slices = optional(
+        &mut objects,
+        &format!("EndpointSlices of {ns}/{name}"),
+        slices,
+    )
+    .unwrap_or_default();
+    if !selector.is_empty() {
+        let pods = source.pods(ns, &selector_string(&selector)).await;
+        let pods =
+            optional(&mut objects, &format!("pods of {ns}/{name}"), pods).unwrap_or_default();
+        objects.workloads.extend(pod_workloads(pods));
+    }
+    let nodes = source.nodes().await;
+    objects.nodes = optional(&mut objects, "nodes", nodes).unwrap_or_default();
+
+    for (cm_ns, cm_name) in [
+        ("kube-system", "kube-proxy"),
+        ("kube-system", "tke-service-controller-config"),
+        ("kube-system", "cilium-config"),
+        ("metallb-system", "config"),
+    ] {
+        let read = source.config_map(cm_ns, cm_name).await;
+        if let Some(cm) = optional(&mut objects, &format!("ConfigMap {cm_ns}/{cm_name}"), read) {
+            let value = serde_yaml::to_value(&cm).unwrap_or_default();
+            // add_value keeps MetalLB's legacy ConfigMap detection in one place.
+            if objects.add_value(value, 0).is_err() {
+                objects.config_maps.push(cm);
+            }
+        }
+    }
+    let ds = source.daemon_set("kube-system", "kube-proxy").await;
+    if let Some(ds) = optional(&mut objects, "DaemonSet kube-system/kube-proxy", ds) {
+        if let Ok(value) = serde_yaml::to_value(&ds) {
+            objects
+                .workloads
+                .push(Workload::from_value("DaemonSet", &value));
+        }
+    }
+
+    let ingresses = source.ingresses(ns).await;
+    let ingresses =
+        optional(&mut objects, &format!("Ingresses in {ns}"), ingresses).unwrap_or_default();
+    objects.ingresses = ingresses
+        .iter()
+        .filter_map(|i| serde_yaml::to_value(i).ok())
+        .map(|v| IngressDoc::from_value(&v))
+        .filter(|i| i.services.iter().any(|s| s == name))
+        .collect();
+    if !objects.ingresses.is_empty() {
+        let classes = source.ingress_classes().await;
+        objects.ingress_classes =
+            optional(&mut objects, "IngressClasses", classes).unwrap_or_default();
+        gather_nginx(source, &mut objects).await;
+    }
+    Ok(objects)
+}
+
+/// ingress-nginx controller Services, their pods and ConfigMaps.
+async fn gather_nginx(source: &impl Source, objects: &mut Objects) {
+    let mut found: Vec<Service> = Vec::new();
+    let labelled = source
+        .services(None, "app.kubernetes.io/name=ingress-nginx")
+        .await;
+    found.extend(
+        optional(objects, "ingress-nginx Services (all namespaces)", labelled).unwrap_or_default(),
+    );
+    for ns in NGINX_NAMESPACES {
+        let listed = source.services(Some(ns), "").await;
+        found.extend(optional(objects, &format!("Services in {ns}"), listed).unwrap_or_default());
+    }
+    let mut seen = Vec::new();
+    for svc in found {
+        let key = (svc.metadata.namespace.clone(), svc.metadata.name.clone());
+        let name = key.1.clone().unwrap_or_default();
+        if seen.contains(&key) || !(name.contains("nginx")) {
+            continue;
+        }
+        seen.push(key);
+        let ns = svc.metadata.namespace.clone().unwrap_or_default();
+        let selector = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
+        if !selector.is_empty() {
+            let pods = source.pods(&ns, &selector_string(&selector)).await;
+            let pods = optional(objects, &format!("pods of {ns}/{name}"), pods).unwrap_or_default();
+            objects.workloads.extend(pod_workloads(pods));
+        }
+        let config_maps = source.config_maps(&ns).await;
+        for cm in optional(objects, &format!("ConfigMaps in {ns}"), config_maps).unwrap_or_default()
+        {
+            let already = objects
+                .config_maps
+                .iter()
+                .any(|c| c.metadata == cm.metadata);
+            if !already
+                && cm
+                    .metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.contains("nginx"))
+            {
+                objects.config_maps.push(cm);
+            }
+        }
+        objects.services.push(svc);
+    }
+}
+
+/// `svc/NAME`, `service/NAME`, `services/NAME` → NAME.
+pub fn parse_target(target: &str) -> Result<&str> {
+    let (kind, name) = target.split_once('/').ok_or_else(|| {
+        Failure::usage(format!("{target:?} is not svc/NAME"))
+            .hint("name the Service as svc/NAME, or explain manifests with -f FILE")
+    })?;
+    if !matches!(kind, "svc" | "service" | "services") || name.is_empty() || name.contains('/') {
+        return Err(Failure::usage(format!("{target:?} is not svc/NAME"))
+            .hint("explain works on Services: svc/NAME"));
+    }
+    Ok(name)
+}
+
+/// Explains the Service from the cluster the kubectl flags point at.
+pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explanation>> {
+    let name = parse_target(target)?;
+    let (client, namespace) = crate::kube::client(&args.kube).await?;
+    let objects = gather(&KubeSource { client }, &namespace, name).await?;
+    let facts = super::gather::all_facts(&objects);
+    // The target is the first Service; the others are ingress controllers read for context.
+    Ok(facts
+        .first()
+        .map(super::rules::explain)
+        .into_iter()
+        .collect())
+}

@@ -1,0 +1,105 @@
+//! Cilium's kube-proxy replacement: eBPF service load balancing with SNAT, DSR or hybrid
+//! forwarding of external traffic, socket-level load balancing for pods.
+
+use super::super::facts::{Backend, CiliumLbMode, ClusterFacts};
+use super::super::model::L4Source;
+use super::kubernetes::{etp_setting, fix_local};
+use super::Trail;
+
+const FORWARDING_ANNOTATION: &str = "service.cilium.io/forwarding-mode";
+
+fn mode_setting(cluster: &ClusterFacts) -> String {
+    cluster.proxy.as_ref().map_or_else(
+        || "cilium-config bpf-lb-mode".to_string(),
+        |p| p.from.clone(),
+    )
+}
+
+/// External traffic on a node with externalTrafficPolicy=Cluster.
+pub fn enter_node_cluster(
+    cluster: &ClusterFacts,
+    backend: &Backend,
+    lb_mode: CiliumLbMode,
+    trail: &mut Trail,
+) {
+    let svc = &backend.service;
+    // Cilium 1.16+: a per-Service override when bpf-lb-mode-annotation is on.
+    let (mode, setting) = match svc.annotation(FORWARDING_ANNOTATION) {
+        Some("dsr") => (
+            CiliumLbMode::Dsr,
+            format!("metadata.annotations[\"{FORWARDING_ANNOTATION}\"]=\"dsr\""),
+        ),
+        Some("snat") => (
+            CiliumLbMode::Snat,
+            format!("metadata.annotations[\"{FORWARDING_ANNOTATION}\"]=\"snat\""),
+        ),
+        _ => (lb_mode, mode_setting(cluster)),
+    };
+    trail.because(
+        etp_setting(svc),
+        "Cilium may forward external traffic to a pod on another node",
+    );
+    let dsr = match mode {
+        CiliumLbMode::Dsr => true,
+        CiliumLbMode::Hybrid => !svc.only_udp(),
+        CiliumLbMode::Snat => false,
+    };
+    if dsr {
+        trail.because(
+            setting,
+            "direct server return: the packet reaches the pod's node with the client's address \
+             and the pod answers the client directly, so nothing is rewritten (hybrid mode does \
+             this for TCP)",
+        );
+        trail.to("pod");
+    } else {
+        trail.because(
+            setting,
+            "SNAT mode: a node forwarding to a pod on another node rewrites the source to its own \
+             IP; a pod on the receiving node keeps the client address",
+        );
+        trail.rewritten("pod", L4Source::Node, "SNAT by Cilium (bpf-lb-mode=snat)");
+        fix_local(trail, svc);
+        trail.fix(
+            "or run Cilium with bpf-lb-mode=dsr (or hybrid) so remote backends see the client",
+            Some(
+                "cilium config set bpf-lb-mode dsr   # or Helm: --set loadBalancer.mode=dsr"
+                    .to_string(),
+            ),
+        );
+    }
+}
+
+/// A pod to a Service address: socket-level load balancing connects straight to the backend.
+pub fn pod_to_service(cluster: &ClusterFacts, trail: &mut Trail) {
+    trail.because(
+        mode_setting(cluster),
+        "Cilium's socket load balancer rewrites the destination at connect(): the pod connects \
+         straight to the backend pod and no SNAT happens",
+    );
+    trail.to("pod");
+}
+
+/// A pod reaching itself through its Service.
+pub fn hairpin(trail: &mut Trail) {
+    trail.because(
+        "cilium loopback-ipv4 (169.254.42.1)",
+        "a pod reaching itself through a Service is source-rewritten to Cilium's loopback \
+         address 169.254.42.1 so the reply can return",
+    );
+    trail.rewritten(
+        "pod (itself)",
+        L4Source::Node,
+        "SNAT by Cilium (loopback hairpin)",
+    );
+}
+
+/// A host process to a Service address.
+pub fn node_to_service(trail: &mut Trail) {
+    trail.because(
+        "Cilium host routing",
+        "a host process connects from the node's address (cilium_host for a pod on the same \
+         node); the pod sees the node",
+    );
+    trail.to("pod");
+}

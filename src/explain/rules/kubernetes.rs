@@ -1,0 +1,423 @@
+//! Kubernetes Services themselves: what kube-proxy (iptables, IPVS, nftables) does to the
+//! source address on NodePorts, load balancer addresses, ClusterIPs and hairpin connections.
+
+use super::super::facts::{
+    Backend, ClusterFacts, Fact, ProxyMode, ServiceFacts, TrafficPolicy, VirtualPlacement,
+};
+use super::super::model::L4Source;
+use super::{cilium, patch_svc, Trail};
+
+/// The proxy mode, iptables when unknown (the gatherer states that assumption).
+pub fn proxy_mode(cluster: &ClusterFacts) -> ProxyMode {
+    cluster
+        .proxy
+        .as_ref()
+        .map_or(ProxyMode::Iptables, |p| p.value)
+}
+
+fn proxy_setting(cluster: &ClusterFacts) -> String {
+    cluster.proxy.as_ref().map_or_else(
+        || "kube-proxy mode=iptables (assumed)".to_string(),
+        |p| p.from.clone(),
+    )
+}
+
+pub fn etp_setting(svc: &ServiceFacts) -> String {
+    if svc.etp_given {
+        format!(
+            "spec.externalTrafficPolicy={}",
+            svc.external_traffic_policy.as_str()
+        )
+    } else {
+        "spec.externalTrafficPolicy=Cluster (default)".to_string()
+    }
+}
+
+pub fn fix_local(trail: &mut Trail, svc: &ServiceFacts) {
+    trail.fix(
+        format!(
+            "set externalTrafficPolicy: Local on {}/{} so nodes forward only to local pods without SNAT",
+            svc.ns(),
+            svc.name
+        ),
+        Some(patch_svc(svc, r#"{"spec":{"externalTrafficPolicy":"Local"}}"#)),
+    );
+}
+
+/// Whether a connection that kube-proxy forwards lands on the node it entered (Some(true)),
+/// always on another node (Some(false)), or either.
+pub fn same_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
+    let endpoints = backend.endpoint_nodes.as_ref()?;
+    if endpoints.is_empty() {
+        return None;
+    }
+    if let Some(entry) = &cluster.entry_node {
+        let here = endpoints.iter().filter(|n| *n == entry).count();
+        return match here {
+            0 => Some(false),
+            n if n == endpoints.len() => Some(true),
+            _ => None,
+        };
+    }
+    let real_nodes: Vec<_> = cluster.nodes.iter().filter(|n| !n.virtual_node).collect();
+    if real_nodes.len() == 1 && endpoints.iter().all(|e| *e == real_nodes[0].name) {
+        return Some(true);
+    }
+    None
+}
+
+/// kube-proxy's MASQUERADE: which address replaces the source, and the hop label.
+fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend, what: &str) {
+    let eni = backend.eni_pods.as_ref().is_some_and(|f| f.value);
+    let same = if eni {
+        Some(false)
+    } else {
+        same_node(cluster, backend)
+    };
+    match same {
+        Some(true) => {
+            trail.rewritten("pod", L4Source::Bridge, what);
+            trail.because(
+                "MASQUERADE on the pod's node",
+                "the pod runs on the node that received the connection: MASQUERADE picks the \
+                 address of the interface toward the pod, the bridge (cbr0/cni0) IP",
+            );
+        }
+        Some(false) => {
+            trail.rewritten("pod", L4Source::Node, what);
+            trail.because(
+                "MASQUERADE toward another node",
+                "the pod runs on another node: MASQUERADE picks the receiving node's IP",
+            );
+        }
+        None => {
+            trail.rewritten("pod", L4Source::Node, what);
+            trail.because(
+                "MASQUERADE",
+                "the pod sees the receiving node's IP when it runs on another node, or the \
+                 node's bridge (cbr0/cni0) IP when it runs on the node that received the connection",
+            );
+        }
+    }
+    if cluster.multi_nic() {
+        trail.because(
+            "status.addresses: several InternalIP",
+            "nodes have several interfaces: MASQUERADE uses the primary address of the interface \
+             the packet leaves by, which may not be the node's first InternalIP",
+        );
+    }
+}
+
+/// External traffic arriving at a node (NodePort or LB address) with `trail.source` as sender.
+pub fn enter_node(cluster: &ClusterFacts, backend: &Backend, trail: &mut Trail) {
+    let svc = &backend.service;
+    trail.to(&svc.node_port_label());
+    if let Some(Fact {
+        value: VirtualPlacement::All,
+        from,
+    }) = &backend.on_virtual_nodes
+    {
+        trail.unknown(
+            from.clone(),
+            "every endpoint runs on a virtual node, which has no kube-proxy and no NodePort: \
+             traffic entering a real node must cross to it",
+        );
+        if svc.external_traffic_policy == TrafficPolicy::Local {
+            trail.because(
+                etp_setting(svc),
+                "with Local no real node has a local endpoint: NodePort traffic is dropped",
+            );
+        }
+        return;
+    }
+    match svc.external_traffic_policy {
+        TrafficPolicy::Local => {
+            trail.because(
+                etp_setting(svc),
+                "nodes forward external traffic only to endpoints on the same node and do not \
+                 SNAT it; nodes without an endpoint drop it (the LB health-checks \
+                 healthCheckNodePort to avoid them)",
+            );
+            trail.to("pod");
+        }
+        TrafficPolicy::Cluster => {
+            let mode = proxy_mode(cluster);
+            if let ProxyMode::Cilium(lb_mode) = mode {
+                cilium::enter_node_cluster(cluster, backend, lb_mode, trail);
+                return;
+            }
+            trail.because(
+                etp_setting(svc),
+                format!(
+                    "kube-proxy ({}) may forward to a pod on any node, so it marks external \
+                     traffic for MASQUERADE (KUBE-MARK-MASQ) to get the replies back",
+                    mode.name()
+                ),
+            );
+            trail.because(
+                proxy_setting(cluster),
+                format!("kube-proxy runs in {} mode", mode.name()),
+            );
+            masquerade(trail, cluster, backend, "SNAT by kube-proxy (MASQUERADE)");
+            fix_local(trail, svc);
+        }
+    }
+    if proxy_mode(cluster) == ProxyMode::Nftables {
+        trail.because(
+            proxy_setting(cluster),
+            "nftables mode serves NodePorts only on the node's primary addresses (nodePortAddresses \
+             default), not on 127.0.0.1",
+        );
+    }
+}
+
+/// A client outside the cluster straight to `<node IP>:<nodePort>`.
+pub fn node_port(cluster: &ClusterFacts, backend: &Backend) -> Trail {
+    let mut trail = Trail::start("client", L4Source::Client);
+    enter_node(cluster, backend, &mut trail);
+    trail
+}
+
+/// A client outside the cluster to an address in spec.externalIPs, routed to a node.
+pub fn external_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
+    let svc = &backend.service;
+    let mut trail = Trail::start("client", L4Source::Client);
+    if svc.external_traffic_policy == TrafficPolicy::Local && proxy_mode(cluster) == ProxyMode::Ipvs
+    {
+        trail.to(&format!("node ({})", svc.external_ips.join(", ")));
+        trail.because(
+            proxy_setting(cluster),
+            "IPVS mode ignores externalTrafficPolicy=Local for spec.externalIPs: it balances over \
+             all endpoints and masquerades",
+        );
+        masquerade(
+            &mut trail,
+            cluster,
+            backend,
+            "SNAT by kube-proxy IPVS (Local ignored)",
+        );
+        trail.fix(
+            "use type LoadBalancer (a loadBalancerIP, e.g. from MetalLB) instead of externalIPs, \
+             or run kube-proxy in iptables or nftables mode",
+            None,
+        );
+        return trail;
+    }
+    trail.because(
+        "spec.externalIPs",
+        "kube-proxy treats traffic to an external IP like load balancer traffic",
+    );
+    enter_node(cluster, backend, &mut trail);
+    trail
+}
+
+/// Another pod through the Service's ClusterIP.
+pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
+    let svc = &backend.service;
+    let mut trail = Trail::start("client pod", L4Source::Pod);
+    if svc.headless {
+        trail.because(
+            "spec.clusterIP=None",
+            "a headless Service resolves to the pod IPs: the connection is plain pod-to-pod",
+        );
+        trail.to("pod");
+        return trail;
+    }
+    trail.to(&format!("ClusterIP of {}", svc.name));
+    if svc.internal_traffic_policy == TrafficPolicy::Local {
+        trail.because(
+            "spec.internalTrafficPolicy=Local",
+            "only endpoints on the caller's node are used; callers on nodes without one fail",
+        );
+    }
+    if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
+        cilium::pod_to_service(cluster, &mut trail);
+        return trail;
+    }
+    if let Some(masq) = cluster.masquerade_all.as_ref().filter(|m| m.value) {
+        trail.because(
+            masq.from.clone(),
+            "kube-proxy masquerades every connection to a Service IP, pods included",
+        );
+        masquerade(
+            &mut trail,
+            cluster,
+            backend,
+            "SNAT by kube-proxy (masqueradeAll)",
+        );
+        trail.fix(
+            "turn off masqueradeAll in the kube-proxy configuration (kube-system/kube-proxy)",
+            None,
+        );
+        return trail;
+    }
+    trail.because(
+        proxy_setting(cluster),
+        "kube-proxy only DNATs pod-to-ClusterIP traffic: it masquerades sources outside the \
+         cluster CIDR, and a pod address is inside it",
+    );
+    trail.to("pod");
+    trail
+}
+
+/// A pod reaching itself through its own Service.
+pub fn hairpin(cluster: &ClusterFacts, backend: &Backend) -> Trail {
+    let mut trail = Trail::start("pod", L4Source::Pod);
+    trail.to(&format!("ClusterIP of {}", backend.service.name));
+    if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
+        cilium::hairpin(&mut trail);
+        return trail;
+    }
+    trail.because(
+        proxy_setting(cluster),
+        "when the chosen endpoint is the caller itself, kube-proxy marks the connection for \
+         MASQUERADE (the KUBE-SEP rule for -s <pod IP>) so the reply can come back through the \
+         bridge (kubelet hairpin mode)",
+    );
+    let eni = backend.eni_pods.as_ref().is_some_and(|f| f.value);
+    if eni {
+        trail.rewritten(
+            "pod (itself)",
+            L4Source::Node,
+            "SNAT by kube-proxy (hairpin)",
+        );
+    } else {
+        trail.rewritten(
+            "pod (itself)",
+            L4Source::Bridge,
+            "SNAT by kube-proxy (hairpin)",
+        );
+        trail.because(
+            "hairpin MASQUERADE",
+            "the packet leaves toward the pod through the node's bridge, so the pod sees the \
+             bridge (cbr0/cni0) IP",
+        );
+    }
+    trail
+}
+
+/// A host-network process on a node through the Service's ClusterIP.
+pub fn node_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
+    let mut trail = Trail::start("node", L4Source::Node);
+    trail.to(&format!("ClusterIP of {}", backend.service.name));
+    if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
+        cilium::node_to_service(&mut trail);
+        return trail;
+    }
+    trail.because(
+        proxy_setting(cluster),
+        "a node's own address is outside the cluster CIDR, so kube-proxy masquerades it",
+    );
+    masquerade(
+        &mut trail,
+        cluster,
+        backend,
+        "SNAT by kube-proxy (node source)",
+    );
+    trail
+}
+
+/// A pod (`from_node` false) or a node (true) to the load balancer's address.
+pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool) -> Trail {
+    let svc = &backend.service;
+    let (caller, source) = if from_node {
+        ("node", L4Source::Node)
+    } else {
+        ("client pod", L4Source::Pod)
+    };
+    let mut trail = Trail::start(caller, source);
+    let proxied = svc
+        .lb_ingress
+        .iter()
+        .find(|i| i.ip_mode == Some(super::super::facts::IpMode::Proxy));
+    let hostname = svc.lb_ingress.iter().find(|i| i.is_hostname);
+    let leaves = proxied.map(|i| {
+        (
+            format!("status.loadBalancer.ingress[{}].ipMode=Proxy", i.address),
+            "kube-proxy does not short-circuit an address with ipMode Proxy: the connection \
+             really goes out to the load balancer and comes back",
+        )
+    });
+    let leaves = leaves.or_else(|| {
+        hostname.map(|i| {
+            (
+                format!("status.loadBalancer.ingress[].hostname={}", i.address),
+                "the load balancer is published as a hostname, which kube-proxy cannot intercept: \
+                 the connection goes out to the load balancer and comes back",
+            )
+        })
+    });
+    if let Some((setting, text)) = leaves {
+        trail.because(setting, text);
+        trail.rewritten(
+            "load balancer",
+            L4Source::Node,
+            "egress SNAT of the caller's node",
+        );
+        trail.because(
+            "egress from the cluster",
+            "the caller's connection leaves with its node's address (or a NAT gateway's), so at \
+             best the pod sees that node, never a pod IP",
+        );
+        super::aws::hairpin_caveat(svc, &mut trail);
+        if trail.source != L4Source::Unknown {
+            trail.to("pod");
+        }
+        return trail;
+    }
+    trail.to("LB address (intercepted on the node)");
+    trail.because(
+        "status.loadBalancer.ingress[].ip",
+        "kube-proxy installs the load balancer's IP on every node and short-circuits it: the \
+         connection never reaches the load balancer",
+    );
+    if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
+        if from_node {
+            cilium::node_to_service(&mut trail);
+        } else {
+            cilium::pod_to_service(cluster, &mut trail);
+        }
+        return trail;
+    }
+    match (svc.external_traffic_policy, from_node) {
+        (TrafficPolicy::Local, false) => {
+            trail.because(
+                etp_setting(svc),
+                "with Local, kube-proxy sends pod traffic for the LB address to the ClusterIP \
+                 chain without masquerading it",
+            );
+            trail.to("pod");
+        }
+        (TrafficPolicy::Local, true) => {
+            trail.because(
+                etp_setting(svc),
+                "even with Local, kube-proxy masquerades LB-address traffic that starts on the \
+                 node itself (src-type LOCAL)",
+            );
+            masquerade(
+                &mut trail,
+                cluster,
+                backend,
+                "SNAT by kube-proxy (short-circuit)",
+            );
+        }
+        (TrafficPolicy::Cluster, _) => {
+            trail.because(
+                etp_setting(svc),
+                "kube-proxy masquerades traffic to the LB address like any external traffic",
+            );
+            masquerade(
+                &mut trail,
+                cluster,
+                backend,
+                "SNAT by kube-proxy (short-circuit)",
+            );
+        }
+    }
+    trail.fix(
+        "call the Service by its name (ClusterIP) from inside the cluster: pods then see the \
+         caller's pod IP",
+        None,
+    );
+    trail
+}

@@ -1,0 +1,272 @@
+//! Tencent TKE behind a CLB: direct access to pods (VPC-CNI, GlobalRouter with
+//! GlobalRouteDirectAccess, super nodes), NodePort forwarding otherwise, the CLB layer-7 Ingress
+//! (class `qcloud`), and the Local-policy annotations of the TKE service controller.
+
+use super::super::facts::{
+    Backend, ClusterFacts, IngressFacts, TkeNetwork, TrafficPolicy, VirtualPlacement,
+};
+use super::super::model::{L4Source, L7Source};
+use super::kubernetes::enter_node;
+use super::{annotate_svc, Trail};
+
+pub const DIRECT_ACCESS: &str = "service.cloud.tencent.com/direct-access";
+pub const INGRESS_DIRECT_ACCESS: &str = "ingress.cloud.tencent.com/direct-access";
+pub const WEIGHTED_BALANCE: &str = "service.cloud.tencent.com/local-svc-weighted-balance";
+pub const ONLY_BIND_NODE_WITH_POD: &str = "service.kubernetes.io/local-svc-only-bind-node-with-pod";
+pub const GLOBAL_ROUTE_DIRECT_ACCESS_PATCH: &str = "kubectl patch cm tke-service-controller-config -n kube-system --patch '{\"data\":{\"GlobalRouteDirectAccess\":\"true\"}}'";
+
+/// Whether the CLB can send to pod IPs for this backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Direct {
+    /// Yes, because of the given setting.
+    Works(String, String),
+    /// No: setting, why, and the fix.
+    Blocked(String, String, Option<(String, Option<String>)>),
+    /// Cannot tell: what is missing.
+    Unknown(String, String),
+}
+
+/// Can the CLB reach this backend's pods directly (no NodePort, no SNAT)?
+pub fn direct_reach(cluster: &ClusterFacts, backend: &Backend) -> Direct {
+    if let Some(virt) = &backend.on_virtual_nodes {
+        if virt.value == VirtualPlacement::All {
+            return Direct::Works(
+                virt.from.clone(),
+                "the pods run on super nodes, which have VPC addresses: the CLB reaches them directly"
+                    .into(),
+            );
+        }
+    }
+    if let Some(eni) = backend.eni_pods.as_ref().filter(|f| f.value) {
+        return Direct::Works(
+            eni.from.clone(),
+            "the pods have VPC-CNI (ENI) addresses the CLB can reach".into(),
+        );
+    }
+    let grda = cluster.global_route_direct_access.as_ref();
+    match cluster.tke_network.as_ref().map(|n| (n.value, n.from.clone())) {
+        Some((TkeNetwork::VpcCni, from)) => Direct::Works(
+            from,
+            "VPC-CNI pods have VPC addresses the CLB can reach".into(),
+        ),
+        Some((TkeNetwork::GlobalRouter, from)) => match grda {
+            Some(f) if f.value => Direct::Works(
+                f.from.clone(),
+                "GlobalRouter pods are reachable from the CLB because GlobalRouteDirectAccess is on"
+                    .into(),
+            ),
+            Some(f) => Direct::Blocked(
+                f.from.clone(),
+                "GlobalRouter needs GlobalRouteDirectAccess=\"true\" in \
+                 kube-system/tke-service-controller-config for direct access: the CLB keeps \
+                 forwarding to NodePorts"
+                    .into(),
+                Some((
+                    "turn on GlobalRouteDirectAccess for the cluster".into(),
+                    Some(GLOBAL_ROUTE_DIRECT_ACCESS_PATCH.into()),
+                )),
+            ),
+            None => Direct::Unknown(
+                format!("{from}; kube-system/tke-service-controller-config not read"),
+                "on GlobalRouter direct access works only with GlobalRouteDirectAccess=\"true\" \
+                 in kube-system/tke-service-controller-config, which was not available"
+                    .into(),
+            ),
+        },
+        Some((TkeNetwork::CiliumOverlay, from)) => Direct::Blocked(
+            from,
+            "Cilium-Overlay pod addresses are not routable in the VPC: the CLB cannot reach \
+             them and forwards to NodePorts"
+                .into(),
+            Some((
+                "schedule the pods on super nodes or use VPC-CNI pods to get direct access".into(),
+                None,
+            )),
+        ),
+        None => match grda {
+            Some(f) if f.value => Direct::Works(
+                f.from.clone(),
+                "GlobalRouteDirectAccess is on, and VPC-CNI pods are always reachable".into(),
+            ),
+            _ => Direct::Unknown(
+                "TKE network mode unknown".into(),
+                "direct access needs VPC-CNI pods, GlobalRouter with GlobalRouteDirectAccess=\"true\", \
+                 or super nodes; none of these could be seen"
+                    .into(),
+            ),
+        },
+    }
+}
+
+/// The Service's own CLB (layer 4).
+pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trail {
+    let svc = &backend.service;
+    let mut trail = Trail::start("client", L4Source::Client);
+    trail.to("CLB");
+    trail.because(
+        from,
+        "a TKE CLB (layer 4) passes the client address through to its backends",
+    );
+    let annotated = svc.annotation_true(DIRECT_ACCESS);
+    let direct_setting = format!(
+        "metadata.annotations[\"{DIRECT_ACCESS}\"]={:?}",
+        svc.annotation(DIRECT_ACCESS).unwrap_or("")
+    );
+    let reach = direct_reach(cluster, backend);
+    let all_virtual = backend
+        .on_virtual_nodes
+        .as_ref()
+        .is_some_and(|v| v.value == VirtualPlacement::All);
+    let blocked = matches!(reach, Direct::Blocked(..));
+    if annotated || all_virtual {
+        match reach {
+            Direct::Works(setting, text) => {
+                if annotated {
+                    trail.because(
+                        direct_setting,
+                        "the CLB registers the pod IPs as backends: no NodePort, no kube-proxy, no SNAT",
+                    );
+                }
+                trail.because(setting, text);
+                trail.to("pod");
+                return trail;
+            }
+            Direct::Blocked(setting, text, fix) => {
+                trail.because(direct_setting, "direct access was asked for");
+                trail.because(setting, text);
+                if let Some((text, apply)) = fix {
+                    trail.fix(text, apply);
+                }
+            }
+            Direct::Unknown(setting, text) => {
+                trail.because(direct_setting, "direct access was asked for");
+                trail.unknown(setting, text);
+                trail.fix(
+                    "check the cluster's network mode; on GlobalRouter set GlobalRouteDirectAccess",
+                    Some(GLOBAL_ROUTE_DIRECT_ACCESS_PATCH.into()),
+                );
+                return trail;
+            }
+        }
+    } else {
+        trail.because(
+            direct_setting,
+            "without direct access the CLB forwards to every node's NodePort",
+        );
+    }
+    if svc.external_traffic_policy == TrafficPolicy::Local {
+        local_annotations(svc, &mut trail);
+    }
+    enter_node(cluster, backend, &mut trail);
+    if trail.source != L4Source::Client && !blocked {
+        trail.fix(
+            "or let the CLB reach the pods directly (VPC-CNI, or GlobalRouter with \
+             GlobalRouteDirectAccess, or super nodes)",
+            Some(annotate_svc(svc, DIRECT_ACCESS, "true")),
+        );
+    }
+    trail
+}
+
+/// The TKE annotations that matter with externalTrafficPolicy=Local.
+fn local_annotations(svc: &super::super::facts::ServiceFacts, trail: &mut Trail) {
+    if svc.annotation_true(ONLY_BIND_NODE_WITH_POD) {
+        trail.because(
+            format!("metadata.annotations[\"{ONLY_BIND_NODE_WITH_POD}\"]=\"true\""),
+            "the CLB binds only the nodes that host a pod",
+        );
+    } else {
+        trail.because(
+            format!("metadata.annotations[\"{ONLY_BIND_NODE_WITH_POD}\"] not \"true\""),
+            "the CLB binds every node; nodes without a pod drop the traffic or fail the health check",
+        );
+        trail.fix(
+            "bind only the nodes that host a pod",
+            Some(annotate_svc(svc, ONLY_BIND_NODE_WITH_POD, "true")),
+        );
+    }
+    if svc.annotation_true(WEIGHTED_BALANCE) {
+        trail.because(
+            format!("metadata.annotations[\"{WEIGHTED_BALANCE}\"]=\"true\""),
+            "the CLB weights each node by its number of pods, so Local stays balanced",
+        );
+    } else {
+        trail.because(
+            format!("metadata.annotations[\"{WEIGHTED_BALANCE}\"] not \"true\""),
+            "every bound node gets the same weight: pods on crowded nodes get less traffic each",
+        );
+    }
+}
+
+/// The CLB layer-7 Ingress (class qcloud) in front of `backend`.
+pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &IngressFacts) -> Trail {
+    let svc = &backend.service;
+    let mut trail = Trail::start("client", L4Source::Client);
+    trail.to("CLB (layer 7)");
+    trail.because(
+        ingress.controller.from.clone(),
+        "a CLB layer-7 listener terminates HTTP and opens new connections to the backends, \
+         adding X-Forwarded-For and X-Real-IP with the client address",
+    );
+    trail.l7 = L7Source::XForwardedFor;
+    let direct = ingress
+        .annotation(INGRESS_DIRECT_ACCESS)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let direct_setting = format!(
+        "ingress {} metadata.annotations[\"{INGRESS_DIRECT_ACCESS}\"]={:?}",
+        ingress.name,
+        ingress.annotation(INGRESS_DIRECT_ACCESS).unwrap_or("")
+    );
+    let all_virtual = backend
+        .on_virtual_nodes
+        .as_ref()
+        .is_some_and(|v| v.value == VirtualPlacement::All);
+    if direct || all_virtual {
+        match direct_reach(cluster, backend) {
+            Direct::Works(setting, text) => {
+                trail.because(direct_setting, "the CLB sends to the pod IPs directly");
+                trail.because(setting, text);
+                trail.rewritten("pod", L4Source::Proxy, "new connection from the CLB");
+                return trail;
+            }
+            Direct::Blocked(setting, text, fix) => {
+                trail.because(direct_setting, "direct access was asked for");
+                trail.because(setting, text);
+                if let Some((text, apply)) = fix {
+                    trail.fix(text, apply);
+                }
+            }
+            Direct::Unknown(setting, text) => {
+                trail.because(direct_setting, "direct access was asked for");
+                trail.source = L4Source::Unknown;
+                trail.because(setting, text);
+                return trail;
+            }
+        }
+    } else {
+        trail.because(
+            direct_setting,
+            "without direct access the CLB forwards to the Service's NodePort on the nodes",
+        );
+    }
+    if !svc.has_node_ports() {
+        trail.unknown(
+            format!("spec.type={}", svc.type_.as_str()),
+            "a non-direct qcloud Ingress forwards to NodePorts, and this Service has none: the \
+             CLB has no backend (404/503)",
+        );
+        trail.l7 = L7Source::Unknown;
+        trail.fix(
+            "make the Service type NodePort",
+            Some(super::patch_svc(svc, r#"{"spec":{"type":"NodePort"}}"#)),
+        );
+        return trail;
+    }
+    trail.new_connection(L4Source::Proxy, "new connection from the CLB");
+    trail.because(
+        "CLB layer 7",
+        "the new connection's source is the CLB's own address",
+    );
+    enter_node(cluster, backend, &mut trail);
+    trail
+}

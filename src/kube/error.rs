@@ -1,0 +1,225 @@
+//! API errors that know which call failed, so a 403 can name the missing verb and resource.
+
+use crate::error::{Failure, Kind};
+use std::fmt;
+
+/// Where the minimal Role/ClusterRole is documented.
+pub const RBAC_DOC: &str = "docs/rbac.md";
+
+/// One API call: what a refusal or a failure is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCall {
+    /// RBAC verb: get, list, watch, create, delete, patch, deletecollection.
+    pub verb: &'static str,
+    /// RBAC resource, with its API group when it has one: `daemonsets.apps`, `pods/log`.
+    pub resource: &'static str,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl ApiCall {
+    pub fn new(verb: &'static str, resource: &'static str) -> Self {
+        ApiCall {
+            verb,
+            resource,
+            namespace: None,
+            name: None,
+        }
+    }
+
+    pub fn ns(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_string());
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+}
+
+impl fmt::Display for ApiCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.verb, self.resource)?;
+        if let Some(name) = &self.name {
+            write!(f, " {name}")?;
+        }
+        if let Some(ns) = &self.namespace {
+            write!(f, " in namespace {ns}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    #[error("cannot reach the Kubernetes API ({call}): {message}")]
+    Unreachable { call: Box<ApiCall>, message: String },
+    #[error("forbidden: cannot {call}: {message}")]
+    Forbidden { call: Box<ApiCall>, message: String },
+    #[error("not found: {call}: {message}")]
+    NotFound { call: Box<ApiCall>, message: String },
+    #[error("conflict: {call}: {message}")]
+    Conflict { call: Box<ApiCall>, message: String },
+    #[error("the API refused to {call} ({code} {reason}): {message}")]
+    Api {
+        call: Box<ApiCall>,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("{call}: {message}")]
+    Other { call: Box<ApiCall>, message: String },
+}
+
+impl KubeError {
+    /// Classifies a kube error for the call that produced it.
+    pub fn from_kube(call: ApiCall, err: ::kube::Error) -> Self {
+        let call = Box::new(call);
+        match err {
+            ::kube::Error::Api(status) => {
+                let message = status.message.clone();
+                match status.code {
+                    403 => KubeError::Forbidden { call, message },
+                    404 => KubeError::NotFound { call, message },
+                    409 => KubeError::Conflict { call, message },
+                    code => KubeError::Api {
+                        call,
+                        code,
+                        reason: status.reason.clone(),
+                        message,
+                    },
+                }
+            }
+            ::kube::Error::HyperError(err) => KubeError::Unreachable {
+                call,
+                message: error_chain(&err),
+            },
+            ::kube::Error::Service(err) => KubeError::Unreachable {
+                call,
+                message: error_chain(err.as_ref()),
+            },
+            other => KubeError::Other {
+                call,
+                message: error_chain(&other),
+            },
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, KubeError::NotFound { .. })
+    }
+
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, KubeError::Forbidden { .. })
+    }
+}
+
+/// `err: cause: cause`, because hyper's top-level messages ("client error (Connect)") hide why.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `.call(ApiCall)` on kube results.
+pub trait CallContext<T> {
+    fn call(self, call: ApiCall) -> Result<T, KubeError>;
+}
+
+impl<T> CallContext<T> for Result<T, ::kube::Error> {
+    fn call(self, call: ApiCall) -> Result<T, KubeError> {
+        self.map_err(|err| KubeError::from_kube(call, err))
+    }
+}
+
+impl From<KubeError> for Failure {
+    fn from(err: KubeError) -> Self {
+        let failure = Failure::new(Kind::Cluster, err.to_string());
+        match &err {
+            KubeError::Config(_) => failure.hint(
+                "check --kubeconfig/--context (kubectl config get-contexts lists what exists)",
+            ),
+            KubeError::Unreachable { .. } => failure.hint(
+                "is the cluster up and the context right? `kubectl cluster-info` should answer",
+            ),
+            KubeError::Forbidden { call, .. } => {
+                let scope = match &call.namespace {
+                    Some(ns) => format!(" in namespace {ns}"),
+                    None => String::new(),
+                };
+                failure.hint(format!(
+                    "you need RBAC verb \"{}\" on \"{}\"{scope}; {RBAC_DOC} has a minimal Role/ClusterRole \
+                     (check with `kubectl auth can-i {} {}`)",
+                    call.verb, call.resource, call.verb, call.resource
+                ))
+            }
+            KubeError::NotFound { .. }
+            | KubeError::Conflict { .. }
+            | KubeError::Api { .. }
+            | KubeError::Other { .. } => failure,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::kube::core::Status;
+
+    fn status(code: u16, reason: &str, message: &str) -> ::kube::Error {
+        ::kube::Error::Api(Box::new(Status {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            ..Status::default()
+        }))
+    }
+
+    #[test]
+    fn forbidden_names_verb_resource_and_the_doc() {
+        let call = ApiCall::new("create", "daemonsets.apps").ns("shop");
+        let err = KubeError::from_kube(
+            call,
+            status(
+                403,
+                "Forbidden",
+                "daemonsets.apps is forbidden: User \"jane\" cannot create",
+            ),
+        );
+        assert!(err.is_forbidden());
+        let failure = Failure::from(err);
+        assert_eq!(failure.kind, Kind::Cluster);
+        let hint = failure.hint.unwrap();
+        assert!(
+            hint.contains("\"create\" on \"daemonsets.apps\" in namespace shop"),
+            "{hint}"
+        );
+        assert!(hint.contains(RBAC_DOC));
+    }
+
+    #[test]
+    fn codes_map_to_kinds() {
+        let call = || ApiCall::new("get", "services").ns("a").name("web");
+        assert!(KubeError::from_kube(call(), status(404, "NotFound", "x")).is_not_found());
+        assert!(matches!(
+            KubeError::from_kube(call(), status(409, "AlreadyExists", "x")),
+            KubeError::Conflict { .. }
+        ));
+        assert!(matches!(
+            KubeError::from_kube(call(), status(500, "InternalError", "x")),
+            KubeError::Api { code: 500, .. }
+        ));
+        assert_eq!(call().to_string(), "get services web in namespace a");
+    }
+}

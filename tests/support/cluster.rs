@@ -1,0 +1,278 @@
+//! Cluster fixtures (k8s-openapi objects) and stand-ins for the controllers and kubelets that
+//! turn a DaemonSet into running pods.
+
+use super::fake_api::{FakeApi, LogScript};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{
+    Container, LoadBalancerIngress, LoadBalancerStatus, Namespace, Node, NodeAddress,
+    NodeCondition, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus, Service, ServicePort,
+    ServiceSpec, ServiceStatus, Taint,
+};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub fn meta(name: &str, namespace: Option<&str>, labels: &[(&str, &str)]) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(str::to_string),
+        labels: (!labels.is_empty()).then(|| {
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        }),
+        ..ObjectMeta::default()
+    }
+}
+
+pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
+    Namespace {
+        metadata: meta(name, None, labels),
+        ..Namespace::default()
+    }
+}
+
+/// A ready Linux node with one InternalIP.
+pub fn node(name: &str, ip: &str) -> Node {
+    Node {
+        metadata: meta(
+            name,
+            None,
+            &[
+                ("kubernetes.io/os", "linux"),
+                ("kubernetes.io/hostname", name),
+            ],
+        ),
+        spec: Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: "dedicated".into(),
+                value: Some("edge".into()),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            }]),
+            ..NodeSpec::default()
+        }),
+        status: Some(NodeStatus {
+            addresses: Some(vec![
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: ip.into(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: name.into(),
+                },
+            ]),
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..NodeCondition::default()
+            }]),
+            ..NodeStatus::default()
+        }),
+    }
+}
+
+/// A LoadBalancer Service (externalTrafficPolicy Cluster) with one ingress IP.
+pub fn lb_service(namespace: &str, name: &str, lb_ip: &str, port: i32, node_port: i32) -> Service {
+    Service {
+        metadata: meta(name, Some(namespace), &[]),
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            cluster_ip: Some("10.96.0.10".into()),
+            cluster_ips: Some(vec!["10.96.0.10".into()]),
+            external_traffic_policy: Some("Cluster".into()),
+            selector: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port,
+                node_port: Some(node_port),
+                protocol: Some("TCP".into()),
+                target_port: Some(
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080),
+                ),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some(lb_ip.into()),
+                    ..LoadBalancerIngress::default()
+                }]),
+            }),
+            ..ServiceStatus::default()
+        }),
+    }
+}
+
+/// An application pod on a node.
+pub fn app_pod(namespace: &str, name: &str, app: &str, node: &str, ip: &str) -> Pod {
+    Pod {
+        metadata: meta(name, Some(namespace), &[("app", app)]),
+        spec: Some(PodSpec {
+            node_name: Some(node.into()),
+            containers: vec![Container {
+                name: "app".into(),
+                image: Some("registry.example/app:1".into()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some(ip.into()),
+            ..PodStatus::default()
+        }),
+    }
+}
+
+/// The EndpointSlice of `service` listing `pods` as (name, node, ip).
+pub fn endpoint_slice(
+    namespace: &str,
+    service: &str,
+    pods: &[(&str, &str, &str)],
+) -> EndpointSlice {
+    EndpointSlice {
+        metadata: meta(
+            &format!("{service}-abcde"),
+            Some(namespace),
+            &[("kubernetes.io/service-name", service)],
+        ),
+        address_type: "IPv4".into(),
+        endpoints: pods
+            .iter()
+            .map(|(pod, node, ip)| Endpoint {
+                addresses: vec![ip.to_string()],
+                node_name: Some(node.to_string()),
+                target_ref: Some(ObjectReference {
+                    kind: Some("Pod".into()),
+                    name: Some(pod.to_string()),
+                    namespace: Some(namespace.into()),
+                    ..ObjectReference::default()
+                }),
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(8080),
+            protocol: Some("TCP".into()),
+            ..EndpointPort::default()
+        }]),
+    }
+}
+
+/// What the kubelet of a node does with the probe pod scheduled there.
+#[derive(Debug, Clone)]
+pub enum Fate {
+    /// Pending, then Running with these log streams (one per logs request, last repeats).
+    Runs(Vec<LogScript>),
+    /// The image cannot be pulled: Waiting ImagePullBackOff, and a Warning event.
+    ImagePullBackOff,
+    /// The scheduler cannot place it: PodScheduled=False Unschedulable.
+    Unschedulable,
+}
+
+/// Acts as the DaemonSet controller, scheduler and kubelets: every DaemonSet created gets one pod
+/// per node named in its node affinity, whose fate `fates` decides (default: runs, no logs).
+pub fn run_daemonsets(api: &FakeApi, fates: HashMap<String, Fate>) {
+    let fates = Arc::new(Mutex::new(fates));
+    api.on_create("daemonsets", move |api, ds| {
+        let namespace = ds["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let ds_name = ds["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let template = ds["spec"]["template"].clone();
+        for node in affinity_nodes(&ds) {
+            let fate = fates
+                .lock()
+                .map(|f| f.get(&node).cloned())
+                .ok()
+                .flatten()
+                .unwrap_or(Fate::Runs(Vec::new()));
+            let pod_name = format!("{ds_name}-{node}");
+            let mut pod = json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": namespace,
+                    "labels": template["metadata"]["labels"],
+                    "annotations": template["metadata"]["annotations"],
+                    "ownerReferences": [{
+                        "apiVersion": "apps/v1", "kind": "DaemonSet", "name": ds_name,
+                        "uid": ds["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true
+                    }],
+                },
+                "spec": template["spec"],
+                "status": {"phase": "Pending"},
+            });
+            pod["spec"]["nodeName"] = json!(node);
+            if let Fate::Runs(scripts) = &fate {
+                api.logs(&namespace, &pod_name, scripts.clone());
+            }
+            api.insert(&pod);
+            let api = api.clone();
+            let namespace = namespace.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let status = match &fate {
+                    Fate::Runs(_) => json!({
+                        "phase": "Running",
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                        "containerStatuses": [{
+                            "name": "probe", "ready": true, "restartCount": 0, "image": "x", "imageID": "",
+                            "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}
+                        }],
+                    }),
+                    Fate::ImagePullBackOff => json!({
+                        "phase": "Pending",
+                        "containerStatuses": [{
+                            "name": "probe", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                            "state": {"waiting": {"reason": "ImagePullBackOff",
+                                "message": "Back-off pulling image \"busybox\""}}
+                        }],
+                    }),
+                    Fate::Unschedulable => json!({
+                        "phase": "Pending",
+                        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": "0/3 nodes are available: 3 Insufficient memory."}],
+                    }),
+                };
+                if matches!(fate, Fate::ImagePullBackOff) {
+                    api.insert(&json!({
+                        "apiVersion": "v1", "kind": "Event",
+                        "metadata": {"name": format!("{pod_name}.pull"), "namespace": namespace},
+                        "involvedObject": {"kind": "Pod", "name": pod_name, "namespace": namespace},
+                        "reason": "Failed", "type": "Warning",
+                        "message": "Failed to pull image \"busybox\": no such host",
+                    }));
+                }
+                api.update("pods", Some(&namespace), &pod_name, |pod| pod["status"] = status);
+            });
+        }
+    });
+}
+
+/// The node names a DaemonSet's required node affinity selects (matchFields metadata.name In).
+pub fn affinity_nodes(ds: &Value) -> Vec<String> {
+    let terms = &ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+    let mut nodes = Vec::new();
+    for term in terms.as_array().into_iter().flatten() {
+        for field in term["matchFields"].as_array().into_iter().flatten() {
+            if field["key"] == "metadata.name" && field["operator"] == "In" {
+                for value in field["values"].as_array().into_iter().flatten() {
+                    if let Some(name) = value.as_str() {
+                        nodes.push(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    nodes
+}
