@@ -7,6 +7,7 @@
 //! sockets run inside the namespaces ([`net`]).
 
 pub mod capture;
+pub mod cause;
 pub mod clb;
 pub mod driver;
 pub mod interrupt;
@@ -56,7 +57,10 @@ pub fn run(args: &LabArgs) -> Result<()> {
     let names = Names::new(run_id());
     let (runs, kept) = execute(&names, &scenarios, &tools, args.keep).map_err(lab_failure)?;
 
-    let causes: Vec<String> = runs.iter().map(cause_text).collect();
+    let causes: Vec<String> = runs
+        .iter()
+        .map(|run| cause::cause_text(&run.scenario))
+        .collect();
     let text = match args.output {
         OutputFormat::Text => {
             let mut out = String::new();
@@ -123,20 +127,6 @@ fn execute(
     }
     let kept = keep.then(|| lab.keep());
     Ok((runs, kept))
-}
-
-/// The explanation printed under a scenario: its cause and fix.
-fn cause_text(run: &ScenarioRun) -> String {
-    format!(
-        "cause: {}\nfix:   {}",
-        squash(run.scenario.cause),
-        squash(run.scenario.fix)
-    )
-}
-
-/// Joins the continuation lines of the scenario table's long strings.
-fn squash(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn lab_failure(err: LabError) -> Failure {

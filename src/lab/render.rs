@@ -188,7 +188,8 @@ pub struct ScenarioJson<'a> {
     pub rewritten_at: String,
     /// Every connection of the scenario matches.
     pub matches: bool,
-    pub cause: &'a str,
+    /// Why, and what to change (explain's text when it covers the scenario).
+    pub cause: String,
     pub connections: &'a [Check],
     /// The scenario's flows, in the analysis contract.
     pub flows: &'a [Flow],
@@ -209,7 +210,7 @@ pub fn json(runs: &[ScenarioRun], causes: &[String]) -> String {
                 measured_l7_client_ip: first.and_then(|c| c.measured_l7_client_ip.as_deref()),
                 rewritten_at: first.map(rewritten_text).unwrap_or_default(),
                 matches: run.matches(),
-                cause,
+                cause: crate::output::plain(cause),
                 connections: &run.checks,
                 flows: &run.report.flows,
             }

@@ -85,8 +85,10 @@ pub struct Connection {
     /// The way in, in words ("the load balancer's VIP", "the Service's cluster IP").
     pub via: &'static str,
     pub expect: Expect,
-    /// The explain origin this connection is an instance of.
-    pub origin: Origin,
+    /// The explain verdict this connection is an instance of: its origin and `via`
+    /// (`lb`, `ingress/NAME`, `lb-address`, `cluster-ip`, `hairpin`); `None` when no Service is
+    /// involved.
+    pub explained_by: Option<(Origin, &'static str)>,
 }
 
 /// An HTTP proxy the scenario runs: the cloud L7 load balancer or an ingress controller pod.
@@ -183,7 +185,7 @@ fn from_client(expect: Expect) -> Connection {
         to: vip(80),
         via: "the load balancer's VIP",
         expect,
-        origin: Origin::InternetViaLb,
+        explained_by: Some((Origin::InternetViaLb, "lb")),
     }
 }
 
@@ -243,7 +245,7 @@ pub fn all() -> Vec<Scenario> {
                     to: vip(81),
                     via: "the load balancer, sent to node-b which hosts no endpoint",
                     expect: Expect::Dropped { at: Node::B },
-                    origin: Origin::InternetViaLb,
+                    explained_by: Some((Origin::InternetViaLb, "lb")),
                 },
             ],
             manifest: WEB_LOCAL_YAML,
@@ -288,11 +290,10 @@ pub fn all() -> Vec<Scenario> {
                 to: SocketAddrV4::new(Node::A.ip(), WEB_NODE_PORT),
                 xff: XffMode::Append,
             }],
-            connections: vec![from_client(answered(
-                Pod::AppB,
-                Who::NodeIp(Node::A),
-                Some(Who::Client),
-            ))],
+            connections: vec![Connection {
+                explained_by: Some((Origin::InternetViaLb, "ingress/web")),
+                ..from_client(answered(Pod::AppB, Who::NodeIp(Node::A), Some(Who::Client)))
+            }],
             manifest: L7_INGRESS_YAML,
             cause: "an L7 load balancer terminates the client's connection and opens its own; it \
                     writes the client address into X-Forwarded-For, and the NodePort hop \
@@ -356,14 +357,14 @@ pub fn all() -> Vec<Scenario> {
                     to: vip(80),
                     via: "the load balancer's VIP, short-circuited by kube-proxy",
                     expect: answered(Pod::AppA, Who::NodeIp(Node::B), None),
-                    origin: Origin::Node,
+                    explained_by: Some((Origin::Node, "lb-address")),
                 },
                 Connection {
                     from: From::Pod(Pod::Toolbox),
                     to: vip(80),
                     via: "the load balancer's VIP, short-circuited by kube-proxy",
                     expect: answered(Pod::AppA, Who::Pod(Pod::Toolbox), None),
-                    origin: Origin::InClusterPod,
+                    explained_by: Some((Origin::InClusterPod, "lb-address")),
                 },
             ],
             manifest: WEB_LOCAL_YAML,
@@ -386,7 +387,7 @@ pub fn all() -> Vec<Scenario> {
                 to: SocketAddrV4::new(Pod::AppA.ip(), ECHO_PORT),
                 via: "the pod IP",
                 expect: answered(Pod::AppA, Who::Pod(Pod::Toolbox), None),
-                origin: Origin::InClusterPod,
+                explained_by: None,
             }],
             manifest: WEB_CLUSTER_IP_YAML,
             cause: "pod-to-pod traffic is routed, not translated: no Service, no kube-proxy rule",
@@ -404,7 +405,7 @@ pub fn all() -> Vec<Scenario> {
                 to: SocketAddrV4::new(WEB_CLUSTER_IP, 80),
                 via: "the Service's cluster IP",
                 expect: answered(Pod::AppA, Who::Bridge(Node::A), None),
-                origin: Origin::InClusterPod,
+                explained_by: Some((Origin::InClusterPod, "hairpin")),
             }],
             manifest: WEB_CLUSTER_IP_YAML,
             cause: "hairpin: the endpoint chain masquerades traffic from the endpoint itself \
@@ -504,6 +505,14 @@ status:
   loadBalancer:
     ingress:
     - ip: 203.0.113.100
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tke-service-controller-config
+  namespace: kube-system
+data:
+  GlobalRouteDirectAccess: "true"
 "#;
 
 const WEB_CLUSTER_IP_YAML: &str = r#"apiVersion: v1
