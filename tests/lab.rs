@@ -134,9 +134,9 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
 }
 
 #[test]
-fn text_report_ends_with_the_table() {
+fn text_report_names_the_rewrite_and_its_cause() {
     let _one = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if skip("text_report_ends_with_the_table") {
+    if skip("text_report_names_the_rewrite_and_its_cause") {
         return;
     }
     let before = lab_namespaces();
@@ -149,10 +149,11 @@ fn text_report_ends_with_the_table() {
     );
     assert!(stdout.contains("cluster-cross-node"), "{stdout}");
     assert!(
-        stdout.contains("node-a: SNAT 192.0.2.10 → 198.51.100.11 (node-a)"),
+        stdout.contains("node-a: SNAT 192.0.2.10 → 198.51.100.11 (eth0 of node-a)"),
         "{stdout}"
     );
-    assert!(stdout.contains("cause:"), "{stdout}");
+    assert!(stdout.contains("externalTrafficPolicy"), "{stdout}");
+    assert!(stdout.contains("fix:"), "{stdout}");
     assert_eq!(lab_namespaces(), before, "namespaces left behind");
 }
 
