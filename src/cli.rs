@@ -176,6 +176,9 @@ pub struct LabArgs {
     /// Remove a lab left up by --keep.
     #[arg(long, conflicts_with_all = ["keep", "list"])]
     pub down: bool,
+    /// Also write each scenario's probe events to DIR/SCENARIO.jsonl (for `kubectl realip analyze`).
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
     /// The realip-probe binary to run in the lab (default: the one this plugin carries).
     #[arg(long, value_name = "PATH", env = "REALIP_PROBE_BIN", hide_env = true)]
     pub probe: Option<PathBuf>,

@@ -26,6 +26,8 @@ pub struct ScenarioRun {
     pub scenario: Scenario,
     pub checks: Vec<Check>,
     pub report: Report,
+    /// Everything the probes wrote during the scenario.
+    pub events: Vec<realip_probe::wire::Event>,
 }
 
 impl ScenarioRun {
@@ -206,8 +208,8 @@ pub fn run_scenario(
     for warning in captured.warnings {
         analyzer.warn(warning);
     }
-    for event in captured.events {
-        analyzer.push(event);
+    for event in &captured.events {
+        analyzer.push(event.clone());
     }
     let report = analyzer.finish();
     let checks = scenario
@@ -220,5 +222,6 @@ pub fn run_scenario(
         scenario: scenario.clone(),
         checks,
         report,
+        events: captured.events,
     })
 }

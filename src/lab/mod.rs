@@ -57,6 +57,9 @@ pub fn run(args: &LabArgs) -> Result<()> {
     let names = Names::new(run_id());
     let (runs, kept) = execute(&names, &scenarios, &tools, args.keep).map_err(lab_failure)?;
 
+    if let Some(dir) = &args.save {
+        save(dir, &runs)?;
+    }
     let causes: Vec<String> = runs
         .iter()
         .map(|run| cause::cause_text(&run.scenario))
@@ -238,6 +241,24 @@ fn keep_text(names: &Names, namespaces: &[String]) -> String {
             .unwrap_or_else(|_| "kubectl-realip".into()),
         vip = topology::VIP,
     )
+}
+
+/// `--save DIR`: each scenario's probe events as JSONL, replayable with `kubectl realip analyze`.
+fn save(dir: &Path, runs: &[ScenarioRun]) -> Result<()> {
+    let fail = |err: std::io::Error| {
+        Failure::usage(format!("cannot write to {}: {err}", dir.display()))
+            .hint("pass a writable directory to --save")
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    for run in runs {
+        let mut text = String::new();
+        for event in &run.events {
+            text.push_str(&realip_probe::wire::encode_line(event));
+            text.push('\n');
+        }
+        std::fs::write(dir.join(format!("{}.jsonl", run.scenario.name)), text).map_err(fail)?;
+    }
+    Ok(())
 }
 
 fn emit(text: &str) -> Result<()> {

@@ -278,6 +278,7 @@ mod tests {
                 flows: vec![],
                 summary: Summary::default(),
             },
+            events: vec![],
         }
     }
 
