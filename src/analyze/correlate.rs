@@ -77,7 +77,7 @@ pub fn follows(a: &Sighting, b: &Sighting) -> Option<(u32, u64)> {
     // Small preferences between otherwise equal candidates: ports usually survive NAT.
     let bonus = u32::from(a.sport == b.sport) * 2 + u32::from(a.dst == b.dst);
     if a.node == b.node {
-        if a.iface == b.iface && a.dir == b.dir {
+        if a.iface == b.iface && a.dir == b.dir && a.dir_known && b.dir_known {
             return None; // the same capture point twice: a duplicate or a retransmission
         }
         let gap = b.ts_ns.checked_sub(a.ts_ns)?;

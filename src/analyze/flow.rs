@@ -4,16 +4,25 @@ use super::correlate::Chain;
 use super::model::{Flow, Hop, Translation, TranslationKind};
 use super::owners::Owners;
 use super::sighting::{Names, Sighting};
+use realip_probe::wire::Direction;
 use std::net::{IpAddr, SocketAddr};
 
 pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut Owners) -> Flow {
     let path: Vec<&Sighting> = chain.hops.iter().map(|&i| &sightings[i]).collect();
     let hops: Vec<Hop> = path
         .iter()
-        .map(|s| Hop {
+        .enumerate()
+        .map(|(i, s)| Hop {
             node: names.get(s.node).to_string(),
             iface: names.get(s.iface).to_string(),
-            dir: s.dir,
+            dir: if s.dir_known {
+                s.dir
+            } else if i == 0 || path[i - 1].node != s.node {
+                Direction::In
+            } else {
+                Direction::Out
+            },
+            dir_inferred: !s.dir_known,
             src: s.src,
             sport: s.sport,
             dst: s.dst,
@@ -107,4 +116,103 @@ fn owner(
         };
     }
     "unknown".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::model::TranslationKind::{Dnat, Snat};
+
+    fn sighting(
+        names: &mut Names,
+        node: &str,
+        iface: &str,
+        hop: (&str, u16, &str, u16),
+    ) -> Sighting {
+        Sighting {
+            ts_ns: 0,
+            node: names.id(node),
+            iface: names.id(iface),
+            dir: Direction::In,
+            dir_known: false,
+            src: hop.0.parse().unwrap(),
+            sport: hop.1,
+            dst: hop.2.parse().unwrap(),
+            dport: hop.3,
+            isn: 1,
+            tsval: Some(2),
+            ttl: 64,
+            ip_id: None,
+        }
+    }
+
+    #[test]
+    fn without_hello_masquerade_owner_is_inferred_and_directions_marked() {
+        let mut names = Names::default();
+        let path = vec![
+            sighting(
+                &mut names,
+                "node-a",
+                "ens5",
+                ("198.51.100.7", 5000, "192.0.2.10", 31908),
+            ),
+            sighting(
+                &mut names,
+                "node-a",
+                "cbr0",
+                ("10.244.0.1", 6000, "10.244.0.5", 8080),
+            ),
+        ];
+        let chain = Chain {
+            hops: vec![0, 1],
+            retries: 2,
+        };
+        let flow = build(&path, &chain, &names, &mut Owners::default());
+        assert_eq!(flow.hops[0].dir, Direction::In);
+        assert_eq!(flow.hops[1].dir, Direction::Out);
+        assert!(flow.hops.iter().all(|h| h.dir_inferred));
+        let kinds: Vec<_> = flow.translations.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, vec![Dnat, Snat]);
+        assert_eq!(flow.translations[1].to_owner, "cbr0 of node-a (inferred)");
+        assert_eq!(flow.translations[1].from, "198.51.100.7:5000");
+        assert_eq!(flow.translations[1].hop, 1);
+        assert_eq!(flow.lost_at, Some(1));
+        assert_eq!(flow.retries, 2);
+        assert!(!flow.client_ip_preserved);
+        assert_eq!(losing_snat(&flow).map(|t| t.node.as_str()), Some("node-a"));
+    }
+
+    #[test]
+    fn a_rewrite_between_nodes_names_both_and_port_only_snat_keeps_the_client() {
+        let mut names = Names::default();
+        let path = vec![
+            sighting(
+                &mut names,
+                "client",
+                "eth0",
+                ("2001:db8::7", 5000, "2001:db8::1", 443),
+            ),
+            sighting(
+                &mut names,
+                "node-b",
+                "ens5",
+                ("2001:db8::7", 5001, "2001:db8::b", 30443),
+            ),
+        ];
+        let chain = Chain {
+            hops: vec![0, 1],
+            retries: 0,
+        };
+        let flow = build(&path, &chain, &names, &mut Owners::default());
+        assert_eq!(flow.translations.len(), 2);
+        assert!(flow
+            .translations
+            .iter()
+            .all(|t| t.node == "between client and node-b"));
+        assert_eq!(flow.translations[0].to, "[2001:db8::b]:30443");
+        assert_eq!(flow.translations[0].to_owner, "unknown");
+        assert!(flow.client_ip_preserved);
+        assert_eq!(losing_snat(&flow), None);
+        assert_eq!(flow.entry, "[2001:db8::1]:443");
+    }
 }

@@ -31,6 +31,7 @@ use owners::Owners;
 use realip_probe::wire::{Event, L7};
 use sighting::{Names, Sighting};
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::IpAddr;
 
 /// Streaming correlation of probe events. Memory grows with the number of SYN sightings
@@ -128,26 +129,21 @@ impl Analyzer {
     pub fn finish(mut self) -> Report {
         let correlation = correlate::correlate(&self.sightings);
         self.warnings.extend(correlation.warnings);
-        let mut flows: Vec<(u64, model::Flow)> = correlation
+        let mut flows: Vec<model::Flow> = correlation
             .chains
             .iter()
             .map(|chain| {
                 let mut flow = flow::build(&self.sightings, chain, &self.names, &mut self.owners);
                 flow.l7_client_ip = self.l7_for(&chain.hops);
-                let head = &self.sightings[chain.hops[0]];
-                (u64::from(head.node) << 32 | u64::from(head.iface), flow)
+                flow
             })
             .collect();
-        // Stable order: by first capture point, then time at that point (one clock), then ISN.
-        flows.sort_by(|(ka, a), (kb, b)| {
-            (a.hops[0].node.as_str(), ka, a.hops[0].ts_ns, a.isn).cmp(&(
-                b.hops[0].node.as_str(),
-                kb,
-                b.hops[0].ts_ns,
-                b.isn,
-            ))
+        // Independent of input order: by first capture point's node, its clock, then the rest.
+        flows.sort_by(|a, b| {
+            let (ha, hb) = (&a.hops[0], &b.hops[0]);
+            (&ha.node, ha.ts_ns, &ha.iface, a.isn, ha.src, ha.sport)
+                .cmp(&(&hb.node, hb.ts_ns, &hb.iface, b.isn, hb.src, hb.sport))
         });
-        let flows: Vec<model::Flow> = flows.into_iter().map(|(_, f)| f).collect();
         let drops = self.drops.values().sum();
         let summary = summary::summarize(&flows, drops, self.warnings);
         Report { flows, summary }
@@ -191,6 +187,26 @@ pub fn render_json(report: &Report) -> String {
     out
 }
 
+/// Prints the report on stdout; JSON is streamed (a large capture makes a large report).
+fn write_report(report: &Report, format: OutputFormat) -> std::io::Result<()> {
+    let text = match format {
+        OutputFormat::Text => render_text(report),
+        OutputFormat::Mermaid => render_mermaid(report),
+        OutputFormat::Json => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, output::stdout());
+            let written = serde_json::to_writer_pretty(&mut out, report)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
+            return match written {
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            };
+        }
+    };
+    output::emit(&text)
+}
+
 /// `kubectl realip analyze FILE...`
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let mut analyzer = Analyzer::new();
@@ -209,12 +225,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         }
     }
     let report = analyzer.finish();
-    let text = match args.output {
-        OutputFormat::Text => render_text(&report),
-        OutputFormat::Json => render_json(&report),
-        OutputFormat::Mermaid => render_mermaid(&report),
-    };
-    output::emit(&text)
+    write_report(&report, args.output)
         .map_err(|err| Failure::new(Kind::Usage, format!("writing the report: {err}")))?;
     match worst {
         Some(kind) => Err(Failure::new(

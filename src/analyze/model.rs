@@ -42,6 +42,10 @@ pub struct Hop {
     pub dst: IpAddr,
     pub dport: u16,
     pub ts_ns: u64,
+    /// True when the capture did not record the direction (a plain pcap) and `dir` was inferred
+    /// from the hop's place in the path: the first sighting on a node `in`, later ones `out`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dir_inferred: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,9 +41,11 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
             [
                 h.node.clone(),
                 h.iface.clone(),
-                match h.dir {
-                    Direction::In => "in".into(),
-                    Direction::Out => "out".into(),
+                match (h.dir, h.dir_inferred) {
+                    (Direction::In, false) => "in".into(),
+                    (Direction::Out, false) => "out".into(),
+                    (Direction::In, true) => "in*".into(),
+                    (Direction::Out, true) => "out*".into(),
                 },
                 endpoint(h.src, h.sport),
                 endpoint(h.dst, h.dport),
@@ -100,6 +102,13 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
             };
             let _ = writeln!(out, "        {line}");
         }
+    }
+    if flow.hops.iter().any(|h| h.dir_inferred) {
+        let _ = writeln!(
+            out,
+            "  {}",
+            paint(DIM, "* direction inferred: the capture did not record it")
+        );
     }
     let sees = flow
         .pod_sees

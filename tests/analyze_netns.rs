@@ -1,0 +1,165 @@
+//! The end-to-end proof: captures of real traffic through kube-proxy-shaped NAT in network
+//! namespaces (tests/fixtures/analyze/netns/make.sh) analyzed into the address the pod's
+//! accept() reported and the node that masqueraded.
+
+use kubectl_realip::analyze::model::{Report, TranslationKind};
+use kubectl_realip::analyze::{analyze_events, render_json};
+use realip_probe::wire::decode_line;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analyze/netns")
+}
+
+/// What the pod's accept() returned, one `ip port` per connection.
+fn accepted(dir: &Path) -> Vec<(IpAddr, u16)> {
+    std::fs::read_to_string(dir.join("accepted.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (ip, port) = l.split_once(' ').unwrap();
+            (ip.parse().unwrap(), port.parse().unwrap())
+        })
+        .collect()
+}
+
+fn jsonl_report(dir: &Path) -> Report {
+    let mut events = Vec::new();
+    for node in ["node-a.jsonl", "node-b.jsonl"] {
+        let text = std::fs::read_to_string(dir.join(node)).unwrap();
+        events.extend(text.lines().map(|l| decode_line(l).unwrap()));
+    }
+    analyze_events(events)
+}
+
+/// Runs the command on files and parses its JSON.
+fn cli_report(files: &[PathBuf]) -> Report {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-realip"))
+        .arg("analyze")
+        .args(["-o", "json"])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every accepted connection is a flow ending in exactly what accept() saw; NodePort 31908
+/// (Cluster policy) lost the client to node-a's MASQUERADE, 31909 kept it.
+fn check(report: &Report, accepted: &[(IpAddr, u16)]) {
+    let json = render_json(report);
+    assert_eq!(report.flows.len(), accepted.len(), "{json}");
+    for &(ip, port) in accepted {
+        let flow = report
+            .flows
+            .iter()
+            .find(|f| {
+                f.hops
+                    .last()
+                    .is_some_and(|h| h.src == ip && h.sport == port)
+            })
+            .unwrap_or_else(|| panic!("no flow ends in {ip}:{port}\n{json}"));
+        assert_eq!(flow.pod_sees, Some(ip));
+        assert_eq!(flow.hops.len(), 5, "{json}");
+        assert_eq!(flow.hops[0].node, "node-a");
+        assert_eq!(flow.hops[4].node, "node-b");
+        let snat: Vec<_> = flow
+            .translations
+            .iter()
+            .filter(|t| t.kind == TranslationKind::Snat)
+            .collect();
+        if flow.entry.ends_with(":31908") {
+            assert!(!flow.client_ip_preserved);
+            assert_eq!(snat.len(), 1, "{json}");
+            assert_eq!(snat[0].node, "node-a");
+            assert_eq!(snat[0].to, format!("{ip}:{port}"));
+            assert_eq!(flow.lost_at, Some(1));
+        } else {
+            assert!(flow.entry.ends_with(":31909"), "{json}");
+            assert!(flow.client_ip_preserved);
+            assert!(snat.is_empty(), "{json}");
+        }
+        assert!(flow
+            .translations
+            .iter()
+            .any(|t| t.kind == TranslationKind::Dnat && t.node == "node-a"));
+    }
+}
+
+#[test]
+fn probe_jsonl_of_two_nodes_names_the_masquerading_node() {
+    let dir = fixtures();
+    let report = jsonl_report(&dir);
+    check(&report, &accepted(&dir));
+    assert!(report.flows.iter().all(|f| f.l7_client_ip.is_some()));
+    let snat = report.flows[0]
+        .translations
+        .iter()
+        .find(|t| t.kind == TranslationKind::Snat)
+        .unwrap();
+    assert_eq!(snat.to_owner, "ens5 of node-a");
+}
+
+#[test]
+fn command_on_jsonl_files_agrees() {
+    let dir = fixtures();
+    let report = cli_report(&[dir.join("node-a.jsonl"), dir.join("node-b.jsonl")]);
+    check(&report, &accepted(&dir));
+}
+
+fn missing_tools() -> Option<String> {
+    // Only root can create network namespaces.
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root".into());
+    }
+    for tool in [
+        "ip",
+        "iptables-restore",
+        "dumpcap",
+        "tcpdump",
+        "tshark",
+        "curl",
+        "python3",
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("{tool} not installed"));
+        }
+    }
+    None
+}
+
+/// Regenerates the captures on this kernel and checks the same story comes out.
+#[test]
+fn live_netns_capture_names_the_masquerading_node() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping live netns capture: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(fixtures().join("make.sh"))
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "make.sh failed");
+    let accepted = accepted(dir.path());
+    check(&jsonl_report(dir.path()), &accepted);
+    check(
+        &cli_report(&[
+            dir.path().join("node-a.jsonl"),
+            dir.path().join("node-b.jsonl"),
+        ]),
+        &accepted,
+    );
+}
