@@ -83,6 +83,17 @@ fn chain(report: &Report, last: usize, origin: IpAddr) -> Vec<usize> {
     let mut chain = vec![last];
     while chain.len() < 4 {
         let head = &report.flows[chain[0]];
+        // The same SYN (same ISN) cut in two pieces by the analysis: join them back.
+        let same_syn = (0..report.flows.len()).find(|i| {
+            !chain.contains(i)
+                && report.flows[*i].isn == head.isn
+                && report.flows[*i].hops.last().map(|h| h.ts_ns)
+                    <= head.hops.first().map(|h| h.ts_ns)
+        });
+        if let Some(i) = same_syn {
+            chain.insert(0, i);
+            continue;
+        }
         let Some(src) = head.client else { break };
         if src == origin {
             break;
@@ -120,9 +131,23 @@ fn ip_of(addr: &str) -> String {
 /// Every place the source was rewritten, in path order, in words.
 pub fn rewrites(report: &Report, last: usize, origin: IpAddr) -> Vec<String> {
     let mut out = Vec::new();
+    let mut previous: Option<&Flow> = None;
     for (position, &index) in chain(report, last, origin).iter().enumerate() {
         let flow = &report.flows[index];
-        if let Some(client) = flow.client {
+        let joined = previous.filter(|p| p.isn == flow.isn);
+        if let Some(before) = joined {
+            // A rewrite between the two pieces of one SYN.
+            let (from, to) = (before.hops.last(), flow.hops.first());
+            if let (Some(from), Some(to)) = (from, to) {
+                if from.src != to.src {
+                    let owner = owner_of(to.src).unwrap_or_else(|| "unknown".into());
+                    out.push(format!(
+                        "{}: SNAT {} → {} ({owner})",
+                        to.node, from.src, to.src
+                    ));
+                }
+            }
+        } else if let Some(client) = flow.client {
             let first = position == 0;
             if first && client != origin {
                 out.push(format!(
@@ -144,6 +169,7 @@ pub fn rewrites(report: &Report, last: usize, origin: IpAddr) -> Vec<String> {
                 ));
             }
         }
+        previous = Some(flow);
     }
     out
 }
@@ -296,6 +322,7 @@ mod tests {
             dst: dst.ip(),
             dport: dst.port(),
             ts_ns: 0,
+            dir_inferred: false,
         }
     }
 
@@ -499,6 +526,56 @@ mod tests {
             ]
         );
         assert_eq!(Who::Client.ip(), CLIENT_IP);
+    }
+
+    #[test]
+    fn a_syn_cut_in_two_by_the_analysis_is_joined_back() {
+        let mut before = flow(
+            5,
+            vec![
+                hop(
+                    "node-a",
+                    "veth-app-a",
+                    Direction::In,
+                    "198.18.1.10:42916",
+                    "198.19.0.10:80",
+                ),
+                hop(
+                    "node-a",
+                    "cbr0",
+                    Direction::Out,
+                    "198.18.1.10:42916",
+                    "198.18.1.10:8080",
+                ),
+            ],
+            None,
+            None,
+        );
+        before.hops[1].ts_ns = 1;
+        let mut after = flow(
+            5,
+            vec![hop(
+                "node-a",
+                "veth-app-a",
+                Direction::Out,
+                "198.18.1.1:30564",
+                "198.18.1.10:8080",
+            )],
+            None,
+            None,
+        );
+        after.hops[0].ts_ns = 2;
+        let conn = connection("hairpin", 0);
+        let check = check(
+            &conn,
+            &outcome("198.18.1.1", 30564, None),
+            &report(vec![before, after]),
+        );
+        assert!(check.matches, "{:?}", check.problems);
+        assert_eq!(
+            check.rewritten_at,
+            vec!["node-a: SNAT 198.18.1.10 → 198.18.1.1 (cbr0 of node-a)"]
+        );
     }
 
     #[test]
