@@ -29,6 +29,9 @@ pub struct GetOutcome {
     /// The reply body: JSON when it parses as JSON, else a string.
     pub reply: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// The connection got no answer at all (no SYN-ACK, no RST) within the timeout.
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 pub fn run(args: &LabNetArgs) -> Result<()> {
@@ -65,6 +68,7 @@ pub fn get(to: SocketAddr, timeout: Duration, wait: Duration) -> GetOutcome {
             }
             Err(err) => {
                 return GetOutcome {
+                    timed_out: err.kind() == io::ErrorKind::TimedOut,
                     error: Some(format!("connect to {to}: {err}")),
                     ..GetOutcome::default()
                 }
@@ -77,7 +81,7 @@ pub fn get(to: SocketAddr, timeout: Duration, wait: Duration) -> GetOutcome {
             local,
             status: Some(status),
             reply: Some(reply),
-            error: None,
+            ..GetOutcome::default()
         },
         Err(err) => GetOutcome {
             local,
@@ -346,6 +350,7 @@ mod tests {
         drop(listen);
         let outcome = get(addr, Duration::from_millis(200), Duration::ZERO);
         assert!(outcome.error.is_some());
+        assert!(!outcome.timed_out, "refused is not a timeout");
         assert!(outcome.local.is_none());
     }
 }

@@ -656,6 +656,7 @@ spec:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     #[test]
     fn ten_scenarios_with_unique_names() {
@@ -701,6 +702,4 @@ mod tests {
             }
         }
     }
-
-    use serde::Deserialize;
 }

@@ -253,6 +253,11 @@ pub fn check(conn: &Connection, outcome: &GetOutcome, report: &Report) -> Check 
         Expect::Dropped { at } => {
             if outcome.reply.is_some() {
                 check.problems.push("the connection was answered".into());
+            } else if !outcome.timed_out {
+                check.problems.push(format!(
+                    "the connection was refused or reset, not dropped: {}",
+                    outcome.error.as_deref().unwrap_or("no error")
+                ));
             }
             match dropped_flow(report, conn) {
                 Some((index, flow)) => {
@@ -307,7 +312,7 @@ mod tests {
     use super::*;
     use crate::analyze::model::{Hop, L7ClientIp, Summary, Translation};
     use crate::lab::scenario::{self, Who};
-    use crate::lab::topology::{Node, Pod, CLB_VPC_IP, CLIENT_IP};
+    use crate::lab::topology::{Node, CLB_VPC_IP, CLIENT_IP};
     use realip_probe::wire::Direction;
 
     fn hop(node: &str, iface: &str, dir: Direction, src: &str, dst: &str) -> Hop {
@@ -375,7 +380,7 @@ mod tests {
             reply: Some(serde_json::json!({
                 "remote_addr": remote, "remote_port": port, "x_forwarded_for": xff,
             })),
-            error: None,
+            ..GetOutcome::default()
         }
     }
 
@@ -604,12 +609,31 @@ mod tests {
         let conn = connection("local", 1);
         let failed = GetOutcome {
             error: Some("timed out".into()),
+            timed_out: true,
             ..GetOutcome::default()
         };
         let check = check(&conn, &failed, &report(flows));
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(check.last_seen.as_deref(), Some("node-b eth0 (in)"));
         assert_eq!(conn.expect, Expect::Dropped { at: Node::B });
-        let _ = Pod::AppA;
+        let refused = GetOutcome {
+            error: Some("refused".into()),
+            ..GetOutcome::default()
+        };
+        let flows = vec![flow(
+            9,
+            vec![hop(
+                "node-b",
+                "eth0",
+                Direction::In,
+                "192.0.2.10:40001",
+                "198.51.100.12:31080",
+            )],
+            None,
+            None,
+        )];
+        let mut flows = flows;
+        flows[0].entry = "203.0.113.100:81".into();
+        assert!(!super::check(&conn, &refused, &report(flows)).matches);
     }
 }
