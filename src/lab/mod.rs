@@ -133,6 +133,12 @@ fn execute(
 }
 
 fn lab_failure(err: LabError) -> Failure {
+    // A Ctrl-C also reaches the lab's children: whatever failed first, the cause is the signal.
+    let err = if interrupt::interrupted() {
+        LabError::Interrupted
+    } else {
+        err
+    };
     match err {
         LabError::Interrupted => {
             Failure::new(Kind::Interrupted, "interrupted; the lab's namespaces were removed")
