@@ -46,7 +46,6 @@ impl Capture {
                 _ => {
                     return Err(LabError::NotReady {
                         what: proc.what.clone(),
-                        secs: 10,
                         detail: format!("its first line is not hello: {first}"),
                     })
                 }

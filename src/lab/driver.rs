@@ -70,7 +70,6 @@ pub fn start_backends(lab: &mut Lab, tools: &Tools) -> LabResult<()> {
         if let Some(error) = outcome.error {
             return Err(LabError::NotReady {
                 what: format!("realip-probe echo in pod {pod}"),
-                secs: 5,
                 detail: error,
             });
         }
@@ -159,7 +158,6 @@ fn start_proxies(lab: &Lab, tools: &Tools, scenario: &Scenario) -> LabResult<Vec
         if line != super::net::READY {
             return Err(LabError::NotReady {
                 what,
-                secs: 5,
                 detail: format!("it said {line:?}"),
             });
         }

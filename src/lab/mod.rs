@@ -55,7 +55,8 @@ pub fn run(args: &LabArgs) -> Result<()> {
     interrupt::install();
     let tools = Tools { probe, me };
     let names = Names::new(run_id());
-    let (runs, kept) = execute(&names, &scenarios, &tools, args.keep).map_err(lab_failure)?;
+    let (runs, kept) = execute(&names, &scenarios, &tools, args.keep)
+        .map_err(|err| lab_failure(err, &names, args.keep))?;
 
     if let Some(dir) = &args.save {
         save(dir, &runs)?;
@@ -114,25 +115,37 @@ fn execute(
         eprintln!("building the lab ({}*)…", names.prefix());
     }
     let mut lab = Lab::create(names.clone())?;
-    driver::start_backends(&mut lab, tools)?;
     let mut runs = Vec::new();
-    for (i, scenario) in scenarios.iter().enumerate() {
-        if progress {
-            eprintln!("[{}/{}] {}", i + 1, scenarios.len(), scenario.name);
+    let outcome = driver::start_backends(&mut lab, tools).and_then(|()| {
+        for (i, scenario) in scenarios.iter().enumerate() {
+            if progress {
+                eprintln!("[{}/{}] {}", i + 1, scenarios.len(), scenario.name);
+            }
+            let last = i + 1 == scenarios.len();
+            runs.push(driver::run_scenario(
+                &mut lab,
+                tools,
+                scenario,
+                keep && last,
+            )?);
         }
-        let last = i + 1 == scenarios.len();
-        runs.push(driver::run_scenario(
-            &mut lab,
-            tools,
-            scenario,
-            keep && last,
-        )?);
+        Ok(())
+    });
+    match outcome {
+        // With --keep a failed lab stays up too, to look into; an interrupted one never does.
+        Err(err) if keep && !matches!(err, LabError::Interrupted) && !interrupt::interrupted() => {
+            lab.keep();
+            Err(err)
+        }
+        Err(err) => Err(err),
+        Ok(()) => {
+            let kept = keep.then(|| lab.keep());
+            Ok((runs, kept))
+        }
     }
-    let kept = keep.then(|| lab.keep());
-    Ok((runs, kept))
 }
 
-fn lab_failure(err: LabError) -> Failure {
+fn lab_failure(err: LabError, names: &Names, keep: bool) -> Failure {
     // A Ctrl-C also reaches the lab's children: whatever failed first, the cause is the signal.
     let err = if interrupt::interrupted() {
         LabError::Interrupted
@@ -143,8 +156,12 @@ fn lab_failure(err: LabError) -> Failure {
         LabError::Interrupted => {
             Failure::new(Kind::Interrupted, "interrupted; the lab's namespaces were removed")
         }
+        other if keep => Failure::new(Kind::Probe, format!("lab: {other}")).hint(format!(
+            "the lab is still up ({}*) to look into: ip netns exec NAME …; remove it with `kubectl realip lab --down`",
+            names.prefix()
+        )),
         other => Failure::new(Kind::Probe, format!("lab: {other}")).hint(
-            "the namespaces of this run were removed; rerun with -v for details, or with --keep to look around",
+            "the namespaces of this run were removed; rerun with --keep to keep them up and look around",
         ),
     }
 }

@@ -20,12 +20,8 @@ pub enum LabError {
         #[source]
         source: io::Error,
     },
-    #[error("{what} did not start in {secs}s: {detail}")]
-    NotReady {
-        what: String,
-        secs: u64,
-        detail: String,
-    },
+    #[error("{what} did not start: {detail}")]
+    NotReady { what: String, detail: String },
     #[error("interrupted")]
     Interrupted,
 }
@@ -149,10 +145,6 @@ impl Proc {
         })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Waits for the first stdout line (the process's "I am ready").
     pub fn first_line(&mut self, timeout: Duration) -> LabResult<String> {
         let deadline = Instant::now() + timeout;
@@ -167,12 +159,22 @@ impl Proc {
                 Err(_) => {
                     let exited = self.child.try_wait().ok().flatten();
                     self.kill();
+                    let stderr = self
+                        .stderr
+                        .take()
+                        .and_then(|handle| handle.join().ok())
+                        .unwrap_or_default();
+                    let said = stderr.trim();
+                    let said = if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {said}")
+                    };
                     return Err(LabError::NotReady {
                         what: self.what.clone(),
-                        secs: timeout.as_secs(),
                         detail: match exited {
-                            Some(status) => format!("it exited ({status})"),
-                            None => "no output".into(),
+                            Some(status) => format!("it exited ({status}){said}"),
+                            None => format!("no output in {}s{said}", timeout.as_secs()),
                         },
                     });
                 }
@@ -297,10 +299,8 @@ impl Lab {
     /// Leave everything up: namespaces, their processes, the state file for `--down`.
     pub fn keep(mut self) -> Vec<String> {
         self.keep = true;
-        let pids: Vec<u32> = self.procs.iter().map(Proc::pid).collect();
-        let mut state = State::new(&self.names.id, &self.created, true);
-        state.pids = pids;
-        let _ = state::write(&state);
+        // Its processes (echo servers, proxies) live in its namespaces: `--down` finds them there.
+        let _ = state::write(&State::new(&self.names.id, &self.created, true));
         for proc in std::mem::take(&mut self.procs) {
             proc.detach();
         }

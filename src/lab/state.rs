@@ -14,9 +14,6 @@ pub struct State {
     pub kept: bool,
     /// The process that made it; a lab whose owner is gone and not kept was abandoned.
     pub owner: u32,
-    /// Processes it left running (echo servers, proxies).
-    #[serde(default)]
-    pub pids: Vec<u32>,
 }
 
 impl State {
@@ -26,7 +23,6 @@ impl State {
             namespaces: namespaces.to_vec(),
             kept,
             owner: std::process::id(),
-            pids: Vec::new(),
         }
     }
 
