@@ -4,7 +4,7 @@ use clap::Parser;
 use realip_probe::bpf::FilterSpec;
 use realip_probe::capture::{self, CaptureError};
 use realip_probe::echo;
-use std::io::{self, BufWriter};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -106,8 +106,8 @@ fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
         hosts: args.host,
         l7: args.l7,
     };
-    let out = BufWriter::with_capacity(64 << 10, io::stdout().lock());
-    match capture::run(&opts, &stop, out) {
+    // Line-buffered stdout: the capture hands it whole batches of lines, written without a copy.
+    match capture::run(&opts, &stop, io::stdout().lock()) {
         Ok(_) => Ok(()),
         // The reader went away (`| head`): nothing left to tell anyone.
         Err(CaptureError::Output(err)) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
