@@ -63,3 +63,17 @@ fn netns_capture_text_json_mermaid() {
     golden!("netns_json", render_json(&report));
     golden!("netns_mermaid", render_mermaid(&report));
 }
+
+/// The same traffic from dumpcap's pcapng files: no hello, directions and owners inferred.
+#[test]
+fn netns_pcapng_text() {
+    let mut analyzer = kubectl_realip::analyze::Analyzer::new();
+    for file in ["netns/node-a.pcapng", "netns/node-b.pcapng"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/analyze")
+            .join(file);
+        let problems = kubectl_realip::analyze::read_file(&path, &mut analyzer);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+    golden!("netns_pcapng_text", plain(&render_text(&analyzer.finish())));
+}

@@ -111,8 +111,8 @@ fn owner(
     if before.node == after.node && !owners.knows_node(node) && after.may_be_out() {
         let iface = names.get(after.iface);
         return match kind {
-            TranslationKind::Snat => format!("{iface} of {node} (inferred)"),
-            TranslationKind::Dnat => format!("behind {iface} of {node} (inferred)"),
+            TranslationKind::Snat => format!("{iface} of {node}, inferred"),
+            TranslationKind::Dnat => format!("reached via {iface} of {node}, inferred"),
         };
     }
     "unknown".to_string()
@@ -173,7 +173,7 @@ mod tests {
         assert!(flow.hops.iter().all(|h| h.dir_inferred));
         let kinds: Vec<_> = flow.translations.iter().map(|t| t.kind).collect();
         assert_eq!(kinds, vec![Dnat, Snat]);
-        assert_eq!(flow.translations[1].to_owner, "cbr0 of node-a (inferred)");
+        assert_eq!(flow.translations[1].to_owner, "cbr0 of node-a, inferred");
         assert_eq!(flow.translations[1].from, "198.51.100.7:5000");
         assert_eq!(flow.translations[1].hop, 1);
         assert_eq!(flow.lost_at, Some(1));

@@ -34,7 +34,6 @@ pub enum Problem {
     },
     #[error("{file}: {message}")]
     Format { file: String, message: String },
-    #[allow(dead_code)] // capture files report truncation with an offset
     #[error("{file}: byte {offset}: {message}")]
     Capture {
         file: String,

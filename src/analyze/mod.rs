@@ -21,6 +21,7 @@ mod sighting;
 mod summary;
 
 pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
+pub use input::Problem as InputProblem;
 pub use render::{mermaid::render_mermaid, text::render_text};
 
 use crate::cli::AnalyzeArgs;
@@ -97,12 +98,10 @@ impl Analyzer {
         self.warnings.push(warning.into());
     }
 
-    #[allow(dead_code)] // capture files feed sightings directly
     pub(crate) fn push_sighting(&mut self, sighting: Sighting) {
         self.sightings.push(sighting);
     }
 
-    #[allow(dead_code)]
     pub(crate) fn names_mut(&mut self) -> &mut Names {
         &mut self.names
     }
@@ -170,6 +169,12 @@ impl Analyzer {
     }
 }
 
+/// Reads one input file (probe JSONL, pcap or pcapng; `-` is JSONL on stdin) into `analyzer`,
+/// returning the problems met; what could be read safely has been pushed.
+pub fn read_file(path: &std::path::Path, analyzer: &mut Analyzer) -> Vec<InputProblem> {
+    input::read(path, analyzer)
+}
+
 /// Correlates a finite set of events.
 pub fn analyze_events(events: impl IntoIterator<Item = Event>) -> Report {
     let mut analyzer = Analyzer::new();
@@ -213,7 +218,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let mut worst: Option<Kind> = None;
     let mut problems = 0usize;
     for path in &args.files {
-        for problem in input::read(path, &mut analyzer) {
+        for problem in read_file(path, &mut analyzer) {
             problems += 1;
             eprintln!("warning: {problem}");
             if problem.unusable() {
