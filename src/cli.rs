@@ -131,6 +131,13 @@ pub struct TraceArgs {
     /// Print the objects that would be created as YAML and create nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How long to wait for the probes to start (image pulls included).
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub ready_timeout: Duration,
+    /// Stock image that unpacks and starts the carried probe, and runs the expiry timer
+    /// (needs sh, cat, gunzip, date, sleep).
+    #[arg(long, default_value = "busybox:1.37", value_name = "IMAGE")]
+    pub base_image: String,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -147,6 +154,9 @@ pub struct ExplainArgs {
     /// Explain offline from manifests (multi-document YAML; repeatable; - for stdin).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub filename: Vec<PathBuf>,
+    /// Predict for connections entering at this node (decides node IP vs bridge IP).
+    #[arg(long, value_name = "NODE")]
+    pub entry_node: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
     #[arg(short, long, value_enum, default_value_t)]

@@ -205,19 +205,18 @@ fn backend(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> Backend 
         .find_map(|w| workload_is_eni(w))
         .map(|from| Fact::new(true, from));
 
-    let virtual_names: Vec<&str> = cluster
-        .nodes
-        .iter()
-        .filter(|n| n.virtual_node)
-        .map(|n| n.name.as_str())
-        .collect();
+    // A node is virtual if its object says so, or by TKE's naming when the object is missing.
+    let is_virtual = |name: &str| {
+        cluster
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map_or(name.starts_with("eklet-"), |n| n.virtual_node)
+    };
     let on_virtual_nodes = match &endpoint_nodes {
         Some(nodes) => {
-            let on_virtual = nodes
-                .iter()
-                .filter(|n| virtual_names.contains(&n.as_str()))
-                .count();
-            let known = cluster.nodes.iter().any(|n| nodes.contains(&n.name));
+            let on_virtual = nodes.iter().filter(|n| is_virtual(n)).count();
+            let known = on_virtual > 0 || cluster.nodes.iter().any(|n| nodes.contains(&n.name));
             let placement = match on_virtual {
                 0 => VirtualPlacement::None,
                 n if n == nodes.len() => VirtualPlacement::All,
@@ -428,6 +427,14 @@ fn tke_facts(objects: &Objects, cluster: &mut ClusterFacts) {
     }
     if !cluster.cloud_is(Cloud::Tke) {
         return;
+    }
+    let unreadable = objects.notes.iter().any(|n| n.contains(TKE_SERVICE_CONFIG));
+    if objects.live && cluster.global_route_direct_access.is_none() && !unreadable {
+        // Read from the cluster and absent: the switch is off.
+        cluster.global_route_direct_access = Some(Fact::new(
+            false,
+            format!("ConfigMap kube-system/{TKE_SERVICE_CONFIG} not found"),
+        ));
     }
     if find_cm(objects, "kube-system", "cilium-config").is_some() {
         cluster.tke_network = Some(Fact::new(
@@ -756,4 +763,116 @@ pub fn all_facts(objects: &Objects) -> Vec<Facts> {
         .iter()
         .map(|svc| facts_for(objects, &cluster, &base, svc))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn objects(yaml: &str) -> Objects {
+        let mut objects = Objects::default();
+        objects.add_yaml(yaml).expect("valid fixture");
+        objects
+    }
+
+    fn cluster(yaml: &str) -> (ClusterFacts, Vec<String>) {
+        let mut assumptions = Vec::new();
+        let cluster = cluster_facts(&objects(yaml), &mut assumptions);
+        (cluster, assumptions)
+    }
+
+    #[test]
+    fn proxy_mode_sources() {
+        let (c, a) = cluster("");
+        assert!(c.proxy.is_none());
+        assert!(a.iter().any(|a| a.contains("assumed iptables")));
+
+        let (c, _) = cluster(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-proxy, namespace: kube-system}\ndata:\n  config.conf: |\n    kind: KubeProxyConfiguration\n    mode: \"\"\n    masqueradeAll: true\n",
+        );
+        assert_eq!(c.proxy.unwrap().value, ProxyMode::Iptables);
+        assert!(c.masquerade_all.unwrap().value);
+
+        let (c, _) = cluster(
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: kube-proxy, namespace: kube-system}\nspec:\n  template:\n    spec:\n      containers:\n      - name: p\n        args: [--proxy-mode, nftables]\n",
+        );
+        assert_eq!(c.proxy.unwrap().value, ProxyMode::Nftables);
+
+        let (c, _) = cluster(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cilium-config, namespace: kube-system}\ndata: {kube-proxy-replacement: strict, bpf-lb-mode: dsr}\n",
+        );
+        assert_eq!(c.proxy.unwrap().value, ProxyMode::Cilium(CiliumLbMode::Dsr));
+    }
+
+    #[test]
+    fn cloud_and_tke_network() {
+        let (c, _) = cluster(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {providerID: 'aws:///us-east-1a/i-0'}\n",
+        );
+        assert_eq!(c.cloud.unwrap().value, Cloud::Aws);
+        let (c, _) = cluster(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {providerID: 'qcloud:///1/ins-1', podCIDR: 172.18.0.0/26}\n",
+        );
+        assert_eq!(c.tke_network.unwrap().value, TkeNetwork::GlobalRouter);
+        let (c, _) = cluster(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {cloud.tencent.com/node-instance-id: ins-1}}\nstatus: {allocatable: {tke.cloud.tencent.com/eni-ip: '20'}}\n",
+        );
+        assert_eq!(c.tke_network.unwrap().value, TkeNetwork::VpcCni);
+        let (c, _) = cluster(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tke-service-controller-config, namespace: kube-system}\ndata: {GlobalRouteDirectAccess: 'true'}\n",
+        );
+        assert_eq!(c.cloud.unwrap().value, Cloud::Tke);
+        assert!(c.global_route_direct_access.unwrap().value);
+    }
+
+    #[test]
+    fn ingress_controllers_by_class() {
+        let o = objects(
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: public}\nspec: {controller: k8s.io/ingress-nginx}\n",
+        );
+        let c = ClusterFacts::default();
+        let ingress = |class: Option<&str>, annotation: Option<&str>| IngressDoc {
+            name: "i".into(),
+            class_name: class.map(str::to_string),
+            annotations: annotation
+                .map(|a| {
+                    BTreeMap::from([("kubernetes.io/ingress.class".to_string(), a.to_string())])
+                })
+                .unwrap_or_default(),
+            ..IngressDoc::default()
+        };
+        assert_eq!(
+            controller_of(&o, &c, &ingress(Some("public"), None)).value,
+            IngressController::Nginx
+        );
+        assert_eq!(
+            controller_of(&o, &c, &ingress(None, Some("qcloud"))).value,
+            IngressController::Qcloud
+        );
+        assert_eq!(
+            controller_of(&o, &c, &ingress(Some("alb"), None)).value,
+            IngressController::Alb
+        );
+        assert_eq!(
+            controller_of(&o, &c, &ingress(Some("gce"), None)).value,
+            IngressController::Gce
+        );
+        assert_eq!(
+            controller_of(&o, &c, &ingress(None, None)).value,
+            IngressController::Unknown
+        );
+        assert_eq!(
+            controller_of(&o, &c, &ingress(Some("traefik"), None)).value,
+            IngressController::Other("traefik".into())
+        );
+    }
+
+    #[test]
+    fn v1beta1_ingress_backends() {
+        let o = objects(
+            "apiVersion: networking.k8s.io/v1beta1\nkind: Ingress\nmetadata: {name: i, namespace: s}\nspec:\n  backend: {serviceName: def, servicePort: 80}\n  rules:\n  - http:\n      paths:\n      - backend: {serviceName: web, servicePort: 80}\n",
+        );
+        assert_eq!(o.ingresses[0].services, ["def", "web"]);
+    }
 }

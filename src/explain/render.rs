@@ -38,6 +38,29 @@ fn path_line(v: &OriginVerdict) -> String {
     line
 }
 
+/// One line for a report that measured this way in (lab, trace): what the pod sees, the
+/// deciding settings, and the first fix.
+pub fn verdict_summary(v: &OriginVerdict) -> String {
+    let mut line = format!(
+        "{} via {}: pod sees {}, client IP at L7: {}",
+        v.origin.as_str(),
+        v.via,
+        v.l4_source_seen_by_pod.as_str(),
+        v.l7_client_ip.as_str()
+    );
+    let settings: Vec<&str> = v.reasons.iter().map(|r| r.setting.as_str()).collect();
+    if !settings.is_empty() {
+        let _ = write!(line, "; because {}", settings.join(", "));
+    }
+    if let Some(fix) = v.fixes.first() {
+        let _ = write!(line, "; fix: {}", fix.text);
+        if let Some(apply) = &fix.apply {
+            let _ = write!(line, " ({apply})");
+        }
+    }
+    line
+}
+
 /// The readable report, one block per Service.
 pub fn render_text(explanations: &[Explanation]) -> String {
     let mut out = String::new();
@@ -145,10 +168,12 @@ pub fn render_mermaid(explanations: &[Explanation]) -> String {
                 }
             }
             if let Some(last) = v.path.len().checked_sub(1) {
-                let class = match v.l4_source_seen_by_pod {
-                    L4Source::Client => "kept",
-                    L4Source::Unknown => "unknown",
-                    _ => "rewritten",
+                let class = if v.l4_source_seen_by_pod == L4Source::Unknown {
+                    "unknown"
+                } else if v.path.iter().any(|h| h.rewrite.is_some()) {
+                    "rewritten"
+                } else {
+                    "kept"
                 };
                 let _ = writeln!(out, "    class {} {class}", id(last));
             }

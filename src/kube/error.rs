@@ -12,16 +12,16 @@ pub struct ApiCall {
     /// RBAC verb: get, list, watch, create, delete, patch, deletecollection.
     pub verb: &'static str,
     /// RBAC resource, with its API group when it has one: `daemonsets.apps`, `pods/log`.
-    pub resource: &'static str,
+    pub resource: String,
     pub namespace: Option<String>,
     pub name: Option<String>,
 }
 
 impl ApiCall {
-    pub fn new(verb: &'static str, resource: &'static str) -> Self {
+    pub fn new(verb: &'static str, resource: impl Into<String>) -> Self {
         ApiCall {
             verb,
-            resource,
+            resource: resource.into(),
             namespace: None,
             name: None,
         }
@@ -35,6 +35,15 @@ impl ApiCall {
     pub fn name(mut self, name: &str) -> Self {
         self.name = Some(name.to_string());
         self
+    }
+}
+
+/// The RBAC name of a resource type: `services`, `daemonsets.apps`.
+pub fn rbac_resource<K: k8s_openapi::Resource>() -> String {
+    if K::GROUP.is_empty() {
+        K::URL_PATH_SEGMENT.to_string()
+    } else {
+        format!("{}.{}", K::URL_PATH_SEGMENT, K::GROUP)
     }
 }
 

@@ -1,10 +1,13 @@
-//! The cluster adapter: a `kube::Client` built from the kubectl flags, and typed API errors.
+//! The cluster adapter: a `kube::Client` built from the kubectl flags, the API calls commands
+//! make, and typed API errors.
 //!
 //! Everything that talks to the API server goes through here so that commands see one error
 //! type ([`KubeError`]) that already names the verb and resource a refusal was about.
 
+mod calls;
 mod client;
 mod error;
 
+pub use calls::{Cluster, Kind, Scoped};
 pub use client::{client, clients, Clients};
-pub use error::{ApiCall, CallContext, KubeError, RBAC_DOC};
+pub use error::{rbac_resource, ApiCall, CallContext, KubeError, RBAC_DOC};

@@ -242,3 +242,53 @@ pub fn alb_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &IngressF
     }
     trail
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(annotations: &[(&str, &str)], class: Option<&str>) -> ServiceFacts {
+        ServiceFacts {
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            load_balancer_class: class.map(str::to_string),
+            ..ServiceFacts::default()
+        }
+    }
+
+    #[test]
+    fn which_load_balancer() {
+        assert_eq!(kind(&svc(&[], None)).0, AwsLb::Classic);
+        assert_eq!(kind(&svc(&[(LB_TYPE, "nlb")], None)).0, AwsLb::NlbInstance);
+        assert_eq!(kind(&svc(&[(LB_TYPE, "nlb-ip")], None)).0, AwsLb::NlbIp);
+        assert_eq!(
+            kind(&svc(&[(LB_TYPE, "external")], None)).0,
+            AwsLb::NlbInstance
+        );
+        assert_eq!(
+            kind(&svc(&[(LB_TYPE, "external"), (TARGET_TYPE, "ip")], None)).0,
+            AwsLb::NlbIp
+        );
+        assert_eq!(
+            kind(&svc(&[(TARGET_TYPE, "ip")], Some("service.k8s.aws/nlb"))).0,
+            AwsLb::NlbIp
+        );
+    }
+
+    #[test]
+    fn preservation_defaults_and_attribute() {
+        assert_eq!(preserve_attribute(&svc(&[], None)), None);
+        let on = svc(
+            &[(TG_ATTRIBUTES, "a=b, preserve_client_ip.enabled=true")],
+            None,
+        );
+        assert_eq!(preserve_attribute(&on), Some(true));
+        let off = svc(&[(TG_ATTRIBUTES, "preserve_client_ip.enabled=false")], None);
+        assert_eq!(preserve_attribute(&off), Some(false));
+        assert!(preserves(&svc(&[], None), AwsLb::NlbInstance).0);
+        assert!(!preserves(&svc(&[], None), AwsLb::NlbIp).0);
+        assert!(!preserves(&off, AwsLb::NlbInstance).0);
+    }
+}

@@ -15,11 +15,14 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
         IngressController::Other(_) | IngressController::Unknown => unknown_controller(ingress),
     };
     if carries_client(trail.l7) && trail.source != L4Source::Client {
-        // The header is the answer: L4 fixes would not bring the client back to the TCP peer.
-        trail.fixes.clear();
+        // The header is the answer: L4 fixes would not bring the client back to the TCP peer
+        // (ingress-nginx sorts its own fixes).
+        if ingress.controller.value != IngressController::Nginx {
+            trail.fixes.clear();
+        }
         trail.fix(
             format!(
-                "read the client address from {} (the left-most address added by a proxy you trust)",
+                "read the client address from {} (the entry your trusted proxy added, counting from the right)",
                 header_name(trail.l7)
             ),
             None,

@@ -90,6 +90,8 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
         "ingress-nginx terminates HTTP and sets X-Forwarded-For and X-Real-IP from the address \
          it considers the client",
     );
+    // Fixes so far are about what reaches nginx; moot once the header carries the client.
+    let controller_fixes = trail.fixes.len();
     let arrived = trail.source;
     let upstream_l7 = trail.l7;
     let use_pp = on(nginx, "use-proxy-protocol");
@@ -109,6 +111,14 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
             }
             L7Source::Unknown => None,
             _ if arrived == L4Source::Unknown => None,
+            _ if !lb_known(facts, nginx) => {
+                trail.because(
+                    config_setting(nginx, "use-proxy-protocol"),
+                    "nginx expects a PROXY protocol header; whether this load balancer sends one \
+                     is not known (without it nginx logs \"broken header\")",
+                );
+                None
+            }
             _ => {
                 trail.because(
                     config_setting(nginx, "use-proxy-protocol"),
@@ -157,6 +167,17 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
             Some(arrived == L4Source::Client)
         }
     } else {
+        if use_fwd {
+            trail.because(
+                config_setting(nginx, "use-forwarded-headers"),
+                "nothing in front of nginx adds X-Forwarded-For, yet nginx trusts it: a client \
+                 can forge its address",
+            );
+            trail.fix(
+                "turn use-forwarded-headers off unless a layer-7 proxy you run adds the header",
+                patch_config(nginx, "use-forwarded-headers", "false"),
+            );
+        }
         match arrived {
             L4Source::Client => Some(true),
             L4Source::Unknown => None,
@@ -193,7 +214,10 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
     }
     proxy_to_pod(&mut trail);
     match knows_client {
-        Some(true) => trail.l7 = L7Source::XForwardedFor,
+        Some(true) => {
+            trail.l7 = L7Source::XForwardedFor;
+            trail.fixes.drain(..controller_fixes);
+        }
         Some(false) => {
             trail.l7 = L7Source::None;
             trail.because(
@@ -223,6 +247,22 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
         None => trail.l7 = L7Source::Unknown,
     }
     trail
+}
+
+/// Whether explain knows the controller's load balancer well enough to say it sends no PROXY
+/// protocol header unless an annotation asks for it.
+fn lb_known(facts: &Facts, nginx: &NginxFacts) -> bool {
+    let Some(controller) = &nginx.controller else {
+        return false;
+    };
+    match controller.service.type_ {
+        ServiceType::LoadBalancer => !matches!(
+            super::lb_provider(&facts.cluster, controller).0,
+            super::LbProvider::Unknown | super::LbProvider::OtherClass
+        ),
+        // A NodePort is reached straight from the client: nothing adds a header.
+        _ => true,
+    }
 }
 
 /// ingress-nginx opens its own connection to the pod.

@@ -386,6 +386,13 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
                 "with Local, kube-proxy sends pod traffic for the LB address to the ClusterIP \
                  chain without masquerading it",
             );
+            if proxy_mode(cluster) == ProxyMode::Ipvs {
+                trail.because(
+                    proxy_setting(cluster),
+                    "older IPVS kube-proxies only use local endpoints for a Local LB address, so \
+                     callers on nodes without one time out (kubernetes#75262)",
+                );
+            }
             trail.to("pod");
         }
         (TrafficPolicy::Local, true) => {
@@ -414,10 +421,64 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
             );
         }
     }
-    trail.fix(
-        "call the Service by its name (ClusterIP) from inside the cluster: pods then see the \
-         caller's pod IP",
-        None,
-    );
+    if !from_node && trail.source != L4Source::Pod {
+        trail.fix(
+            "call the Service by its name (ClusterIP) from inside the cluster: pods then see the \
+             caller's pod IP",
+            None,
+        );
+    }
     trail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::facts::NodeFacts;
+
+    fn node(name: &str) -> NodeFacts {
+        NodeFacts {
+            name: name.into(),
+            virtual_node: false,
+            internal_ips: 1,
+        }
+    }
+
+    fn backend(nodes: &[&str]) -> Backend {
+        Backend {
+            endpoint_nodes: Some(nodes.iter().map(|n| n.to_string()).collect()),
+            ..Backend::default()
+        }
+    }
+
+    #[test]
+    fn same_node_needs_to_know_where_traffic_enters() {
+        let mut cluster = ClusterFacts {
+            nodes: vec![node("a"), node("b")],
+            ..ClusterFacts::default()
+        };
+        assert_eq!(same_node(&cluster, &backend(&["a"])), None);
+        assert_eq!(same_node(&cluster, &Backend::default()), None);
+        cluster.entry_node = Some("a".into());
+        assert_eq!(same_node(&cluster, &backend(&["a"])), Some(true));
+        assert_eq!(same_node(&cluster, &backend(&["b"])), Some(false));
+        assert_eq!(same_node(&cluster, &backend(&["a", "b"])), None);
+        let single = ClusterFacts {
+            nodes: vec![node("a")],
+            ..ClusterFacts::default()
+        };
+        assert_eq!(same_node(&single, &backend(&["a", "a"])), Some(true));
+    }
+
+    #[test]
+    fn entry_node_decides_bridge_or_node() {
+        let cluster = |entry: &str| ClusterFacts {
+            nodes: vec![node("a"), node("b")],
+            entry_node: Some(entry.into()),
+            ..ClusterFacts::default()
+        };
+        let b = backend(&["a"]);
+        assert_eq!(node_port(&cluster("a"), &b).source, L4Source::Bridge);
+        assert_eq!(node_port(&cluster("b"), &b).source, L4Source::Node);
+    }
 }

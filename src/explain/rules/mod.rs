@@ -89,7 +89,8 @@ impl Trail {
             text: text.into(),
             apply,
         };
-        if !self.fixes.contains(&fix) {
+        let same = |f: &Fix| f.text == fix.text || (fix.apply.is_some() && f.apply == fix.apply);
+        if !self.fixes.iter().any(same) {
             self.fixes.push(fix);
         }
     }
@@ -223,6 +224,19 @@ pub enum LbProvider {
     Unknown,
 }
 
+impl LbProvider {
+    pub fn name(self) -> &'static str {
+        match self {
+            LbProvider::Tke => "a TKE annotation",
+            LbProvider::Aws => "an AWS annotation",
+            LbProvider::Gke => "a GKE annotation",
+            LbProvider::Azure => "an Azure annotation",
+            LbProvider::MetalLb => "a MetalLB annotation",
+            LbProvider::OtherClass | LbProvider::Unknown => "not recognised",
+        }
+    }
+}
+
 /// The load balancer implementation and the setting that shows it.
 pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, String) {
     let svc = &backend.service;
@@ -242,7 +256,12 @@ pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, St
     }
     let by_annotation: [(&[&str], LbProvider); 5] = [
         (
-            &["service.cloud.tencent.com/", "service.kubernetes.io/tke-"],
+            &[
+                "service.cloud.tencent.com/",
+                "service.kubernetes.io/tke-",
+                "service.kubernetes.io/qcloud-",
+                "service.kubernetes.io/local-svc-only-bind-node-with-pod",
+            ],
             LbProvider::Tke,
         ),
         (&["service.beta.kubernetes.io/aws-"], LbProvider::Aws),
@@ -257,10 +276,11 @@ pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, St
         ),
     ];
     for (prefixes, provider) in by_annotation {
-        // `cloud.google.com/neg` alone is about Ingress backends, not the L4 LB's maker,
-        // but it still says GKE.
         if let Some(key) = has_prefix(prefixes) {
-            return (provider, format!("metadata.annotations[\"{key}\"]"));
+            return (
+                provider,
+                format!("metadata.annotations[\"{key}\"] ({})", provider.name()),
+            );
         }
     }
     if let Some(cloud) = &cluster.cloud {
@@ -327,5 +347,33 @@ pub fn shell_word(value: &str) -> String {
         value.to_string()
     } else {
         format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(shell_word("true"), "true");
+        assert_eq!(
+            shell_word("preserve_client_ip.enabled=true"),
+            "preserve_client_ip.enabled=true"
+        );
+        assert_eq!(shell_word("*"), "'*'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn a_proxy_rewrite_shows_at_the_next_hop() {
+        let mut trail = Trail::start("client", L4Source::Client);
+        trail.new_connection(L4Source::Proxy, "new connection");
+        trail.to("pod");
+        assert_eq!(trail.path[1].rewrite.as_deref(), Some("new connection"));
+        assert_eq!(trail.path[1].source, L4Source::Proxy);
+        trail.rewritten("x", L4Source::Node, "SNAT");
+        assert_eq!(trail.path[2].rewrite.as_deref(), Some("SNAT"));
     }
 }

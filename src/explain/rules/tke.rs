@@ -108,16 +108,19 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
         "a TKE CLB (layer 4) passes the client address through to its backends",
     );
     let annotated = svc.annotation_true(DIRECT_ACCESS);
-    let direct_setting = format!(
-        "metadata.annotations[\"{DIRECT_ACCESS}\"]={:?}",
-        svc.annotation(DIRECT_ACCESS).unwrap_or("")
-    );
+    let direct_setting = match svc.annotation(DIRECT_ACCESS) {
+        Some(v) => format!("metadata.annotations[\"{DIRECT_ACCESS}\"]=\"{v}\""),
+        None => format!("metadata.annotations[\"{DIRECT_ACCESS}\"] not set"),
+    };
     let reach = direct_reach(cluster, backend);
     let all_virtual = backend
         .on_virtual_nodes
         .as_ref()
         .is_some_and(|v| v.value == VirtualPlacement::All);
-    let blocked = matches!(reach, Direct::Blocked(..));
+    let reach_fix = match &reach {
+        Direct::Blocked(_, _, fix) => fix.clone(),
+        _ => None,
+    };
     if annotated || all_virtual {
         match reach {
             Direct::Works(setting, text) => {
@@ -158,12 +161,16 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
         local_annotations(svc, &mut trail);
     }
     enter_node(cluster, backend, &mut trail);
-    if trail.source != L4Source::Client && !blocked {
+    if trail.source != L4Source::Client && !annotated {
         trail.fix(
             "or let the CLB reach the pods directly (VPC-CNI, or GlobalRouter with \
              GlobalRouteDirectAccess, or super nodes)",
             Some(annotate_svc(svc, DIRECT_ACCESS, "true")),
         );
+        // What else direct access needs here (e.g. GlobalRouteDirectAccess).
+        if let Some((text, apply)) = reach_fix {
+            trail.fix(text, apply);
+        }
     }
     trail
 }
@@ -212,11 +219,16 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
     let direct = ingress
         .annotation(INGRESS_DIRECT_ACCESS)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let direct_setting = format!(
-        "ingress {} metadata.annotations[\"{INGRESS_DIRECT_ACCESS}\"]={:?}",
-        ingress.name,
-        ingress.annotation(INGRESS_DIRECT_ACCESS).unwrap_or("")
-    );
+    let direct_setting = match ingress.annotation(INGRESS_DIRECT_ACCESS) {
+        Some(v) => format!(
+            "ingress {} metadata.annotations[\"{INGRESS_DIRECT_ACCESS}\"]=\"{v}\"",
+            ingress.name
+        ),
+        None => format!(
+            "ingress {} metadata.annotations[\"{INGRESS_DIRECT_ACCESS}\"] not set",
+            ingress.name
+        ),
+    };
     let all_virtual = backend
         .on_virtual_nodes
         .as_ref()
@@ -269,4 +281,64 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
     );
     enter_node(cluster, backend, &mut trail);
     trail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::facts::Fact;
+
+    fn cluster(network: Option<TkeNetwork>, grda: Option<bool>) -> ClusterFacts {
+        ClusterFacts {
+            tke_network: network.map(|n| Fact::new(n, "test")),
+            global_route_direct_access: grda.map(|g| Fact::new(g, "test")),
+            ..ClusterFacts::default()
+        }
+    }
+
+    #[test]
+    fn direct_access_needs_a_reachable_pod_address() {
+        let plain = Backend::default();
+        let works = |c: &ClusterFacts, b: &Backend| matches!(direct_reach(c, b), Direct::Works(..));
+        assert!(works(&cluster(Some(TkeNetwork::VpcCni), None), &plain));
+        assert!(works(
+            &cluster(Some(TkeNetwork::GlobalRouter), Some(true)),
+            &plain
+        ));
+        assert!(matches!(
+            direct_reach(
+                &cluster(Some(TkeNetwork::GlobalRouter), Some(false)),
+                &plain
+            ),
+            Direct::Blocked(..)
+        ));
+        assert!(matches!(
+            direct_reach(&cluster(Some(TkeNetwork::GlobalRouter), None), &plain),
+            Direct::Unknown(..)
+        ));
+        assert!(matches!(
+            direct_reach(
+                &cluster(Some(TkeNetwork::CiliumOverlay), Some(true)),
+                &plain
+            ),
+            Direct::Blocked(..)
+        ));
+        assert!(matches!(
+            direct_reach(&cluster(None, None), &plain),
+            Direct::Unknown(..)
+        ));
+        let eni = Backend {
+            eni_pods: Some(Fact::new(true, "pod requests eni-ip")),
+            ..Backend::default()
+        };
+        assert!(works(
+            &cluster(Some(TkeNetwork::GlobalRouter), Some(false)),
+            &eni
+        ));
+        let super_node = Backend {
+            on_virtual_nodes: Some(Fact::new(VirtualPlacement::All, "eklet")),
+            ..Backend::default()
+        };
+        assert!(works(&cluster(None, None), &super_node));
+    }
 }

@@ -1,0 +1,197 @@
+//! Probe log lines in, events out: decoded, deduplicated across reconnects, counted per node,
+//! and checked against the stop conditions (`--flows N`, every probe said bye).
+
+use realip_probe::wire::{self, Event};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+/// Per-node progress of a capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeCount {
+    pub syns: u64,
+    pub said_hello: bool,
+    pub said_bye: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Collector {
+    events: Vec<Event>,
+    /// Hashes of lines already taken, per pod: a re-followed log repeats what it sent before.
+    seen: HashSet<(String, u64)>,
+    nodes: BTreeMap<String, NodeCount>,
+    /// Backend addresses: a SYN that reaches one completes a connection.
+    backends: BTreeSet<IpAddr>,
+    complete: BTreeSet<u32>,
+    warnings: Vec<String>,
+    undecodable: usize,
+}
+
+impl Collector {
+    pub fn new(backends: impl IntoIterator<Item = IpAddr>) -> Self {
+        Collector {
+            backends: backends.into_iter().collect(),
+            ..Collector::default()
+        }
+    }
+
+    /// Expects a probe on `node`, so that stop-on-bye waits for it.
+    pub fn expect(&mut self, node: &str) {
+        self.nodes.entry(node.to_string()).or_default();
+    }
+
+    /// Takes one log line of `pod`; returns whether it was new.
+    pub fn push_line(&mut self, pod: &str, node: &str, line: &str) -> bool {
+        let line = line.trim();
+        if line.is_empty() {
+            return false;
+        }
+        let mut hasher = DefaultHasher::new();
+        line.hash(&mut hasher);
+        if !self.seen.insert((pod.to_string(), hasher.finish())) {
+            return false;
+        }
+        match wire::decode_line(line) {
+            Ok(event) => {
+                self.take(node, event);
+                true
+            }
+            Err(err @ wire::DecodeError::NewerSchema { .. }) => {
+                self.warn_once(format!("probe on {node}: {err}"));
+                false
+            }
+            Err(_) => {
+                // A partial last line of a broken stream, or the shell's own messages.
+                self.undecodable += 1;
+                false
+            }
+        }
+    }
+
+    fn take(&mut self, node: &str, event: Event) {
+        let count = self.nodes.entry(node.to_string()).or_default();
+        match &event {
+            Event::Hello(_) => count.said_hello = true,
+            Event::Bye(_) => count.said_bye = true,
+            Event::Syn(syn) => {
+                count.syns += 1;
+                if self.backends.contains(&syn.dst) {
+                    self.complete.insert(syn.isn);
+                }
+            }
+            _ => {}
+        }
+        self.events.push(event);
+    }
+
+    fn warn_once(&mut self, warning: String) {
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
+    }
+
+    pub fn nodes(&self) -> &BTreeMap<String, NodeCount> {
+        &self.nodes
+    }
+
+    /// Connections seen reaching a backend.
+    pub fn complete_flows(&self) -> usize {
+        self.complete.len()
+    }
+
+    /// Every expected probe has ended its capture.
+    pub fn all_done(&self) -> bool {
+        !self.nodes.is_empty() && self.nodes.values().all(|n| n.said_bye)
+    }
+
+    /// The events and the problems met, for the analysis.
+    pub fn finish(mut self) -> (Vec<Event>, Vec<String>) {
+        if self.undecodable > 0 {
+            self.warnings.push(format!(
+                "{} probe log lines were not events and were skipped",
+                self.undecodable
+            ));
+        }
+        for (node, count) in &self.nodes {
+            if !count.said_hello {
+                self.warnings.push(format!(
+                    "no event came from the probe on {node}: its capture is missing"
+                ));
+            }
+        }
+        (self.events, self.warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use realip_probe::wire::{encode_line, Bye, Direction, Hello, Syn};
+
+    fn syn(node: &str, isn: u32, dst: &str) -> String {
+        encode_line(&Event::Syn(Syn {
+            ts_ns: u64::from(isn),
+            node: node.into(),
+            iface: "eth0".into(),
+            dir: Direction::In,
+            src: "203.0.113.50".parse().unwrap(),
+            sport: 40000,
+            dst: dst.parse().unwrap(),
+            dport: 8080,
+            isn,
+            tsval: None,
+            ttl: 60,
+            ip_id: None,
+        }))
+    }
+
+    fn hello(node: &str) -> String {
+        encode_line(&Event::Hello(Hello {
+            ts_ns: 0,
+            node: node.into(),
+            probe_version: "0.1.0".into(),
+            interfaces: vec![],
+            filter: String::new(),
+            l7: false,
+        }))
+    }
+
+    fn bye(node: &str) -> String {
+        encode_line(&Event::Bye(Bye {
+            ts_ns: 9,
+            node: node.into(),
+            reason: "duration".into(),
+            error: None,
+        }))
+    }
+
+    #[test]
+    fn dedupes_reconnects_counts_and_stops() {
+        let mut c = Collector::new(["10.244.1.5".parse().unwrap()]);
+        c.expect("a");
+        c.expect("b");
+        assert!(c.push_line("pa", "a", &hello("a")));
+        assert!(c.push_line("pa", "a", &syn("a", 1, "198.51.100.1")));
+        // The stream broke and was followed again from the start.
+        assert!(!c.push_line("pa", "a", &hello("a")));
+        assert!(!c.push_line("pa", "a", &syn("a", 1, "198.51.100.1")));
+        assert!(c.push_line("pb", "b", &syn("b", 1, "10.244.1.5")));
+        assert!(!c.push_line("pb", "b", "{\"v\":1,\"type\":\"sy"));
+        assert_eq!(c.nodes()["a"].syns, 1);
+        assert_eq!(c.complete_flows(), 1);
+        assert!(!c.all_done());
+        c.push_line("pa", "a", &bye("a"));
+        c.push_line("pb", "b", &bye("b"));
+        assert!(c.all_done());
+        let (events, warnings) = c.finish();
+        assert_eq!(events.len(), 5);
+        assert_eq!(
+            warnings,
+            [
+                "1 probe log lines were not events and were skipped",
+                "no event came from the probe on b: its capture is missing"
+            ]
+        );
+    }
+}

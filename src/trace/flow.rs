@@ -1,0 +1,798 @@
+//! The trace, step by step: resolve the Service and its topology, check Pod Security, create
+//! the run's objects, wait for the probes, follow their logs, and always remove what was
+//! created — on success, on error and on a signal.
+
+use super::collect::Collector;
+use super::manifests::{
+    Delivery, Objects, RunPlan, MANAGED_LABEL, MANAGED_VALUE, PROBE_CONTAINER, RUN_LABEL,
+};
+use super::progress::Progress;
+use super::readiness::{pod_state, PodState};
+use super::report::TraceReport;
+use super::send::{self, Sent};
+use super::teardown::{self, Scope};
+use super::topology::{self, Choice, Topology, TopologyError};
+use super::{psa, TraceOptions};
+use crate::analyze::Analyzer;
+use crate::cli::{OutputFormat, TraceArgs};
+use crate::error::{Failure, Kind, Result};
+use crate::kube::{self as cluster_api, Cluster, KubeError};
+use futures::{AsyncBufReadExt, StreamExt};
+use k8s_openapi::api::core::v1::{Event as KubeEvent, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::WatchEvent;
+use kube::ResourceExt;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// What a trace produced for stdout.
+#[derive(Debug)]
+pub struct Traced {
+    pub output: String,
+    /// At least one connection was seen.
+    pub answered: bool,
+}
+
+/// Runs a trace until done or until `interrupt` resolves; cleans up in every case.
+pub async fn trace(
+    args: &TraceArgs,
+    options: &TraceOptions,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Traced> {
+    let name = topology::parse_target(&args.target).map_err(|err| {
+        Failure::usage(err.to_string()).hint("name the Service like kubectl does: svc/NAME")
+    })?;
+    let cluster = Cluster::new(cluster_api::clients(&args.kube).await?);
+    let namespace = cluster.default_namespace().to_string();
+    let progress = Progress::new(args.output != OutputFormat::Json && !args.dry_run);
+    progress.step(format!("reading Service {namespace}/{name}"));
+
+    let (topology, choice, slices) = resolve(&cluster, &namespace, &name, args).await?;
+    let plan = plan(args, options, &topology, &choice, &slices)?;
+    let mut skipped = choice.skipped.clone();
+    skipped.extend(plan.1);
+    let plan = plan.0;
+    let mut objects =
+        Objects::build(&plan).map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
+
+    if args.dry_run {
+        progress.finish();
+        return Ok(Traced {
+            output: dry_run_text(&plan, &objects, &skipped)?,
+            answered: true,
+        });
+    }
+
+    let created_namespace = Mutex::new(None::<String>);
+    let work = async {
+        prepare_namespace(
+            &cluster,
+            &plan,
+            &mut objects,
+            args,
+            &progress,
+            &created_namespace,
+        )
+        .await?;
+        create(&cluster, &plan, &mut objects, &progress).await?;
+        let ready = wait_ready(&cluster, &plan, options, &mut skipped, &progress).await?;
+        capture(&cluster, &plan, args, &topology, &ready, &progress).await
+    };
+    let outcome = tokio::select! {
+        outcome = work => outcome,
+        () = interrupt => Err(Failure::new(Kind::Interrupted, "interrupted; the probe was removed")),
+    };
+
+    progress.step("removing the probe");
+    let scope = Scope {
+        namespace: Some(plan.namespace.clone()),
+        selector: plan.run_selector(),
+    };
+    let removal = teardown::remove(&cluster, &scope, options.teardown_wait).await;
+    let mut left = removal.left;
+    let namespace_to_delete = created_namespace.lock().ok().and_then(|mut ns| ns.take());
+    if let Some(ns) = namespace_to_delete {
+        if let Err(err) = teardown::delete_namespace(&cluster, &ns).await {
+            left.push(format!("namespace {ns}: {err}"));
+        }
+    }
+    progress.finish();
+    if !left.is_empty() {
+        let text = format!(
+            "warning: some objects could not be removed (they expire by themselves at {}; \
+             `kubectl realip cleanup` removes them now):\n  {}",
+            plan.expires_at(),
+            left.join("\n  ")
+        );
+        eprintln!("{text}");
+    }
+
+    let (events, warnings, sent) = outcome?;
+    let mut analyzer = Analyzer::new();
+    for event in events {
+        analyzer.push(event);
+    }
+    for warning in warnings {
+        analyzer.warn(warning);
+    }
+    let report = analyzer.finish();
+    let answered = !report.flows.is_empty();
+    let traced = TraceReport::new(
+        report,
+        &topology,
+        plan.nodes.clone(),
+        skipped,
+        options.prediction.clone(),
+        sent,
+    );
+    let output = match args.output {
+        OutputFormat::Text => traced.to_text(&topology),
+        OutputFormat::Json => traced.to_json(),
+        OutputFormat::Mermaid => crate::analyze::render_mermaid(&traced.report),
+    };
+    Ok(Traced { output, answered })
+}
+
+fn cluster_failure(err: KubeError, what: &str) -> Failure {
+    match err {
+        KubeError::NotFound { .. } => Failure::new(Kind::Cluster, format!("{what} not found")),
+        other => other.into(),
+    }
+}
+
+async fn resolve(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    args: &TraceArgs,
+) -> Result<(Topology, Choice, Vec<EndpointSlice>)> {
+    let service = cluster
+        .namespaced::<Service>(namespace)
+        .get(name)
+        .await
+        .map_err(|err| match err {
+            KubeError::NotFound { .. } => Failure::new(
+                Kind::Cluster,
+                format!("Service {name} not found in namespace {namespace}"),
+            )
+            .hint(format!(
+                "`kubectl get services -n {namespace}` lists what exists; -n picks the namespace"
+            )),
+            other => other.into(),
+        })?;
+    let slices = cluster
+        .namespaced::<EndpointSlice>(namespace)
+        .list(Some(&format!("kubernetes.io/service-name={name}")))
+        .await?;
+    let nodes = cluster.all::<Node>().list(None).await?;
+    let selected = match &args.nodes {
+        Some(selector) => Some(
+            cluster
+                .all::<Node>()
+                .list(Some(selector))
+                .await?
+                .iter()
+                .map(|n| n.name_any())
+                .collect::<BTreeSet<_>>(),
+        ),
+        None => None,
+    };
+    let topology = Topology::from_objects(&service, &slices, &nodes).map_err(topology_failure)?;
+    let choice = topology::choose_nodes(&topology, selected.as_ref(), args.max_nodes)
+        .map_err(topology_failure)?;
+    Ok((topology, choice, slices))
+}
+
+fn topology_failure(err: TopologyError) -> Failure {
+    let hint = match &err {
+        TopologyError::Target(_) => "name the Service like kubectl does: svc/NAME",
+        TopologyError::ExternalName(_) => "trace the Service the alias points to instead",
+        TopologyError::Headless(_) => {
+            "trace a non-headless Service in front of the same pods, or capture on the pods' nodes with realip-probe"
+        }
+        TopologyError::NoEndpoints { .. } => {
+            "`kubectl get endpointslices -l kubernetes.io/service-name=NAME` shows the backends; start pods or fix the selector"
+        }
+        TopologyError::NothingToProbe(_) => {
+            "the probe needs a Linux node with a real network stack; --nodes picks others"
+        }
+    };
+    let kind = match err {
+        TopologyError::Target(_) => Kind::Usage,
+        _ => Kind::Cluster,
+    };
+    Failure::new(kind, err.to_string()).hint(hint)
+}
+
+/// The run plan, and the nodes dropped because no carried probe fits their architecture.
+fn plan(
+    args: &TraceArgs,
+    options: &TraceOptions,
+    topology: &Topology,
+    choice: &Choice,
+    slices: &[EndpointSlice],
+) -> Result<(RunPlan, BTreeMap<String, String>)> {
+    let mut nodes: Vec<String> = choice.probe.keys().cloned().collect();
+    let mut dropped = BTreeMap::new();
+    let delivery = match &args.image {
+        Some(image) => Delivery::Image(image.clone()),
+        None => {
+            if options.probes.is_empty() {
+                return Err(Failure::usage(
+                    "this build of kubectl-realip carries no probe binary",
+                )
+                .hint("run a prebuilt probe image with --image (see probe/Dockerfile), or build with REALIP_PROBE_EMBED"));
+            }
+            let carried: BTreeSet<&str> = options
+                .probes
+                .iter()
+                .map(|p| p.kube_arch.as_str())
+                .collect();
+            nodes.retain(|node| {
+                let arch = topology
+                    .nodes
+                    .iter()
+                    .find(|n| &n.name == node)
+                    .and_then(|n| n.arch.as_deref())
+                    .unwrap_or("amd64");
+                let fits = carried.contains(arch);
+                if !fits {
+                    dropped.insert(
+                        node.clone(),
+                        format!(
+                            "{arch} node: this plugin carries the probe for {} only; use --image",
+                            carried.iter().copied().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+                fits
+            });
+            if nodes.is_empty() {
+                return Err(Failure::new(
+                    Kind::Cluster,
+                    "no chosen node has an architecture this plugin carries a probe for",
+                )
+                .hint("run a multi-architecture probe image with --image"));
+            }
+            Delivery::Embedded {
+                probes: options.probes.clone(),
+                probe_version: options.probe_version.clone(),
+                base_image: options.base_image.clone(),
+            }
+        }
+    };
+    let mut ports: BTreeSet<u16> = BTreeSet::new();
+    for port in &topology.ports {
+        if port.protocol == "TCP" {
+            ports.insert(port.port);
+            ports.extend(port.node_port);
+        }
+    }
+    for slice in slices {
+        for port in slice.ports.iter().flatten() {
+            if port.protocol.as_deref().unwrap_or("TCP") == "TCP" {
+                ports.extend(port.port.and_then(|p| u16::try_from(p).ok()));
+            }
+        }
+    }
+    let ready_secs = options.ready_timeout.as_secs();
+    let capture_secs = ready_secs + args.duration.as_secs().max(1) + 60;
+    let plan = RunPlan {
+        run_id: options.run_id.clone(),
+        namespace: args
+            .probe_namespace
+            .clone()
+            .unwrap_or_else(|| topology.namespace.clone()),
+        target: format!("{}/{}", topology.namespace, topology.service),
+        nodes,
+        started_unix: options.now_unix,
+        capture_secs,
+        expiry_secs: capture_secs + 240,
+        l7: args.l7 || args.send,
+        ports: ports.into_iter().collect(),
+        delivery,
+        timer_image: options.base_image.clone(),
+    };
+    Ok((plan, dropped))
+}
+
+fn dry_run_text(
+    plan: &RunPlan,
+    objects: &Objects,
+    skipped: &BTreeMap<String, String>,
+) -> Result<String> {
+    let mut out = format!(
+        "# kubectl realip trace --dry-run: the objects a run would create in namespace {}.\n\
+         # Nothing was created. Probed nodes: {}.\n",
+        plan.namespace,
+        plan.nodes.join(", ")
+    );
+    for (node, reason) in skipped {
+        out.push_str(&format!("# Not probed: {node}: {reason}\n"));
+    }
+    out.push_str(
+        "# The ConfigMaps and the DaemonSet get an ownerReference to the Job once it exists.\n",
+    );
+    out.push_str(
+        &objects
+            .to_yaml()
+            .map_err(|err| Failure::new(Kind::Probe, format!("rendering YAML: {err}")))?,
+    );
+    Ok(out)
+}
+
+/// Makes sure the probe may run in its namespace before anything else is created.
+async fn prepare_namespace(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    objects: &mut Objects,
+    args: &TraceArgs,
+    progress: &Progress,
+    created: &Mutex<Option<String>>,
+) -> Result<()> {
+    progress.step(format!(
+        "checking Pod Security in namespace {}",
+        plan.namespace
+    ));
+    let namespaces = cluster.all::<Namespace>();
+    let existing = namespaces.get_opt(&plan.namespace).await?;
+    let Some(existing) = existing else {
+        // Only a --probe-namespace can be missing; create it ours (and remove it afterwards).
+        let namespace: Namespace = serde_json::from_value(json!({
+            "metadata": {
+                "name": plan.namespace,
+                "labels": {
+                    MANAGED_LABEL: MANAGED_VALUE,
+                    RUN_LABEL: plan.run_id,
+                    psa::ENFORCE_LABEL: "privileged",
+                },
+            },
+        }))
+        .map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
+        namespaces.create(&namespace).await?;
+        if let Ok(mut slot) = created.lock() {
+            *slot = Some(plan.namespace.clone());
+        }
+        return Ok(());
+    };
+    let refused = match psa::judge(existing.metadata.labels.as_ref()) {
+        psa::Verdict::Allowed => None,
+        psa::Verdict::Rejected { level } => Some(format!(
+            "namespace {} enforces Pod Security level \"{level}\", which rejects the hostNetwork and NET_RAW the probe needs",
+            plan.namespace
+        )),
+        psa::Verdict::ClusterDefault => dry_run_refusal(cluster, plan, objects).await,
+    };
+    let Some(refused) = refused else {
+        return Ok(());
+    };
+    if !args.label_namespace_privileged {
+        return Err(
+            Failure::new(Kind::Cluster, format!("{refused}; nothing was created"))
+                .hint(psa::refusal_hint(&plan.namespace)),
+        );
+    }
+    namespaces
+        .merge_patch(
+            &plan.namespace,
+            &json!({"metadata": {"labels": {psa::ENFORCE_LABEL: "privileged"}}}),
+        )
+        .await?;
+    progress.println(&format!(
+        "note: labelled namespace {} {}=privileged as asked (--label-namespace-privileged); \
+         it stays so: `kubectl label namespace {} {}-` reverts it",
+        plan.namespace,
+        psa::ENFORCE_LABEL,
+        plan.namespace,
+        psa::ENFORCE_LABEL
+    ));
+    Ok(())
+}
+
+/// Asks admission itself (server-side dry run of one probe pod): the cluster-wide default may
+/// enforce a level no label shows. Only a Pod Security refusal counts; anything else (e.g. no
+/// RBAC for creating pods) leaves the question to the real create.
+async fn dry_run_refusal(cluster: &Cluster, plan: &RunPlan, objects: &Objects) -> Option<String> {
+    let template = objects.daemon_set.spec.as_ref()?.template.clone();
+    let mut pod = Pod {
+        metadata: template.metadata.unwrap_or_default(),
+        spec: template.spec,
+        status: None,
+    };
+    pod.metadata.name = Some(format!("{}-admission-check", plan.base_name()));
+    match cluster
+        .namespaced::<Pod>(&plan.namespace)
+        .create_dry_run(&pod)
+        .await
+    {
+        Err(KubeError::Forbidden { message, .. }) if psa::is_pod_security_refusal(&message) => {
+            Some(format!(
+                "namespace {} refuses the probe: {message}",
+                plan.namespace
+            ))
+        }
+        Err(err) => {
+            tracing::debug!("Pod Security dry run inconclusive: {err}");
+            None
+        }
+        Ok(_) => None,
+    }
+}
+
+/// The Job first (it owns the rest, for the cluster's own expiry), then ConfigMaps, DaemonSet.
+async fn create(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    objects: &mut Objects,
+    progress: &Progress,
+) -> Result<()> {
+    progress.step(format!(
+        "creating the probe in namespace {}",
+        plan.namespace
+    ));
+    let job = cluster
+        .namespaced(&plan.namespace)
+        .create(&objects.job)
+        .await
+        .map_err(|err| cluster_failure(err, &format!("namespace {}", plan.namespace)))?;
+    let uid = job.metadata.uid.clone().ok_or_else(|| {
+        Failure::new(
+            Kind::Cluster,
+            "the API returned the expiry Job without a uid",
+        )
+    })?;
+    objects.owned_by_job(&uid);
+    for map in &objects.config_maps {
+        cluster.namespaced(&plan.namespace).create(map).await?;
+    }
+    cluster
+        .namespaced(&plan.namespace)
+        .create(&objects.daemon_set)
+        .await?;
+    Ok(())
+}
+
+/// A probe pod that runs, by node.
+#[derive(Debug, Clone)]
+struct ReadyProbe {
+    node: String,
+    pod: String,
+}
+
+/// Watches the probe pods until each node's is running or failed, or the time is up.
+async fn wait_ready(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    options: &TraceOptions,
+    skipped: &mut BTreeMap<String, String>,
+    progress: &Progress,
+) -> Result<Vec<ReadyProbe>> {
+    let mut progress_nodes = Progress::node_lines(progress);
+    progress.step("waiting for the probes to start");
+    let pods = cluster.namespaced::<Pod>(&plan.namespace);
+    let selector = plan.run_selector();
+    let mut states: BTreeMap<String, (String, PodState)> = BTreeMap::new();
+    let deadline = Instant::now() + options.ready_timeout;
+    let mut failed_create: Option<String> = None;
+    for node in &plan.nodes {
+        progress_nodes.set(node, "waiting for a pod");
+    }
+    'outer: loop {
+        let (listed, version) = pods.list_with_version(Some(&selector)).await?;
+        for pod in listed {
+            note_pod(&pod, &mut states, &mut progress_nodes);
+        }
+        let stream = cluster
+            .watch_pods(&plan.namespace, &selector, &version)
+            .await?;
+        futures::pin_mut!(stream);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            if plan
+                .nodes
+                .iter()
+                .all(|n| states.get(n).is_some_and(|(_, s)| s.settled()))
+            {
+                break 'outer;
+            }
+            if Instant::now() >= deadline {
+                break 'outer;
+            }
+            tokio::select! {
+                event = stream.next() => match event {
+                    Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => note_pod(&pod, &mut states, &mut progress_nodes),
+                    Some(Ok(WatchEvent::Deleted(pod))) => {
+                        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                            states.insert(node, (pod.name_any(), PodState::Failed("the probe pod was deleted".into())));
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    // The watch ended or its resourceVersion expired: list again.
+                    Some(Err(_)) | None => continue 'outer,
+                },
+                _ = tick.tick() => {
+                    if let Some(reason) = daemon_set_failure(cluster, plan).await? {
+                        if psa::is_pod_security_refusal(&reason) {
+                            return Err(Failure::new(Kind::Cluster, format!("Pod Security refused the probe pods: {reason}"))
+                                .hint(psa::refusal_hint(&plan.namespace)));
+                        }
+                        failed_create = Some(reason);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+    let mut ready = Vec::new();
+    for node in &plan.nodes {
+        match states.get(node) {
+            Some((pod, PodState::Running)) => ready.push(ReadyProbe {
+                node: node.clone(),
+                pod: pod.clone(),
+            }),
+            Some((pod, PodState::Failed(reason))) => {
+                let detail = pod_warning(cluster, &plan.namespace, pod).await;
+                skipped.insert(node.clone(), format!("probe failed: {reason}{detail}"));
+            }
+            Some((_, PodState::Pending(reason))) => {
+                skipped.insert(
+                    node.clone(),
+                    format!(
+                        "probe not running after {}s: {reason}",
+                        options.ready_timeout.as_secs()
+                    ),
+                );
+            }
+            None => {
+                skipped.insert(
+                    node.clone(),
+                    match &failed_create {
+                        Some(reason) => format!("no probe pod was created: {reason}"),
+                        None => format!(
+                            "no probe pod appeared within {}s",
+                            options.ready_timeout.as_secs()
+                        ),
+                    },
+                );
+            }
+        }
+    }
+    for node in &plan.nodes {
+        if let Some(reason) = skipped.get(node) {
+            progress.println(&format!("warning: {node}: {reason}"));
+        }
+    }
+    if ready.is_empty() {
+        let reasons: Vec<String> = plan
+            .nodes
+            .iter()
+            .filter_map(|n| skipped.get(n).map(|r| format!("{n}: {r}")))
+            .collect();
+        return Err(Failure::new(
+            Kind::Probe,
+            format!("no probe started; {}", reasons.join("; ")),
+        )
+        .hint("an image pull failure needs a reachable image (--base-image or --image from a registry the nodes can pull from); `kubectl describe pod -l kubectl-realip/run` shows more while it runs"));
+    }
+    Ok(ready)
+}
+
+fn note_pod(
+    pod: &Pod,
+    states: &mut BTreeMap<String, (String, PodState)>,
+    lines: &mut NodeLines<'_>,
+) {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return;
+    };
+    let state = pod_state(pod);
+    lines.set(
+        &node,
+        &match &state {
+            PodState::Pending(reason) => format!("pending: {reason}"),
+            PodState::Running => "running".to_string(),
+            PodState::Failed(reason) => format!("failed: {reason}"),
+        },
+    );
+    states.insert(node, (pod.name_any(), state));
+}
+
+/// A Warning event of the DaemonSet (FailedCreate: Pod Security, quota...).
+async fn daemon_set_failure(cluster: &Cluster, plan: &RunPlan) -> Result<Option<String>> {
+    let fields = format!(
+        "involvedObject.kind=DaemonSet,involvedObject.name={}",
+        plan.daemon_set_name()
+    );
+    let events = match cluster
+        .namespaced::<KubeEvent>(&plan.namespace)
+        .list_fields(&fields)
+        .await
+    {
+        Ok(events) => events,
+        // Reading events is optional: without the grant, readiness still shows pod states.
+        Err(err) if err.is_forbidden() => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    Ok(events
+        .into_iter()
+        .filter(|e| {
+            e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("FailedCreate")
+        })
+        .filter_map(|e| e.message)
+        .next_back())
+}
+
+/// The last Warning event of a pod, as ` (message)`.
+async fn pod_warning(cluster: &Cluster, namespace: &str, pod: &str) -> String {
+    let fields = format!("involvedObject.kind=Pod,involvedObject.name={pod}");
+    cluster
+        .namespaced::<KubeEvent>(namespace)
+        .list_fields(&fields)
+        .await
+        .ok()
+        .and_then(|events| {
+            events
+                .into_iter()
+                .filter(|e| e.type_.as_deref() == Some("Warning"))
+                .filter_map(|e| e.message)
+                .next_back()
+        })
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default()
+}
+
+type Captured = (Vec<realip_probe::wire::Event>, Vec<String>, Vec<Sent>);
+
+/// Follows every ready probe's log until the duration is over, `--flows N` connections reached
+/// a backend, or every probe ended its capture.
+async fn capture(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    args: &TraceArgs,
+    topology: &Topology,
+    ready: &[ReadyProbe],
+    progress: &Progress,
+) -> Result<Captured> {
+    let backends: Vec<IpAddr> = topology
+        .backends
+        .iter()
+        .filter_map(|b| b.address.parse().ok())
+        .collect();
+    let mut collector = Collector::new(backends);
+    let (tx, mut rx) = mpsc::channel::<(String, String, String)>(1024);
+    let mut followers = Vec::new();
+    for probe in ready {
+        collector.expect(&probe.node);
+        followers.push(tokio::spawn(follow(
+            cluster.clone(),
+            plan.namespace.clone(),
+            probe.clone(),
+            tx.clone(),
+        )));
+    }
+    drop(tx);
+    let mut lines = Progress::node_lines(progress);
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + args.duration;
+    let mut sending: Option<tokio::task::JoinHandle<Vec<Sent>>> = None;
+    let send_targets = if args.send {
+        send::entry_points(topology, &plan.nodes, &args.send_to)
+    } else {
+        Vec::new()
+    };
+    progress.step(format!("capturing for {}s", args.duration.as_secs()));
+    loop {
+        // Test connections go out once every probe listens (or after 5 s at most).
+        if args.send && sending.is_none() {
+            let listening = collector.nodes().values().all(|n| n.said_hello);
+            if listening || started.elapsed() > Duration::from_secs(5) {
+                let run_id = plan.run_id.clone();
+                let targets = send_targets.clone();
+                sending = Some(tokio::spawn(async move {
+                    send::send_all(&run_id, &targets, Duration::from_secs(5)).await
+                }));
+            }
+        }
+        let line = tokio::select! {
+            line = rx.recv() => line,
+            () = tokio::time::sleep_until(deadline) => break,
+            () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+        };
+        let Some((pod, node, line)) = line else {
+            break;
+        };
+        if collector.push_line(&pod, &node, &line) {
+            if let Some(count) = collector.nodes().get(&node) {
+                lines.set(&node, &format!("capturing: {} SYNs", count.syns));
+            }
+        }
+        if args.flows.is_some_and(|n| collector.complete_flows() >= n) || collector.all_done() {
+            break;
+        }
+    }
+    for follower in followers {
+        follower.abort();
+    }
+    let sent = match sending {
+        Some(handle) => handle.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let (events, warnings) = collector.finish();
+    Ok((events, warnings, sent))
+}
+
+/// Follows one probe's log; a broken stream or a restarted container is followed again
+/// (the collector drops the lines seen before).
+async fn follow(
+    cluster: Cluster,
+    namespace: String,
+    probe: ReadyProbe,
+    tx: mpsc::Sender<(String, String, String)>,
+) {
+    let mut failures = 0u32;
+    loop {
+        match cluster
+            .follow_log(&namespace, &probe.pod, PROBE_CONTAINER)
+            .await
+        {
+            Ok(stream) => {
+                let mut lines = stream.lines();
+                while let Some(line) = lines.next().await {
+                    match line {
+                        Ok(line) => {
+                            let said_bye = line.contains("\"type\":\"bye\"");
+                            if tx
+                                .send((probe.pod.clone(), probe.node.clone(), line))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                            if said_bye {
+                                return;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(err) => {
+                failures += 1;
+                tracing::info!("following the probe log on {}: {err}", probe.node);
+                if err.is_not_found() || failures > 20 {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Per-node progress lines (a thin wrapper so the pure parts need no terminal).
+pub(super) struct NodeLines<'a> {
+    progress: &'a Progress,
+    last: BTreeMap<String, String>,
+}
+
+impl NodeLines<'_> {
+    fn set(&mut self, node: &str, text: &str) {
+        if self.last.get(node).map(String::as_str) != Some(text) {
+            self.last.insert(node.to_string(), text.to_string());
+            self.progress.node(node, text.to_string());
+        }
+    }
+}
+
+impl Progress {
+    pub(super) fn node_lines(&self) -> NodeLines<'_> {
+        NodeLines {
+            progress: self,
+            last: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! A run plan becomes the objects a trace creates: the expiry Job that owns everything, the
+//! ConfigMaps that carry the probe binary, and the probe DaemonSet. Pure: no I/O here.
+//!
+//! Crash safety rests on the cluster alone: the Job sleeps as long as the run may last and has
+//! `activeDeadlineSeconds` as a backstop; once it finishes (Complete or Failed) the TTL-after-
+//! finished controller deletes it (`ttlSecondsAfterFinished: 0`), and the garbage collector then
+//! deletes the DaemonSet and ConfigMaps through their ownerReferences, and the pods through
+//! theirs to the DaemonSet. No plugin and no probe needs to be alive for that.
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::ByteString;
+use serde_json::{json, Value};
+
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+pub const NAME_VALUE: &str = "realip-probe";
+pub const MANAGED_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_VALUE: &str = "kubectl-realip";
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+pub const RUN_LABEL: &str = "kubectl-realip/run";
+pub const EXPIRES_ANNOTATION: &str = "kubectl-realip/expires-at";
+pub const TARGET_ANNOTATION: &str = "kubectl-realip/target";
+/// Selects every object any run created.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kubectl-realip";
+/// The probe's container name (its log stream).
+pub const PROBE_CONTAINER: &str = "probe";
+/// Largest binaryData chunk per ConfigMap: the API limits a ConfigMap to 1 MiB, and the chunk
+/// stays under that even base64-encoded in a JSON request.
+pub const CHUNK_BYTES: usize = 700 * 1024;
+
+/// How the probe reaches the nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The probe this plugin carries, gzip-compressed, split into ConfigMap chunks, unpacked by a
+    /// stock image into an emptyDir and run from there.
+    Embedded {
+        /// One gzip-compressed binary per node architecture.
+        probes: Vec<Carried>,
+        probe_version: String,
+        base_image: String,
+    },
+    /// A prebuilt probe image (probe/Dockerfile) whose entrypoint path is `realip-probe`.
+    Image(String),
+}
+
+/// A compressed probe binary for one architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    /// `uname -m` name: `x86_64`, `aarch64`.
+    pub arch: String,
+    /// Kubernetes name (`kubernetes.io/arch`): `amd64`, `arm64`; DNS-safe, used in names.
+    pub kube_arch: String,
+    pub gzip: Vec<u8>,
+}
+
+impl Carried {
+    /// (ConfigMap name suffix, binaryData key, bytes) per chunk; keys sort in chunk order.
+    fn chunks(&self) -> impl Iterator<Item = (String, String, &[u8])> {
+        self.gzip.chunks(CHUNK_BYTES).enumerate().map(|(i, chunk)| {
+            (
+                format!("bin-{}-{i}", self.kube_arch),
+                format!("probe-{}.gz.{i:02}", self.arch),
+                chunk,
+            )
+        })
+    }
+}
+
+/// Everything the objects depend on, decided before any API call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPlan {
+    /// Short random id, part of every name and the `kubectl-realip/run` label.
+    pub run_id: String,
+    /// Where the probe runs (the target's namespace or --probe-namespace).
+    pub namespace: String,
+    /// `namespace/name` of the traced Service.
+    pub target: String,
+    pub nodes: Vec<String>,
+    /// Unix time the run starts.
+    pub started_unix: i64,
+    /// Seconds after the start when probes stop capturing, even if restarted.
+    pub capture_secs: u64,
+    /// Seconds after the start when the cluster removes everything by itself.
+    pub expiry_secs: u64,
+    pub l7: bool,
+    /// TCP ports the probe's kernel filter keeps (service, node and target ports).
+    pub ports: Vec<u16>,
+    pub delivery: Delivery,
+    /// Image of the expiry Job's sleeping container (any image with `sleep`).
+    pub timer_image: String,
+}
+
+impl RunPlan {
+    pub fn base_name(&self) -> String {
+        format!("realip-probe-{}", self.run_id)
+    }
+
+    pub fn daemon_set_name(&self) -> String {
+        self.base_name()
+    }
+
+    pub fn job_name(&self) -> String {
+        format!("{}-expiry", self.base_name())
+    }
+
+    /// `kubectl-realip/run=ID`: every object of this run.
+    pub fn run_selector(&self) -> String {
+        format!("{RUN_LABEL}={}", self.run_id)
+    }
+
+    /// When the cluster removes the run by itself (RFC 3339).
+    pub fn expires_at(&self) -> String {
+        let at = self
+            .started_unix
+            .saturating_add(i64::try_from(self.expiry_secs).unwrap_or(i64::MAX));
+        k8s_openapi::jiff::Timestamp::from_second(at)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| at.to_string())
+    }
+
+    fn labels(&self, component: &str) -> Value {
+        json!({
+            NAME_LABEL: NAME_VALUE,
+            MANAGED_LABEL: MANAGED_VALUE,
+            COMPONENT_LABEL: component,
+            RUN_LABEL: self.run_id,
+        })
+    }
+
+    fn metadata(&self, name: &str, component: &str) -> Value {
+        json!({
+            "name": name,
+            "namespace": self.namespace,
+            "labels": self.labels(component),
+            "annotations": {
+                EXPIRES_ANNOTATION: self.expires_at(),
+                TARGET_ANNOTATION: self.target,
+            },
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("building the {kind} manifest: {source}")]
+pub struct BuildError {
+    kind: &'static str,
+    source: serde_json::Error,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(
+    kind: &'static str,
+    value: Value,
+) -> Result<T, BuildError> {
+    serde_json::from_value(value).map_err(|source| BuildError { kind, source })
+}
+
+/// The objects of one run, in creation order: Job first (its uid owns the others).
+#[derive(Debug, Clone)]
+pub struct Objects {
+    pub job: Job,
+    pub config_maps: Vec<ConfigMap>,
+    pub daemon_set: DaemonSet,
+}
+
+impl Objects {
+    pub fn build(plan: &RunPlan) -> Result<Objects, BuildError> {
+        Ok(Objects {
+            job: expiry_job(plan)?,
+            config_maps: config_maps(plan)?,
+            daemon_set: daemon_set(plan)?,
+        })
+    }
+
+    /// Makes the Job the owner of the ConfigMaps and the DaemonSet, once it has a uid.
+    pub fn owned_by_job(&mut self, job_uid: &str) {
+        let owner = OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: self.job.metadata.name.clone().unwrap_or_default(),
+            uid: job_uid.into(),
+            controller: Some(false),
+            // Setting blockOwnerDeletion needs update on jobs/finalizers: not worth a grant.
+            block_owner_deletion: None,
+        };
+        for map in &mut self.config_maps {
+            map.metadata.owner_references = Some(vec![owner.clone()]);
+        }
+        self.daemon_set.metadata.owner_references = Some(vec![owner]);
+    }
+
+    /// Multi-document YAML of everything, for `--dry-run`. Binary chunks are elided (their size
+    /// is shown): nobody reviews base64.
+    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+        let mut documents = vec![to_value(&self.job)?];
+        for map in &self.config_maps {
+            let mut value = to_value(map)?;
+            for (key, data) in map.binary_data.iter().flatten() {
+                value["binaryData"][key] = json!(format!(
+                    "<{} bytes of the gzip-compressed probe, elided>",
+                    data.0.len()
+                ));
+            }
+            documents.push(value);
+        }
+        documents.push(to_value(&self.daemon_set)?);
+        let mut out = String::new();
+        for document in documents {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&document)?);
+        }
+        Ok(out)
+    }
+}
+
+fn to_value<T: serde::Serialize>(object: &T) -> Result<Value, serde_yaml::Error> {
+    serde_json::to_value(object).map_err(serde::ser::Error::custom)
+}
+
+fn config_maps(plan: &RunPlan) -> Result<Vec<ConfigMap>, BuildError> {
+    let Delivery::Embedded {
+        probes,
+        probe_version,
+        ..
+    } = &plan.delivery
+    else {
+        return Ok(Vec::new());
+    };
+    let mut maps = Vec::new();
+    for carried in probes {
+        for (suffix, key, chunk) in carried.chunks() {
+            let mut meta = plan.metadata(&format!("{}-{suffix}", plan.base_name()), "delivery");
+            meta["annotations"]["kubectl-realip/probe-version"] = json!(probe_version);
+            let mut map: ConfigMap = typed(
+                "ConfigMap",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "immutable": true}),
+            )?;
+            map.binary_data = Some([(key, ByteString(chunk.to_vec()))].into());
+            maps.push(map);
+        }
+    }
+    Ok(maps)
+}
+
+fn container_security(run_as_root: bool, caps: &[&str]) -> Value {
+    let capabilities = if caps.is_empty() {
+        json!({"drop": ["ALL"]})
+    } else {
+        json!({"drop": ["ALL"], "add": caps})
+    };
+    json!({
+        "runAsUser": if run_as_root { 0 } else { 65534 },
+        "runAsNonRoot": !run_as_root,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": capabilities,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+fn resources(cpu: (&str, &str), memory: (&str, &str)) -> Value {
+    json!({
+        "requests": {"cpu": cpu.0, "memory": memory.0},
+        "limits": {"cpu": cpu.1, "memory": memory.1},
+    })
+}
+
+fn probe_args(plan: &RunPlan, duration: &str) -> Vec<String> {
+    let mut args = vec![
+        "capture".to_string(),
+        "--node".into(),
+        "$(NODE_NAME)".into(),
+        "--duration".into(),
+        duration.into(),
+    ];
+    for port in &plan.ports {
+        args.push("--port".into());
+        args.push(port.to_string());
+    }
+    if plan.l7 {
+        args.push("--l7".into());
+    }
+    args
+}
+
+/// The probe's deadline is absolute: a restarted container captures only what is left of it,
+/// and nothing after it.
+fn deadline_script(plan: &RunPlan) -> String {
+    let deadline = plan
+        .started_unix
+        .saturating_add(i64::try_from(plan.capture_secs).unwrap_or(i64::MAX));
+    let args = probe_args(plan, "$left")
+        .into_iter()
+        .map(|a| {
+            if a == "$(NODE_NAME)" {
+                "\"$NODE_NAME\"".to_string()
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "left=$(( {deadline} - $(date +%s) ))\n\
+         if [ \"$left\" -le 0 ]; then echo 'realip-probe: deadline passed, not capturing' >&2; exec sleep 2147483647; fi\n\
+         exec /probe/realip-probe {args}\n"
+    )
+}
+
+fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
+    let labels = plan.labels("probe");
+    let node_env =
+        json!([{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]);
+    let probe_resources = resources(("20m", "500m"), ("32Mi", "256Mi"));
+    let (init_containers, containers, volumes) = match &plan.delivery {
+        Delivery::Embedded {
+            base_image, probes, ..
+        } => {
+            let sources: Vec<Value> = probes
+                .iter()
+                .flat_map(Carried::chunks)
+                .map(|(suffix, _, _)| {
+                    json!({"configMap": {"name": format!("{}-{suffix}", plan.base_name())}})
+                })
+                .collect();
+            let unpack = "set -eo pipefail\n\
+                arch=$(uname -m)\n\
+                ls /delivery/probe-$arch.gz.* >/dev/null 2>&1 || { echo \"no realip-probe for $arch in this plugin; use --image\" >&2; exit 1; }\n\
+                cat /delivery/probe-$arch.gz.* | gunzip > /probe/realip-probe\n\
+                chmod 0555 /probe/realip-probe\n";
+            (
+                json!([{
+                    "name": "unpack",
+                    "image": base_image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", unpack],
+                    "securityContext": container_security(false, &[]),
+                    "resources": resources(("10m", "100m"), ("16Mi", "64Mi")),
+                    "volumeMounts": [
+                        {"name": "delivery", "mountPath": "/delivery", "readOnly": true},
+                        {"name": "probe", "mountPath": "/probe"},
+                    ],
+                }]),
+                json!([{
+                    "name": PROBE_CONTAINER,
+                    "image": base_image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", deadline_script(plan)],
+                    "env": node_env,
+                    "securityContext": container_security(true, &["NET_RAW"]),
+                    "resources": probe_resources,
+                    "volumeMounts": [{"name": "probe", "mountPath": "/probe", "readOnly": true}],
+                }]),
+                json!([
+                    {"name": "delivery", "projected": {"sources": sources}},
+                    {"name": "probe", "emptyDir": {"sizeLimit": "64Mi"}},
+                ]),
+            )
+        }
+        Delivery::Image(image) => (
+            json!([]),
+            json!([{
+                "name": PROBE_CONTAINER,
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["realip-probe"],
+                "args": probe_args(plan, &plan.capture_secs.to_string()),
+                "env": node_env,
+                "securityContext": container_security(true, &["NET_RAW"]),
+                "resources": probe_resources,
+            }]),
+            json!([]),
+        ),
+    };
+    typed(
+        "DaemonSet",
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": plan.metadata(&plan.daemon_set_name(), "probe"),
+            "spec": {
+                "selector": {"matchLabels": {NAME_LABEL: NAME_VALUE, RUN_LABEL: plan.run_id}},
+                "revisionHistoryLimit": 1,
+                "template": {
+                    "metadata": {"labels": labels, "annotations": {TARGET_ANNOTATION: plan.target}},
+                    "spec": {
+                        "hostNetwork": true,
+                        "dnsPolicy": "ClusterFirstWithHostNet",
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "terminationGracePeriodSeconds": 5,
+                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                        // Every taint: the probe must run wherever traffic lands.
+                        "tolerations": [{"operator": "Exists"}],
+                        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchFields": [
+                                {"key": "metadata.name", "operator": "In", "values": plan.nodes}
+                            ]}]
+                        }}},
+                        "initContainers": init_containers,
+                        "containers": containers,
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }),
+    )
+}
+
+fn expiry_job(plan: &RunPlan) -> Result<Job, BuildError> {
+    typed(
+        "Job",
+        json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": plan.metadata(&plan.job_name(), "expiry"),
+            "spec": {
+                "activeDeadlineSeconds": plan.expiry_secs,
+                "ttlSecondsAfterFinished": 0,
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"labels": plan.labels("expiry")},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "terminationGracePeriodSeconds": 0,
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "runAsUser": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [{
+                            "name": "timer",
+                            "image": plan.timer_image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["sleep", plan.expiry_secs.to_string()],
+                            "securityContext": container_security(false, &[]),
+                            "resources": resources(("1m", "10m"), ("8Mi", "16Mi")),
+                        }],
+                    },
+                },
+            },
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn plan(delivery: Delivery) -> RunPlan {
+        RunPlan {
+            run_id: "a1b2c3".into(),
+            namespace: "shop".into(),
+            target: "shop/web".into(),
+            nodes: vec!["node-a".into(), "node-b".into()],
+            started_unix: 1_800_000_000,
+            capture_secs: 180,
+            expiry_secs: 480,
+            l7: true,
+            ports: vec![80, 8080, 31080],
+            delivery,
+            timer_image: "busybox:1.37".into(),
+        }
+    }
+
+    fn carried(arch: &str, kube_arch: &str, gzip: Vec<u8>) -> Carried {
+        Carried {
+            arch: arch.into(),
+            kube_arch: kube_arch.into(),
+            gzip,
+        }
+    }
+
+    fn embedded(bytes: usize) -> Delivery {
+        Delivery::Embedded {
+            probes: vec![
+                carried("x86_64", "amd64", vec![7; bytes]),
+                carried("aarch64", "arm64", vec![8; 10]),
+            ],
+            probe_version: "0.1.0".into(),
+            base_image: "busybox:1.37".into(),
+        }
+    }
+
+    #[test]
+    fn embedded_delivery_manifests() {
+        let mut objects = Objects::build(&plan(embedded(CHUNK_BYTES + 10))).unwrap();
+        objects.owned_by_job("uid-of-job");
+        assert_eq!(objects.config_maps.len(), 3);
+        insta::assert_snapshot!(objects.to_yaml().unwrap());
+    }
+
+    #[test]
+    fn image_delivery_manifests() {
+        let objects = Objects::build(&plan(Delivery::Image(
+            "registry.example/realip-probe:0.1.0".into(),
+        )))
+        .unwrap();
+        assert!(objects.config_maps.is_empty());
+        insta::assert_yaml_snapshot!(objects.daemon_set);
+    }
+
+    #[test]
+    fn chunks_stay_under_the_configmap_limit_and_reassemble() {
+        let gzip: Vec<u8> = (0..3 * CHUNK_BYTES + 5).map(|i| (i % 251) as u8).collect();
+        let plan = plan(Delivery::Embedded {
+            probes: vec![carried("x86_64", "amd64", gzip.clone())],
+            probe_version: "0.1.0".into(),
+            base_image: "busybox".into(),
+        });
+        let maps = config_maps(&plan).unwrap();
+        assert_eq!(maps.len(), 4);
+        let mut keys = Vec::new();
+        let mut joined = Vec::new();
+        for map in &maps {
+            let data = map.binary_data.as_ref().unwrap();
+            assert_eq!(data.len(), 1);
+            let (key, chunk) = data.iter().next().unwrap();
+            assert!(chunk.0.len() <= CHUNK_BYTES);
+            // base64 in a JSON request must stay under the 1 MiB object limit.
+            assert!(chunk.0.len().div_ceil(3) * 4 < 1024 * 1024);
+            keys.push(key.clone());
+            joined.extend_from_slice(&chunk.0);
+        }
+        assert_eq!(joined, gzip);
+        // The shell glob that reassembles them sorts the keys in chunk order.
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn deadline_is_absolute() {
+        let script = deadline_script(&plan(embedded(1)));
+        assert!(
+            script.contains("left=$(( 1800000180 - $(date +%s) ))"),
+            "{script}"
+        );
+        assert!(
+            script.contains(
+                "exec /probe/realip-probe capture --node \"$NODE_NAME\" --duration $left \
+                 --port 80 --port 8080 --port 31080 --l7"
+            ),
+            "{script}"
+        );
+    }
+}

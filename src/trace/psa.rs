@@ -1,0 +1,74 @@
+//! Will Pod Security Admission let the probe run in this namespace? Decided before anything is
+//! created: the probe needs hostNetwork and NET_RAW, which only the `privileged` level allows.
+
+use std::collections::BTreeMap;
+
+pub const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// `enforce=privileged`.
+    Allowed,
+    /// `enforce=baseline` or `restricted`: both reject hostNetwork and NET_RAW.
+    Rejected { level: String },
+    /// No enforce label: the cluster-wide default decides (privileged unless configured);
+    /// a server-side dry run tells.
+    ClusterDefault,
+}
+
+pub fn judge(labels: Option<&BTreeMap<String, String>>) -> Verdict {
+    match labels
+        .and_then(|labels| labels.get(ENFORCE_LABEL))
+        .map(String::as_str)
+    {
+        Some("privileged") => Verdict::Allowed,
+        Some(level) => Verdict::Rejected {
+            level: level.to_string(),
+        },
+        None => Verdict::ClusterDefault,
+    }
+}
+
+/// A refusal message of the API that comes from Pod Security rather than RBAC.
+pub fn is_pod_security_refusal(message: &str) -> bool {
+    message.contains("violates PodSecurity")
+}
+
+/// What to tell the user when the namespace refuses the probe.
+pub fn refusal_hint(namespace: &str) -> String {
+    format!(
+        "run the probe in a namespace labelled {ENFORCE_LABEL}=privileged: \
+         `kubectl create namespace realip-probe && kubectl label namespace realip-probe \
+         {ENFORCE_LABEL}=privileged`, then add --probe-namespace realip-probe; \
+         or let kubectl realip relabel {namespace} with --label-namespace-privileged"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(level: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(ENFORCE_LABEL.to_string(), level.to_string())])
+    }
+
+    #[test]
+    fn levels() {
+        assert_eq!(judge(Some(&labels("privileged"))), Verdict::Allowed);
+        assert_eq!(
+            judge(Some(&labels("baseline"))),
+            Verdict::Rejected {
+                level: "baseline".into()
+            }
+        );
+        assert!(matches!(
+            judge(Some(&labels("restricted"))),
+            Verdict::Rejected { .. }
+        ));
+        assert_eq!(judge(None), Verdict::ClusterDefault);
+        assert!(is_pod_security_refusal(
+            "pods \"x\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
+        ));
+        assert!(refusal_hint("shop").contains("--label-namespace-privileged"));
+    }
+}

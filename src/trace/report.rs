@@ -1,0 +1,370 @@
+//! The trace report: analyze's report with names on addresses (node, pod, load balancer), the
+//! nodes not probed, and explain's prediction beside it, loudly flagged where they disagree.
+
+use super::topology::Topology;
+use crate::analyze::model::{Flow, Report};
+use crate::explain::model::{Explanation, L4Source, Origin};
+use crate::output::{BAD, DIM, HEAD, WARN};
+use anstyle::Style;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// Who owns an address, from the cluster's objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AddressBook {
+    names: BTreeMap<IpAddr, Owner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Owner {
+    Node { name: String },
+    Pod { name: String, node: Option<String> },
+    LoadBalancer { service: String },
+    ClusterIp { service: String },
+}
+
+impl Owner {
+    fn describe(&self) -> String {
+        match self {
+            Owner::Node { name } => format!("node {name}"),
+            Owner::Pod {
+                name,
+                node: Some(node),
+            } => format!("pod {name} on {node}"),
+            Owner::Pod { name, node: None } => format!("pod {name}"),
+            Owner::LoadBalancer { service } => format!("load balancer of {service}"),
+            Owner::ClusterIp { service } => format!("ClusterIP of {service}"),
+        }
+    }
+}
+
+impl AddressBook {
+    pub fn from_topology(topology: &Topology) -> Self {
+        let service = format!("{}/{}", topology.namespace, topology.service);
+        let mut names = BTreeMap::new();
+        let mut add = |address: &str, owner: Owner| {
+            if let Ok(ip) = address.parse::<IpAddr>() {
+                names.entry(ip).or_insert(owner);
+            }
+        };
+        for node in &topology.nodes {
+            for (_, address) in &node.addresses {
+                add(
+                    address,
+                    Owner::Node {
+                        name: node.name.clone(),
+                    },
+                );
+            }
+        }
+        for backend in &topology.backends {
+            if let Some(pod) = &backend.pod {
+                add(
+                    &backend.address,
+                    Owner::Pod {
+                        name: format!("{}/{pod}", topology.namespace),
+                        node: backend.node.clone(),
+                    },
+                );
+            }
+        }
+        for ingress in &topology.lb_ingress {
+            add(
+                ingress,
+                Owner::LoadBalancer {
+                    service: service.clone(),
+                },
+            );
+        }
+        for ip in &topology.cluster_ips {
+            add(
+                ip,
+                Owner::ClusterIp {
+                    service: service.clone(),
+                },
+            );
+        }
+        AddressBook { names }
+    }
+
+    pub fn owner(&self, ip: &IpAddr) -> Option<&Owner> {
+        self.names.get(ip)
+    }
+
+    /// The names of the addresses a report mentions.
+    pub fn mentioned(&self, report: &Report) -> BTreeMap<IpAddr, String> {
+        let mut out = BTreeMap::new();
+        for flow in &report.flows {
+            for hop in &flow.hops {
+                for ip in [hop.src, hop.dst] {
+                    if let Some(owner) = self.owner(&ip) {
+                        out.insert(ip, owner.describe());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where a measured connection came in, in explain's terms.
+fn origin_of(flow: &Flow, topology: &Topology, book: &AddressBook) -> Option<Origin> {
+    let (ip, port) = split_endpoint(&flow.entry)?;
+    match book.owner(&ip) {
+        Some(Owner::LoadBalancer { .. }) => Some(Origin::InternetViaLb),
+        Some(Owner::ClusterIp { .. }) => Some(Origin::InClusterPod),
+        Some(Owner::Node { .. }) if topology.ports.iter().any(|p| p.node_port == Some(port)) => {
+            Some(Origin::NodePort)
+        }
+        _ => None,
+    }
+}
+
+fn split_endpoint(text: &str) -> Option<(IpAddr, u16)> {
+    let (ip, port) = text.rsplit_once(':')?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    Some((ip.parse().ok()?, port.parse().ok()?))
+}
+
+/// What the pod saw, in explain's terms.
+fn measured_source(flow: &Flow, book: &AddressBook) -> L4Source {
+    if flow.client_ip_preserved {
+        return L4Source::Client;
+    }
+    let Some(seen) = flow.pod_sees else {
+        return L4Source::Unknown;
+    };
+    match book.owner(&seen) {
+        Some(Owner::Node { .. }) => L4Source::Node,
+        Some(Owner::Pod { .. }) => L4Source::Pod,
+        Some(Owner::LoadBalancer { .. }) => L4Source::Lb,
+        _ if flow.translations.iter().any(|t| {
+            t.to.starts_with(&seen.to_string())
+                && t.to_owner.to_ascii_lowercase().contains("bridge")
+        }) =>
+        {
+            L4Source::Bridge
+        }
+        _ => L4Source::Unknown,
+    }
+}
+
+/// Measured and predicted disagree for a way in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disagreement {
+    pub origin: Origin,
+    pub measured: L4Source,
+    pub predicted: L4Source,
+    /// The connections (1-based, as in the text report) that show it.
+    pub connections: Vec<usize>,
+}
+
+pub fn disagreements(
+    report: &Report,
+    prediction: &Explanation,
+    topology: &Topology,
+    book: &AddressBook,
+) -> Vec<Disagreement> {
+    let mut found: BTreeMap<(String, String, String), Disagreement> = BTreeMap::new();
+    for (n, flow) in report.flows.iter().enumerate() {
+        let Some(origin) = origin_of(flow, topology, book) else {
+            continue;
+        };
+        let Some(verdict) = prediction.origins.iter().find(|v| v.origin == origin) else {
+            continue;
+        };
+        let measured = measured_source(flow, book);
+        if measured == L4Source::Unknown || measured == verdict.l4_source_seen_by_pod {
+            continue;
+        }
+        let key = (
+            format!("{origin:?}"),
+            format!("{measured:?}"),
+            format!("{:?}", verdict.l4_source_seen_by_pod),
+        );
+        found
+            .entry(key)
+            .or_insert_with(|| Disagreement {
+                origin,
+                measured,
+                predicted: verdict.l4_source_seen_by_pod,
+                connections: Vec::new(),
+            })
+            .connections
+            .push(n + 1);
+    }
+    found.into_values().collect()
+}
+
+/// Everything the trace reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceReport {
+    #[serde(flatten)]
+    pub report: Report,
+    /// Names of the addresses in `flows`.
+    pub addresses: BTreeMap<IpAddr, String>,
+    pub probed_nodes: Vec<String>,
+    pub skipped_nodes: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<Explanation>,
+    pub disagreements: Vec<Disagreement>,
+    /// Test connections opened by `--send`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<super::send::Sent>,
+}
+
+impl TraceReport {
+    pub fn new(
+        report: Report,
+        topology: &Topology,
+        probed_nodes: Vec<String>,
+        skipped_nodes: BTreeMap<String, String>,
+        prediction: Option<Explanation>,
+        sent: Vec<super::send::Sent>,
+    ) -> Self {
+        let book = AddressBook::from_topology(topology);
+        let disagreements = prediction
+            .as_ref()
+            .map(|p| disagreements(&report, p, topology, &book))
+            .unwrap_or_default();
+        TraceReport {
+            addresses: book.mentioned(&report),
+            report,
+            probed_nodes,
+            skipped_nodes,
+            prediction,
+            disagreements,
+            sent,
+        }
+    }
+
+    /// The JSON contract of analyze, plus additive trace fields.
+    pub fn to_json(&self) -> String {
+        let mut out = serde_json::to_string_pretty(self).unwrap_or_default();
+        out.push('\n');
+        out
+    }
+
+    pub fn to_text(&self, topology: &Topology) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} {}/{} ({}, externalTrafficPolicy {}) on {}",
+            paint(HEAD, "Trace of"),
+            topology.namespace,
+            topology.service,
+            topology.type_,
+            topology.external_traffic_policy,
+            self.probed_nodes.join(", "),
+        );
+        for disagreement in &self.disagreements {
+            let _ = writeln!(
+                out,
+                "{}",
+                paint(
+                    BAD,
+                    &format!(
+                        "!! MEASURED ≠ PREDICTED for {}: the pod saw the {} address, explain predicted the {} address (connection{} {})",
+                        origin_name(disagreement.origin),
+                        source_name(disagreement.measured),
+                        source_name(disagreement.predicted),
+                        if disagreement.connections.len() == 1 { "" } else { "s" },
+                        disagreement
+                            .connections
+                            .iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                )
+            );
+        }
+        out.push('\n');
+        out.push_str(&crate::analyze::render_text(&self.report));
+        if !self.addresses.is_empty() {
+            let _ = writeln!(out, "\n{}", paint(HEAD, "Addresses"));
+            let width = self
+                .addresses
+                .keys()
+                .map(|ip| ip.to_string().len())
+                .max()
+                .unwrap_or(0);
+            for (ip, name) in &self.addresses {
+                let _ = writeln!(out, "  {:width$}  {name}", ip.to_string());
+            }
+        }
+        if !self.sent.is_empty() {
+            let _ = writeln!(out, "\n{}", paint(HEAD, "Test connections (--send)"));
+            for sent in &self.sent {
+                let _ = writeln!(out, "  {}  {}", sent.target, paint(DIM, &sent.outcome));
+            }
+        }
+        if !self.skipped_nodes.is_empty() {
+            let _ = writeln!(out, "\n{}", paint(HEAD, "Not probed"));
+            for (node, reason) in &self.skipped_nodes {
+                let _ = writeln!(out, "  {node}: {}", paint(DIM, reason));
+            }
+        }
+        if let Some(prediction) = &self.prediction {
+            let _ = writeln!(
+                out,
+                "\n{}",
+                paint(HEAD, "Predicted from configuration (explain)")
+            );
+            for verdict in &prediction.origins {
+                let disagrees = self
+                    .disagreements
+                    .iter()
+                    .any(|d| d.origin == verdict.origin);
+                let line = format!(
+                    "  {}: the pod sees the {} address{}",
+                    origin_name(verdict.origin),
+                    source_name(verdict.l4_source_seen_by_pod),
+                    if disagrees {
+                        "  ← measured otherwise"
+                    } else {
+                        ""
+                    }
+                );
+                let _ = writeln!(out, "{}", if disagrees { paint(WARN, &line) } else { line });
+                for reason in &verdict.reasons {
+                    let _ = writeln!(
+                        out,
+                        "    {} {}",
+                        paint(DIM, &format!("{}:", reason.setting)),
+                        reason.text
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::InternetViaLb => "internet via the load balancer",
+        Origin::NodePort => "NodePort",
+        Origin::InClusterPod => "in-cluster pod",
+        Origin::Node => "node",
+    }
+}
+
+fn source_name(source: L4Source) -> &'static str {
+    match source {
+        L4Source::Client => "client's",
+        L4Source::Node => "node's",
+        L4Source::Bridge => "bridge's",
+        L4Source::Lb => "load balancer's",
+        L4Source::Proxy => "proxy's",
+        L4Source::Pod => "pod's",
+        L4Source::Unknown => "unknown",
+    }
+}
+
+fn paint(style: Style, text: &str) -> String {
+    format!("{style}{text}{style:#}")
+}

@@ -1,0 +1,521 @@
+//! From the Service, its EndpointSlices and the nodes to what a trace needs: the ways in, the
+//! backends, and which nodes to probe (and which to skip, with the reason shown).
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `svc/NAME`, `service/NAME`, `services/NAME`.
+pub fn parse_target(target: &str) -> Result<String, TopologyError> {
+    let (kind, name) = target
+        .split_once('/')
+        .ok_or_else(|| TopologyError::Target(target.to_string()))?;
+    let kind = kind.to_ascii_lowercase();
+    if !matches!(kind.as_str(), "svc" | "service" | "services") || !valid_name(name) {
+        return Err(TopologyError::Target(target.to_string()));
+    }
+    Ok(name.to_string())
+}
+
+/// DNS-1123 label or subdomain, as object names are.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TopologyError {
+    #[error("{0:?} is not a Service reference; use svc/NAME")]
+    Target(String),
+    #[error("Service {0} is of type ExternalName: it is a DNS alias, no traffic passes through the cluster's NAT")]
+    ExternalName(String),
+    #[error("Service {0} is headless (clusterIP: None): clients reach pods directly, no Service NAT to trace")]
+    Headless(String),
+    #[error("Service {service} has no ready endpoints{selector}")]
+    NoEndpoints { service: String, selector: String },
+    #[error("none of the Service's nodes can run the probe: {0}")]
+    NothingToProbe(String),
+}
+
+/// One port of the Service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub protocol: String,
+    pub port: u16,
+    pub node_port: Option<u16>,
+}
+
+/// One backend address of the Service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    pub address: String,
+    pub pod: Option<String>,
+    pub node: Option<String>,
+    pub ready: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// (type, address): InternalIP, ExternalIP, ...
+    pub addresses: Vec<(String, String)>,
+    /// `kubernetes.io/arch`: amd64, arm64.
+    pub arch: Option<String>,
+    /// Why the probe cannot run there, if it cannot.
+    pub unusable: Option<String>,
+    /// Cordoned or excluded from load balancers: still probed if it holds an endpoint.
+    pub lb_excluded: Option<String>,
+}
+
+/// What the trace works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Topology {
+    pub namespace: String,
+    pub service: String,
+    pub type_: String,
+    /// `Cluster` or `Local`.
+    pub external_traffic_policy: String,
+    pub cluster_ips: Vec<String>,
+    pub ports: Vec<ServicePort>,
+    /// LB ingress IPs or hostnames.
+    pub lb_ingress: Vec<String>,
+    pub backends: Vec<Backend>,
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl Topology {
+    pub fn from_objects(
+        service: &Service,
+        slices: &[EndpointSlice],
+        nodes: &[Node],
+    ) -> Result<Topology, TopologyError> {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        let namespace = service.metadata.namespace.clone().unwrap_or_default();
+        let qualified = format!("{namespace}/{name}");
+        let spec = service.spec.clone().unwrap_or_default();
+        let type_ = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
+        if type_ == "ExternalName" {
+            return Err(TopologyError::ExternalName(qualified));
+        }
+        if spec.cluster_ip.as_deref() == Some("None") {
+            return Err(TopologyError::Headless(qualified));
+        }
+        let ports = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| ServicePort {
+                name: p.name.clone(),
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                port: u16::try_from(p.port).unwrap_or(0),
+                node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
+            })
+            .collect();
+        let lb_ingress = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|ingress| ingress.ip.clone().or_else(|| ingress.hostname.clone()))
+            .collect();
+        let mut backends: Vec<Backend> = slices
+            .iter()
+            .flat_map(|slice| slice.endpoints.iter())
+            .flat_map(|endpoint| {
+                let ready = endpoint
+                    .conditions
+                    .as_ref()
+                    .and_then(|c| c.ready)
+                    .unwrap_or(true);
+                let pod = endpoint
+                    .target_ref
+                    .as_ref()
+                    .filter(|r| r.kind.as_deref() == Some("Pod"))
+                    .and_then(|r| r.name.clone());
+                endpoint.addresses.iter().map(move |address| Backend {
+                    address: address.clone(),
+                    pod: pod.clone(),
+                    node: endpoint.node_name.clone(),
+                    ready,
+                })
+            })
+            .collect();
+        backends.sort_by(|a, b| a.address.cmp(&b.address));
+        backends.dedup_by(|a, b| a.address == b.address);
+        if !backends.iter().any(|b| b.ready) {
+            let selector = spec
+                .selector
+                .as_ref()
+                .map(|s| {
+                    let terms: Vec<String> = s.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("; its selector {} matches no ready pod", terms.join(","))
+                })
+                .unwrap_or_else(|| {
+                    "; it has no selector and no EndpointSlice lists a ready address".into()
+                });
+            return Err(TopologyError::NoEndpoints {
+                service: qualified,
+                selector,
+            });
+        }
+        Ok(Topology {
+            namespace,
+            service: name,
+            type_,
+            external_traffic_policy: spec
+                .external_traffic_policy
+                .unwrap_or_else(|| "Cluster".into()),
+            cluster_ips: spec
+                .cluster_ips
+                .or_else(|| spec.cluster_ip.map(|ip| vec![ip]))
+                .unwrap_or_default(),
+            ports,
+            lb_ingress,
+            backends,
+            nodes: nodes.iter().map(node_info).collect(),
+        })
+    }
+
+    /// Traffic from outside can land on nodes without an endpoint and be forwarded (and SNATed).
+    pub fn forwards_between_nodes(&self) -> bool {
+        matches!(self.type_.as_str(), "LoadBalancer" | "NodePort")
+            && self.external_traffic_policy != "Local"
+    }
+}
+
+fn node_info(node: &Node) -> NodeInfo {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let addresses = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|a| (a.type_.clone(), a.address.clone()))
+        .collect();
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let label = |key: &str| labels.get(key).map(String::as_str);
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let unusable =
+        if label("kubernetes.io/os").or(label("beta.kubernetes.io/os")) == Some("windows") {
+            Some("Windows node: the probe runs on Linux only".to_string())
+        } else if label("node.kubernetes.io/instance-type") == Some("eklet") {
+            Some("TKE super node (eklet): virtual, no node network to capture on".to_string())
+        } else if label("eks.amazonaws.com/compute-type") == Some("fargate") {
+            Some("EKS Fargate: virtual, no node network to capture on".to_string())
+        } else if label("type") == Some("virtual-kubelet")
+            || taints
+                .iter()
+                .any(|t| t.key.starts_with("virtual-kubelet.io/"))
+        {
+            Some(
+            "virtual-kubelet node (e.g. Azure virtual nodes/ACI): no node network to capture on"
+                .to_string(),
+        )
+        } else if !ready {
+            Some("node is not Ready".to_string())
+        } else {
+            None
+        };
+    let lb_excluded = if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+        Some("cordoned".to_string())
+    } else if labels.contains_key("node.kubernetes.io/exclude-from-external-load-balancers") {
+        Some("excluded from load balancers by label".to_string())
+    } else {
+        None
+    };
+    NodeInfo {
+        name,
+        addresses,
+        arch: label("kubernetes.io/arch").map(str::to_string),
+        unusable,
+        lb_excluded,
+    }
+}
+
+/// Why a node is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Why {
+    /// It runs a backend pod.
+    Endpoint,
+    /// With externalTrafficPolicy Cluster the load balancer or a NodePort client may land there.
+    EntryNode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Choice {
+    /// Nodes to probe, by name, with why.
+    pub probe: BTreeMap<String, Why>,
+    /// Nodes not probed, with the reason shown to the user.
+    pub skipped: BTreeMap<String, String>,
+}
+
+/// Endpoint nodes always; with Cluster policy also the nodes traffic can enter by, limited to
+/// `selected` (the `--nodes` selector's matches, when given) and to `max_extra` of them.
+pub fn choose_nodes(
+    topology: &Topology,
+    selected: Option<&BTreeSet<String>>,
+    max_extra: usize,
+) -> Result<Choice, TopologyError> {
+    let mut choice = Choice {
+        probe: BTreeMap::new(),
+        skipped: BTreeMap::new(),
+    };
+    let endpoint_nodes: BTreeSet<&str> = topology
+        .backends
+        .iter()
+        .filter_map(|b| b.node.as_deref())
+        .collect();
+    for node in &topology.nodes {
+        if !endpoint_nodes.contains(node.name.as_str()) {
+            continue;
+        }
+        match &node.unusable {
+            Some(reason) => {
+                choice.skipped.insert(node.name.clone(), reason.clone());
+            }
+            None => {
+                choice.probe.insert(node.name.clone(), Why::Endpoint);
+            }
+        }
+    }
+    for name in endpoint_nodes {
+        if !topology.nodes.iter().any(|n| n.name == name) {
+            choice.skipped.insert(
+                name.to_string(),
+                "endpoint node not found among the cluster's nodes".into(),
+            );
+        }
+    }
+    if topology.forwards_between_nodes() {
+        let mut extra = 0;
+        for node in &topology.nodes {
+            if choice.probe.contains_key(&node.name) || choice.skipped.contains_key(&node.name) {
+                continue;
+            }
+            if selected.is_some_and(|s| !s.contains(&node.name)) {
+                continue;
+            }
+            let reason = if let Some(reason) = &node.unusable {
+                reason.clone()
+            } else if let Some(reason) = &node.lb_excluded {
+                format!("{reason}: the load balancer does not send traffic there")
+            } else if extra >= max_extra {
+                format!("beyond --max-nodes {max_extra}")
+            } else {
+                extra += 1;
+                choice.probe.insert(node.name.clone(), Why::EntryNode);
+                continue;
+            };
+            choice.skipped.insert(node.name.clone(), reason);
+        }
+    }
+    if choice.probe.is_empty() {
+        let reasons: Vec<String> = choice
+            .skipped
+            .iter()
+            .map(|(node, reason)| format!("{node}: {reason}"))
+            .collect();
+        return Err(TopologyError::NothingToProbe(if reasons.is_empty() {
+            "no node found".into()
+        } else {
+            reasons.join("; ")
+        }));
+    }
+    Ok(choice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, ServiceSpec, Taint};
+    use k8s_openapi::api::discovery::v1::Endpoint;
+
+    fn node(name: &str, labels: &[(&str, &str)], ready: bool) -> Node {
+        let mut node = Node::default();
+        node.metadata.name = Some(name.into());
+        node.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        node.status = Some(NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..NodeCondition::default()
+            }]),
+            ..NodeStatus::default()
+        });
+        node
+    }
+
+    fn service(type_: &str, policy: &str) -> Service {
+        let mut svc = Service::default();
+        svc.metadata.name = Some("web".into());
+        svc.metadata.namespace = Some("shop".into());
+        svc.spec = Some(ServiceSpec {
+            type_: Some(type_.into()),
+            cluster_ip: Some("10.96.0.10".into()),
+            external_traffic_policy: Some(policy.into()),
+            ..ServiceSpec::default()
+        });
+        svc
+    }
+
+    fn slice(endpoints: &[(&str, &str)]) -> EndpointSlice {
+        EndpointSlice {
+            endpoints: endpoints
+                .iter()
+                .map(|(ip, node)| Endpoint {
+                    addresses: vec![ip.to_string()],
+                    node_name: Some(node.to_string()),
+                    ..Endpoint::default()
+                })
+                .collect(),
+            ..EndpointSlice::default()
+        }
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(parse_target("svc/web").unwrap(), "web");
+        assert_eq!(parse_target("services/web-1").unwrap(), "web-1");
+        assert!(parse_target("deploy/web").is_err());
+        assert!(parse_target("web").is_err());
+        assert!(parse_target("svc/Web").is_err());
+        assert!(parse_target("svc/").is_err());
+    }
+
+    #[test]
+    fn refuses_external_name_headless_and_no_endpoints() {
+        let nodes = [node("a", &[], true)];
+        let external = service("ExternalName", "Cluster");
+        assert!(matches!(
+            Topology::from_objects(&external, &[], &nodes),
+            Err(TopologyError::ExternalName(_))
+        ));
+        let mut headless = service("ClusterIP", "Cluster");
+        headless.spec.as_mut().unwrap().cluster_ip = Some("None".into());
+        assert!(matches!(
+            Topology::from_objects(&headless, &[slice(&[("10.244.0.5", "a")])], &nodes),
+            Err(TopologyError::Headless(_))
+        ));
+        let err =
+            Topology::from_objects(&service("LoadBalancer", "Cluster"), &[], &nodes).unwrap_err();
+        assert!(err.to_string().contains("no ready endpoints"), "{err}");
+    }
+
+    #[test]
+    fn cluster_policy_adds_entry_nodes_and_skips_with_reasons() {
+        let mut cordoned = node("e", &[], true);
+        cordoned.spec = Some(NodeSpec {
+            unschedulable: Some(true),
+            ..NodeSpec::default()
+        });
+        let mut vk = node("v", &[], true);
+        vk.spec = Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: "virtual-kubelet.io/provider".into(),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            }]),
+            ..NodeSpec::default()
+        });
+        let nodes = [
+            node("a", &[], true),
+            node("b", &[], true),
+            node("c", &[], true),
+            node("d", &[], false),
+            cordoned,
+            node("f", &[("node.kubernetes.io/instance-type", "eklet")], true),
+            node("g", &[("eks.amazonaws.com/compute-type", "fargate")], true),
+            node("w", &[("kubernetes.io/os", "windows")], true),
+            vk,
+        ];
+        let topology = Topology::from_objects(
+            &service("LoadBalancer", "Cluster"),
+            &[slice(&[("10.244.1.5", "b"), ("10.244.6.5", "f")])],
+            &nodes,
+        )
+        .unwrap();
+        let choice = choose_nodes(&topology, None, 1).unwrap();
+        assert_eq!(
+            choice.probe,
+            BTreeMap::from([("a".into(), Why::EntryNode), ("b".into(), Why::Endpoint)])
+        );
+        let skipped: Vec<(&str, &str)> = choice
+            .skipped
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.split(':').next().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                ("c", "beyond --max-nodes 1"),
+                ("d", "node is not Ready"),
+                ("e", "cordoned"),
+                ("f", "TKE super node (eklet)"),
+                ("g", "EKS Fargate"),
+                ("v", "virtual-kubelet node (e.g. Azure virtual nodes/ACI)"),
+                ("w", "Windows node"),
+            ]
+        );
+    }
+
+    #[test]
+    fn local_policy_and_selector_limit_to_endpoint_nodes() {
+        let nodes = [
+            node("a", &[], true),
+            node("b", &[], true),
+            node("c", &[], true),
+        ];
+        let endpoints = [slice(&[("10.244.1.5", "b")])];
+        let local =
+            Topology::from_objects(&service("LoadBalancer", "Local"), &endpoints, &nodes).unwrap();
+        let choice = choose_nodes(&local, None, 10).unwrap();
+        assert_eq!(choice.probe.keys().collect::<Vec<_>>(), ["b"]);
+
+        let cluster =
+            Topology::from_objects(&service("NodePort", "Cluster"), &endpoints, &nodes).unwrap();
+        let only_c = BTreeSet::from(["c".to_string()]);
+        let choice = choose_nodes(&cluster, Some(&only_c), 10).unwrap();
+        assert_eq!(choice.probe.keys().collect::<Vec<_>>(), ["b", "c"]);
+    }
+
+    #[test]
+    fn nothing_to_probe_names_each_reason() {
+        let nodes = [node("w", &[("kubernetes.io/os", "windows")], true)];
+        let topology = Topology::from_objects(
+            &service("ClusterIP", "Cluster"),
+            &[slice(&[("10.244.1.5", "w")])],
+            &nodes,
+        )
+        .unwrap();
+        let err = choose_nodes(&topology, None, 5).unwrap_err();
+        assert!(err.to_string().contains("w: Windows node"), "{err}");
+    }
+}

@@ -1,0 +1,117 @@
+//! The real binary, interrupted by SIGINT, SIGTERM or SIGHUP mid-capture, removes every object
+//! it created before it exits 130.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::cluster::{self, Fate};
+use support::{FakeApi, LogScript};
+
+async fn interrupted_run_cleans_up(signal: &str) {
+    let api = FakeApi::start().await;
+    api.insert(&cluster::namespace("shop", &[]));
+    api.insert(&cluster::node("node-a", "198.51.100.1"));
+    api.insert(&cluster::node("node-b", "198.51.100.2"));
+    api.insert(&cluster::lb_service(
+        "shop",
+        "web",
+        "203.0.113.10",
+        80,
+        31080,
+    ));
+    api.insert(&cluster::endpoint_slice(
+        "shop",
+        "web",
+        &[("web-1", "node-b", "10.244.1.5")],
+    ));
+    let quiet = || Fate::Runs(vec![LogScript::lines(Vec::new()).hold_open()]);
+    cluster::run_daemonsets(
+        &api,
+        HashMap::from([
+            ("node-a".to_string(), quiet()),
+            ("node-b".to_string(), quiet()),
+        ]),
+    );
+
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-realip"))
+        .args([
+            "trace",
+            "svc/web",
+            "-n",
+            "shop",
+            "--duration",
+            "120s",
+            "--kubeconfig",
+        ])
+        .arg(api.kubeconfig())
+        // The test's image flag keeps the run independent of whether this build embeds a probe.
+        .args(["--image", "registry.example/realip-probe:test"])
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+
+    // Wait until both probes' logs are followed: the run is mid-capture.
+    let started = Instant::now();
+    while api
+        .seen()
+        .iter()
+        .filter(|s| s.resource == "pods/log")
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the probes never ran: {:?}",
+            api.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!api.objects("daemonsets").is_empty());
+
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exits after the signal")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    for resource in ["jobs", "daemonsets", "configmaps", "pods"] {
+        assert!(
+            api.objects(resource).is_empty(),
+            "{resource} left after {signal}: {:?}",
+            api.objects(resource)
+        );
+    }
+    assert!(
+        api.seen()
+            .iter()
+            .any(|s| s.verb == "delete" && s.resource == "jobs"),
+        "the expiry Job was deleted explicitly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_cleans_up() {
+    interrupted_run_cleans_up("INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cleans_up() {
+    interrupted_run_cleans_up("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_cleans_up() {
+    interrupted_run_cleans_up("HUP").await;
+}
