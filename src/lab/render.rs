@@ -110,6 +110,7 @@ pub fn scenario_text(run: &ScenarioRun, cause: &str) -> String {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "{}", indent(&analyze::render_text(&run.report), "  "));
+    let _ = writeln!(out);
     let _ = writeln!(out, "{}", indent(cause, "  "));
     out
 }
