@@ -1,8 +1,8 @@
 //! realip-probe: the node side of kubectl realip.
 //!
 //! The library always builds without sockets: the wire format ([`wire`]), the frame parser
-//! ([`parse`]), forwarding facts of first data segments ([`l7`]), the in-kernel filter program
-//! ([`bpf`]), a capture file reader ([`pcapfile`]). The capture and echo code behind the
+//! ([`parse`]), forwarding facts of first data segments ([`l7`]), a capture file reader
+//! ([`pcapfile`]), the in-kernel filter program ([`bpf`]). The capture and echo code behind the
 //! `capture` feature is what the node binary runs.
 
 pub mod bpf;
