@@ -180,6 +180,9 @@ pub struct LabArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
+    /// Print the netfilter rules the scenarios program (load balancer, each node) and exit.
+    #[arg(long, conflicts_with_all = ["list", "keep", "down"])]
+    pub rules: bool,
     /// Leave the namespaces up and print how to step into them.
     #[arg(long)]
     pub keep: bool,

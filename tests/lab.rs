@@ -276,3 +276,18 @@ fn unknown_scenario_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster-same-node"));
 }
+
+#[test]
+fn rules_print_without_touching_the_kernel() {
+    let out = Command::new(PLUGIN)
+        .args(["lab", "--rules", "--scenario", "local"])
+        .output()
+        .expect("plugin runs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("-j KUBE-MARK-MASQ"), "{stdout}");
+    assert!(
+        stdout.contains("has no local endpoints\" -m addrtype --dst-type LOCAL -m tcp -p tcp --dport 31080 -j DROP"),
+        "{stdout}"
+    );
+}

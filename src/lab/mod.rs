@@ -43,6 +43,9 @@ pub fn run(args: &LabArgs) -> Result<()> {
                 .join(", ")
         ))
     })?;
+    if args.rules {
+        return emit(&rules_text(&scenarios));
+    }
     preflight()?;
     if args.down {
         return down();
@@ -240,6 +243,22 @@ fn down() -> Result<()> {
     }
 }
 
+/// `--rules`: what each scenario loads with `iptables-restore`, namespace by namespace.
+pub fn rules_text(scenarios: &[Scenario]) -> String {
+    let mut out = String::new();
+    for s in scenarios {
+        out.push_str(&format!("### {}: {}\n", s.name, s.title));
+        out.push_str("# load balancer (clb)\n");
+        out.push_str(&clb::rules(&s.listeners));
+        for node in topology::Node::ALL {
+            out.push_str(&format!("# {node} (kube-proxy, iptables mode)\n"));
+            out.push_str(&kube_proxy::node_rules(&s.services, node));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn list_text() -> String {
     let mut out = String::new();
     for s in scenario::all() {
@@ -287,4 +306,17 @@ fn save(dir: &Path, runs: &[ScenarioRun]) -> Result<()> {
 fn emit(text: &str) -> Result<()> {
     crate::output::emit(text)
         .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rules of every scenario, as `--rules` prints them (and as the docs show them).
+    #[test]
+    fn rules_of_every_scenario_snapshot() {
+        for s in scenario::all() {
+            insta::assert_snapshot!(s.name, rules_text(std::slice::from_ref(&s)));
+        }
+    }
 }
