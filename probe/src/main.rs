@@ -124,10 +124,15 @@ fn capture_failure(err: CaptureError) -> Failure {
         CaptureError::UnknownIface { .. } => ("pick names from `ip link`, or omit --iface to capture on every interface", 2),
         CaptureError::Unreadable { .. } => ("capture on the Ethernet, raw-IP or loopback interfaces instead", 2),
         CaptureError::Filter(_) => ("narrow with fewer --port/--host values", 2),
-        CaptureError::Discover(_) | CaptureError::Open { .. } | CaptureError::Poll(_) => (
+        CaptureError::Discover(_) => (
             "check that the probe runs in the node's network namespace (hostNetwork: true)",
             4,
         ),
+        CaptureError::Open { .. } => (
+            "the interface may be going away, or the node short of memory for a receive ring; retry, or name interfaces with --iface",
+            4,
+        ),
+        CaptureError::Poll(_) => ("retry; if it persists, report it with the kernel version", 4),
         CaptureError::Output(_) => ("check where stdout goes", 4),
     };
     Failure {

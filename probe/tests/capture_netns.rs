@@ -648,3 +648,84 @@ fn l7_reports_forwarding_facts_of_first_segments_only() {
         );
     }
 }
+
+#[test]
+fn raw_ip_devices_get_their_own_filter_program() {
+    require_lab!();
+    let lab = Lab::new("d");
+    let n = lab.ns("node");
+    // A tun device has no link header (ARPHRD_NONE): the kernel must accept the raw-IP program.
+    sh(&format!(
+        "ip netns add {n}; ip -n {n} link set lo up; ip -n {n} tuntap add dev tun9 mode tun"
+    ));
+    let out = lab
+        .exec(
+            "node",
+            &[
+                PROBE,
+                "capture",
+                "--duration",
+                "1",
+                "--iface",
+                "tun9",
+                "--iface",
+                "lo",
+            ],
+        )
+        .output()
+        .expect("probe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Some(Ok(Event::Hello(hello))) = stdout.lines().next().map(decode_line) else {
+        panic!("no hello: {stdout}");
+    };
+    let tun = hello
+        .interfaces
+        .iter()
+        .find(|i| i.name == "tun9")
+        .expect("tun9 listed");
+    assert_eq!(tun.link_type, realip_probe::wire::LinkType::RawIp);
+    assert_eq!(tun.kind, IfaceKind::Tunnel);
+    assert!(hello.filter.starts_with("tcp syn"), "{}", hello.filter);
+}
+
+#[test]
+fn a_link_that_comes_up_later_is_captured_without_rescanning() {
+    require_lab!();
+    let mut lab = Lab::new("e");
+    let n = lab.ns("node");
+    sh(&format!("ip netns add {n}")); // loopback starts down
+    let mut probe = lab
+        .exec(
+            "node",
+            &[PROBE, "capture", "--iface", "lo", "--duration", "3"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("probe");
+    let events = lines_of(probe.stdout.take().expect("stdout"));
+    lab.children.push(probe);
+    wait_for(&events, "hello", |l| l.contains(r#""type":"hello""#));
+    sh(&format!(
+        "ip -n {n} link set lo up; ip netns exec {n} bash -c '(exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; true'"
+    ));
+    let rest = wait_for(&events, "bye", |l| l.contains(r#""type":"bye""#));
+    let syns = rest
+        .iter()
+        .filter(|l| l.contains(r#""type":"syn""#))
+        .count();
+    assert_eq!(syns, 2, "SYN out and in on lo: {rest:#?}");
+    let out = lab
+        .children
+        .remove(0)
+        .wait_with_output()
+        .expect("probe exit");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lo: Network is down"), "{stderr}");
+}

@@ -80,6 +80,10 @@ pub enum CaptureError {
     Output(#[source] io::Error),
 }
 
+/// Flows remembered while waiting for their first data segment (`--l7`): about 4 MiB at most,
+/// so a SYN flood to a watched port cannot grow the probe past its memory bound.
+const L7_PENDING_FLOWS: usize = 16_384;
+
 /// Why the capture ended, as `bye.reason` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -183,7 +187,7 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         out: Out { w: out },
         taps: Vec::new(),
         retired: Vec::new(),
-        flows: FirstSegments::new(65_536),
+        flows: FirstSegments::new(L7_PENDING_FLOWS),
         ring_bytes: 0,
         batch: Vec::with_capacity(256 << 10),
     };
@@ -236,7 +240,11 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
             if ready.error {
                 if let Some(err) = socket::take_error(tap.ring.as_fd()) {
                     if !tap.reported_error {
-                        eprintln!("realip-probe: {}: {err}", tap.iface.name);
+                        // ENETDOWN: the socket stays bound and resumes when the link comes up.
+                        eprintln!(
+                            "realip-probe: {}: {err} (capture resumes if it comes back)",
+                            tap.iface.name
+                        );
                         tap.reported_error = true;
                     }
                 }
@@ -408,6 +416,8 @@ impl<W: Write> Capture<'_, W> {
 
     /// Joins new interfaces and lets vanished (or renamed) ones go, announcing each change.
     fn rescan(&mut self) -> Result<(), CaptureError> {
+        // What the rings hold now is reported before any of them closes.
+        self.drain_all()?;
         let inventory = match discover::scan() {
             Ok(inv) => inv,
             Err(err) => {
@@ -438,7 +448,6 @@ impl<W: Write> Capture<'_, W> {
                 tap.counters.packets += packets;
                 tap.counters.drops += drops;
             }
-            tap.ring.drain(|_| {});
             self.ring_bytes = self.ring_bytes.saturating_sub(tap.ring.size().bytes());
             self.retired.push(iface_stats(&tap));
             self.out.emit(&Event::Iface(IfaceChange {
