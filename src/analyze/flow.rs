@@ -77,21 +77,55 @@ pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut 
     }
 }
 
-/// `addr:port`, IPv6 in brackets.
+/// `addr:port`, IPv6 in brackets. IPv4 is written by hand: a large capture formats millions.
 pub fn endpoint(addr: IpAddr, port: u16) -> String {
-    SocketAddr::new(addr, port).to_string()
+    match addr {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(21);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(&mut out, u32::from(octet));
+            }
+            out.push(':');
+            push_decimal(&mut out, u32::from(port));
+            out
+        }
+        IpAddr::V6(_) => SocketAddr::new(addr, port).to_string(),
+    }
 }
 
-/// The address part of an `addr:port` written by [`endpoint`].
-pub fn host(endpoint: &str) -> Option<IpAddr> {
-    endpoint.parse::<SocketAddr>().ok().map(|a| a.ip())
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
-/// The rewrite that replaced the client's address, if any: the first SNAT whose address changed.
+/// The rewrite that replaced the client's address, if any: the SNAT into the hop where the
+/// source first differs from the client.
 pub fn losing_snat(flow: &Flow) -> Option<&Translation> {
+    let at = flow.lost_at?;
     flow.translations
         .iter()
-        .find(|t| t.kind == TranslationKind::Snat && host(&t.from) != host(&t.to))
+        .find(|t| t.kind == TranslationKind::Snat && t.hop == at)
+}
+
+/// The new address of a translation (without port), from the hop that carries it.
+pub fn new_address(flow: &Flow, t: &Translation) -> String {
+    match (t.kind, flow.hops.get(t.hop)) {
+        (TranslationKind::Snat, Some(hop)) => hop.src.to_string(),
+        (TranslationKind::Dnat, Some(hop)) => hop.dst.to_string(),
+        _ => t.to.clone(),
+    }
 }
 
 /// Who owns a rewritten address: the probes' interfaces when they say; without a `hello` from
@@ -214,5 +248,7 @@ mod tests {
         assert!(flow.client_ip_preserved);
         assert_eq!(losing_snat(&flow), None);
         assert_eq!(flow.entry, "[2001:db8::1]:443");
+        assert_eq!(endpoint("10.0.255.1".parse().unwrap(), 0), "10.0.255.1:0");
+        assert_eq!(endpoint("0.0.0.0".parse().unwrap(), 65535), "0.0.0.0:65535");
     }
 }

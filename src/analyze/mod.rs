@@ -128,8 +128,22 @@ impl Analyzer {
     pub fn finish(mut self) -> Report {
         let correlation = correlate::correlate(&self.sightings);
         self.warnings.extend(correlation.warnings);
-        let mut flows: Vec<model::Flow> = correlation
-            .chains
+        // Independent of input order: by the first capture point's node, its clock, then the
+        // rest; names compared by rank so that sorting stays cheap for large captures.
+        let rank = self.names.ranks();
+        let mut chains = correlation.chains;
+        chains.sort_by_cached_key(|chain| {
+            let h = &self.sightings[chain.hops[0]];
+            (
+                rank[h.node as usize],
+                h.ts_ns,
+                rank[h.iface as usize],
+                h.isn,
+                h.src,
+                h.sport,
+            )
+        });
+        let flows: Vec<model::Flow> = chains
             .iter()
             .map(|chain| {
                 let mut flow = flow::build(&self.sightings, chain, &self.names, &mut self.owners);
@@ -137,12 +151,6 @@ impl Analyzer {
                 flow
             })
             .collect();
-        // Independent of input order: by first capture point's node, its clock, then the rest.
-        flows.sort_by(|a, b| {
-            let (ha, hb) = (&a.hops[0], &b.hops[0]);
-            (&ha.node, ha.ts_ns, &ha.iface, a.isn, ha.src, ha.sport)
-                .cmp(&(&hb.node, hb.ts_ns, &hb.iface, b.isn, hb.src, hb.sport))
-        });
         let drops = self.drops.values().sum();
         let summary = summary::summarize(&flows, drops, self.warnings);
         Report { flows, summary }
@@ -198,7 +206,8 @@ fn write_report(report: &Report, format: OutputFormat) -> std::io::Result<()> {
         OutputFormat::Text => render_text(report),
         OutputFormat::Mermaid => render_mermaid(report),
         OutputFormat::Json => {
-            let mut out = std::io::BufWriter::with_capacity(1 << 16, output::stdout());
+            // JSON carries no styles: skip the colour-stripping adapter.
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
             let written = serde_json::to_writer_pretty(&mut out, report)
                 .map_err(std::io::Error::from)
                 .and_then(|()| out.write_all(b"\n"))
