@@ -43,6 +43,9 @@ pub enum Command {
     },
     /// Print the version of the plugin and of the probe it carries.
     Version,
+    /// Lab plumbing run inside the lab's namespaces: a test client and an L7 proxy.
+    #[command(name = "lab-net", hide = true)]
+    LabNet(LabNetArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,17 +185,63 @@ pub struct LabArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
+    /// Print the netfilter rules the scenarios program (load balancer, each node) and exit.
+    #[arg(long, conflicts_with_all = ["list", "keep", "down"])]
+    pub rules: bool,
     /// Leave the namespaces up and print how to step into them.
     #[arg(long)]
     pub keep: bool,
     /// Remove a lab left up by --keep.
     #[arg(long, conflicts_with_all = ["keep", "list"])]
     pub down: bool,
+    /// Also write each scenario's probe events to DIR/SCENARIO.jsonl (for `kubectl realip analyze`).
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
     /// The realip-probe binary to run in the lab (default: the one this plugin carries).
     #[arg(long, value_name = "PATH", env = "REALIP_PROBE_BIN", hide_env = true)]
     pub probe: Option<PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+/// `lab-net`: what the lab runs inside its namespaces (not for direct use).
+#[derive(Args, Debug, Clone)]
+pub struct LabNetArgs {
+    #[command(subcommand)]
+    pub action: LabNetAction,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum LabNetAction {
+    /// Send one HTTP GET and print what came back as one JSON line.
+    Get {
+        #[arg(long, value_name = "ADDR:PORT")]
+        to: std::net::SocketAddr,
+        /// Give up on a connection (or a reply) after this many milliseconds.
+        #[arg(long, default_value_t = 2000, value_name = "MS")]
+        timeout_ms: u64,
+        /// Retry refused connections for up to this many milliseconds (waiting for a server).
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        wait_ms: u64,
+    },
+    /// Forward HTTP/1.1 to one upstream, adding X-Forwarded-For and X-Real-IP like an L7 proxy.
+    Proxy {
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+        #[arg(long, value_name = "ADDR:PORT")]
+        to: std::net::SocketAddr,
+        #[arg(long, value_enum)]
+        xff: XffMode,
+    },
+}
+
+/// How a proxy writes X-Forwarded-For.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XffMode {
+    /// Append the peer to what came in (a cloud L7 load balancer).
+    Append,
+    /// Replace it with the peer (ingress-nginx without use-forwarded-headers).
+    Replace,
 }
 
 #[derive(Args, Debug, Clone)]

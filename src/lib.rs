@@ -13,6 +13,7 @@ pub mod explain;
 pub mod kube;
 pub mod lab;
 pub mod output;
+pub mod probe_bin;
 pub mod trace;
 
 use cli::{Cli, Command};
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Analyze(args) => analyze::run(&args),
         Command::Lab(args) => lab::run(&args),
+        Command::LabNet(args) => lab::net::run(&args),
         Command::Explain(args) => runtime()?.block_on(explain::run(&args)),
         Command::Trace(args) => runtime()?.block_on(trace::run(&args)),
         Command::Cleanup(args) => runtime()?.block_on(trace::cleanup(&args)),

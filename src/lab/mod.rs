@@ -1,8 +1,322 @@
 //! The netns lab: a mini cluster dataplane with kube-proxy-shaped rules, measured for real.
+//!
+//! Pure core: the topology ([`topology`]), kube-proxy's rules ([`kube_proxy`]), the load
+//! balancer ([`clb`]), the scenarios ([`scenario`]), the verdicts ([`verdict`]) and what is
+//! printed ([`render`]). Thin adapter: namespaces, commands and processes ([`netns`],
+//! [`capture`], [`driver`]), signals ([`interrupt`]), the record of kept labs ([`state`]), and the
+//! sockets run inside the namespaces ([`net`]).
 
-use crate::cli::LabArgs;
-use crate::error::{Failure, Result};
+pub mod capture;
+pub mod cause;
+pub mod clb;
+pub mod driver;
+pub mod interrupt;
+pub mod kube_proxy;
+pub mod net;
+pub mod netns;
+pub mod render;
+pub mod scenario;
+pub mod state;
+pub mod topology;
+pub mod verdict;
 
-pub fn run(_args: &LabArgs) -> Result<()> {
-    Err(Failure::usage("lab is not available in this build yet"))
+use crate::cli::{LabArgs, OutputFormat};
+use crate::error::{Failure, Kind, Result};
+use driver::{ScenarioRun, Tools};
+use netns::{Lab, LabError};
+use scenario::Scenario;
+use std::io::IsTerminal;
+use std::path::Path;
+use topology::{Host, Names};
+
+pub fn run(args: &LabArgs) -> Result<()> {
+    if args.list {
+        return emit(&list_text());
+    }
+    let scenarios = scenario::select(&args.scenario).ok_or_else(|| {
+        Failure::usage(format!("no scenario named {:?}", args.scenario)).hint(format!(
+            "choose one of: all, {}",
+            scenario::all()
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if args.rules {
+        return emit(&rules_text(&scenarios));
+    }
+    preflight()?;
+    if args.down {
+        return down();
+    }
+    let probe = crate::probe_bin::locate(args.probe.as_deref()).map_err(|err| {
+        Failure::new(Kind::Probe, err.to_string()).hint(crate::probe_bin::BUILD_HINT)
+    })?;
+    let me = std::env::current_exe()
+        .map_err(|err| Failure::new(Kind::Probe, format!("cannot find this executable: {err}")))?;
+    interrupt::install();
+    let tools = Tools { probe, me };
+    let names = Names::new(run_id());
+    let (runs, kept) = execute(&names, &scenarios, &tools, args.keep)
+        .map_err(|err| lab_failure(err, &names, args.keep))?;
+
+    if let Some(dir) = &args.save {
+        save(dir, &runs)?;
+    }
+    let causes: Vec<String> = runs
+        .iter()
+        .map(|run| cause::cause_text(&run.scenario))
+        .collect();
+    let text = match args.output {
+        OutputFormat::Text => {
+            let mut out = String::new();
+            for (run, cause) in runs.iter().zip(&causes) {
+                out.push_str(&render::scenario_text(run, cause));
+                out.push('\n');
+            }
+            if runs.len() > 1 {
+                out.push_str(&render::table(&runs));
+            }
+            out
+        }
+        OutputFormat::Json => render::json(&runs, &causes),
+        OutputFormat::Mermaid => render::mermaid(&runs),
+    };
+    emit(&text)?;
+    if let Some(namespaces) = kept {
+        eprintln!("{}", keep_text(&names, &namespaces));
+    }
+    let failed: Vec<&str> = runs
+        .iter()
+        .filter(|run| !run.matches())
+        .map(|run| run.scenario.name)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Kind::NoAnswer,
+            format!(
+                "measurement differs from the ground truth in: {}",
+                failed.join(", ")
+            ),
+        )
+        .hint("rerun with --keep and explore the namespaces by hand (ip netns exec …)"))
+    }
+}
+
+/// Builds the lab, runs the scenarios; the lab is removed when this returns, unless kept.
+fn execute(
+    names: &Names,
+    scenarios: &[Scenario],
+    tools: &Tools,
+    keep: bool,
+) -> Result<(Vec<ScenarioRun>, Option<Vec<String>>), LabError> {
+    let progress = std::io::stderr().is_terminal();
+    if progress {
+        eprintln!("building the lab ({}*)…", names.prefix());
+    }
+    let mut lab = Lab::create(names.clone())?;
+    let mut runs = Vec::new();
+    let outcome = driver::start_backends(&mut lab, tools).and_then(|()| {
+        for (i, scenario) in scenarios.iter().enumerate() {
+            if progress {
+                eprintln!("[{}/{}] {}", i + 1, scenarios.len(), scenario.name);
+            }
+            let last = i + 1 == scenarios.len();
+            runs.push(driver::run_scenario(
+                &mut lab,
+                tools,
+                scenario,
+                keep && last,
+            )?);
+        }
+        Ok(())
+    });
+    match outcome {
+        // With --keep a failed lab stays up too, to look into; an interrupted one never does.
+        Err(err) if keep && !matches!(err, LabError::Interrupted) && !interrupt::interrupted() => {
+            lab.keep();
+            Err(err)
+        }
+        Err(err) => Err(err),
+        Ok(()) => {
+            let kept = keep.then(|| lab.keep());
+            Ok((runs, kept))
+        }
+    }
+}
+
+fn lab_failure(err: LabError, names: &Names, keep: bool) -> Failure {
+    // A Ctrl-C also reaches the lab's children: whatever failed first, the cause is the signal.
+    let err = if interrupt::interrupted() {
+        LabError::Interrupted
+    } else {
+        err
+    };
+    match err {
+        LabError::Interrupted => {
+            Failure::new(Kind::Interrupted, "interrupted; the lab's namespaces were removed")
+        }
+        other if keep => Failure::new(Kind::Probe, format!("lab: {other}")).hint(format!(
+            "the lab is still up ({}*) to look into: ip netns exec NAME …; remove it with `kubectl realip lab --down`",
+            names.prefix()
+        )),
+        other => Failure::new(Kind::Probe, format!("lab: {other}")).hint(
+            "the namespaces of this run were removed; rerun with --keep to keep them up and look around",
+        ),
+    }
+}
+
+/// A short id for this run's names: two runs at once never collide.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:04x}",
+        (std::process::id() ^ nanos.rotate_left(7)) & 0xffff
+    )
+}
+
+/// Root, iproute2, iptables and sysctl are needed; say which package provides what is missing.
+fn preflight() -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(Failure::new(
+            Kind::Probe,
+            "the lab needs root: it creates network namespaces and netfilter rules",
+        )
+        .hint("run it as root, e.g. `sudo ./target/release/kubectl-realip lab`"));
+    }
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("iptables-restore", "iptables"),
+        ("sysctl", "procps"),
+    ] {
+        if !on_path(tool) {
+            return Err(Failure::new(
+                Kind::Probe,
+                format!("the lab needs `{tool}`, which is not on PATH"),
+            )
+            .hint(format!("install it: apt-get install {package}")));
+        }
+    }
+    if !Path::new("/proc/self/ns/net").exists() {
+        return Err(Failure::new(
+            Kind::Probe,
+            "this kernel has no network namespaces",
+        ));
+    }
+    Ok(())
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// `--down`: removes every kept lab, and labs whose run died.
+fn down() -> Result<()> {
+    let mut removed = 0;
+    let mut left = Vec::new();
+    for (path, state) in state::read_all() {
+        if !state.removable() {
+            continue;
+        }
+        let still = netns::remove_namespaces(&state.namespaces);
+        removed += state.namespaces.len() - still.len();
+        if still.is_empty() {
+            let _ = std::fs::remove_file(path);
+        }
+        left.extend(still);
+    }
+    if left.is_empty() {
+        emit(&format!("removed {removed} lab namespaces\n"))
+    } else {
+        Err(Failure::new(
+            Kind::Probe,
+            format!("could not remove: {}", left.join(", ")),
+        )
+        .hint("remove them by hand with `ip netns del NAME`"))
+    }
+}
+
+/// `--rules`: what each scenario loads with `iptables-restore`, namespace by namespace.
+pub fn rules_text(scenarios: &[Scenario]) -> String {
+    let mut out = String::new();
+    for s in scenarios {
+        out.push_str(&format!("### {}: {}\n", s.name, s.title));
+        out.push_str("# load balancer (clb)\n");
+        out.push_str(&clb::rules(&s.listeners));
+        for node in topology::Node::ALL {
+            out.push_str(&format!("# {node} (kube-proxy, iptables mode)\n"));
+            out.push_str(&kube_proxy::node_rules(&s.services, node));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn list_text() -> String {
+    let mut out = String::new();
+    for s in scenario::all() {
+        out.push_str(&format!("{:<22} {}\n", s.name, s.title));
+    }
+    out
+}
+
+fn keep_text(names: &Names, namespaces: &[String]) -> String {
+    let client = names.ns(Host::Client);
+    let node = names.ns(Host::Node(topology::Node::A));
+    format!(
+        "the lab is still up ({} namespaces: {}*). Step in with, for example:\n  \
+         ip netns exec {client} {me} lab-net get --to {vip}:80\n  \
+         ip netns exec {node} iptables-save -t nat\n  \
+         ip netns exec {node} bash\n\
+         remove it with: kubectl realip lab --down",
+        namespaces.len(),
+        names.prefix(),
+        me = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "kubectl-realip".into()),
+        vip = topology::VIP,
+    )
+}
+
+/// `--save DIR`: each scenario's probe events as JSONL, replayable with `kubectl realip analyze`.
+fn save(dir: &Path, runs: &[ScenarioRun]) -> Result<()> {
+    let fail = |err: std::io::Error| {
+        Failure::usage(format!("cannot write to {}: {err}", dir.display()))
+            .hint("pass a writable directory to --save")
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    for run in runs {
+        let mut text = String::new();
+        for event in &run.events {
+            text.push_str(&realip_probe::wire::encode_line(event));
+            text.push('\n');
+        }
+        std::fs::write(dir.join(format!("{}.jsonl", run.scenario.name)), text).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn emit(text: &str) -> Result<()> {
+    crate::output::emit(text)
+        .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rules of every scenario, as `--rules` prints them (and as the docs show them).
+    #[test]
+    fn rules_of_every_scenario_snapshot() {
+        for s in scenario::all() {
+            insta::assert_snapshot!(s.name, rules_text(std::slice::from_ref(&s)));
+        }
+    }
 }

@@ -1,0 +1,705 @@
+//! The scenarios of the field notes, as data: the Services kube-proxy programs, the load
+//! balancer's listeners, the proxies, the connections to open and what each must show.
+
+use super::clb::Listener;
+use super::kube_proxy::{Endpoint, Service, TrafficPolicy};
+use super::topology::{Node, Pod, CLIENT_IP, ECHO_PORT, INGRESS_PORT, VIP};
+use crate::cli::XffMode;
+use crate::explain::model::Origin;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Who opens a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    Client,
+    /// A process on the node itself (hostNetwork).
+    NodeHost(Node),
+    Pod(Pod),
+}
+
+impl From {
+    pub fn ip(self) -> Ipv4Addr {
+        match self {
+            From::Client => CLIENT_IP,
+            From::NodeHost(node) => node.ip(),
+            From::Pod(pod) => pod.ip(),
+        }
+    }
+}
+
+impl fmt::Display for From {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            From::Client => f.write_str("client"),
+            From::NodeHost(node) => write!(f, "{node} (host)"),
+            From::Pod(pod) => write!(f, "pod {pod}"),
+        }
+    }
+}
+
+/// An address the lab can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Client,
+    NodeIp(Node),
+    Bridge(Node),
+    Pod(Pod),
+}
+
+impl Who {
+    pub fn ip(self) -> Ipv4Addr {
+        match self {
+            Who::Client => CLIENT_IP,
+            Who::NodeIp(node) => node.ip(),
+            Who::Bridge(node) => node.cbr0_ip(),
+            Who::Pod(pod) => pod.ip(),
+        }
+    }
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Who::Client => write!(f, "the client ({CLIENT_IP})"),
+            Who::NodeIp(node) => write!(f, "{node}'s address ({})", node.ip()),
+            Who::Bridge(node) => write!(f, "cbr0 of {node} ({})", node.cbr0_ip()),
+            Who::Pod(pod) => write!(f, "pod {pod} ({})", pod.ip()),
+        }
+    }
+}
+
+/// What a connection must show (the scenario's claim, checked against the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The echo in `by` answers; its accept() returns `l4`; X-Forwarded-For carries `xff`.
+    Answered { by: Pod, l4: Who, xff: Option<Who> },
+    /// No answer: the SYN is last seen arriving at `at`, which drops it.
+    Dropped { at: Node },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub from: From,
+    pub to: SocketAddrV4,
+    /// The way in, in words ("the load balancer's VIP", "the Service's cluster IP").
+    pub via: &'static str,
+    pub expect: Expect,
+    /// The explain verdict this connection is an instance of: its origin and `via`
+    /// (`lb`, `ingress/NAME`, `lb-address`, `cluster-ip`, `hairpin`); `None` when no Service is
+    /// involved.
+    pub explained_by: Option<(Origin, &'static str)>,
+}
+
+/// An HTTP proxy the scenario runs: the cloud L7 load balancer or an ingress controller pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// `None`: in the load balancer; `Some(pod)`: in that pod.
+    pub pod: Option<Pod>,
+    pub listen: SocketAddrV4,
+    pub to: SocketAddrV4,
+    pub xff: XffMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// The real setups it stands for.
+    pub models: &'static str,
+    pub services: Vec<Service>,
+    pub listeners: Vec<Listener>,
+    pub proxies: Vec<Proxy>,
+    pub connections: Vec<Connection>,
+    /// The manifests it models, for explain.
+    pub manifest: &'static str,
+    /// Why, in one line (used when explain has nothing to say).
+    pub cause: &'static str,
+    pub fix: &'static str,
+}
+
+const WEB_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
+const WEB_NODE_PORT: u16 = 31080;
+const INGRESS_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 20);
+const INGRESS_NODE_PORT: u16 = 30080;
+
+#[derive(Clone, Copy)]
+enum Exposure {
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
+}
+
+fn web(policy: TrafficPolicy, exposure: Exposure, endpoints: &[Pod]) -> Service {
+    Service {
+        namespace: "default",
+        name: "web",
+        port_name: "http",
+        port: 80,
+        target_port: ECHO_PORT,
+        cluster_ip: WEB_CLUSTER_IP,
+        node_port: (!matches!(exposure, Exposure::ClusterIp)).then_some(WEB_NODE_PORT),
+        load_balancer_ip: matches!(exposure, Exposure::LoadBalancer).then_some(VIP),
+        external_traffic_policy: policy,
+        endpoints: endpoints.iter().map(|pod| endpoint(*pod)).collect(),
+    }
+}
+
+fn ingress_controller(policy: TrafficPolicy) -> Service {
+    Service {
+        namespace: "ingress-nginx",
+        name: "ingress-nginx-controller",
+        port_name: "http",
+        port: 80,
+        target_port: INGRESS_PORT,
+        cluster_ip: INGRESS_CLUSTER_IP,
+        node_port: Some(INGRESS_NODE_PORT),
+        load_balancer_ip: Some(VIP),
+        external_traffic_policy: policy,
+        endpoints: vec![endpoint(Pod::Ingress)],
+    }
+}
+
+fn endpoint(pod: Pod) -> Endpoint {
+    Endpoint {
+        ip: pod.ip(),
+        node: pod.node(),
+    }
+}
+
+fn vip(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(VIP, port)
+}
+
+fn to_node(node: Node, port: u16) -> Listener {
+    Listener::L4 {
+        port: 80,
+        backend: SocketAddrV4::new(node.ip(), port),
+        backend_name: format!("{node}:{port}"),
+    }
+}
+
+fn from_client(expect: Expect) -> Connection {
+    Connection {
+        from: From::Client,
+        to: vip(80),
+        via: "the load balancer's VIP",
+        expect,
+        explained_by: Some((Origin::InternetViaLb, "lb")),
+    }
+}
+
+fn answered(by: Pod, l4: Who, xff: Option<Who>) -> Expect {
+    Expect::Answered { by, l4, xff }
+}
+
+/// Every scenario, in the order `--scenario all` runs them.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "cluster-same-node",
+            title: "LB → NodePort, externalTrafficPolicy=Cluster, endpoint on the receiving node",
+            models: "a CLB/NLB in front of a LoadBalancer Service with the default traffic policy",
+            services: vec![web(TrafficPolicy::Cluster, Exposure::LoadBalancer, &[Pod::AppA])],
+            listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
+            proxies: vec![],
+            connections: vec![from_client(answered(Pod::AppA, Who::Bridge(Node::A), None))],
+            manifest: WEB_CLUSTER_YAML,
+            cause: "externalTrafficPolicy=Cluster: kube-proxy marks external traffic for masquerade \
+                    (KUBE-EXT → KUBE-MARK-MASQ) and KUBE-POSTROUTING rewrites the source to the \
+                    address of the interface it leaves by, cbr0, as the endpoint is on this node",
+            fix: "set spec.externalTrafficPolicy: Local, or let the load balancer reach pods directly",
+        },
+        Scenario {
+            name: "cluster-cross-node",
+            title: "LB → NodePort, externalTrafficPolicy=Cluster, endpoint on the other node",
+            models: "the same Service when the LB picks a node that hosts no replica",
+            services: vec![web(TrafficPolicy::Cluster, Exposure::LoadBalancer, &[Pod::AppB])],
+            listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
+            proxies: vec![],
+            connections: vec![from_client(answered(Pod::AppB, Who::NodeIp(Node::A), None))],
+            manifest: WEB_CLUSTER_YAML,
+            cause: "externalTrafficPolicy=Cluster: node-a DNATs to a pod on node-b and masquerades \
+                    to its own address so that the reply comes back through it",
+            fix: "set spec.externalTrafficPolicy: Local, or let the load balancer reach pods directly",
+        },
+        Scenario {
+            name: "local",
+            title: "LB → NodePort, externalTrafficPolicy=Local",
+            models: "a LoadBalancer Service with externalTrafficPolicy: Local; the LB health-checks \
+                     healthCheckNodePort and should only send to nodes with endpoints",
+            services: vec![web(TrafficPolicy::Local, Exposure::LoadBalancer, &[Pod::AppA])],
+            listeners: vec![
+                to_node(Node::A, WEB_NODE_PORT),
+                Listener::L4 {
+                    port: 81,
+                    backend: SocketAddrV4::new(Node::B.ip(), WEB_NODE_PORT),
+                    backend_name: format!("node-b:{WEB_NODE_PORT} (no endpoint there)"),
+                },
+            ],
+            proxies: vec![],
+            connections: vec![
+                from_client(answered(Pod::AppA, Who::Client, None)),
+                Connection {
+                    from: From::Client,
+                    to: vip(81),
+                    via: "the load balancer, sent to node-b which hosts no endpoint",
+                    expect: Expect::Dropped { at: Node::B },
+                    explained_by: Some((Origin::InternetViaLb, "lb")),
+                },
+            ],
+            manifest: WEB_LOCAL_YAML,
+            cause: "externalTrafficPolicy=Local: the external chain only jumps to local endpoints \
+                    and never marks for masquerade; a node without local endpoints drops the \
+                    connection (KUBE-EXTERNAL-SERVICES … has no local endpoints -j DROP)",
+            fix: "keep Local, and make sure the load balancer only sends to nodes with endpoints \
+                  (health check on healthCheckNodePort; TKE: \
+                  service.kubernetes.io/local-svc-only-bind-node-with-pod: \"true\")",
+        },
+        Scenario {
+            name: "direct",
+            title: "LB straight to the pod IP",
+            models: "TKE direct access (service.cloud.tencent.com/direct-access: \"true\") on VPC-CNI, \
+                     or GlobalRouter with GlobalRouteDirectAccess; AWS NLB ip targets with client \
+                     IP preservation",
+            services: vec![web(TrafficPolicy::Cluster, Exposure::LoadBalancer, &[Pod::AppA])],
+            listeners: vec![Listener::L4 {
+                port: 80,
+                backend: SocketAddrV4::new(Pod::AppA.ip(), ECHO_PORT),
+                backend_name: format!("pod app-a {}:{ECHO_PORT}", Pod::AppA.ip()),
+            }],
+            proxies: vec![],
+            connections: vec![from_client(answered(Pod::AppA, Who::Client, None))],
+            manifest: WEB_DIRECT_YAML,
+            cause: "the load balancer targets the pod IP: no NodePort, no kube-proxy rule matches, \
+                    nothing rewrites the source",
+            fix: "nothing to fix: this is the recommended way to keep the client address",
+        },
+        Scenario {
+            name: "l7-ingress",
+            title: "L7 load balancer (adds X-Forwarded-For) → NodePort, externalTrafficPolicy=Cluster",
+            models: "TKE CLB Ingress (kubernetes.io/ingress.class: qcloud), AWS ALB instance targets",
+            services: vec![web(TrafficPolicy::Cluster, Exposure::NodePort, &[Pod::AppB])],
+            listeners: vec![Listener::L7 {
+                port: 80,
+                backend: SocketAddrV4::new(Node::A.ip(), WEB_NODE_PORT),
+            }],
+            proxies: vec![Proxy {
+                pod: None,
+                listen: vip(80),
+                to: SocketAddrV4::new(Node::A.ip(), WEB_NODE_PORT),
+                xff: XffMode::Append,
+            }],
+            connections: vec![Connection {
+                explained_by: Some((Origin::InternetViaLb, "ingress/web")),
+                ..from_client(answered(Pod::AppB, Who::NodeIp(Node::A), Some(Who::Client)))
+            }],
+            manifest: L7_INGRESS_YAML,
+            cause: "an L7 load balancer terminates the client's connection and opens its own; it \
+                    writes the client address into X-Forwarded-For, and the NodePort hop \
+                    (Cluster) masquerades the L4 source to a node",
+            fix: "read the client address from X-Forwarded-For / X-Real-IP (trust only the load \
+                  balancer's addresses)",
+        },
+        Scenario {
+            name: "nginx-ingress-cluster",
+            title: "ingress-nginx behind a NodePort with externalTrafficPolicy=Cluster",
+            models: "the ingress-nginx controller Service left at the default traffic policy",
+            services: vec![
+                ingress_controller(TrafficPolicy::Cluster),
+                web(TrafficPolicy::Cluster, Exposure::ClusterIp, &[Pod::AppA]),
+            ],
+            listeners: vec![to_node(Node::B, INGRESS_NODE_PORT)],
+            proxies: vec![ingress_proxy()],
+            connections: vec![from_client(answered(
+                Pod::AppA,
+                Who::Pod(Pod::Ingress),
+                Some(Who::NodeIp(Node::B)),
+            ))],
+            manifest: NGINX_CLUSTER_YAML,
+            cause: "the controller's own Service uses Cluster: node-b masquerades the client's \
+                    connection before the controller accepts it, so the controller writes a node \
+                    address into X-Forwarded-For",
+            fix: "set externalTrafficPolicy: Local on the ingress-nginx controller Service (or \
+                  run it with hostNetwork / direct access)",
+        },
+        Scenario {
+            name: "nginx-ingress-local",
+            title: "ingress-nginx behind a NodePort with externalTrafficPolicy=Local",
+            models: "the ingress-nginx controller Service with externalTrafficPolicy: Local",
+            services: vec![
+                ingress_controller(TrafficPolicy::Local),
+                web(TrafficPolicy::Cluster, Exposure::ClusterIp, &[Pod::AppA]),
+            ],
+            listeners: vec![to_node(Node::A, INGRESS_NODE_PORT)],
+            proxies: vec![ingress_proxy()],
+            connections: vec![from_client(answered(
+                Pod::AppA,
+                Who::Pod(Pod::Ingress),
+                Some(Who::Client),
+            ))],
+            manifest: NGINX_LOCAL_YAML,
+            cause: "the controller's Service uses Local: the controller accepts the client's own \
+                    address and puts it in X-Forwarded-For; the app sees the controller at L4",
+            fix: "nothing to fix: read X-Forwarded-For / X-Real-IP in the app",
+        },
+        Scenario {
+            name: "in-cluster-to-lb",
+            title: "a node and a pod connect to the load balancer's address from inside",
+            models: "health checks, cron jobs or sidecars calling the public address of a Service \
+                     of their own cluster",
+            services: vec![web(TrafficPolicy::Local, Exposure::LoadBalancer, &[Pod::AppA])],
+            listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
+            proxies: vec![],
+            connections: vec![
+                Connection {
+                    from: From::NodeHost(Node::B),
+                    to: vip(80),
+                    via: "the load balancer's VIP, short-circuited by kube-proxy",
+                    expect: answered(Pod::AppA, Who::NodeIp(Node::B), None),
+                    explained_by: Some((Origin::Node, "lb-address")),
+                },
+                Connection {
+                    from: From::Pod(Pod::Toolbox),
+                    to: vip(80),
+                    via: "the load balancer's VIP, short-circuited by kube-proxy",
+                    expect: answered(Pod::AppA, Who::Pod(Pod::Toolbox), None),
+                    explained_by: Some((Origin::InClusterPod, "lb-address")),
+                },
+            ],
+            manifest: WEB_LOCAL_YAML,
+            cause: "kube-proxy captures the LB address on every node (KUBE-SERVICES \"loadbalancer \
+                    IP\"): the traffic never reaches the load balancer; the node's own connection \
+                    is masqueraded to its address even with Local, a pod's goes to the endpoints \
+                    with the pod's address",
+            fix: "call the Service by its cluster DNS name inside the cluster; expect node \
+                  addresses for host-network callers",
+        },
+        Scenario {
+            name: "pod-to-pod",
+            title: "a pod connects to another pod's IP",
+            models: "any CNI with routable pod IPs (flannel host-gw, GlobalRouter, VPC-CNI, Calico)",
+            services: vec![web(TrafficPolicy::Cluster, Exposure::ClusterIp, &[Pod::AppA])],
+            listeners: vec![],
+            proxies: vec![],
+            connections: vec![Connection {
+                from: From::Pod(Pod::Toolbox),
+                to: SocketAddrV4::new(Pod::AppA.ip(), ECHO_PORT),
+                via: "the pod IP",
+                expect: answered(Pod::AppA, Who::Pod(Pod::Toolbox), None),
+                explained_by: None,
+            }],
+            manifest: WEB_CLUSTER_IP_YAML,
+            cause: "pod-to-pod traffic is routed, not translated: no Service, no kube-proxy rule",
+            fix: "nothing to fix",
+        },
+        Scenario {
+            name: "hairpin",
+            title: "a pod reaches its own Service and lands on itself",
+            models: "a pod calling its own Service's cluster IP (kubelet --hairpin-mode=hairpin-veth)",
+            services: vec![web(TrafficPolicy::Cluster, Exposure::ClusterIp, &[Pod::AppA])],
+            listeners: vec![],
+            proxies: vec![],
+            connections: vec![Connection {
+                from: From::Pod(Pod::AppA),
+                to: SocketAddrV4::new(WEB_CLUSTER_IP, 80),
+                via: "the Service's cluster IP",
+                expect: answered(Pod::AppA, Who::Bridge(Node::A), None),
+                explained_by: Some((Origin::InClusterPod, "hairpin")),
+            }],
+            manifest: WEB_CLUSTER_IP_YAML,
+            cause: "hairpin: the endpoint chain masquerades traffic from the endpoint itself \
+                    (KUBE-SEP … -s <pod IP> -j KUBE-MARK-MASQ), or its reply would skip the \
+                    un-DNAT; the pod sees cbr0",
+            fix: "nothing to fix: expected for a pod calling itself through its Service",
+        },
+    ]
+}
+
+fn ingress_proxy() -> Proxy {
+    Proxy {
+        pod: Some(Pod::Ingress),
+        listen: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, INGRESS_PORT),
+        to: SocketAddrV4::new(Pod::AppA.ip(), ECHO_PORT),
+        xff: XffMode::Replace,
+    }
+}
+
+/// The scenarios `--scenario NAME` selects (`all` for every one).
+pub fn select(name: &str) -> Option<Vec<Scenario>> {
+    let all = all();
+    if name == "all" {
+        return Some(all);
+    }
+    let chosen: Vec<Scenario> = all.into_iter().filter(|s| s.name == name).collect();
+    (!chosen.is_empty()).then_some(chosen)
+}
+
+const WEB_CLUSTER_YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Cluster
+  clusterIP: 198.19.0.10
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+    nodePort: 31080
+    protocol: TCP
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.100
+"#;
+
+const WEB_LOCAL_YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32080
+  clusterIP: 198.19.0.10
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+    nodePort: 31080
+    protocol: TCP
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.100
+"#;
+
+const WEB_DIRECT_YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+  annotations:
+    service.cloud.tencent.com/direct-access: "true"
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Cluster
+  clusterIP: 198.19.0.10
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+    nodePort: 31080
+    protocol: TCP
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.100
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tke-service-controller-config
+  namespace: kube-system
+data:
+  GlobalRouteDirectAccess: "true"
+"#;
+
+const WEB_CLUSTER_IP_YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+spec:
+  type: ClusterIP
+  clusterIP: 198.19.0.10
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+    protocol: TCP
+"#;
+
+const L7_INGRESS_YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+spec:
+  type: NodePort
+  externalTrafficPolicy: Cluster
+  clusterIP: 198.19.0.10
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+    nodePort: 31080
+    protocol: TCP
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+  annotations:
+    kubernetes.io/ingress.class: qcloud
+spec:
+  rules:
+  - http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: web
+            port:
+              number: 80
+"#;
+
+const NGINX_CLUSTER_YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: ingress-nginx-controller
+  namespace: ingress-nginx
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Cluster
+  clusterIP: 198.19.0.20
+  selector:
+    app.kubernetes.io/name: ingress-nginx
+  ports:
+  - name: http
+    port: 80
+    targetPort: 80
+    nodePort: 30080
+    protocol: TCP
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.100
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+spec:
+  ingressClassName: nginx
+  rules:
+  - http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: web
+            port:
+              number: 80
+"#;
+
+const NGINX_LOCAL_YAML: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: ingress-nginx-controller
+  namespace: ingress-nginx
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 32081
+  clusterIP: 198.19.0.20
+  selector:
+    app.kubernetes.io/name: ingress-nginx
+  ports:
+  - name: http
+    port: 80
+    targetPort: 80
+    nodePort: 30080
+    protocol: TCP
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.100
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+spec:
+  ingressClassName: nginx
+  rules:
+  - http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: web
+            port:
+              number: 80
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[test]
+    fn ten_scenarios_with_unique_names() {
+        let all = all();
+        assert_eq!(all.len(), 10);
+        let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 10);
+        for scenario in &all {
+            assert!(!scenario.connections.is_empty(), "{}", scenario.name);
+            assert!(
+                serde_yaml::Deserializer::from_str(scenario.manifest)
+                    .all(|doc| serde_yaml::Value::deserialize(doc).is_ok()),
+                "{} manifest is not YAML",
+                scenario.name
+            );
+        }
+    }
+
+    #[test]
+    fn selecting_by_name() {
+        assert_eq!(select("all").map(|s| s.len()), Some(10));
+        assert_eq!(select("local").unwrap()[0].name, "local");
+        assert!(select("nope").is_none());
+    }
+
+    #[test]
+    fn manifests_agree_with_the_modelled_services() {
+        for scenario in all() {
+            for service in &scenario.services {
+                if service.node_port.is_some() && scenario.manifest.contains(service.name) {
+                    let policy = match service.external_traffic_policy {
+                        TrafficPolicy::Cluster => "externalTrafficPolicy: Cluster",
+                        TrafficPolicy::Local => "externalTrafficPolicy: Local",
+                    };
+                    assert!(
+                        scenario.manifest.contains(policy),
+                        "{}: manifest does not say {policy}",
+                        scenario.name
+                    );
+                }
+            }
+        }
+    }
+}
