@@ -58,6 +58,7 @@ fn options() -> TraceOptions {
         probe_version: "0.1.0".into(),
         base_image: "busybox:1.37".into(),
         prediction: None,
+        predict_live: true,
     }
 }
 
@@ -578,4 +579,79 @@ async fn text_report_names_nodes_and_pods() {
         .await
         .unwrap();
     insta::assert_snapshot!(kubectl_realip::output::plain(&traced.output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prediction_that_disagrees_is_flagged_loudly() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    let mut options = options();
+    options.prediction = Some(
+        serde_json::from_value(serde_json::json!({
+            "service": "web", "namespace": "shop", "assumptions": [],
+            "origins": [{
+                "origin": "node-port", "via": "node-port",
+                "l4_source_seen_by_pod": "client", "l7_client_ip": "none",
+                "reasons": [{"setting": "spec.externalTrafficPolicy=Local", "text": "kept"}],
+                "fixes": []
+            }]
+        }))
+        .unwrap(),
+    );
+    let traced = trace::flow::trace(&args(&api, &[]), &options, std::future::pending())
+        .await
+        .unwrap();
+    let text = kubectl_realip::output::plain(&traced.output);
+    assert!(
+        text.contains("!! MEASURED ≠ PREDICTED for NodePort: the pod saw the node's address, explain predicted the client's address (connection 1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("← measured otherwise: node-port via node-port: pod sees client"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_opens_test_connections_with_a_token_once_probes_listen() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let backend = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 2048];
+        let n = stream.read(&mut buf).await.unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let traced = trace::flow::trace(
+        &args(&api, &["--send", "--send-to", &target]),
+        &options(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let request = backend.await.unwrap();
+    assert!(
+        request.contains("X-Realip-Token: realip-t3st01-1"),
+        "{request}"
+    );
+    let text = kubectl_realip::output::plain(&traced.output);
+    assert!(
+        text.contains(&format!("{target}  HTTP/1.1 200 OK")),
+        "{text}"
+    );
+    // --send makes the probes read forwarding headers (and the token) of first segments.
+    let ds = &added(&api, "daemonsets")[0];
+    let script = ds["spec"]["template"]["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap();
+    assert!(script.contains(" --l7"), "{script}");
 }

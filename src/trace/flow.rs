@@ -112,7 +112,8 @@ pub async fn trace(
         eprintln!("{text}");
     }
 
-    let (events, warnings, sent) = outcome?;
+    let (events, warnings, mut sent) = outcome?;
+    send::attach_sightings(&mut sent, &events);
     let mut analyzer = Analyzer::new();
     for event in events {
         analyzer.push(event);
@@ -122,12 +123,19 @@ pub async fn trace(
     }
     let report = analyzer.finish();
     let answered = !report.flows.is_empty();
+    let prediction = match &options.prediction {
+        Some(given) => Some(given.clone()),
+        None if options.predict_live => {
+            predict(&cluster, &topology, entry_node(&report).as_deref()).await
+        }
+        None => None,
+    };
     let traced = TraceReport::new(
         report,
         &topology,
         plan.nodes.clone(),
         skipped,
-        options.prediction.clone(),
+        prediction,
         sent,
     );
     let output = match args.output {
@@ -136,6 +144,45 @@ pub async fn trace(
         OutputFormat::Mermaid => crate::analyze::render_mermaid(&traced.report),
     };
     Ok(Traced { output, answered })
+}
+
+/// The node most measured connections entered at: explain then tells node IP from bridge IP.
+fn entry_node(report: &crate::analyze::model::Report) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for flow in &report.flows {
+        if let Some(first) = flow.hops.first() {
+            *counts.entry(first.node.as_str()).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, count)| *count)
+        .map(|(node, _)| node.to_string())
+}
+
+/// explain's prediction for the traced Service, from the same cluster; a failure only costs
+/// the comparison.
+async fn predict(
+    cluster: &Cluster,
+    topology: &Topology,
+    entry_node: Option<&str>,
+) -> Option<crate::explain::model::Explanation> {
+    let source = crate::explain::live::KubeSource {
+        client: cluster.clients.requests.clone(),
+    };
+    match crate::explain::live::gather(&source, &topology.namespace, &topology.service).await {
+        Ok(objects) => {
+            let mut facts = crate::explain::gather::all_facts(&objects)
+                .into_iter()
+                .next()?;
+            facts.cluster.entry_node = entry_node.map(str::to_string);
+            Some(crate::explain::explain(&facts))
+        }
+        Err(err) => {
+            tracing::warn!("no prediction from explain: {err}");
+            None
+        }
+    }
 }
 
 fn cluster_failure(err: KubeError, what: &str) -> Failure {
