@@ -53,7 +53,11 @@ fn configmap_chunks_unpack_into_the_carried_probe() {
     let script = unpack
         .replace("/delivery", &delivery.display().to_string())
         .replace("/probe/", &format!("{}/", probe_dir.display()));
-    let status = Command::new("bash").arg("-c").arg(&script).status().unwrap();
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap();
     assert!(status.success(), "{script}");
 
     let unpacked = std::fs::read(probe_dir.join("realip-probe")).unwrap();

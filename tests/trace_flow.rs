@@ -655,3 +655,41 @@ async fn send_opens_test_connections_with_a_token_once_probes_listen() {
         .unwrap();
     assert!(script.contains(" --l7"), "{script}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_is_a_clear_cluster_error() {
+    use std::io::Write;
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: gone\n\
+         clusters:\n- name: gone\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         users:\n- name: u\n  user:\n    token: t\n\
+         contexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\n"
+    )
+    .unwrap();
+    let path = kubeconfig.path().display().to_string();
+    let args = match Cli::parse_from(["kubectl-realip", "trace", "svc/web", "--kubeconfig", &path])
+        .command
+    {
+        Command::Trace(args) => args,
+        other => panic!("{other:?}"),
+    };
+    let failure = trace::flow::trace(&args, &options(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure
+            .message
+            .starts_with("cannot reach the Kubernetes API (get services web in namespace default)"),
+        "{failure}"
+    );
+    assert!(failure.hint.unwrap().contains("kubectl cluster-info"));
+}

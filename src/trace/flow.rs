@@ -85,7 +85,10 @@ pub async fn trace(
     };
     let outcome = tokio::select! {
         outcome = work => outcome,
-        () = interrupt => Err(Failure::new(Kind::Interrupted, "interrupted; the probe was removed")),
+        () = interrupt => {
+            progress.println("interrupted: removing the probe (this waits until it is gone)");
+            Err(Failure::new(Kind::Interrupted, "interrupted; the probe was removed"))
+        }
     };
 
     progress.step("removing the probe");
