@@ -53,10 +53,9 @@ pub async fn trace(
     progress.step(format!("reading Service {namespace}/{name}"));
 
     let (topology, choice, slices) = resolve(&cluster, &namespace, &name, args).await?;
-    let plan = plan(args, options, &topology, &choice, &slices)?;
+    let (plan, unfit) = make_plan(args, options, &topology, &choice, &slices)?;
     let mut skipped = choice.skipped.clone();
-    skipped.extend(plan.1);
-    let plan = plan.0;
+    skipped.extend(unfit);
     let mut objects =
         Objects::build(&plan).map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
 
@@ -260,7 +259,7 @@ fn topology_failure(err: TopologyError) -> Failure {
 }
 
 /// The run plan, and the nodes dropped because no carried probe fits their architecture.
-fn plan(
+fn make_plan(
     args: &TraceArgs,
     options: &TraceOptions,
     topology: &Topology,
