@@ -713,6 +713,7 @@ async fn capture(
         .filter_map(|b| b.address.parse().ok())
         .collect();
     let mut collector = Collector::new(backends);
+    collector.expect_version(crate::embedded::PROBE_VERSION);
     let (tx, mut rx) = mpsc::channel::<(String, String, String)>(1024);
     let mut followers = Vec::new();
     for probe in ready {
