@@ -560,9 +560,9 @@ async fn wait_ready(
                             states.insert(node, (pod.name_any(), PodState::Failed("the probe pod was deleted".into())));
                         }
                     }
-                    Some(Ok(_)) => {}
-                    // The watch ended or its resourceVersion expired: list again.
-                    Some(Err(_)) | None => continue 'outer,
+                    Some(Ok(WatchEvent::Bookmark(_))) => {}
+                    // The watch ended or its resourceVersion expired (410): list again.
+                    Some(Ok(WatchEvent::Error(_)) | Err(_)) | None => continue 'outer,
                 },
                 _ = tick.tick() => {
                     if let Some(reason) = daemon_set_failure(cluster, plan).await? {
