@@ -84,3 +84,33 @@ fn binary_garbage_is_not_a_known_format() {
         "{err}"
     );
 }
+
+#[test]
+fn truncated_capture_names_the_byte_offset_and_keeps_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(fixture("netns/node-a.pcapng")).unwrap();
+    let path = dir.path().join("node-a.pcapng");
+    std::fs::write(&path, &whole[..whole.len() - 7]).unwrap();
+    let (code, out, err) = analyze(&["-o", "json", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("node-a.pcapng: byte "), "{err}");
+    assert!(err.contains("ends inside"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["summary"]["connections"].as_u64().unwrap() >= 2, "{out}");
+}
+
+#[test]
+fn unknown_link_type_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.pcap");
+    let mut header = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&4u16.to_le_bytes());
+    header.extend_from_slice(&[0; 8]);
+    header.extend_from_slice(&65535u32.to_le_bytes());
+    header.extend_from_slice(&147u32.to_le_bytes()); // LINKTYPE_USER0
+    std::fs::write(&path, header).unwrap();
+    let (code, _, err) = analyze(&[path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("odd.pcap: link type 147"), "{err}");
+}

@@ -18,9 +18,9 @@ fn events(fixture: &str) -> Vec<Event> {
 
 /// Snapshots live with the fixtures they come from.
 macro_rules! golden {
-    ($value:expr) => {
+    ($name:expr, $value:expr) => {
         insta::with_settings!({ snapshot_path => "fixtures/analyze/snapshots", prepend_module_to_snapshot => false }, {
-            insta::assert_snapshot!($value);
+            insta::assert_snapshot!($name, $value);
         })
     };
 }
@@ -28,7 +28,7 @@ macro_rules! golden {
 #[test]
 fn two_nodes_text() {
     let report = analyze_events(events("hand/two-nodes.jsonl"));
-    golden!(plain(&render_text(&report)));
+    golden!("two_nodes_text", plain(&render_text(&report)));
 }
 
 #[test]
@@ -36,13 +36,13 @@ fn two_nodes_json() {
     let report = analyze_events(events("hand/two-nodes.jsonl"));
     let json = render_json(&report);
     assert!(json.ends_with("}\n"));
-    golden!(json);
+    golden!("two_nodes_json", json);
 }
 
 #[test]
 fn two_nodes_mermaid() {
     let report = analyze_events(events("hand/two-nodes.jsonl"));
-    golden!(render_mermaid(&report));
+    golden!("two_nodes_mermaid", render_mermaid(&report));
 }
 
 #[test]
@@ -51,4 +51,29 @@ fn event_order_does_not_matter() {
     let forward = analyze_events(evs.clone());
     evs.reverse();
     assert_eq!(analyze_events(evs), forward);
+}
+
+/// The real capture of tests/fixtures/analyze/netns (probe JSONL of two nodes).
+#[test]
+fn netns_capture_text_json_mermaid() {
+    let mut evs = events("netns/node-a.jsonl");
+    evs.extend(events("netns/node-b.jsonl"));
+    let report = analyze_events(evs);
+    golden!("netns_text", plain(&render_text(&report)));
+    golden!("netns_json", render_json(&report));
+    golden!("netns_mermaid", render_mermaid(&report));
+}
+
+/// The same traffic from dumpcap's pcapng files: no hello, directions and owners inferred.
+#[test]
+fn netns_pcapng_text() {
+    let mut analyzer = kubectl_realip::analyze::Analyzer::new();
+    for file in ["netns/node-a.pcapng", "netns/node-b.pcapng"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/analyze")
+            .join(file);
+        let problems = kubectl_realip::analyze::read_file(&path, &mut analyzer);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+    golden!("netns_pcapng_text", plain(&render_text(&analyzer.finish())));
 }

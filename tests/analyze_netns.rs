@@ -107,6 +107,31 @@ fn probe_jsonl_of_two_nodes_names_the_masquerading_node() {
 }
 
 #[test]
+fn tcpdump_pcaps_of_the_same_traffic_tell_the_same() {
+    let dir = fixtures();
+    let report = cli_report(&[dir.join("node-a.pcapng"), dir.join("node-b.pcapng")]);
+    check(&report, &accepted(&dir));
+    // No hello: the masquerading interface is inferred from where the rewritten SYN left.
+    let snat = report.flows[0]
+        .translations
+        .iter()
+        .find(|t| t.kind == TranslationKind::Snat)
+        .unwrap();
+    assert_eq!(snat.to_owner, "ens5 of node-a, inferred");
+    assert!(report.flows.iter().all(|f| f.l7_client_ip.is_some()));
+    // Linux cooked v2 (tcpdump -i any) records directions: nothing inferred on node-b.
+    let report = cli_report(&[dir.join("node-a.pcapng"), dir.join("cooked/node-b.pcap")]);
+    check(&report, &accepted(&dir));
+    for flow in &report.flows {
+        assert!(flow
+            .hops
+            .iter()
+            .filter(|h| h.node == "node-b")
+            .all(|h| !h.dir_inferred));
+    }
+}
+
+#[test]
 fn command_on_jsonl_files_agrees() {
     let dir = fixtures();
     let report = cli_report(&[dir.join("node-a.jsonl"), dir.join("node-b.jsonl")]);

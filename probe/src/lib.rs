@@ -1,9 +1,9 @@
 //! realip-probe: the node side of kubectl realip.
 //!
 //! The library always builds without sockets: the wire format ([`wire`]), the frame parser
-//! ([`parse`]), forwarding facts of first data segments ([`l7`]), the in-kernel filter program
-//! ([`bpf`]). The capture and echo code behind the `capture` feature is what the node binary
-//! runs.
+//! ([`parse`]), forwarding facts of first data segments ([`l7`]), a capture file reader
+//! ([`pcapfile`]), the in-kernel filter program ([`bpf`]). The capture and echo code behind the
+//! `capture` feature is what the node binary runs.
 
 pub mod bpf;
 #[cfg(feature = "capture")]
@@ -12,4 +12,5 @@ pub mod capture;
 pub mod echo;
 pub mod l7;
 pub mod parse;
+pub mod pcapfile;
 pub mod wire;

@@ -1,18 +1,299 @@
-//! Capture files (pcap, pcapng) → SYN sightings.
+//! Capture files (pcap, pcapng) → SYN sightings. The file is read by the probe crate's reader and
+//! each frame parsed by its frame parser; this module only decides what a frame means for
+//! analysis: which node and interface saw it, in which direction.
 
 use super::input::Problem;
+use super::sighting::{Names, Sighting};
 use super::Analyzer;
-use std::io::BufRead;
+use realip_probe::l7::forwarding_facts;
+use realip_probe::parse::{parse, Framing, ParseError};
+use realip_probe::pcapfile::{PcapError, PcapReader};
+use realip_probe::wire::{Direction, Event, L7};
+use std::io::Read;
 use std::path::Path;
 
-pub fn read(
-    _path: &Path,
-    name: &str,
-    _reader: impl BufRead,
-    _analyzer: &mut Analyzer,
-) -> Vec<Problem> {
-    vec![Problem::Format {
+/// What the capture file says about one frame besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameMeta<'a> {
+    pub ts_ns: u64,
+    /// The pcapng interface name, when the file has one.
+    pub iface: Option<&'a str>,
+    /// Direction from pcapng packet flags, when recorded.
+    pub dir: Option<Direction>,
+}
+
+/// The node a capture file stands for: its name without extension (`node-a.pcapng` → `node-a`).
+pub fn node_name(path: &Path) -> String {
+    let stem = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "capture".into());
+    let stem = stem
+        .trim_end_matches(".pcapng")
+        .trim_end_matches(".pcap")
+        .trim_end_matches(".cap");
+    if stem.is_empty() {
+        "capture".into()
+    } else {
+        stem.to_string()
+    }
+}
+
+/// What one frame means for analysis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A connection's opening SYN.
+    Syn(Sighting),
+    /// A data segment carrying forwarding headers or a PROXY protocol header.
+    L7(Box<L7>),
+    /// Anything else (SYN-ACK, ACK, data without forwarding facts).
+    Other,
+}
+
+/// Reads one frame: its SYN sighting or the forwarding facts of its payload.
+pub fn frame(
+    names: &mut Names,
+    node: &str,
+    meta: FrameMeta<'_>,
+    framing: Framing,
+    bytes: &[u8],
+) -> Result<Frame, ParseError> {
+    let seg = parse(framing, bytes)?;
+    let iface = match (meta.iface, seg.link_ifindex) {
+        (Some(name), _) if !name.is_empty() && name != "any" => name.to_string(),
+        (_, Some(index)) => format!("if{index}"),
+        (Some(name), None) => name.to_string(),
+        (None, None) => node.to_string(),
+    };
+    let dir = seg.link_dir.or(meta.dir);
+    if seg.is_syn() {
+        return Ok(Frame::Syn(Sighting {
+            ts_ns: meta.ts_ns,
+            node: names.id(node),
+            iface: names.id(&iface),
+            dir: dir.unwrap_or(Direction::In),
+            dir_known: dir.is_some(),
+            src: seg.src,
+            sport: seg.sport,
+            dst: seg.dst,
+            dport: seg.dport,
+            isn: seg.seq,
+            tsval: seg.tsval,
+            ttl: seg.ttl,
+            ip_id: seg.ip_id,
+        }));
+    }
+    if seg.payload.is_empty() || seg.syn || seg.rst {
+        return Ok(Frame::Other);
+    }
+    let facts = forwarding_facts(seg.payload);
+    if facts.is_empty() {
+        return Ok(Frame::Other);
+    }
+    let mut l7 = L7 {
+        ts_ns: meta.ts_ns,
+        node: node.to_string(),
+        iface,
+        dir,
+        src: Some(seg.src),
+        sport: seg.sport,
+        dst: Some(seg.dst),
+        dport: seg.dport,
+        seq: seg.seq,
+        ..L7::default()
+    };
+    facts.fill(&mut l7);
+    Ok(Frame::L7(Box::new(l7)))
+}
+
+/// Streams one capture file into `analyzer`: every SYN frame becomes a sighting of the node the
+/// file stands for. Frames that are not TCP are skipped quietly; frames that should be but
+/// cannot be parsed, and a file cut short, are reported with their byte offset.
+pub fn read(path: &Path, name: &str, reader: impl Read, analyzer: &mut Analyzer) -> Vec<Problem> {
+    let problem = |offset: u64, message: String| Problem::Capture {
         file: name.to_string(),
-        message: "capture files are read once the pcap reader lands".into(),
-    }]
+        offset,
+        message,
+    };
+    let mut pcap = match PcapReader::new(reader) {
+        Ok(pcap) => pcap,
+        Err(err) => {
+            return vec![Problem::Format {
+                file: name.to_string(),
+                message: err.to_string(),
+            }]
+        }
+    };
+    let node = node_name(path);
+    let mut problems = Vec::new();
+    let mut bad_frames = 0u64;
+    let mut first_bad: Option<(u64, ParseError)> = None;
+    let mut unknown_links = 0u64;
+    loop {
+        let offset = pcap.offset();
+        let record = match pcap.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(PcapError::UnknownLinkType { .. }) if unknown_links > 0 => {
+                unknown_links += 1;
+                continue;
+            }
+            Err(err @ PcapError::UnknownLinkType { .. }) => {
+                // The stream goes on after such a record; say it once.
+                unknown_links += 1;
+                problems.push(problem(err.offset(), err.to_string()));
+                continue;
+            }
+            Err(err) => {
+                let at = err.offset();
+                problems.push(problem(
+                    at,
+                    format!("{err}; the frames before it were analyzed"),
+                ));
+                break;
+            }
+        };
+        let meta = FrameMeta {
+            ts_ns: record.ts_ns,
+            iface: record.iface,
+            dir: record.dir,
+        };
+        match frame(
+            analyzer.names_mut(),
+            &node,
+            meta,
+            record.framing,
+            record.data,
+        ) {
+            Ok(Frame::Syn(s)) => analyzer.push_sighting(s),
+            Ok(Frame::L7(l7)) => analyzer.push(Event::L7(*l7)),
+            Ok(Frame::Other) => {}
+            Err(ParseError::NotIp | ParseError::NotTcp | ParseError::Fragment) => {}
+            Err(err) => {
+                bad_frames += 1;
+                first_bad.get_or_insert((offset, err));
+            }
+        }
+    }
+    if unknown_links > 1 {
+        problems.push(problem(
+            pcap.offset(),
+            format!("{unknown_links} records of link types this reader does not know were skipped"),
+        ));
+    }
+    if let Some((offset, err)) = first_bad {
+        problems.push(problem(
+            offset,
+            format!("{bad_frames} frame(s) skipped, the first because: {err}"),
+        ));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{PacketBuilder, TcpOptionElement};
+
+    fn bytes(syn: bool, ack: bool) -> Vec<u8> {
+        bytes_with(syn, ack, b"")
+    }
+
+    fn bytes_with(syn: bool, ack: bool, payload: &[u8]) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 51, 100, 7], [192, 0, 2, 10], 64)
+            .tcp(41770, 31908, 629_798_247, 64240);
+        if syn {
+            b = b.syn();
+        }
+        if ack {
+            b = b.ack(1);
+        }
+        let b = b
+            .options(&[TcpOptionElement::Timestamp(2_657_712_186, 0)])
+            .unwrap();
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn syn_of(f: Result<Frame, ParseError>) -> Sighting {
+        match f {
+            Ok(Frame::Syn(s)) => s,
+            other => panic!("not a SYN: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn syn_frames_become_sightings_with_file_facts() {
+        let mut names = Names::default();
+        let meta = FrameMeta {
+            ts_ns: 5,
+            iface: Some("ens5"),
+            dir: None,
+        };
+        let s = syn_of(frame(
+            &mut names,
+            "node-a",
+            meta,
+            Framing::Ethernet,
+            &bytes(true, false),
+        ));
+        assert_eq!(
+            (s.isn, s.tsval, s.ttl, s.ts_ns),
+            (629_798_247, Some(2_657_712_186), 64, 5)
+        );
+        assert_eq!(names.get(s.iface), "ens5");
+        assert_eq!(names.get(s.node), "node-a");
+        assert!(!s.dir_known);
+        let out = FrameMeta {
+            dir: Some(Direction::Out),
+            iface: None,
+            ..meta
+        };
+        let s = syn_of(frame(
+            &mut names,
+            "node-a",
+            out,
+            Framing::Ethernet,
+            &bytes(true, false),
+        ));
+        assert_eq!((s.dir, s.dir_known), (Direction::Out, true));
+        assert_eq!(names.get(s.iface), "node-a");
+    }
+
+    #[test]
+    fn syn_ack_and_plain_data_are_other_forwarding_data_is_l7_garbage_an_error() {
+        let mut names = Names::default();
+        let meta = FrameMeta {
+            ts_ns: 0,
+            iface: None,
+            dir: None,
+        };
+        let mut read = |b: &[u8]| frame(&mut names, "n", meta, Framing::Ethernet, b);
+        assert_eq!(read(&bytes(true, true)), Ok(Frame::Other));
+        assert_eq!(read(&bytes(false, true)), Ok(Frame::Other));
+        assert_eq!(
+            read(&bytes_with(false, true, b"GET / HTTP/1.1\r\n\r\n")),
+            Ok(Frame::Other)
+        );
+        let request =
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\n\r\n";
+        match read(&bytes_with(false, true, request)) {
+            Ok(Frame::L7(l7)) => {
+                assert_eq!(l7.seq, 629_798_247);
+                assert_eq!(l7.x_forwarded_for.as_deref(), Some("203.0.113.9, 10.0.0.1"));
+                assert_eq!(l7.iface, "n");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(read(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn node_is_the_file_name_without_extension() {
+        assert_eq!(node_name(Path::new("/tmp/node-a.pcapng")), "node-a");
+        assert_eq!(node_name(Path::new("b.pcap")), "b");
+        assert_eq!(node_name(Path::new(".pcap")), "capture");
+    }
 }

@@ -77,21 +77,55 @@ pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut 
     }
 }
 
-/// `addr:port`, IPv6 in brackets.
+/// `addr:port`, IPv6 in brackets. IPv4 is written by hand: a large capture formats millions.
 pub fn endpoint(addr: IpAddr, port: u16) -> String {
-    SocketAddr::new(addr, port).to_string()
+    match addr {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(21);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(&mut out, u32::from(octet));
+            }
+            out.push(':');
+            push_decimal(&mut out, u32::from(port));
+            out
+        }
+        IpAddr::V6(_) => SocketAddr::new(addr, port).to_string(),
+    }
 }
 
-/// The address part of an `addr:port` written by [`endpoint`].
-pub fn host(endpoint: &str) -> Option<IpAddr> {
-    endpoint.parse::<SocketAddr>().ok().map(|a| a.ip())
+fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
-/// The rewrite that replaced the client's address, if any: the first SNAT whose address changed.
+/// The rewrite that replaced the client's address, if any: the SNAT into the hop where the
+/// source first differs from the client.
 pub fn losing_snat(flow: &Flow) -> Option<&Translation> {
+    let at = flow.lost_at?;
     flow.translations
         .iter()
-        .find(|t| t.kind == TranslationKind::Snat && host(&t.from) != host(&t.to))
+        .find(|t| t.kind == TranslationKind::Snat && t.hop == at)
+}
+
+/// The new address of a translation (without port), from the hop that carries it.
+pub fn new_address(flow: &Flow, t: &Translation) -> String {
+    match (t.kind, flow.hops.get(t.hop)) {
+        (TranslationKind::Snat, Some(hop)) => hop.src.to_string(),
+        (TranslationKind::Dnat, Some(hop)) => hop.dst.to_string(),
+        _ => t.to.clone(),
+    }
 }
 
 /// Who owns a rewritten address: the probes' interfaces when they say; without a `hello` from
@@ -111,9 +145,110 @@ fn owner(
     if before.node == after.node && !owners.knows_node(node) && after.may_be_out() {
         let iface = names.get(after.iface);
         return match kind {
-            TranslationKind::Snat => format!("{iface} of {node} (inferred)"),
-            TranslationKind::Dnat => format!("behind {iface} of {node} (inferred)"),
+            TranslationKind::Snat => format!("{iface} of {node}, inferred"),
+            TranslationKind::Dnat => format!("reached via {iface} of {node}, inferred"),
         };
     }
     "unknown".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::model::TranslationKind::{Dnat, Snat};
+
+    fn sighting(
+        names: &mut Names,
+        node: &str,
+        iface: &str,
+        hop: (&str, u16, &str, u16),
+    ) -> Sighting {
+        Sighting {
+            ts_ns: 0,
+            node: names.id(node),
+            iface: names.id(iface),
+            dir: Direction::In,
+            dir_known: false,
+            src: hop.0.parse().unwrap(),
+            sport: hop.1,
+            dst: hop.2.parse().unwrap(),
+            dport: hop.3,
+            isn: 1,
+            tsval: Some(2),
+            ttl: 64,
+            ip_id: None,
+        }
+    }
+
+    #[test]
+    fn without_hello_masquerade_owner_is_inferred_and_directions_marked() {
+        let mut names = Names::default();
+        let path = vec![
+            sighting(
+                &mut names,
+                "node-a",
+                "ens5",
+                ("198.51.100.7", 5000, "192.0.2.10", 31908),
+            ),
+            sighting(
+                &mut names,
+                "node-a",
+                "cbr0",
+                ("10.244.0.1", 6000, "10.244.0.5", 8080),
+            ),
+        ];
+        let chain = Chain {
+            hops: vec![0, 1],
+            retries: 2,
+        };
+        let flow = build(&path, &chain, &names, &mut Owners::default());
+        assert_eq!(flow.hops[0].dir, Direction::In);
+        assert_eq!(flow.hops[1].dir, Direction::Out);
+        assert!(flow.hops.iter().all(|h| h.dir_inferred));
+        let kinds: Vec<_> = flow.translations.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, vec![Dnat, Snat]);
+        assert_eq!(flow.translations[1].to_owner, "cbr0 of node-a, inferred");
+        assert_eq!(flow.translations[1].from, "198.51.100.7:5000");
+        assert_eq!(flow.translations[1].hop, 1);
+        assert_eq!(flow.lost_at, Some(1));
+        assert_eq!(flow.retries, 2);
+        assert!(!flow.client_ip_preserved);
+        assert_eq!(losing_snat(&flow).map(|t| t.node.as_str()), Some("node-a"));
+    }
+
+    #[test]
+    fn a_rewrite_between_nodes_names_both_and_port_only_snat_keeps_the_client() {
+        let mut names = Names::default();
+        let path = vec![
+            sighting(
+                &mut names,
+                "client",
+                "eth0",
+                ("2001:db8::7", 5000, "2001:db8::1", 443),
+            ),
+            sighting(
+                &mut names,
+                "node-b",
+                "ens5",
+                ("2001:db8::7", 5001, "2001:db8::b", 30443),
+            ),
+        ];
+        let chain = Chain {
+            hops: vec![0, 1],
+            retries: 0,
+        };
+        let flow = build(&path, &chain, &names, &mut Owners::default());
+        assert_eq!(flow.translations.len(), 2);
+        assert!(flow
+            .translations
+            .iter()
+            .all(|t| t.node == "between client and node-b"));
+        assert_eq!(flow.translations[0].to, "[2001:db8::b]:30443");
+        assert_eq!(flow.translations[0].to_owner, "unknown");
+        assert!(flow.client_ip_preserved);
+        assert_eq!(losing_snat(&flow), None);
+        assert_eq!(flow.entry, "[2001:db8::1]:443");
+        assert_eq!(endpoint("10.0.255.1".parse().unwrap(), 0), "10.0.255.1:0");
+        assert_eq!(endpoint("0.0.0.0".parse().unwrap(), 65535), "0.0.0.0:65535");
+    }
 }

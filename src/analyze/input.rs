@@ -34,7 +34,6 @@ pub enum Problem {
     },
     #[error("{file}: {message}")]
     Format { file: String, message: String },
-    #[allow(dead_code)] // capture files report truncation with an offset
     #[error("{file}: byte {offset}: {message}")]
     Capture {
         file: String,
@@ -46,15 +45,18 @@ pub enum Problem {
 impl Problem {
     /// Whether the file could not be used at all (exit code 2) rather than read in part.
     pub fn unusable(&self) -> bool {
-        matches!(self, Problem::Open { .. } | Problem::Format { .. })
+        matches!(
+            self,
+            Problem::Open { .. } | Problem::Format { .. } | Problem::Read { line: 0, .. }
+        )
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     Jsonl,
-    Pcap,
-    Pcapng,
+    /// pcap or pcapng.
+    Capture,
 }
 
 /// Reads one input (`-` is JSONL on stdin) into `analyzer`; returns what went wrong.
@@ -80,7 +82,7 @@ pub fn read(path: &Path, analyzer: &mut Analyzer) -> Vec<Problem> {
     };
     match format {
         Format::Jsonl => read_jsonl(&name, reader, analyzer),
-        Format::Pcap | Format::Pcapng => super::capture::read(path, &name, reader, analyzer),
+        Format::Capture => super::capture::read(path, &name, reader, analyzer),
     }
 }
 
@@ -89,11 +91,11 @@ fn sniff(reader: &mut impl BufRead) -> io::Result<Format> {
     let head = reader.fill_buf()?;
     let magic = head.get(..4).map(|m| [m[0], m[1], m[2], m[3]]);
     Ok(match magic {
-        Some([0x0a, 0x0d, 0x0d, 0x0a]) => Format::Pcapng,
-        Some([0xa1, 0xb2, 0xc3, 0xd4])
+        Some([0x0a, 0x0d, 0x0d, 0x0a])
+        | Some([0xa1, 0xb2, 0xc3, 0xd4])
         | Some([0xd4, 0xc3, 0xb2, 0xa1])
         | Some([0xa1, 0xb2, 0x3c, 0x4d])
-        | Some([0x4d, 0x3c, 0xb2, 0xa1]) => Format::Pcap,
+        | Some([0x4d, 0x3c, 0xb2, 0xa1]) => Format::Capture,
         _ => Format::Jsonl,
     })
 }

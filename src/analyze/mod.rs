@@ -21,6 +21,7 @@ mod sighting;
 mod summary;
 
 pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
+pub use input::Problem as InputProblem;
 pub use render::{mermaid::render_mermaid, text::render_text};
 
 use crate::cli::AnalyzeArgs;
@@ -31,6 +32,7 @@ use owners::Owners;
 use realip_probe::wire::{Event, L7};
 use sighting::{Names, Sighting};
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::IpAddr;
 
 /// Streaming correlation of probe events. Memory grows with the number of SYN sightings
@@ -96,12 +98,10 @@ impl Analyzer {
         self.warnings.push(warning.into());
     }
 
-    #[allow(dead_code)] // capture files feed sightings directly
     pub(crate) fn push_sighting(&mut self, sighting: Sighting) {
         self.sightings.push(sighting);
     }
 
-    #[allow(dead_code)]
     pub(crate) fn names_mut(&mut self) -> &mut Names {
         &mut self.names
     }
@@ -128,26 +128,29 @@ impl Analyzer {
     pub fn finish(mut self) -> Report {
         let correlation = correlate::correlate(&self.sightings);
         self.warnings.extend(correlation.warnings);
-        let mut flows: Vec<(u64, model::Flow)> = correlation
-            .chains
+        // Independent of input order: by the first capture point's node, its clock, then the
+        // rest; names compared by rank so that sorting stays cheap for large captures.
+        let rank = self.names.ranks();
+        let mut chains = correlation.chains;
+        chains.sort_by_cached_key(|chain| {
+            let h = &self.sightings[chain.hops[0]];
+            (
+                rank[h.node as usize],
+                h.ts_ns,
+                rank[h.iface as usize],
+                h.isn,
+                h.src,
+                h.sport,
+            )
+        });
+        let flows: Vec<model::Flow> = chains
             .iter()
             .map(|chain| {
                 let mut flow = flow::build(&self.sightings, chain, &self.names, &mut self.owners);
                 flow.l7_client_ip = self.l7_for(&chain.hops);
-                let head = &self.sightings[chain.hops[0]];
-                (u64::from(head.node) << 32 | u64::from(head.iface), flow)
+                flow
             })
             .collect();
-        // Stable order: by first capture point, then time at that point (one clock), then ISN.
-        flows.sort_by(|(ka, a), (kb, b)| {
-            (a.hops[0].node.as_str(), ka, a.hops[0].ts_ns, a.isn).cmp(&(
-                b.hops[0].node.as_str(),
-                kb,
-                b.hops[0].ts_ns,
-                b.isn,
-            ))
-        });
-        let flows: Vec<model::Flow> = flows.into_iter().map(|(_, f)| f).collect();
         let drops = self.drops.values().sum();
         let summary = summary::summarize(&flows, drops, self.warnings);
         Report { flows, summary }
@@ -174,6 +177,12 @@ impl Analyzer {
     }
 }
 
+/// Reads one input file (probe JSONL, pcap or pcapng; `-` is JSONL on stdin) into `analyzer`,
+/// returning the problems met; what could be read safely has been pushed.
+pub fn read_file(path: &std::path::Path, analyzer: &mut Analyzer) -> Vec<InputProblem> {
+    input::read(path, analyzer)
+}
+
 /// Correlates a finite set of events.
 pub fn analyze_events(events: impl IntoIterator<Item = Event>) -> Report {
     let mut analyzer = Analyzer::new();
@@ -191,13 +200,34 @@ pub fn render_json(report: &Report) -> String {
     out
 }
 
+/// Prints the report on stdout; JSON is streamed (a large capture makes a large report).
+fn write_report(report: &Report, format: OutputFormat) -> std::io::Result<()> {
+    let text = match format {
+        OutputFormat::Text => render_text(report),
+        OutputFormat::Mermaid => render_mermaid(report),
+        OutputFormat::Json => {
+            // JSON carries no styles: skip the colour-stripping adapter.
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            let written = serde_json::to_writer_pretty(&mut out, report)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
+            return match written {
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            };
+        }
+    };
+    output::emit(&text)
+}
+
 /// `kubectl realip analyze FILE...`
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let mut analyzer = Analyzer::new();
     let mut worst: Option<Kind> = None;
     let mut problems = 0usize;
     for path in &args.files {
-        for problem in input::read(path, &mut analyzer) {
+        for problem in read_file(path, &mut analyzer) {
             problems += 1;
             eprintln!("warning: {problem}");
             if problem.unusable() {
@@ -209,12 +239,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         }
     }
     let report = analyzer.finish();
-    let text = match args.output {
-        OutputFormat::Text => render_text(&report),
-        OutputFormat::Json => render_json(&report),
-        OutputFormat::Mermaid => render_mermaid(&report),
-    };
-    output::emit(&text)
+    write_report(&report, args.output)
         .map_err(|err| Failure::new(Kind::Usage, format!("writing the report: {err}")))?;
     match worst {
         Some(kind) => Err(Failure::new(

@@ -22,6 +22,17 @@ impl Names {
         id
     }
 
+    /// Each id's position in the sorted list of names.
+    pub fn ranks(&self) -> Vec<u32> {
+        let mut ids: Vec<usize> = (0..self.names.len()).collect();
+        ids.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
+        let mut rank = vec![0; ids.len()];
+        for (r, id) in ids.into_iter().enumerate() {
+            rank[id] = r as u32;
+        }
+        rank
+    }
+
     pub fn get(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("?", String::as_str)
     }

@@ -1,7 +1,7 @@
 //! Per way in (destination at the first hop): how many connections kept the client address,
 //! how many lost it, and where.
 
-use super::flow::{host, losing_snat};
+use super::flow::{losing_snat, new_address};
 use super::model::{EntrySummary, Flow, RewriteCount, Summary};
 use std::collections::BTreeMap;
 
@@ -30,11 +30,7 @@ pub fn summarize(flows: &[Flow], drops: u64, warnings: Vec<String>) -> Summary {
         }
         entry.rewritten += 1;
         let key = match losing_snat(flow) {
-            Some(t) => (
-                t.node.clone(),
-                host(&t.to).map_or_else(|| t.to.clone(), |ip| ip.to_string()),
-                t.to_owner.clone(),
-            ),
+            Some(t) => (t.node.clone(), new_address(flow, t), t.to_owner.clone()),
             None => (
                 "unknown".to_string(),
                 flow.pod_sees

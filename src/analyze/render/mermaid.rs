@@ -2,7 +2,7 @@
 //! where it happened, the hop that lost the client address in red. Connections that took the
 //! same path with the same rewrites share one drawing.
 
-use crate::analyze::flow::{host, losing_snat};
+use crate::analyze::flow::{losing_snat, new_address};
 use crate::analyze::model::{Flow, Report, TranslationKind};
 use realip_probe::wire::Direction;
 use std::collections::{BTreeSet, HashMap};
@@ -59,8 +59,7 @@ fn path_of(flow: &Flow) -> Path {
         let label = match t.kind {
             TranslationKind::Dnat => format!("DNAT → {} ({})", t.to, t.to_owner),
             TranslationKind::Snat => {
-                let to = host(&t.to).map_or_else(|| t.to.clone(), |ip| ip.to_string());
-                format!("SNAT → {to} ({})", t.to_owner)
+                format!("SNAT → {} ({})", new_address(flow, t), t.to_owner)
             }
         };
         let label = if inside {
@@ -91,10 +90,13 @@ pub fn render_mermaid(report: &Report) -> String {
     let mut seen: HashMap<Path, (usize, BTreeSet<String>)> = HashMap::new();
     for flow in &report.flows {
         let path = path_of(flow);
-        let slot = seen.entry(path.clone()).or_insert_with(|| {
-            order.push(path);
-            (0, BTreeSet::new())
-        });
+        let slot = match seen.get_mut(&path) {
+            Some(slot) => slot,
+            None => {
+                order.push(path.clone());
+                seen.entry(path).or_insert_with(|| (0, BTreeSet::new()))
+            }
+        };
         slot.0 += 1;
         if slot.1.len() <= 3 {
             if let Some(client) = flow.client {
