@@ -285,3 +285,58 @@ metadata: {name: l2, namespace: metallb-system}
         "{lb:#?}"
     );
 }
+
+#[tokio::test]
+async fn node_labels_reveal_super_nodes_and_the_cloud() {
+    let api = FakeApi::start().await;
+    insert_yaml(
+        &api,
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, nodePort: 31080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abcde
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+endpoints:
+- addresses: ["172.18.0.90"]
+  nodeName: super-1
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: super-1
+  labels: {node.kubernetes.io/instance-type: eklet, cloud.tencent.com/node-instance-id: eks-1}
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: node-a
+  labels: {cloud.tencent.com/node-instance-id: ins-1}
+"#,
+    );
+    let explanations = explain_live(&args(&api), "svc/web")
+        .await
+        .expect("explained");
+    let e = &explanations[0];
+    let lb = verdict(e, Origin::InternetViaLb, "lb");
+    assert_eq!(lb.l4_source_seen_by_pod, L4Source::Client, "{lb:#?}");
+    assert!(lb
+        .reasons
+        .iter()
+        .any(|r| r.setting.contains("cloud.tencent.com/node-instance-id")));
+    assert!(lb.reasons.iter().any(|r| r.text.contains("super nodes")));
+    // A NodePort on node-a has no local endpoint with Local: unknown, never a guess.
+    let node_port = verdict(e, Origin::NodePort, "node-port");
+    assert_eq!(node_port.l4_source_seen_by_pod, L4Source::Unknown);
+}

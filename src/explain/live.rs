@@ -16,7 +16,7 @@ use super::model::Explanation;
 use super::objects::{IngressDoc, Objects, Workload};
 use crate::cli::ExplainArgs;
 use crate::error::{Failure, Result};
-use crate::kube::{ApiCall, CallContext, KubeError};
+use crate::kube::{ApiCall, CallContext, Cluster, KubeError};
 
 /// The reads explain makes. Errors keep their kind so 403 and 404 can be told apart.
 #[allow(async_fn_in_trait)]
@@ -40,25 +40,18 @@ pub trait Source {
     async fn metallb(&self, kind: &str) -> Result<Vec<String>, KubeError>;
 }
 
-/// The real cluster.
+/// The real cluster, through the cluster adapter's typed, RBAC-tagged calls.
 pub struct KubeSource {
-    pub client: kube::Client,
+    pub cluster: Cluster,
 }
 
-fn list_params(selector: &str) -> ListParams {
-    if selector.is_empty() {
-        ListParams::default()
-    } else {
-        ListParams::default().labels(selector)
-    }
+fn selector(selector: &str) -> Option<&str> {
+    (!selector.is_empty()).then_some(selector)
 }
 
 impl Source for KubeSource {
     async fn service(&self, ns: &str, name: &str) -> Result<Service, KubeError> {
-        Api::<Service>::namespaced(self.client.clone(), ns)
-            .get(name)
-            .await
-            .call(ApiCall::new("get", "services").ns(ns).name(name))
+        self.cluster.namespaced::<Service>(ns).get(name).await
     }
 
     async fn endpoint_slices(
@@ -66,93 +59,62 @@ impl Source for KubeSource {
         ns: &str,
         service: &str,
     ) -> Result<Vec<EndpointSlice>, KubeError> {
-        let selector = format!("kubernetes.io/service-name={service}");
-        Api::<EndpointSlice>::namespaced(self.client.clone(), ns)
-            .list(&list_params(&selector))
+        let labels = format!("kubernetes.io/service-name={service}");
+        self.cluster
+            .namespaced::<EndpointSlice>(ns)
+            .list(Some(&labels))
             .await
-            .call(ApiCall::new("list", "endpointslices.discovery.k8s.io").ns(ns))
-            .map(|l| l.items)
     }
 
     async fn ingresses(&self, ns: &str) -> Result<Vec<Ingress>, KubeError> {
-        Api::<Ingress>::namespaced(self.client.clone(), ns)
-            .list(&ListParams::default())
-            .await
-            .call(ApiCall::new("list", "ingresses.networking.k8s.io").ns(ns))
-            .map(|l| l.items)
+        self.cluster.namespaced::<Ingress>(ns).list(None).await
     }
 
     async fn ingress_classes(&self) -> Result<Vec<IngressClass>, KubeError> {
-        Api::<IngressClass>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .call(ApiCall::new("list", "ingressclasses.networking.k8s.io"))
-            .map(|l| l.items)
+        self.cluster.all::<IngressClass>().list(None).await
     }
 
     async fn config_map(&self, ns: &str, name: &str) -> Result<ConfigMap, KubeError> {
-        Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-            .get(name)
-            .await
-            .call(ApiCall::new("get", "configmaps").ns(ns).name(name))
+        self.cluster.namespaced::<ConfigMap>(ns).get(name).await
     }
 
     async fn config_maps(&self, ns: &str) -> Result<Vec<ConfigMap>, KubeError> {
-        Api::<ConfigMap>::namespaced(self.client.clone(), ns)
-            .list(&ListParams::default())
-            .await
-            .call(ApiCall::new("list", "configmaps").ns(ns))
-            .map(|l| l.items)
+        self.cluster.namespaced::<ConfigMap>(ns).list(None).await
     }
 
-    async fn services(&self, ns: Option<&str>, selector: &str) -> Result<Vec<Service>, KubeError> {
-        let (api, call) = match ns {
-            Some(ns) => (
-                Api::<Service>::namespaced(self.client.clone(), ns),
-                ApiCall::new("list", "services").ns(ns),
-            ),
-            None => (
-                Api::<Service>::all(self.client.clone()),
-                ApiCall::new("list", "services"),
-            ),
-        };
-        api.list(&list_params(selector))
-            .await
-            .call(call)
-            .map(|l| l.items)
+    async fn services(&self, ns: Option<&str>, labels: &str) -> Result<Vec<Service>, KubeError> {
+        match ns {
+            Some(ns) => {
+                self.cluster
+                    .namespaced::<Service>(ns)
+                    .list(selector(labels))
+                    .await
+            }
+            None => self.cluster.all::<Service>().list(selector(labels)).await,
+        }
     }
 
     async fn nodes(&self) -> Result<Vec<Node>, KubeError> {
-        Api::<Node>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .call(ApiCall::new("list", "nodes"))
-            .map(|l| l.items)
+        self.cluster.all::<Node>().list(None).await
     }
 
-    async fn pods(&self, ns: &str, selector: &str) -> Result<Vec<Pod>, KubeError> {
-        Api::<Pod>::namespaced(self.client.clone(), ns)
-            .list(&list_params(selector))
+    async fn pods(&self, ns: &str, labels: &str) -> Result<Vec<Pod>, KubeError> {
+        self.cluster
+            .namespaced::<Pod>(ns)
+            .list(selector(labels))
             .await
-            .call(ApiCall::new("list", "pods").ns(ns))
-            .map(|l| l.items)
     }
 
     async fn daemon_set(&self, ns: &str, name: &str) -> Result<DaemonSet, KubeError> {
-        Api::<DaemonSet>::namespaced(self.client.clone(), ns)
-            .get(name)
-            .await
-            .call(ApiCall::new("get", "daemonsets.apps").ns(ns).name(name))
+        self.cluster.namespaced::<DaemonSet>(ns).get(name).await
     }
 
     async fn metallb(&self, kind: &str) -> Result<Vec<String>, KubeError> {
+        // A custom resource: no k8s-openapi type, so a dynamic list.
         let gvk = GroupVersionKind::gvk("metallb.io", "v1beta1", kind);
         let resource = ApiResource::from_gvk(&gvk);
-        let call = match kind {
-            "L2Advertisement" => ApiCall::new("list", "l2advertisements.metallb.io"),
-            _ => ApiCall::new("list", "bgpadvertisements.metallb.io"),
-        };
-        Api::<DynamicObject>::all_with(self.client.clone(), &resource)
+        let call = ApiCall::new("list", format!("{}.metallb.io", resource.plural));
+        Api::<DynamicObject>::all_with(self.cluster.clients.requests.clone(), &resource)
             .list(&ListParams::default())
             .await
             .call(call)
@@ -357,19 +319,32 @@ pub fn parse_target(target: &str) -> Result<&str> {
     Ok(name)
 }
 
+/// explain's prediction for `namespace/name` over an existing connection (trace shows it beside
+/// what it measured). `entry_node` is where connections enter, when known.
+pub async fn predict(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    entry_node: Option<&str>,
+) -> Result<Explanation, KubeError> {
+    let source = KubeSource {
+        cluster: cluster.clone(),
+    };
+    let objects = gather(&source, namespace, name).await?;
+    // The target is the first Service; the others are ingress controllers read for context.
+    let mut facts = super::gather::all_facts(&objects)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    facts.cluster.entry_node = entry_node.map(str::to_string);
+    Ok(super::rules::explain(&facts))
+}
+
 /// Explains the Service from the cluster the kubectl flags point at.
 pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explanation>> {
     let name = parse_target(target)?;
-    let (client, namespace) = crate::kube::client(&args.kube).await?;
-    let objects = gather(&KubeSource { client }, &namespace, name).await?;
-    let mut facts = super::gather::all_facts(&objects);
-    // The target is the first Service; the others are ingress controllers read for context.
-    facts.truncate(1);
-    Ok(facts
-        .iter_mut()
-        .map(|f| {
-            f.cluster.entry_node = args.entry_node.clone();
-            super::rules::explain(f)
-        })
-        .collect())
+    let cluster = Cluster::new(crate::kube::clients(&args.kube).await?);
+    let namespace = cluster.default_namespace().to_string();
+    let explanation = predict(&cluster, &namespace, name, args.entry_node.as_deref()).await?;
+    Ok(vec![explanation])
 }

@@ -45,12 +45,13 @@ pub fn enter_node_cluster(
         CiliumLbMode::Snat => false,
     };
     if dsr {
-        trail.because(
-            setting,
-            "direct server return: the packet reaches the pod's node with the client's address \
-             and the pod answers the client directly, so nothing is rewritten (hybrid mode does \
-             this for TCP)",
-        );
+        let text = "direct server return: the packet reaches the pod's node with the client's \
+                    address and the pod answers the client directly, so nothing is rewritten";
+        if mode == CiliumLbMode::Hybrid {
+            trail.because(setting, format!("{text} (hybrid mode does this for TCP)"));
+        } else {
+            trail.because(setting, text);
+        }
         trail.to("pod");
     } else {
         trail.because(

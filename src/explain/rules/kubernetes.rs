@@ -368,8 +368,8 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
     trail.to("LB address (intercepted on the node)");
     trail.because(
         "status.loadBalancer.ingress[].ip",
-        "kube-proxy installs the load balancer's IP on every node and short-circuits it: the \
-         connection never reaches the load balancer",
+        "the node's service proxy (kube-proxy, or Cilium) intercepts the load balancer's IP on \
+         every node: the connection never reaches the load balancer",
     );
     if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
         if from_node {
@@ -421,11 +421,13 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
             );
         }
     }
-    trail.fix(
-        "call the Service by its name (ClusterIP) from inside the cluster: pods then see the \
-         caller's pod IP",
-        None,
-    );
+    if !from_node && trail.source != L4Source::Pod {
+        trail.fix(
+            "call the Service by its name (ClusterIP) from inside the cluster: pods then see the \
+             caller's pod IP",
+            None,
+        );
+    }
     trail
 }
 

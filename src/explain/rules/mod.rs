@@ -224,6 +224,19 @@ pub enum LbProvider {
     Unknown,
 }
 
+impl LbProvider {
+    pub fn name(self) -> &'static str {
+        match self {
+            LbProvider::Tke => "a TKE annotation",
+            LbProvider::Aws => "an AWS annotation",
+            LbProvider::Gke => "a GKE annotation",
+            LbProvider::Azure => "an Azure annotation",
+            LbProvider::MetalLb => "a MetalLB annotation",
+            LbProvider::OtherClass | LbProvider::Unknown => "not recognised",
+        }
+    }
+}
+
 /// The load balancer implementation and the setting that shows it.
 pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, String) {
     let svc = &backend.service;
@@ -264,7 +277,10 @@ pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, St
     ];
     for (prefixes, provider) in by_annotation {
         if let Some(key) = has_prefix(prefixes) {
-            return (provider, format!("metadata.annotations[\"{key}\"]"));
+            return (
+                provider,
+                format!("metadata.annotations[\"{key}\"] ({})", provider.name()),
+            );
         }
     }
     if let Some(cloud) = &cluster.cloud {

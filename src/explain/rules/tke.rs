@@ -117,7 +117,10 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
         .on_virtual_nodes
         .as_ref()
         .is_some_and(|v| v.value == VirtualPlacement::All);
-    let blocked = matches!(reach, Direct::Blocked(..));
+    let reach_fix = match &reach {
+        Direct::Blocked(_, _, fix) => fix.clone(),
+        _ => None,
+    };
     if annotated || all_virtual {
         match reach {
             Direct::Works(setting, text) => {
@@ -158,12 +161,16 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
         local_annotations(svc, &mut trail);
     }
     enter_node(cluster, backend, &mut trail);
-    if trail.source != L4Source::Client && !blocked {
+    if trail.source != L4Source::Client && !annotated {
         trail.fix(
             "or let the CLB reach the pods directly (VPC-CNI, or GlobalRouter with \
              GlobalRouteDirectAccess, or super nodes)",
             Some(annotate_svc(svc, DIRECT_ACCESS, "true")),
         );
+        // What else direct access needs here (e.g. GlobalRouteDirectAccess).
+        if let Some((text, apply)) = reach_fix {
+            trail.fix(text, apply);
+        }
     }
     trail
 }
