@@ -8,9 +8,10 @@
 //! watched port whose payload begins like an HTTP request or a PROXY header also pass, capped at
 //! [`L7_SNAP`] bytes.
 //!
-//! IPv6 packets whose next header is an extension header (hop-by-hop, routing, fragment,
-//! destination options) cannot be walked by a classic BPF program of bounded size: they pass,
-//! capped at [`EXT_SNAP`] bytes, and userspace decides with [`FilterSpec::admits`].
+//! IPv6 extension headers (hop-by-hop, routing, fragment, destination options) are walked, up to
+//! [`IPV6_EXT_WALK`] of them: a SYN behind them passes like any other, and MLD reports (ICMPv6
+//! behind hop-by-hop) stay in the kernel. A longer chain is beyond a loop-free program: it passes
+//! capped at [`EXT_SNAP`] bytes and userspace decides with [`FilterSpec::admits`].
 
 use crate::parse::{Framing, Segment};
 use std::fmt;
@@ -113,6 +114,7 @@ impl fmt::Display for FilterSpec {
 // Instruction classes and fields (linux/filter.h, linux/bpf_common.h).
 const LD: u16 = 0x00;
 const LDX: u16 = 0x01;
+const ST: u16 = 0x02;
 const ALU: u16 = 0x04;
 const JMP: u16 = 0x05;
 const RET: u16 = 0x06;
@@ -123,6 +125,7 @@ const B: u16 = 0x10;
 const IMM: u16 = 0x00;
 const ABS: u16 = 0x20;
 const IND: u16 = 0x40;
+const MEM: u16 = 0x60;
 const ADD: u16 = 0x00;
 const AND: u16 = 0x50;
 const LSH: u16 = 0x60;
@@ -143,8 +146,11 @@ const ETH_P_8021AD: u32 = 0x88a8;
 /// Pre-standard QinQ outer tag, still emitted by some switches.
 const ETH_P_QINQ: u32 = 0x9100;
 const IPPROTO_TCP: u32 = 6;
-/// IPv6 extension headers that may precede TCP: hop-by-hop, routing, fragment, destination.
-const IPV6_EXT: [u32; 4] = [0, 43, 44, 60];
+/// IPv6 extension headers of the generic (next, length) shape: hop-by-hop, routing, destination.
+const IPV6_EXT_GENERIC: [u32; 3] = [0, 43, 60];
+const IPV6_FRAGMENT: u32 = 44;
+/// Extension headers the program walks before handing a packet to userspace.
+pub const IPV6_EXT_WALK: usize = 3;
 /// First four payload bytes of the requests `l7` mode looks at: HTTP methods, PROXY v1 and v2.
 const L7_STARTS: [&[u8; 4]; 10] = [
     b"GET ",
@@ -350,20 +356,48 @@ pub fn compile(framing: Framing, spec: &FilterSpec) -> Result<Vec<Insn>, BpfErro
         a.goto(reject);
         a.here(host_ok);
     }
-    let ext = a.label();
-    let v6_tcp = a.label();
+    // Walk up to IPV6_EXT_WALK extension headers (M[0] = next header, X = its offset); a
+    // longer chain goes to userspace capped at EXT_SNAP.
     a.op(LD | B | IND, 6);
-    a.jeq(IPPROTO_TCP, v6_tcp);
-    for next in IPV6_EXT {
-        a.jeq(next, ext);
-    }
-    a.goto(reject);
-    a.here(ext);
-    a.op(RET | K, EXT_SNAP);
-    a.here(v6_tcp);
+    a.op(ST, 0);
     a.op(MISC | TXA, 0);
     a.op(ALU | ADD | K, 40);
     a.op(MISC | TAX, 0);
+    for _ in 0..IPV6_EXT_WALK {
+        let generic = a.label();
+        let fragment = a.label();
+        let next = a.label();
+        a.op(LD | MEM, 0);
+        a.jeq(IPPROTO_TCP, tcp);
+        a.jeq(IPV6_FRAGMENT, fragment);
+        for kind in IPV6_EXT_GENERIC {
+            a.jeq(kind, generic);
+        }
+        a.op(RET | K, 0);
+        // Hop-by-hop, routing, destination options: (next, length in 8-octet units - 1).
+        a.here(generic);
+        a.op(LD | B | IND, 0);
+        a.op(ST, 0);
+        a.op(LD | B | IND, 1);
+        a.op(ALU | LSH | K, 3);
+        a.op(ALU | ADD | K, 8);
+        a.op(ALU | ADD | X, 0);
+        a.op(MISC | TAX, 0);
+        a.goto(next);
+        // Fragment header: 8 bytes; only the first fragment carries the TCP header.
+        a.here(fragment);
+        a.op(LD | H | IND, 2);
+        a.reject_if_set(0xfff8);
+        a.op(LD | B | IND, 0);
+        a.op(ST, 0);
+        a.op(MISC | TXA, 0);
+        a.op(ALU | ADD | K, 8);
+        a.op(MISC | TAX, 0);
+        a.here(next);
+    }
+    a.op(LD | MEM, 0);
+    a.jeq(IPPROTO_TCP, tcp);
+    a.op(RET | K, EXT_SNAP);
 
     // TCP (X = its offset): SYN without ACK passes with the headers only.
     a.here(tcp);
@@ -431,6 +465,7 @@ mod interp {
 
     pub fn run(prog: &[Insn], pkt: &[u8]) -> u32 {
         let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let mut mem = [0u32; 16];
         let load = |at: u32, size: usize| -> Option<u32> {
             let at = at as usize;
             let bytes = pkt.get(at..at.checked_add(size)?)?;
@@ -447,6 +482,7 @@ mod interp {
                 _ => 1,
             };
             match insn.code & 0x07 {
+                LD if insn.code & 0xe0 == MEM => a = mem[insn.k as usize],
                 LD => {
                     let at = match insn.code & 0xe0 {
                         ABS => insn.k,
@@ -462,6 +498,7 @@ mod interp {
                     assert_eq!(insn.code, LDX | W | IMM);
                     x = insn.k;
                 }
+                ST => mem[insn.k as usize] = a,
                 ALU => {
                     let operand = if insn.code & X != 0 { x } else { insn.k };
                     a = match insn.code & 0xf0 {
@@ -666,14 +703,54 @@ mod tests {
         assert_eq!(run(&prog, &frame) as usize, frame.len());
     }
 
+    /// An IPv6 frame whose TCP header sits behind the given extension headers
+    /// (next-header codes; each generic header 8 bytes, a fragment header with `frag_off`).
+    fn eth_v6_ext(chain: &[u8], frag_off: u16, flags: Flags) -> Vec<u8> {
+        let plain = eth_v6(flags, b"");
+        let (eth, ip, tcp) = (&plain[..14], &plain[14..54], &plain[54..]);
+        let mut ip = ip.to_vec();
+        let mut exts = Vec::new();
+        for (i, &kind) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).copied().unwrap_or(6);
+            if kind == 44 {
+                exts.extend([next, 0]);
+                exts.extend(frag_off.to_be_bytes());
+                exts.extend([0, 0, 0, 1]);
+            } else {
+                exts.extend([next, 0, 0, 0, 0, 0, 0, 0]);
+            }
+        }
+        ip[6] = chain.first().copied().unwrap_or(6);
+        let payload_len = (exts.len() + tcp.len()) as u16;
+        ip[4..6].copy_from_slice(&payload_len.to_be_bytes());
+        [eth, &ip, &exts, tcp].concat()
+    }
+
     #[test]
-    fn ipv6_extension_headers_go_to_userspace_capped() {
+    fn ipv6_extension_headers_are_walked() {
         let prog = compile(Framing::Ethernet, &all()).unwrap();
-        let mut frame = eth_v6(Flags::Syn, b"");
-        frame[14 + 6] = 0; // next header: hop-by-hop
-        assert_eq!(run(&prog, &frame), EXT_SNAP);
-        frame[14 + 6] = 17; // UDP
-        assert_eq!(run(&prog, &frame), 0);
+        for chain in [&[0u8][..], &[0, 60], &[0, 43, 44], &[44]] {
+            let frame = eth_v6_ext(chain, 0, Flags::Syn);
+            assert_eq!(run(&prog, &frame) as usize, frame.len(), "{chain:?}");
+            assert_eq!(run(&prog, &eth_v6_ext(chain, 0, Flags::SynAck)), 0);
+            assert!(crate::parse::parse(Framing::Ethernet, &frame)
+                .unwrap()
+                .is_syn());
+        }
+        // A later fragment carries no TCP header.
+        assert_eq!(run(&prog, &eth_v6_ext(&[44], 8 << 3, Flags::Syn)), 0);
+        // MLD: ICMPv6 behind hop-by-hop stays in the kernel.
+        let mut mld = eth_v6_ext(&[0], 0, Flags::Syn);
+        mld[54] = 58;
+        assert_eq!(run(&prog, &mld), 0);
+        // Four extension headers: past the walk, userspace decides.
+        assert_eq!(
+            run(&prog, &eth_v6_ext(&[0, 60, 43, 60], 0, Flags::Ack)),
+            EXT_SNAP
+        );
+        let mut udp = eth_v6(Flags::Syn, b"");
+        udp[14 + 6] = 17;
+        assert_eq!(run(&prog, &udp), 0);
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub enum ProxyError {
 }
 
 /// Reads a PROXY protocol v1 or v2 header at the start of `payload`; `Ok(None)` when the payload
-/// does not begin with one.
+/// does not begin with one (an empty payload included: wait for a byte before asking).
 pub fn proxy_header(payload: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
     if starts_like(payload, &V2_SIG) {
         let v2 = parse_v2(payload)?;
@@ -279,7 +279,8 @@ fn field_of(name: &[u8]) -> Option<Field> {
 
 fn http_forwarding_into(buf: &[u8], facts: &mut Forwarding) {
     let mut lines = CompleteLines { rest: buf };
-    match lines.next() {
+    // Servers ignore empty lines before a request line (RFC 9112 §2.2); a few are enough.
+    match lines.by_ref().take(4).find(|l| !l.is_empty()) {
         Some(first) if is_request_line(first) => {}
         _ => return,
     }
@@ -399,8 +400,13 @@ pub fn client_from_forwarded(value: &str) -> Option<String> {
     node_ip(&unquote(node.trim())).map(|ip| ip.to_string())
 }
 
-/// One address as forwarding headers write it: optional quotes, `[v6]`, `[v6]:port`, `v4:port`.
+/// One address as forwarding headers write it: optional quotes, `[v6]`, `[v6]:port`, `v4:port`;
+/// an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, written by dual-stack proxies) becomes IPv4.
 pub fn node_ip(node: &str) -> Option<IpAddr> {
+    node_ip_as_written(node).map(|ip| ip.to_canonical())
+}
+
+fn node_ip_as_written(node: &str) -> Option<IpAddr> {
     let node = node.trim().trim_matches('"').trim();
     if let Ok(ip) = node.parse::<IpAddr>() {
         return Some(ip);
@@ -669,7 +675,9 @@ mod tests {
         let f = forwarding_facts(p);
         assert_eq!(f.x_real_ip.as_deref(), Some("192.0.2.1"));
         assert_eq!(f.x_forwarded_for, None);
-        // Bare LF line ends are tolerated.
+        // Empty lines before the request line and bare LF line ends are tolerated.
+        let crlf = forwarding_facts(b"\r\n\r\nGET / HTTP/1.1\r\nX-Real-IP: 192.0.2.1\r\n\r\n");
+        assert_eq!(crlf.x_real_ip.as_deref(), Some("192.0.2.1"));
         let lf = forwarding_facts(b"GET / HTTP/1.0\nX-Real-IP: 192.0.2.1\n\n");
         assert_eq!(lf.x_real_ip.as_deref(), Some("192.0.2.1"));
     }
@@ -714,6 +722,14 @@ mod tests {
         assert_eq!(
             client_from_xff("2001:DB8::7").as_deref(),
             Some("2001:db8::7")
+        );
+        assert_eq!(
+            client_from_xff("::ffff:203.0.113.7, 10.0.0.1").as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(
+            client_from_xff("[::ffff:203.0.113.7]:80").as_deref(),
+            Some("203.0.113.7")
         );
         assert_eq!(client_from_xff("unknown, 203.0.113.7"), None);
         assert_eq!(client_from_xff(""), None);

@@ -4,7 +4,7 @@ use clap::Parser;
 use realip_probe::bpf::FilterSpec;
 use realip_probe::capture::{self, CaptureError};
 use realip_probe::echo;
-use std::io::{self, BufWriter};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -106,8 +106,8 @@ fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
         hosts: args.host,
         l7: args.l7,
     };
-    let out = BufWriter::with_capacity(64 << 10, io::stdout().lock());
-    match capture::run(&opts, &stop, out) {
+    // Line-buffered stdout: the capture hands it whole batches of lines, written without a copy.
+    match capture::run(&opts, &stop, io::stdout().lock()) {
         Ok(_) => Ok(()),
         // The reader went away (`| head`): nothing left to tell anyone.
         Err(CaptureError::Output(err)) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -124,10 +124,15 @@ fn capture_failure(err: CaptureError) -> Failure {
         CaptureError::UnknownIface { .. } => ("pick names from `ip link`, or omit --iface to capture on every interface", 2),
         CaptureError::Unreadable { .. } => ("capture on the Ethernet, raw-IP or loopback interfaces instead", 2),
         CaptureError::Filter(_) => ("narrow with fewer --port/--host values", 2),
-        CaptureError::Discover(_) | CaptureError::Open { .. } | CaptureError::Poll(_) => (
+        CaptureError::Discover(_) => (
             "check that the probe runs in the node's network namespace (hostNetwork: true)",
             4,
         ),
+        CaptureError::Open { .. } => (
+            "the interface may be going away, or the node short of memory for a receive ring; retry, or name interfaces with --iface",
+            4,
+        ),
+        CaptureError::Poll(_) => ("retry; if it persists, report it with the kernel version", 4),
         CaptureError::Output(_) => ("check where stdout goes", 4),
     };
     Failure {

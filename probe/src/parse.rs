@@ -25,15 +25,25 @@ pub enum Framing {
 /// What one TCP segment looked like on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment<'a> {
+    /// IP source address.
     pub src: IpAddr,
+    /// IP destination address.
     pub dst: IpAddr,
+    /// TCP source port.
     pub sport: u16,
+    /// TCP destination port.
     pub dport: u16,
+    /// TCP sequence number (a SYN's is the ISN).
     pub seq: u32,
+    /// SYN flag.
     pub syn: bool,
+    /// ACK flag.
     pub ack: bool,
+    /// RST flag.
     pub rst: bool,
+    /// FIN flag.
     pub fin: bool,
+    /// TSval of the TCP timestamp option, when present and well formed.
     pub tsval: Option<u32>,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
@@ -57,14 +67,20 @@ impl Segment<'_> {
 /// Why a frame yields no TCP segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// The captured bytes end inside a header (snap length, or a runt frame).
     #[error("frame too short for its headers")]
     Truncated,
+    /// The link header names another protocol (ARP, LLDP, …).
     #[error("not IPv4 or IPv6")]
     NotIp,
+    /// IP carrying another protocol (UDP, ICMP, ESP, …).
     #[error("not TCP")]
     NotTcp,
+    /// A non-first IP fragment: no TCP header in it.
     #[error("IP fragment without a TCP header")]
     Fragment,
+    /// Length fields that cannot be true (IHL < 5, TCP data offset < 5, a header past the
+    /// packet's own length).
     #[error("header fields contradict each other")]
     Malformed,
 }

@@ -47,16 +47,20 @@ pub struct Record<'a> {
 /// Why a capture file could not be read further.
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
+    /// The underlying reader failed.
     #[error("cannot read the capture at byte {offset}: {source}")]
     Io {
         offset: u64,
         #[source]
         source: io::Error,
     },
+    /// The file starts with neither a pcap magic nor a pcapng section header.
     #[error("not a pcap or pcapng file (starts with {magic:#010x})")]
     NotPcap { magic: u32 },
+    /// The file ends inside a header, record or block that began at `offset`.
     #[error("the file ends inside a {what} at byte {offset}")]
     Truncated { offset: u64, what: &'static str },
+    /// A record or block longer than this reader accepts (a corrupt length field).
     #[error("{what} at byte {offset} claims {len} bytes, more than the {max} this reader accepts")]
     TooLong {
         offset: u64,
@@ -64,12 +68,14 @@ pub enum PcapError {
         len: u64,
         max: usize,
     },
+    /// Frames of a link type the parser does not read (Wi-Fi, USB, …).
     #[error("link type {linktype} ({name}) at byte {offset} carries no Ethernet, IP or Linux cooked frames")]
     UnknownLinkType {
         linktype: u32,
         name: &'static str,
         offset: u64,
     },
+    /// Fields that contradict the format.
     #[error("malformed {what} at byte {offset}")]
     Malformed { offset: u64, what: &'static str },
 }
@@ -497,8 +503,10 @@ impl<R: Read> PcapReader<R> {
         for (code, value) in Options::new(e, &b[8..]) {
             match (code, value) {
                 (2, name) => {
+                    // Names end up in reports on terminals: no control characters.
                     let name = String::from_utf8_lossy(name);
-                    iface.name = Some(name.trim_end_matches('\0').to_string());
+                    let name = name.trim_end_matches('\0').chars();
+                    iface.name = Some(name.map(|c| if c.is_control() { '?' } else { c }).collect());
                 }
                 (9, &[r, ..]) => {
                     iface.resol = if r & 0x80 == 0 {

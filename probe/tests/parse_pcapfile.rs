@@ -276,7 +276,7 @@ fn pcapng_blocks_options_sections_and_byte_orders() {
         113,
         &[(2, b"any"), (9, &[0x80 | 10]), (14, &5i64.to_le_bytes())],
     );
-    LE.idb(&mut file, 101, &[]);
+    LE.idb(&mut file, 101, &[(2, b"tun\x1b[2J\0")]);
     LE.epb(&mut file, 0, 3 * 1024 + 512, b"cooked", Some(1));
     LE.epb(&mut file, 1, 7, b"raw", Some(0));
     // Obsolete packet block: 16-bit interface id, 16-bit drops.
@@ -334,8 +334,8 @@ fn pcapng_blocks_options_sections_and_byte_orders() {
                 &b"cooked"[..],
                 Some(Direction::In)
             ),
-            (7_000, None, 1, Framing::RawIp, &b"raw"[..], None),
-            (9_000, None, 1, Framing::RawIp, &b"opb"[..], None),
+            (7_000, Some("tun?[2J"), 1, Framing::RawIp, &b"raw"[..], None),
+            (9_000, Some("tun?[2J"), 1, Framing::RawIp, &b"opb"[..], None),
         ]
     );
     assert_eq!(recs[0].orig_len, 17);

@@ -5,6 +5,7 @@
 //! new pods' interfaces join, vanished ones leave with their counters kept in `stats`.
 
 pub mod discover;
+pub mod emit;
 pub mod flows;
 pub mod netlink;
 pub mod socket;
@@ -13,9 +14,9 @@ use crate::bpf::{self, Admit, FilterSpec};
 use crate::l7;
 use crate::parse::{self, Framing, ParseError};
 use crate::wire::{
-    Bye, Change, Direction, Event, Hello, IfaceChange, IfaceKind, IfaceStats, Interface, Stats,
-    Syn, L7,
+    Bye, Change, Direction, Event, Hello, IfaceChange, IfaceKind, IfaceStats, Interface, Stats, L7,
 };
+use emit::SynWriter;
 use flows::{FirstSegments, FlowKey};
 use socket::{PacketRing, RingSize, SocketError};
 use std::collections::HashMap;
@@ -79,6 +80,10 @@ pub enum CaptureError {
     Output(#[source] io::Error),
 }
 
+/// Flows remembered while waiting for their first data segment (`--l7`): about 4 MiB at most,
+/// so a SYN flood to a watched port cannot grow the probe past its memory bound.
+const L7_PENDING_FLOWS: usize = 16_384;
+
 /// Why the capture ended, as `bye.reason` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -99,6 +104,7 @@ struct Tap {
     iface: Interface,
     framing: Framing,
     ring: PacketRing,
+    writer: SynWriter,
     counters: Counters,
     /// Last socket error reported, so a down interface is logged once, not every poll.
     reported_error: bool,
@@ -139,7 +145,8 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Event writer: JSON lines, flushed once per loop round.
+/// Event writer: JSON lines, flushed once per loop round. Give it an unbuffered or line-buffered
+/// writer: the capture batches lines itself.
 struct Out<W: Write> {
     w: W,
 }
@@ -165,6 +172,8 @@ struct Capture<'a, W: Write> {
     retired: Vec<IfaceStats>,
     flows: FirstSegments,
     ring_bytes: usize,
+    /// Lines rendered from one ring drain, written out in one piece.
+    batch: Vec<u8>,
 }
 
 /// Runs the capture until `stop` is set or the duration ends. Writes the whole stream to `out`.
@@ -178,8 +187,9 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         out: Out { w: out },
         taps: Vec::new(),
         retired: Vec::new(),
-        flows: FirstSegments::new(65_536),
+        flows: FirstSegments::new(L7_PENDING_FLOWS),
         ring_bytes: 0,
+        batch: Vec::with_capacity(256 << 10),
     };
     for iface in wanted {
         match cap.open(iface) {
@@ -216,14 +226,16 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         if let Some(d) = opts.duration {
             wake = wake.min(started + d);
         }
-        let timeout = wake
+        // Rounded up to whole milliseconds: a zero timeout just before a deadline would spin.
+        let timeout_ms = wake
             .saturating_duration_since(now)
-            .min(Duration::from_millis(250));
+            .min(Duration::from_millis(250))
+            .as_micros()
+            .div_ceil(1000) as i32;
         let ready = {
             let fds: Vec<_> = cap.taps.iter().map(|t| t.ring.as_fd()).collect();
-            socket::poll(&fds, timeout.as_millis() as i32).map_err(CaptureError::Poll)?
+            socket::poll(&fds, timeout_ms).map_err(CaptureError::Poll)?
         };
-        let mut rescan = false;
         for (tap, ready) in cap.taps.iter_mut().zip(&ready) {
             if ready.error {
                 if let Some(err) = socket::take_error(tap.ring.as_fd()) {
@@ -232,13 +244,14 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
                         tap.reported_error = true;
                     }
                 }
-                rescan = true;
+                // The interface went down or away: look again soon, not on every wakeup.
+                next_scan = next_scan.min(Instant::now() + Duration::from_millis(200));
             }
         }
         cap.drain_all()?;
         cap.out.flush()?;
         let now = Instant::now();
-        if rescan || now >= next_scan {
+        if now >= next_scan {
             cap.rescan()?;
             next_scan = now + opts.rescan_every;
         }
@@ -315,6 +328,7 @@ impl<W: Write> Capture<'_, W> {
             })?;
         self.ring_bytes += size.bytes();
         self.taps.push(Tap {
+            writer: SynWriter::new(&self.opts.node, &iface.name),
             iface,
             framing,
             ring,
@@ -330,35 +344,46 @@ impl<W: Write> Capture<'_, W> {
             out,
             taps,
             flows,
+            batch,
             ..
         } = self;
-        let mut result = Ok(());
         for tap in taps.iter_mut() {
-            let (iface, framing, counters) = (&tap.iface, tap.framing, &mut tap.counters);
-            tap.ring.drain(|frame| {
-                if result.is_err() {
-                    return;
-                }
+            let Tap {
+                iface,
+                framing,
+                ring,
+                writer,
+                counters,
+                ..
+            } = tap;
+            let mut frames = FrameSink {
+                opts,
+                flows,
+                iface,
+                framing: *framing,
+                writer,
+                counters,
+                batch,
+            };
+            ring.drain(|frame| {
                 let dir = if frame.outgoing {
                     Direction::Out
                 } else {
                     Direction::In
                 };
-                if let Some(event) = on_frame(
-                    opts,
-                    flows,
-                    iface,
-                    framing,
-                    counters,
-                    frame.ts_ns,
-                    dir,
-                    frame.data,
-                ) {
-                    result = out.emit(&event);
-                }
+                frames.on_frame(frame.ts_ns, dir, frame.data);
             });
+            // One ring holds at most a few MiB of lines; write them out before the next.
+            if batch.len() >= 256 << 10 {
+                out.w.write_all(batch).map_err(CaptureError::Output)?;
+                batch.clear();
+            }
         }
-        result
+        if !batch.is_empty() {
+            out.w.write_all(batch).map_err(CaptureError::Output)?;
+            batch.clear();
+        }
+        Ok(())
     }
 
     fn collect_stats(&mut self) -> Vec<IfaceStats> {
@@ -387,6 +412,8 @@ impl<W: Write> Capture<'_, W> {
 
     /// Joins new interfaces and lets vanished (or renamed) ones go, announcing each change.
     fn rescan(&mut self) -> Result<(), CaptureError> {
+        // What the rings hold now is reported before any of them closes.
+        self.drain_all()?;
         let inventory = match discover::scan() {
             Ok(inv) => inv,
             Err(err) => {
@@ -417,7 +444,6 @@ impl<W: Write> Capture<'_, W> {
                 tap.counters.packets += packets;
                 tap.counters.drops += drops;
             }
-            tap.ring.drain(|_| {});
             self.ring_bytes = self.ring_bytes.saturating_sub(tap.ring.size().bytes());
             self.retired.push(iface_stats(&tap));
             self.out.emit(&Event::Iface(IfaceChange {
@@ -458,72 +484,64 @@ fn iface_stats(tap: &Tap) -> IfaceStats {
     }
 }
 
-/// Turns one captured frame into at most one event, counting what it could not use.
-#[allow(clippy::too_many_arguments)]
-fn on_frame(
-    opts: &Options,
-    flows: &mut FirstSegments,
-    iface: &Interface,
+/// Everything one captured frame is handled with.
+struct FrameSink<'a> {
+    opts: &'a Options,
+    flows: &'a mut FirstSegments,
+    iface: &'a Interface,
     framing: Framing,
-    counters: &mut Counters,
-    ts_ns: u64,
-    dir: Direction,
-    data: &[u8],
-) -> Option<Event> {
-    let seg = match parse::parse(framing, data) {
-        Ok(seg) => seg,
-        Err(ParseError::Truncated | ParseError::Malformed) => {
-            counters.malformed += 1;
-            return None;
-        }
-        // IPv6 with extension headers that turned out not to be TCP: outside the spec.
-        Err(_) => return None,
-    };
-    let key = FlowKey {
-        ifindex: iface.index,
-        src: seg.src,
-        sport: seg.sport,
-        dst: seg.dst,
-        dport: seg.dport,
-    };
-    match opts.spec.admits(&seg) {
-        Admit::Syn => {
-            counters.syns += 1;
-            if opts.spec.l7 {
-                flows.on_syn(key, seg.seq);
+    writer: &'a mut SynWriter,
+    counters: &'a mut Counters,
+    batch: &'a mut Vec<u8>,
+}
+
+impl FrameSink<'_> {
+    /// Renders at most one event line for a frame, counting what it could not use.
+    fn on_frame(&mut self, ts_ns: u64, dir: Direction, data: &[u8]) {
+        let seg = match parse::parse(self.framing, data) {
+            Ok(seg) => seg,
+            Err(ParseError::Truncated | ParseError::Malformed) => {
+                self.counters.malformed += 1;
+                return;
             }
-            Some(Event::Syn(Syn {
-                ts_ns,
-                node: opts.node.clone(),
-                iface: iface.name.clone(),
-                dir,
-                src: seg.src,
-                sport: seg.sport,
-                dst: seg.dst,
-                dport: seg.dport,
-                isn: seg.seq,
-                tsval: seg.tsval,
-                ttl: seg.ttl,
-                ip_id: seg.ip_id,
-            }))
+            // IPv6 behind a long extension chain that turned out not to be TCP: outside the spec.
+            Err(_) => return,
+        };
+        let key = || FlowKey {
+            ifindex: self.iface.index,
+            src: seg.src,
+            sport: seg.sport,
+            dst: seg.dst,
+            dport: seg.dport,
+        };
+        match self.opts.spec.admits(&seg) {
+            Admit::Syn => {
+                self.counters.syns += 1;
+                if self.opts.spec.l7 {
+                    self.flows.on_syn(key(), seg.seq);
+                }
+                self.writer.write(self.batch, ts_ns, dir, &seg);
+            }
+            Admit::Data if self.flows.on_data(key(), seg.seq) => {
+                let mut event = L7 {
+                    ts_ns,
+                    node: self.opts.node.clone(),
+                    iface: self.iface.name.clone(),
+                    dir: Some(dir),
+                    src: Some(seg.src),
+                    sport: seg.sport,
+                    dst: Some(seg.dst),
+                    dport: seg.dport,
+                    seq: seg.seq,
+                    ..L7::default()
+                };
+                l7::forwarding_facts(seg.payload).fill(&mut event);
+                self.batch
+                    .extend_from_slice(crate::wire::encode_line(&Event::L7(event)).as_bytes());
+                self.batch.push(b'\n');
+            }
+            Admit::Data | Admit::Skip => {}
         }
-        Admit::Data if flows.on_data(key, seg.seq) => {
-            let mut event = L7 {
-                ts_ns,
-                node: opts.node.clone(),
-                iface: iface.name.clone(),
-                dir: Some(dir),
-                src: Some(seg.src),
-                sport: seg.sport,
-                dst: Some(seg.dst),
-                dport: seg.dport,
-                seq: seg.seq,
-                ..L7::default()
-            };
-            l7::forwarding_facts(seg.payload).fill(&mut event);
-            Some(Event::L7(event))
-        }
-        Admit::Data | Admit::Skip => None,
     }
 }
 
@@ -565,24 +583,30 @@ mod tests {
         };
         let mut flows = FirstSegments::new(16);
         let mut counters = Counters::default();
-        let mut feed = |data: &[u8]| {
-            on_frame(
-                &opts,
-                &mut flows,
-                &iface(),
-                Framing::Ethernet,
-                &mut counters,
-                1,
-                Direction::In,
-                data,
-            )
+        let iface = iface();
+        let mut writer = SynWriter::new("node-a", "eth0");
+        let mut batch = Vec::new();
+        let mut feed = |data: &[u8]| -> Option<Event> {
+            batch.clear();
+            FrameSink {
+                opts: &opts,
+                flows: &mut flows,
+                iface: &iface,
+                framing: Framing::Ethernet,
+                writer: &mut writer,
+                counters: &mut counters,
+                batch: &mut batch,
+            }
+            .on_frame(1, Direction::In, data);
+            let line = std::str::from_utf8(&batch).ok()?.strip_suffix('\n')?;
+            crate::wire::decode_line(line).ok()
         };
         let Some(Event::Syn(syn)) = feed(&frame(true, 1000, b"")) else {
             panic!("no syn event");
         };
         assert_eq!(
-            (syn.isn, syn.dir, syn.ip_id.is_some()),
-            (1000, Direction::In, true)
+            (syn.isn, syn.dir, syn.ip_id.is_some(), syn.node.as_str()),
+            (1000, Direction::In, true, "node-a")
         );
         let head = b"GET /secret HTTP/1.1\r\nCookie: a\r\nX-Real-IP: 203.0.113.5\r\n\r\n";
         let Some(Event::L7(l7)) = feed(&frame(false, 1001, head)) else {
