@@ -169,22 +169,10 @@ async fn predict(
     topology: &Topology,
     entry_node: Option<&str>,
 ) -> Option<crate::explain::model::Explanation> {
-    let source = crate::explain::live::KubeSource {
-        client: cluster.clients.requests.clone(),
-    };
-    match crate::explain::live::gather(&source, &topology.namespace, &topology.service).await {
-        Ok(objects) => {
-            let mut facts = crate::explain::gather::all_facts(&objects)
-                .into_iter()
-                .next()?;
-            facts.cluster.entry_node = entry_node.map(str::to_string);
-            Some(crate::explain::explain(&facts))
-        }
-        Err(err) => {
-            tracing::warn!("no prediction from explain: {err}");
-            None
-        }
-    }
+    crate::explain::live::predict(cluster, &topology.namespace, &topology.service, entry_node)
+        .await
+        .map_err(|err| tracing::warn!("no prediction from explain: {err}"))
+        .ok()
 }
 
 fn cluster_failure(err: KubeError, what: &str) -> Failure {
