@@ -693,3 +693,77 @@ async fn an_unreachable_api_is_a_clear_cluster_error() {
     );
     assert!(failure.hint.unwrap().contains("kubectl cluster-info"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_and_restarted_log_streams_are_followed_again_without_duplicates() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let mut fates = snat_via_node_a(false);
+    // node-a's first stream breaks after two lines and a half; the next one (a re-follow of the
+    // same container) repeats them before going on to the end.
+    if let Some(Fate::Runs(scripts)) = fates.get_mut("node-a") {
+        let full = scripts[0].clone();
+        let mut broken = LogScript::lines(full.lines.iter().take(2).map(|(_, l)| l.clone()));
+        broken
+            .lines
+            .push((Duration::ZERO, "{\"v\":1,\"type\":\"sy".into()));
+        *scripts = vec![broken, full];
+    }
+    cluster::run_daemonsets(&api, fates);
+    let traced = trace::flow::trace(
+        &args(&api, &["-o", "json"]),
+        &options(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    assert_eq!(json["flows"].as_array().unwrap().len(), 1, "{json:#}");
+    assert_eq!(
+        json["flows"][0]["hops"].as_array().unwrap().len(),
+        4,
+        "{json:#}"
+    );
+    assert_eq!(
+        json["flows"][0]["retries"], 0,
+        "repeated lines are not retransmissions"
+    );
+    let follows = api
+        .seen()
+        .iter()
+        .filter(|s| {
+            s.resource == "pods/log" && s.name.as_deref() == Some("realip-probe-t3st01-node-a")
+        })
+        .count();
+    assert_eq!(follows, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_n_stops_the_capture_once_enough_connections_reached_a_pod() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // Probes that never end by themselves.
+    let mut fates = snat_via_node_a(true);
+    for fate in fates.values_mut() {
+        if let Fate::Runs(scripts) = fate {
+            for script in scripts {
+                script.lines.pop();
+            }
+        }
+    }
+    cluster::run_daemonsets(&api, fates);
+    let started = std::time::Instant::now();
+    let traced = tokio::time::timeout(
+        Duration::from_secs(30),
+        trace::flow::trace(
+            &args(&api, &["--duration", "10m", "--flows", "1"]),
+            &options(),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("--flows 1 ends the capture long before --duration")
+    .unwrap();
+    assert!(traced.answered);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
