@@ -255,7 +255,7 @@ fn added(api: &FakeApi, resource: &str) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn trace_reports_the_snat_node_and_removes_everything() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -322,7 +322,7 @@ async fn trace_reports_the_snat_node_and_removes_everything() {
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn json_output_is_the_analysis_contract_plus_names() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -344,7 +344,7 @@ async fn json_output_is_the_analysis_contract_plus_names() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn dry_run_prints_the_manifests_and_creates_nothing() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -359,7 +359,7 @@ async fn dry_run_prints_the_manifests_and_creates_nothing() {
     insta::assert_snapshot!(traced.output);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_probe_that_cannot_pull_is_reported_and_everything_is_removed() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -382,7 +382,7 @@ async fn a_probe_that_cannot_pull_is_reported_and_everything_is_removed() {
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn one_failed_probe_leaves_the_other_to_measure() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -400,7 +400,7 @@ async fn one_failed_probe_leaves_the_other_to_measure() {
     assert!(leftovers(&api).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn rbac_refusal_names_verb_and_resource_and_cleans_up() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -420,7 +420,7 @@ async fn rbac_refusal_names_verb_and_resource_and_cleans_up() {
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn service_errors_are_clear_and_create_nothing() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -465,7 +465,7 @@ async fn service_errors_are_clear_and_create_nothing() {
     assert!(created(&api).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn pod_security_refusal_is_told_before_anything_is_created() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -506,7 +506,7 @@ async fn pod_security_refusal_is_told_before_anything_is_created() {
     assert!(created(&api).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_missing_probe_namespace_is_created_and_removed() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -534,7 +534,7 @@ async fn a_missing_probe_namespace_is_created_and_removed() {
     assert!(leftovers(&api).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn interruption_removes_everything() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -570,7 +570,7 @@ async fn interruption_removes_everything() {
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn text_report_names_nodes_and_pods() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -581,7 +581,7 @@ async fn text_report_names_nodes_and_pods() {
     insta::assert_snapshot!(kubectl_realip::output::plain(&traced.output));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_prediction_that_disagrees_is_flagged_loudly() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -613,7 +613,7 @@ async fn a_prediction_that_disagrees_is_flagged_loudly() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn send_opens_test_connections_with_a_token_once_probes_listen() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let api = FakeApi::start().await;
@@ -656,7 +656,7 @@ async fn send_opens_test_connections_with_a_token_once_probes_listen() {
     assert!(script.contains(" --l7"), "{script}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_api_is_a_clear_cluster_error() {
     use std::io::Write;
     // A port nothing listens on: bind one, then free it.
@@ -694,7 +694,7 @@ async fn an_unreachable_api_is_a_clear_cluster_error() {
     assert!(failure.hint.unwrap().contains("kubectl cluster-info"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn broken_and_restarted_log_streams_are_followed_again_without_duplicates() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -738,7 +738,7 @@ async fn broken_and_restarted_log_streams_are_followed_again_without_duplicates(
     assert_eq!(follows, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn flows_n_stops_the_capture_once_enough_connections_reached_a_pod() {
     let api = FakeApi::start().await;
     cluster(&api);

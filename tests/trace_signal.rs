@@ -101,17 +101,17 @@ async fn interrupted_run_cleans_up(signal: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn sigint_cleans_up() {
     interrupted_run_cleans_up("INT").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_cleans_up() {
     interrupted_run_cleans_up("TERM").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn sighup_cleans_up() {
     interrupted_run_cleans_up("HUP").await;
 }

@@ -717,7 +717,7 @@ async fn capture(
     let mut lines = Progress::node_lines(progress);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + args.duration;
-    let mut sending: Option<tokio::task::JoinHandle<Vec<Sent>>> = None;
+    let mut sending = None;
     let send_targets = if args.send {
         send::entry_points(topology, &plan.nodes, &args.send_to)
     } else {
