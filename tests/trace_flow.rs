@@ -767,3 +767,37 @@ async fn flows_n_stops_the_capture_once_enough_connections_reached_a_pod() {
     assert!(traced.answered);
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_security_refusing_the_daemon_set_pods_is_reported_and_cleaned_up() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // Admission lets the dry run through but refuses the DaemonSet controller's pods, which
+    // only shows as a FailedCreate event on the DaemonSet.
+    api.on_create("daemonsets", |api, ds| {
+        let namespace = ds["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let name = ds["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        api.insert(&serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{name}.failed"), "namespace": namespace},
+            "involvedObject": {"kind": "DaemonSet", "name": name, "namespace": namespace},
+            "type": "Warning", "reason": "FailedCreate",
+            "message": format!("Error creating: pods \"{name}-x\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"),
+        }));
+    });
+    let failure = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure
+            .message
+            .starts_with("Pod Security refused the probe pods"),
+        "{failure}"
+    );
+    assert!(failure
+        .hint
+        .unwrap()
+        .contains("pod-security.kubernetes.io/enforce=privileged"));
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
