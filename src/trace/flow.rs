@@ -6,7 +6,7 @@ use super::collect::Collector;
 use super::manifests::{
     Delivery, Objects, RunPlan, MANAGED_LABEL, MANAGED_VALUE, PROBE_CONTAINER, RUN_LABEL,
 };
-use super::progress::Progress;
+use super::progress::{NodeLines, Progress};
 use super::readiness::{pod_state, PodState};
 use super::report::TraceReport;
 use super::send::{self, Sent};
@@ -808,29 +808,5 @@ async fn follow(
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Per-node progress lines (a thin wrapper so the pure parts need no terminal).
-pub(super) struct NodeLines<'a> {
-    progress: &'a Progress,
-    last: BTreeMap<String, String>,
-}
-
-impl NodeLines<'_> {
-    fn set(&mut self, node: &str, text: &str) {
-        if self.last.get(node).map(String::as_str) != Some(text) {
-            self.last.insert(node.to_string(), text.to_string());
-            self.progress.node(node, text.to_string());
-        }
-    }
-}
-
-impl Progress {
-    pub(super) fn node_lines(&self) -> NodeLines<'_> {
-        NodeLines {
-            progress: self,
-            last: BTreeMap::new(),
-        }
     }
 }
