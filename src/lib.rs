@@ -6,6 +6,7 @@
 
 pub mod analyze;
 pub mod cli;
+pub mod complete;
 pub mod embedded;
 pub mod error;
 pub mod explain;

@@ -1,10 +1,28 @@
 //! `kubectl-realip`: parse, set up logging, run, map the error to an exit code.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use kubectl_realip::cli::Cli;
+use kubectl_realip::{complete, output};
+use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let exe = args.next().unwrap_or_default();
+    let words: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    // kubectl's plugin completion runs us as `kubectl_complete-realip WORDS...`; a shell script
+    // may also call `kubectl-realip __complete WORDS...`.
+    let invoked_as = Path::new(&exe).file_name().and_then(|n| n.to_str());
+    if invoked_as == Some(complete::COMPLETE_EXE)
+        || words.first().is_some_and(|w| w == "__complete")
+    {
+        let skip = usize::from(invoked_as != Some(complete::COMPLETE_EXE));
+        let answer = complete::complete(&Cli::command(), &words[skip..]);
+        return match output::emit(&answer) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match kubectl_realip::run(cli) {

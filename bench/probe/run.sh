@@ -98,7 +98,7 @@ for round in $(seq "$rounds"); do
   ip netns exec "$gen" trafgen --dev gen0 --conf "$work/flood.cfg" --num $((syns * 3)) \
     --cpus 1 --no-sock-mem >"$work/trafgen.out" 2>"$work/trafgen.err" || {
     cat "$work/trafgen.err" >&2; exit 1; }
-  elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+  elapsed=$(printf %.2f "$(echo "$(date +%s.%N) - $start" | bc)")
   sleep 1.5   # every ring retires its last block; the probe writes a stats line
 
   declare -A cpu rss split

@@ -692,3 +692,40 @@ fn raw_ip_devices_get_their_own_filter_program() {
     assert_eq!(tun.kind, IfaceKind::Tunnel);
     assert!(hello.filter.starts_with("tcp syn"), "{}", hello.filter);
 }
+
+#[test]
+fn a_link_that_comes_up_later_is_captured_without_rescanning() {
+    require_lab!();
+    let mut lab = Lab::new("e");
+    let n = lab.ns("node");
+    sh(&format!("ip netns add {n}")); // loopback starts down
+    let mut probe = lab
+        .exec(
+            "node",
+            &[PROBE, "capture", "--iface", "lo", "--duration", "3"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("probe");
+    let events = lines_of(probe.stdout.take().expect("stdout"));
+    lab.children.push(probe);
+    wait_for(&events, "hello", |l| l.contains(r#""type":"hello""#));
+    sh(&format!(
+        "ip -n {n} link set lo up; ip netns exec {n} bash -c '(exec 3<>/dev/tcp/127.0.0.1/9) 2>/dev/null; true'"
+    ));
+    let rest = wait_for(&events, "bye", |l| l.contains(r#""type":"bye""#));
+    let syns = rest
+        .iter()
+        .filter(|l| l.contains(r#""type":"syn""#))
+        .count();
+    assert_eq!(syns, 2, "SYN out and in on lo: {rest:#?}");
+    let out = lab
+        .children
+        .remove(0)
+        .wait_with_output()
+        .expect("probe exit");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lo: Network is down"), "{stderr}");
+}

@@ -240,7 +240,11 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
             if ready.error {
                 if let Some(err) = socket::take_error(tap.ring.as_fd()) {
                     if !tap.reported_error {
-                        eprintln!("realip-probe: {}: {err}", tap.iface.name);
+                        // ENETDOWN: the socket stays bound and resumes when the link comes up.
+                        eprintln!(
+                            "realip-probe: {}: {err} (capture resumes if it comes back)",
+                            tap.iface.name
+                        );
                         tap.reported_error = true;
                     }
                 }
