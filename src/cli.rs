@@ -169,6 +169,11 @@ pub struct ExplainArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Exit codes: 0 every input read and a connection found; 1 partial answer \
+(lines or frames skipped, or no SYN found); 2 an input could not be used (missing, unreadable, \
+unknown format or link type). See docs/analyze.md."
+)]
 pub struct AnalyzeArgs {
     /// Probe JSONL, pcap or pcapng files (- for JSONL on stdin).
     #[arg(required = true, value_name = "FILE")]

@@ -114,3 +114,37 @@ fn unknown_link_type_is_named() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("odd.pcap: link type 147"), "{err}");
 }
+
+#[test]
+fn jsonl_on_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-realip"))
+        .args(["analyze", "-o", "json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = std::fs::read(fixture("hand/two-nodes.jsonl")).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["connections"], 2);
+}
+
+/// The probe's JSONL and a pcap of the same node name the same packets: hops are not doubled.
+#[test]
+fn probe_and_pcap_of_the_same_node_do_not_double_hops() {
+    let (code, out, err) = analyze(&[
+        "-o",
+        "json",
+        &fixture("netns/node-a.jsonl"),
+        &fixture("netns/node-b.jsonl"),
+        &fixture("netns/node-b.pcapng"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for flow in v["flows"].as_array().unwrap() {
+        assert_eq!(flow["hops"].as_array().unwrap().len(), 5, "{flow}");
+    }
+}

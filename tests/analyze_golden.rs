@@ -77,3 +77,29 @@ fn netns_pcapng_text() {
     }
     golden!("netns_pcapng_text", plain(&render_text(&analyzer.finish())));
 }
+
+/// Renderers take any report (trace and lab build their own): odd ones must not panic.
+#[test]
+fn renderers_survive_odd_reports() {
+    let mut report = analyze_events(events("hand/two-nodes.jsonl"));
+    report.flows[0].translations[0].hop = 99;
+    report.flows[1].hops.clear();
+    report.flows[1].lost_at = Some(7);
+    for text in [
+        render_text(&report),
+        render_mermaid(&report),
+        render_json(&report),
+    ] {
+        assert!(!text.is_empty());
+    }
+}
+
+/// A rewrite between two capture points (a load balancer's SNAT) drawn as an unseen hop.
+#[test]
+fn unseen_rewrite_text_and_mermaid() {
+    let report = analyze_events(events("hand/unseen-rewrite.jsonl"));
+    assert_eq!(report.flows.len(), 1);
+    assert_eq!(report.flows[0].hops.len(), 3);
+    golden!("unseen_rewrite_text", plain(&render_text(&report)));
+    golden!("unseen_rewrite_mermaid", render_mermaid(&report));
+}

@@ -77,8 +77,13 @@ pub fn follows(a: &Sighting, b: &Sighting) -> Option<(u32, u64)> {
     // Small preferences between otherwise equal candidates: ports usually survive NAT.
     let bonus = u32::from(a.sport == b.sport) * 2 + u32::from(a.dst == b.dst);
     if a.node == b.node {
-        if a.iface == b.iface && a.dir == b.dir && a.dir_known && b.dir_known {
-            return None; // the same capture point twice: a duplicate or a retransmission
+        if a.iface == b.iface
+            && ((a.dir == b.dir && a.dir_known && b.dir_known)
+                || (a.same_tuple(b) && a.ttl == b.ttl))
+        {
+            // The same capture point twice (a retransmission, or one packet in two captures of
+            // the same interface): never a next hop.
+            return None;
         }
         let gap = b.ts_ns.checked_sub(a.ts_ns)?;
         if gap > SAME_NODE_WINDOW_NS {
@@ -120,9 +125,34 @@ pub fn follows(a: &Sighting, b: &Sighting) -> Option<(u32, u64)> {
     }
 }
 
+/// Two captures of one interface at once (the probe and tcpdump) see each packet twice.
+pub const DUPLICATE_WINDOW_NS: u64 = 10_000_000;
+
+/// Whether `b` is the same packet as `a` at the same capture point, recorded by another capture.
+fn duplicate(a: &Sighting, b: &Sighting) -> bool {
+    a.node == b.node
+        && a.iface == b.iface
+        && a.same_tuple(b)
+        && a.ttl == b.ttl
+        && a.ip_id == b.ip_id
+        && (a.dir == b.dir || !a.dir_known || !b.dir_known)
+        && a.ts_ns.abs_diff(b.ts_ns) <= DUPLICATE_WINDOW_NS
+}
+
 /// Links the sightings of one ISN/TSval group into paths: best edges first, each sighting with
 /// at most one predecessor and one successor, never a cycle.
 fn link(sightings: &[Sighting], group: &[usize]) -> Vec<Chain> {
+    // Keep one sighting per packet and capture point, preferring one that knows its direction.
+    let mut kept: Vec<usize> = Vec::with_capacity(group.len());
+    for &i in group {
+        let s = &sightings[i];
+        match kept.iter_mut().find(|k| duplicate(&sightings[**k], s)) {
+            Some(k) if !sightings[*k].dir_known && s.dir_known => *k = i,
+            Some(_) => {}
+            None => kept.push(i),
+        }
+    }
+    let group = &kept[..];
     let m = group.len();
     if m == 1 {
         return vec![Chain {

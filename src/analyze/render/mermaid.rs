@@ -16,8 +16,10 @@ struct Path {
     entry: String,
     /// Per node crossed in a row: the node and its capture points.
     runs: Vec<(String, String)>,
-    /// Labels of the arrow leaving each run (rewrites made there or just after it).
+    /// Labels of the arrow leaving each run: rewrites made in that node.
     arrows: Vec<Vec<String>>,
+    /// Rewrites made after each run by something not captured (a load balancer, a router).
+    unseen: Vec<Vec<String>>,
     pod: String,
     /// What the pod sees when it is not the client.
     pod_sees: Option<String>,
@@ -26,7 +28,8 @@ struct Path {
     lost: Option<(usize, bool)>,
 }
 
-fn path_of(flow: &Flow) -> Path {
+/// The drawing of one flow; `None` for a flow without hops (nothing to draw).
+fn path_of(flow: &Flow) -> Option<Path> {
     let mut runs: Vec<(String, String)> = Vec::new();
     let mut run_of = Vec::with_capacity(flow.hops.len());
     for hop in &flow.hops {
@@ -49,47 +52,54 @@ fn path_of(flow: &Flow) -> Path {
         run_of.push(runs.len() - 1);
     }
     let mut arrows = vec![Vec::new(); runs.len()];
+    let mut unseen = vec![Vec::new(); runs.len()];
     let lost_t = losing_snat(flow);
     let mut lost = None;
     for t in &flow.translations {
-        let Some(before) = t.hop.checked_sub(1).and_then(|h| run_of.get(h)) else {
+        let (Some(before), Some(prev), Some(next)) = (
+            t.hop.checked_sub(1).and_then(|h| run_of.get(h)),
+            t.hop.checked_sub(1).and_then(|h| flow.hops.get(h)),
+            flow.hops.get(t.hop),
+        ) else {
             continue;
         };
-        let inside = flow.hops[t.hop - 1].node == flow.hops[t.hop].node;
+        let inside = prev.node == next.node;
         let label = match t.kind {
             TranslationKind::Dnat => format!("DNAT → {} ({})", t.to, t.to_owner),
             TranslationKind::Snat => {
                 format!("SNAT → {} ({})", new_address(flow, t), t.to_owner)
             }
         };
-        let label = if inside {
-            label
+        if inside {
+            arrows[*before].push(label);
         } else {
-            format!("{label}, unseen hop")
-        };
-        arrows[*before].push(label);
+            unseen[*before].push(label);
+        }
         if lost_t.is_some_and(|l| std::ptr::eq(l, t)) {
             lost = Some((*before, inside));
         }
     }
-    let last = &flow.hops[flow.hops.len() - 1];
-    Path {
+    let last = flow.hops.last()?;
+    Some(Path {
         entry: flow.entry.clone(),
         runs,
         arrows,
+        unseen,
         pod: crate::analyze::flow::endpoint(last.dst, last.dport),
         pod_sees: (!flow.client_ip_preserved)
             .then(|| flow.pod_sees.map(|ip| ip.to_string()))
             .flatten(),
         lost,
-    }
+    })
 }
 
 pub fn render_mermaid(report: &Report) -> String {
     let mut order: Vec<Path> = Vec::new();
     let mut seen: HashMap<Path, (usize, BTreeSet<String>)> = HashMap::new();
     for flow in &report.flows {
-        let path = path_of(flow);
+        let Some(path) = path_of(flow) else {
+            continue;
+        };
         let slot = match seen.get_mut(&path) {
             Some(slot) => slot,
             None => {
@@ -107,11 +117,18 @@ pub fn render_mermaid(report: &Report) -> String {
     let mut out = String::from("flowchart LR\n");
     let mut edge = 0usize;
     let mut lost_edges = Vec::new();
+    let mut lost_nodes: Vec<String> = Vec::new();
     for (n, path) in order.iter().take(MAX_PATHS).enumerate() {
         let (count, clients) = &seen[path];
         let id = format!("p{}", n + 1);
         let verdict = match path.lost {
-            Some((run, _)) => format!("client IP lost on {}", path.runs[run].0),
+            Some((run, true)) => format!("client IP lost on {}", path.runs[run].0),
+            Some((run, false)) => match path.runs.get(run + 1) {
+                Some((next, _)) => {
+                    format!("client IP lost between {} and {next}", path.runs[run].0)
+                }
+                None => format!("client IP lost after {}", path.runs[run].0),
+            },
             None if path.pod_sees.is_none() => "client IP preserved".to_string(),
             None => "client IP not preserved".to_string(),
         };
@@ -150,22 +167,39 @@ pub fn render_mermaid(report: &Report) -> String {
             } else {
                 format!("{id}_pod")
             };
-            if labels.is_empty() {
-                let _ = writeln!(out, "    {id}_n{i} --> {target}");
+            let lost_here = path.lost.is_some_and(|(run, _)| run == i);
+            let from = format!("{id}_n{i}");
+            if path.unseen[i].is_empty() {
+                arrow(&mut out, &from, labels, &target);
             } else {
-                let label = labels
-                    .iter()
-                    .map(|l| esc(l))
-                    .collect::<Vec<_>>()
-                    .join("<br/>");
-                let _ = writeln!(out, "    {id}_n{i} -->|\"{label}\"| {target}");
+                // Something between two capture points rewrote the SYN: draw it as a hop.
+                let hop = format!("{id}_u{i}");
+                let _ = writeln!(
+                    out,
+                    "    {hop}[[\"unseen hop<br/>load balancer or router\"]]"
+                );
+                arrow(&mut out, &from, labels, &hop);
+                if lost_here && path.lost.is_some_and(|(_, inside)| inside) {
+                    lost_edges.push(edge);
+                }
+                edge += 1;
+                arrow(&mut out, &hop, &path.unseen[i], &target);
+                if lost_here && path.lost.is_some_and(|(_, inside)| !inside) {
+                    lost_edges.push(edge);
+                    lost_nodes.push(hop);
+                }
+                edge += 1;
+                continue;
             }
-            if path.lost.is_some_and(|(run, _)| run == i) {
+            if lost_here {
                 lost_edges.push(edge);
             }
             edge += 1;
         }
         out.push_str("  end\n");
+        for node in lost_nodes.drain(..) {
+            let _ = writeln!(out, "  class {node} lost");
+        }
         if let Some((run, inside)) = path.lost {
             if inside {
                 let _ = writeln!(out, "  class {id}_n{run} lost");
@@ -191,6 +225,20 @@ pub fn render_mermaid(report: &Report) -> String {
         let _ = writeln!(out, "  linkStyle {e} stroke:#c00,stroke-width:3px");
     }
     out
+}
+
+/// `from --> to`, labelled with `labels` one per line when there are any.
+fn arrow(out: &mut String, from: &str, labels: &[String], to: &str) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "    {from} --> {to}");
+    } else {
+        let label = labels
+            .iter()
+            .map(|l| esc(l))
+            .collect::<Vec<_>>()
+            .join("<br/>");
+        let _ = writeln!(out, "    {from} -->|\"{label}\"| {to}");
+    }
 }
 
 /// Text safe inside a quoted Mermaid label.

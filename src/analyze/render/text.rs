@@ -1,6 +1,6 @@
 //! The text report: per connection a hop list marking each rewrite, then a summary per way in.
 
-use super::paint;
+use super::{paint, place};
 use crate::analyze::flow::{endpoint, losing_snat};
 use crate::analyze::model::{Flow, Report, Summary, TranslationKind};
 use crate::output::{BAD, DIM, GOOD, HEAD, WARN};
@@ -20,7 +20,14 @@ pub fn render_text(report: &Report) -> String {
 }
 
 fn flow_text(out: &mut String, n: usize, flow: &Flow) {
-    let first = &flow.hops[0];
+    let Some(first) = flow.hops.first() else {
+        let _ = writeln!(
+            out,
+            "{} no hop recorded",
+            paint(HEAD, &format!("Connection {n}"))
+        );
+        return;
+    };
     let retries = match flow.retries {
         0 => String::new(),
         1 => " · 1 retry".to_string(),
@@ -85,8 +92,11 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
                 TranslationKind::Dnat => "DNAT",
             };
             let line = format!(
-                "← {kind} on {}: {} → {} ({})",
-                t.node, t.from, t.to, t.to_owner
+                "← {kind} {}: {} → {} ({})",
+                place(&t.node),
+                t.from,
+                t.to,
+                t.to_owner
             );
             let is_lost = lost.is_some_and(|l| std::ptr::eq(l, t));
             let line = if is_lost {
@@ -124,7 +134,7 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
         );
     } else {
         let place = match (flow.lost_at, lost) {
-            (Some(at), Some(t)) => format!(" at hop {} (SNAT on {})", at + 1, t.node),
+            (Some(at), Some(t)) => format!(" at hop {} (SNAT {})", at + 1, place(&t.node)),
             (Some(at), None) => format!(" at hop {}", at + 1),
             _ => String::new(),
         };
@@ -159,8 +169,11 @@ fn summary_text(out: &mut String, summary: &Summary) {
                     .iter()
                     .map(|r| {
                         format!(
-                            "SNAT on {} → {} ({}) ×{}",
-                            r.node, r.to, r.to_owner, r.count
+                            "SNAT {} → {} ({}) ×{}",
+                            place(&r.node),
+                            r.to,
+                            r.to_owner,
+                            r.count
                         )
                     })
                     .collect::<Vec<_>>()
