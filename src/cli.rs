@@ -92,6 +92,14 @@ pub struct KubeArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Exit codes: 0 report with at least one connection (or --dry-run); \
+    1 no connection seen; 2 bad flags; 3 the cluster refused or failed (RBAC, Pod Security, \
+    missing Service, unreachable API); 4 no probe could start (image pull, scheduling); \
+    130 interrupted, after removing the probe.\n\
+    Needed permissions: docs/rbac.md. Leftovers of a killed run expire by themselves \
+    (kubectl-realip/expires-at) or go with `kubectl realip cleanup`."
+)]
 pub struct TraceArgs {
     /// The Service to trace: svc/NAME, service/NAME or services/NAME.
     #[arg(value_name = "svc/NAME")]
@@ -245,6 +253,12 @@ pub enum XffMode {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Finds every object labelled app.kubernetes.io/managed-by=kubectl-realip \
+    in every namespace (expiry Jobs, probe DaemonSets and pods, probe ConfigMaps) and deletes it; \
+    deletes a namespace only if a run created it.\n\
+    Exit codes: 0 nothing left; 3 something could not be listed or removed."
+)]
 pub struct CleanupArgs {
     #[command(flatten)]
     pub kube: KubeArgs,

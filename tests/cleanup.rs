@@ -71,7 +71,7 @@ fn managed(api: &FakeApi) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn removes_every_run_and_only_namespaces_it_created() {
     let api = FakeApi::start().await;
     leftovers(&api);
@@ -93,7 +93,7 @@ async fn removes_every_run_and_only_namespaces_it_created() {
         && s.query.contains("managed-by%3Dkubectl-realip")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn dry_run_removes_nothing() {
     let api = FakeApi::start().await;
     leftovers(&api);
@@ -105,7 +105,7 @@ async fn dry_run_removes_nothing() {
     assert!(!api.seen().iter().any(|s| s.verb == "delete"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn refused_deletes_are_reported() {
     let api = FakeApi::start().await;
     leftovers(&api);

@@ -58,6 +58,7 @@ fn options() -> TraceOptions {
         probe_version: "0.1.0".into(),
         base_image: "busybox:1.37".into(),
         prediction: None,
+        predict_live: true,
     }
 }
 
@@ -254,7 +255,7 @@ fn added(api: &FakeApi, resource: &str) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn trace_reports_the_snat_node_and_removes_everything() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -321,7 +322,7 @@ async fn trace_reports_the_snat_node_and_removes_everything() {
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn json_output_is_the_analysis_contract_plus_names() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -343,7 +344,7 @@ async fn json_output_is_the_analysis_contract_plus_names() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn dry_run_prints_the_manifests_and_creates_nothing() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -358,7 +359,7 @@ async fn dry_run_prints_the_manifests_and_creates_nothing() {
     insta::assert_snapshot!(traced.output);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_probe_that_cannot_pull_is_reported_and_everything_is_removed() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -381,7 +382,7 @@ async fn a_probe_that_cannot_pull_is_reported_and_everything_is_removed() {
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn one_failed_probe_leaves_the_other_to_measure() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -399,7 +400,7 @@ async fn one_failed_probe_leaves_the_other_to_measure() {
     assert!(leftovers(&api).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn rbac_refusal_names_verb_and_resource_and_cleans_up() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -419,7 +420,7 @@ async fn rbac_refusal_names_verb_and_resource_and_cleans_up() {
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn service_errors_are_clear_and_create_nothing() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -464,7 +465,7 @@ async fn service_errors_are_clear_and_create_nothing() {
     assert!(created(&api).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn pod_security_refusal_is_told_before_anything_is_created() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -505,7 +506,7 @@ async fn pod_security_refusal_is_told_before_anything_is_created() {
     assert!(created(&api).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_missing_probe_namespace_is_created_and_removed() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -533,7 +534,7 @@ async fn a_missing_probe_namespace_is_created_and_removed() {
     assert!(leftovers(&api).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn interruption_removes_everything() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -569,7 +570,7 @@ async fn interruption_removes_everything() {
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn text_report_names_nodes_and_pods() {
     let api = FakeApi::start().await;
     cluster(&api);
@@ -578,4 +579,225 @@ async fn text_report_names_nodes_and_pods() {
         .await
         .unwrap();
     insta::assert_snapshot!(kubectl_realip::output::plain(&traced.output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prediction_that_disagrees_is_flagged_loudly() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    let mut options = options();
+    options.prediction = Some(
+        serde_json::from_value(serde_json::json!({
+            "service": "web", "namespace": "shop", "assumptions": [],
+            "origins": [{
+                "origin": "node-port", "via": "node-port",
+                "l4_source_seen_by_pod": "client", "l7_client_ip": "none",
+                "reasons": [{"setting": "spec.externalTrafficPolicy=Local", "text": "kept"}],
+                "fixes": []
+            }]
+        }))
+        .unwrap(),
+    );
+    let traced = trace::flow::trace(&args(&api, &[]), &options, std::future::pending())
+        .await
+        .unwrap();
+    let text = kubectl_realip::output::plain(&traced.output);
+    assert!(
+        text.contains("!! MEASURED ≠ PREDICTED for NodePort: the pod saw the node's address, explain predicted the client's address (connection 1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("← measured otherwise: node-port via node-port: pod sees client"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_opens_test_connections_with_a_token_once_probes_listen() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let backend = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 2048];
+        let n = stream.read(&mut buf).await.unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let traced = trace::flow::trace(
+        &args(&api, &["--send", "--send-to", &target]),
+        &options(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let request = backend.await.unwrap();
+    assert!(
+        request.contains("X-Realip-Token: realip-t3st01-1"),
+        "{request}"
+    );
+    let text = kubectl_realip::output::plain(&traced.output);
+    assert!(
+        text.contains(&format!("{target}  HTTP/1.1 200 OK")),
+        "{text}"
+    );
+    // --send makes the probes read forwarding headers (and the token) of first segments.
+    let ds = &added(&api, "daemonsets")[0];
+    let script = ds["spec"]["template"]["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap();
+    assert!(script.contains(" --l7"), "{script}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_api_is_a_clear_cluster_error() {
+    use std::io::Write;
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: gone\n\
+         clusters:\n- name: gone\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         users:\n- name: u\n  user:\n    token: t\n\
+         contexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\n"
+    )
+    .unwrap();
+    let path = kubeconfig.path().display().to_string();
+    let args = match Cli::parse_from(["kubectl-realip", "trace", "svc/web", "--kubeconfig", &path])
+        .command
+    {
+        Command::Trace(args) => args,
+        other => panic!("{other:?}"),
+    };
+    let failure = trace::flow::trace(&args, &options(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure
+            .message
+            .starts_with("cannot reach the Kubernetes API (get services web in namespace default)"),
+        "{failure}"
+    );
+    assert!(failure.hint.unwrap().contains("kubectl cluster-info"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_and_restarted_log_streams_are_followed_again_without_duplicates() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let mut fates = snat_via_node_a(false);
+    // node-a's first stream breaks after two lines and a half; the next one (a re-follow of the
+    // same container) repeats them before going on to the end.
+    if let Some(Fate::Runs(scripts)) = fates.get_mut("node-a") {
+        let full = scripts[0].clone();
+        let mut broken = LogScript::lines(full.lines.iter().take(2).map(|(_, l)| l.clone()));
+        broken
+            .lines
+            .push((Duration::ZERO, "{\"v\":1,\"type\":\"sy".into()));
+        *scripts = vec![broken, full];
+    }
+    cluster::run_daemonsets(&api, fates);
+    let traced = trace::flow::trace(
+        &args(&api, &["-o", "json"]),
+        &options(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    assert_eq!(json["flows"].as_array().unwrap().len(), 1, "{json:#}");
+    assert_eq!(
+        json["flows"][0]["hops"].as_array().unwrap().len(),
+        4,
+        "{json:#}"
+    );
+    assert_eq!(
+        json["flows"][0]["retries"], 0,
+        "repeated lines are not retransmissions"
+    );
+    let follows = api
+        .seen()
+        .iter()
+        .filter(|s| {
+            s.resource == "pods/log" && s.name.as_deref() == Some("realip-probe-t3st01-node-a")
+        })
+        .count();
+    assert_eq!(follows, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flows_n_stops_the_capture_once_enough_connections_reached_a_pod() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // Probes that never end by themselves.
+    let mut fates = snat_via_node_a(true);
+    for fate in fates.values_mut() {
+        if let Fate::Runs(scripts) = fate {
+            for script in scripts {
+                script.lines.pop();
+            }
+        }
+    }
+    cluster::run_daemonsets(&api, fates);
+    let started = std::time::Instant::now();
+    let traced = tokio::time::timeout(
+        Duration::from_secs(30),
+        trace::flow::trace(
+            &args(&api, &["--duration", "10m", "--flows", "1"]),
+            &options(),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("--flows 1 ends the capture long before --duration")
+    .unwrap();
+    assert!(traced.answered);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_security_refusing_the_daemon_set_pods_is_reported_and_cleaned_up() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // Admission lets the dry run through but refuses the DaemonSet controller's pods, which
+    // only shows as a FailedCreate event on the DaemonSet.
+    api.on_create("daemonsets", |api, ds| {
+        let namespace = ds["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let name = ds["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        api.insert(&serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{name}.failed"), "namespace": namespace},
+            "involvedObject": {"kind": "DaemonSet", "name": name, "namespace": namespace},
+            "type": "Warning", "reason": "FailedCreate",
+            "message": format!("Error creating: pods \"{name}-x\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"),
+        }));
+    });
+    let failure = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure
+            .message
+            .starts_with("Pod Security refused the probe pods"),
+        "{failure}"
+    );
+    assert!(failure
+        .hint
+        .unwrap()
+        .contains("pod-security.kubernetes.io/enforce=privileged"));
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }

@@ -54,6 +54,7 @@ async fn interrupted_run_cleans_up(signal: &str) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let mut child = child;
     let pid = child.id().unwrap().to_string();
 
     // Wait until both probes' logs are followed: the run is mid-capture.
@@ -65,11 +66,20 @@ async fn interrupted_run_cleans_up(signal: &str) {
         .count()
         < 2
     {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the probes never ran: {:?}",
-            api.seen()
-        );
+        let exited = child.try_wait().unwrap();
+        if exited.is_some() || started.elapsed() > Duration::from_secs(30) {
+            let _ = child.start_kill();
+            let output = child.wait_with_output().await.unwrap();
+            panic!(
+                "the probes never ran ({:?}): {}\nrequests: {:?}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr),
+                api.seen()
+                    .iter()
+                    .map(|s| format!("{} {}", s.verb, s.resource))
+                    .collect::<Vec<_>>()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!api.objects("daemonsets").is_empty());
@@ -101,17 +111,17 @@ async fn interrupted_run_cleans_up(signal: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn sigint_cleans_up() {
     interrupted_run_cleans_up("INT").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_cleans_up() {
     interrupted_run_cleans_up("TERM").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread")]
 async fn sighup_cleans_up() {
     interrupted_run_cleans_up("HUP").await;
 }

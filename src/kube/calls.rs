@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
 
-/// What the typed helpers need of a resource type (every k8s-openapi type has it).
+/// What the typed calls need of a resource type (every k8s-openapi type has it).
 pub trait Kind:
     ::kube::Resource<DynamicType = ()>
     + k8s_openapi::Resource

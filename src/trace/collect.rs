@@ -26,6 +26,8 @@ pub struct Collector {
     complete: BTreeSet<u32>,
     warnings: Vec<String>,
     undecodable: usize,
+    /// The probe version this plugin speaks; another one (a `--image`) is worth a warning.
+    expected_version: Option<String>,
 }
 
 impl Collector {
@@ -34,6 +36,11 @@ impl Collector {
             backends: backends.into_iter().collect(),
             ..Collector::default()
         }
+    }
+
+    /// Warns when a probe says hello with another version.
+    pub fn expect_version(&mut self, version: &str) {
+        self.expected_version = Some(version.to_string());
     }
 
     /// Expects a probe on `node`, so that stop-on-bye waits for it.
@@ -72,7 +79,19 @@ impl Collector {
     fn take(&mut self, node: &str, event: Event) {
         let count = self.nodes.entry(node.to_string()).or_default();
         match &event {
-            Event::Hello(_) => count.said_hello = true,
+            Event::Hello(hello) => {
+                count.said_hello = true;
+                if let Some(expected) = &self.expected_version {
+                    if &hello.probe_version != expected {
+                        let warning = format!(
+                            "the probe on {node} is version {}, this plugin carries {expected}: \
+                             events it added or changed may be missing",
+                            hello.probe_version
+                        );
+                        self.warn_once(warning);
+                    }
+                }
+            }
             Event::Bye(_) => count.said_bye = true,
             Event::Syn(syn) => {
                 count.syns += 1;
@@ -167,8 +186,21 @@ mod tests {
     }
 
     #[test]
+    fn warns_about_another_probe_version() {
+        let mut c = Collector::new([]);
+        c.expect_version("0.2.0");
+        c.push_line("pa", "a", &hello("a"));
+        let (_, warnings) = c.finish();
+        assert_eq!(
+            warnings,
+            ["the probe on a is version 0.1.0, this plugin carries 0.2.0: events it added or changed may be missing"]
+        );
+    }
+
+    #[test]
     fn dedupes_reconnects_counts_and_stops() {
         let mut c = Collector::new(["10.244.1.5".parse().unwrap()]);
+        c.expect_version("0.1.0");
         c.expect("a");
         c.expect("b");
         assert!(c.push_line("pa", "a", &hello("a")));

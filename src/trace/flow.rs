@@ -6,7 +6,7 @@ use super::collect::Collector;
 use super::manifests::{
     Delivery, Objects, RunPlan, MANAGED_LABEL, MANAGED_VALUE, PROBE_CONTAINER, RUN_LABEL,
 };
-use super::progress::Progress;
+use super::progress::{NodeLines, Progress};
 use super::readiness::{pod_state, PodState};
 use super::report::TraceReport;
 use super::send::{self, Sent};
@@ -53,10 +53,9 @@ pub async fn trace(
     progress.step(format!("reading Service {namespace}/{name}"));
 
     let (topology, choice, slices) = resolve(&cluster, &namespace, &name, args).await?;
-    let plan = plan(args, options, &topology, &choice, &slices)?;
+    let (plan, unfit) = make_plan(args, options, &topology, &choice, &slices)?;
     let mut skipped = choice.skipped.clone();
-    skipped.extend(plan.1);
-    let plan = plan.0;
+    skipped.extend(unfit);
     let mut objects =
         Objects::build(&plan).map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
 
@@ -85,7 +84,10 @@ pub async fn trace(
     };
     let outcome = tokio::select! {
         outcome = work => outcome,
-        () = interrupt => Err(Failure::new(Kind::Interrupted, "interrupted; the probe was removed")),
+        () = interrupt => {
+            progress.println("interrupted: removing the probe (this waits until it is gone)");
+            Err(Failure::new(Kind::Interrupted, "interrupted; the probe was removed"))
+        }
     };
 
     progress.step("removing the probe");
@@ -112,7 +114,8 @@ pub async fn trace(
         eprintln!("{text}");
     }
 
-    let (events, warnings, sent) = outcome?;
+    let (events, warnings, mut sent) = outcome?;
+    send::attach_sightings(&mut sent, &events);
     let mut analyzer = Analyzer::new();
     for event in events {
         analyzer.push(event);
@@ -122,12 +125,19 @@ pub async fn trace(
     }
     let report = analyzer.finish();
     let answered = !report.flows.is_empty();
+    let prediction = match &options.prediction {
+        Some(given) => Some(given.clone()),
+        None if options.predict_live => {
+            predict(&cluster, &topology, entry_node(&report).as_deref()).await
+        }
+        None => None,
+    };
     let traced = TraceReport::new(
         report,
         &topology,
         plan.nodes.clone(),
         skipped,
-        options.prediction.clone(),
+        prediction,
         sent,
     );
     let output = match args.output {
@@ -136,6 +146,33 @@ pub async fn trace(
         OutputFormat::Mermaid => crate::analyze::render_mermaid(&traced.report),
     };
     Ok(Traced { output, answered })
+}
+
+/// The node most measured connections entered at: explain then tells node IP from bridge IP.
+fn entry_node(report: &crate::analyze::model::Report) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for flow in &report.flows {
+        if let Some(first) = flow.hops.first() {
+            *counts.entry(first.node.as_str()).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, count)| *count)
+        .map(|(node, _)| node.to_string())
+}
+
+/// explain's prediction for the traced Service, from the same cluster; a failure only costs
+/// the comparison.
+async fn predict(
+    cluster: &Cluster,
+    topology: &Topology,
+    entry_node: Option<&str>,
+) -> Option<crate::explain::model::Explanation> {
+    crate::explain::live::predict(cluster, &topology.namespace, &topology.service, entry_node)
+        .await
+        .map_err(|err| tracing::warn!("no prediction from explain: {err}"))
+        .ok()
 }
 
 fn cluster_failure(err: KubeError, what: &str) -> Failure {
@@ -210,7 +247,7 @@ fn topology_failure(err: TopologyError) -> Failure {
 }
 
 /// The run plan, and the nodes dropped because no carried probe fits their architecture.
-fn plan(
+fn make_plan(
     args: &TraceArgs,
     options: &TraceOptions,
     topology: &Topology,
@@ -511,9 +548,9 @@ async fn wait_ready(
                             states.insert(node, (pod.name_any(), PodState::Failed("the probe pod was deleted".into())));
                         }
                     }
-                    Some(Ok(_)) => {}
-                    // The watch ended or its resourceVersion expired: list again.
-                    Some(Err(_)) | None => continue 'outer,
+                    Some(Ok(WatchEvent::Bookmark(_))) => {}
+                    // The watch ended or its resourceVersion expired (410): list again.
+                    Some(Ok(WatchEvent::Error(_)) | Err(_)) | None => continue 'outer,
                 },
                 _ = tick.tick() => {
                     if let Some(reason) = daemon_set_failure(cluster, plan).await? {
@@ -664,6 +701,7 @@ async fn capture(
         .filter_map(|b| b.address.parse().ok())
         .collect();
     let mut collector = Collector::new(backends);
+    collector.expect_version(crate::embedded::PROBE_VERSION);
     let (tx, mut rx) = mpsc::channel::<(String, String, String)>(1024);
     let mut followers = Vec::new();
     for probe in ready {
@@ -679,7 +717,7 @@ async fn capture(
     let mut lines = Progress::node_lines(progress);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + args.duration;
-    let mut sending: Option<tokio::task::JoinHandle<Vec<Sent>>> = None;
+    let mut sending = None;
     let send_targets = if args.send {
         send::entry_points(topology, &plan.nodes, &args.send_to)
     } else {
@@ -770,29 +808,5 @@ async fn follow(
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Per-node progress lines (a thin wrapper so the pure parts need no terminal).
-pub(super) struct NodeLines<'a> {
-    progress: &'a Progress,
-    last: BTreeMap<String, String>,
-}
-
-impl NodeLines<'_> {
-    fn set(&mut self, node: &str, text: &str) {
-        if self.last.get(node).map(String::as_str) != Some(text) {
-            self.last.insert(node.to_string(), text.to_string());
-            self.progress.node(node, text.to_string());
-        }
-    }
-}
-
-impl Progress {
-    pub(super) fn node_lines(&self) -> NodeLines<'_> {
-        NodeLines {
-            progress: self,
-            last: BTreeMap::new(),
-        }
     }
 }

@@ -41,7 +41,7 @@ pub enum Delivery {
         probe_version: String,
         base_image: String,
     },
-    /// A prebuilt probe image (probe/Dockerfile) whose entrypoint path is `realip-probe`.
+    /// A prebuilt probe image (probe/Dockerfile) whose entrypoint is the probe binary.
     Image(String),
 }
 
@@ -364,7 +364,7 @@ fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
                 "name": PROBE_CONTAINER,
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
-                "command": ["realip-probe"],
+                // The image's entrypoint is the probe (probe/Dockerfile: /realip-probe).
                 "args": probe_args(plan, &plan.capture_secs.to_string()),
                 "env": node_env,
                 "securityContext": container_security(true, &["NET_RAW"]),

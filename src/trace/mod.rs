@@ -43,8 +43,10 @@ pub struct TraceOptions {
     pub probes: Vec<Carried>,
     pub probe_version: String,
     pub base_image: String,
-    /// explain's prediction, shown beside the measurement.
+    /// explain's prediction, shown beside the measurement; `None` asks explain live.
     pub prediction: Option<Explanation>,
+    /// Ask explain from the live cluster when no prediction is given.
+    pub predict_live: bool,
 }
 
 impl TraceOptions {
@@ -68,6 +70,7 @@ impl TraceOptions {
             probe_version: crate::embedded::PROBE_VERSION.to_string(),
             base_image: args.base_image.clone(),
             prediction: None,
+            predict_live: true,
         }
     }
 }

@@ -74,3 +74,27 @@ impl Progress {
         self.status.finish_and_clear();
     }
 }
+
+/// Per-node lines that redraw only when their text changes.
+pub struct NodeLines<'a> {
+    progress: &'a Progress,
+    last: BTreeMap<String, String>,
+}
+
+impl NodeLines<'_> {
+    pub fn set(&mut self, node: &str, text: &str) {
+        if self.last.get(node).map(String::as_str) != Some(text) {
+            self.last.insert(node.to_string(), text.to_string());
+            self.progress.node(node, text.to_string());
+        }
+    }
+}
+
+impl Progress {
+    pub fn node_lines(&self) -> NodeLines<'_> {
+        NodeLines {
+            progress: self,
+            last: BTreeMap::new(),
+        }
+    }
+}

@@ -173,7 +173,13 @@ pub fn disagreements(
         let Some(origin) = origin_of(flow, topology, book) else {
             continue;
         };
-        let Some(verdict) = prediction.origins.iter().find(|v| v.origin == origin) else {
+        // The plain way in of that origin (not an Ingress in front of it) when there are several.
+        let Some(verdict) = prediction
+            .origins
+            .iter()
+            .filter(|v| v.origin == origin)
+            .min_by_key(|v| !matches!(v.via.as_str(), "lb" | "node-port" | "cluster-ip" | ""))
+        else {
             continue;
         };
         let measured = measured_source(flow, book);
@@ -300,6 +306,12 @@ impl TraceReport {
             let _ = writeln!(out, "\n{}", paint(HEAD, "Test connections (--send)"));
             for sent in &self.sent {
                 let _ = writeln!(out, "  {}  {}", sent.target, paint(DIM, &sent.outcome));
+                if sent.seen_at.is_empty() {
+                    let _ = writeln!(out, "    token {} not seen by any probe", sent.token);
+                }
+                for place in &sent.seen_at {
+                    let _ = writeln!(out, "    token {} seen on {place}", sent.token);
+                }
             }
         }
         if !self.skipped_nodes.is_empty() {
@@ -315,28 +327,14 @@ impl TraceReport {
                 paint(HEAD, "Predicted from configuration (explain)")
             );
             for verdict in &prediction.origins {
-                let disagrees = self
-                    .disagreements
-                    .iter()
-                    .any(|d| d.origin == verdict.origin);
-                let line = format!(
-                    "  {}: the pod sees the {} address{}",
-                    origin_name(verdict.origin),
-                    source_name(verdict.l4_source_seen_by_pod),
-                    if disagrees {
-                        "  ← measured otherwise"
-                    } else {
-                        ""
-                    }
-                );
-                let _ = writeln!(out, "{}", if disagrees { paint(WARN, &line) } else { line });
-                for reason in &verdict.reasons {
-                    let _ = writeln!(
-                        out,
-                        "    {} {}",
-                        paint(DIM, &format!("{}:", reason.setting)),
-                        reason.text
-                    );
+                let disagrees = self.disagreements.iter().any(|d| {
+                    d.origin == verdict.origin && d.predicted == verdict.l4_source_seen_by_pod
+                });
+                let line = crate::explain::verdict_summary(verdict);
+                if disagrees {
+                    let _ = writeln!(out, "  {} {line}", paint(WARN, "← measured otherwise:"));
+                } else {
+                    let _ = writeln!(out, "  {line}");
                 }
             }
         }

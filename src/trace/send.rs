@@ -16,6 +16,39 @@ pub struct Sent {
     pub token: String,
     /// `HTTP/1.1 200 OK`, `connected, no HTTP answer`, or the error.
     pub outcome: String,
+    /// Where a probe read this token (`node iface src → dst`): ties the test connection to
+    /// its sightings even after a proxy opened a new connection (new ISN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen_at: Vec<String>,
+}
+
+/// Fills `seen_at` from the probes' l7 events.
+pub fn attach_sightings(sent: &mut [Sent], events: &[realip_probe::wire::Event]) {
+    for event in events {
+        let realip_probe::wire::Event::L7(l7) = event else {
+            continue;
+        };
+        let Some(token) = &l7.realip_token else {
+            continue;
+        };
+        let endpoint = |ip: Option<std::net::IpAddr>, port: u16| match ip {
+            Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            Some(ip) => format!("{ip}:{port}"),
+            None => format!("?:{port}"),
+        };
+        let place = format!(
+            "{} {} {} → {}",
+            l7.node,
+            l7.iface,
+            endpoint(l7.src, l7.sport),
+            endpoint(l7.dst, l7.dport)
+        );
+        for sent in sent.iter_mut().filter(|s| &s.token == token) {
+            if !sent.seen_at.contains(&place) {
+                sent.seen_at.push(place.clone());
+            }
+        }
+    }
 }
 
 /// Every way in: each LB ingress address × Service port, each probed node's addresses ×
@@ -81,6 +114,7 @@ pub async fn send_all(run_id: &str, targets: &[String], timeout: Duration) -> Ve
                 target: target.clone(),
                 token,
                 outcome,
+                seen_at: Vec::new(),
             }
         }
     });
@@ -179,5 +213,36 @@ mod tests {
         assert!(seen.contains("X-Realip-Token: realip-r1-1"), "{seen}");
         assert_eq!(sent[0].outcome, "HTTP/1.1 200 OK");
         assert!(sent[1].outcome.starts_with("failed"), "{}", sent[1].outcome);
+    }
+
+    #[test]
+    fn tokens_tie_sightings_to_test_connections() {
+        use realip_probe::wire::{Event, L7};
+        let mut sent = vec![Sent {
+            target: "203.0.113.10:80".into(),
+            token: "realip-r1-1".into(),
+            outcome: "HTTP/1.1 200 OK".into(),
+            seen_at: vec![],
+        }];
+        let l7 = |token: &str| {
+            Event::L7(L7 {
+                node: "node-b".into(),
+                iface: "veth1".into(),
+                src: Some("10.244.0.9".parse().unwrap()),
+                sport: 33000,
+                dst: Some("10.244.1.5".parse().unwrap()),
+                dport: 8080,
+                realip_token: Some(token.into()),
+                ..L7::default()
+            })
+        };
+        attach_sightings(
+            &mut sent,
+            &[l7("realip-r1-1"), l7("realip-r1-1"), l7("other")],
+        );
+        assert_eq!(
+            sent[0].seen_at,
+            ["node-b veth1 10.244.0.9:33000 → 10.244.1.5:8080"]
+        );
     }
 }

@@ -91,8 +91,9 @@ pub struct Change {
 
 type Hook = Arc<dyn Fn(FakeApi, Value) + Send + Sync>;
 
-#[derive(Default)]
 struct State {
+    /// Every change is published under the lock: watchers see them once and in order.
+    changes: broadcast::Sender<Change>,
     rv: u64,
     uid: u64,
     objects: BTreeMap<Key, Value>,
@@ -131,7 +132,17 @@ impl FakeApi {
         )
         .expect("writing kubeconfig");
         let api = FakeApi {
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(State {
+                changes: changes.clone(),
+                rv: 0,
+                uid: 0,
+                objects: BTreeMap::new(),
+                history: Vec::new(),
+                faults: Vec::new(),
+                logs: HashMap::new(),
+                seen: Vec::new(),
+                hooks: Vec::new(),
+            })),
             changes,
             addr,
             kubeconfig: Arc::new(file.into_temp_path()),
@@ -178,7 +189,6 @@ impl FakeApi {
         let mut state = self.lock();
         let stored = state.put(key.clone(), object, "ADDED");
         drop(state);
-        self.publish_last();
         stored
     }
 
@@ -202,7 +212,6 @@ impl FakeApi {
         edit(&mut object);
         state.put(key, object, "MODIFIED");
         drop(state);
-        self.publish_last();
     }
 
     pub fn get(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
@@ -262,29 +271,6 @@ impl FakeApi {
     /// Runs `hook` after every create of `resource` (not on dry runs).
     pub fn on_create(&self, resource: &str, hook: impl Fn(FakeApi, Value) + Send + Sync + 'static) {
         self.lock().hooks.push((resource.into(), Arc::new(hook)));
-    }
-
-    fn publish_last(&self) {
-        let changes: Vec<Change> = {
-            let state = self.lock();
-            state.history.last().cloned().into_iter().collect()
-        };
-        for change in changes {
-            let _ = self.changes.send(change);
-        }
-    }
-
-    fn publish_since(&self, rv: u64) {
-        let changes: Vec<Change> = self
-            .lock()
-            .history
-            .iter()
-            .filter(|change| change.rv > rv)
-            .cloned()
-            .collect();
-        for change in changes {
-            let _ = self.changes.send(change);
-        }
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
@@ -565,7 +551,6 @@ impl FakeApi {
             .map(|(_, hook)| hook.clone())
             .collect();
         drop(state);
-        self.publish_last();
         for hook in hooks {
             hook(self.clone(), stored.clone());
         }
@@ -596,26 +581,22 @@ impl FakeApi {
         };
         let stored = state.put(key, next, "MODIFIED");
         drop(state);
-        self.publish_last();
         ok(200, &stored)
     }
 
     fn delete(&self, route: &Route) -> Response<Body> {
         let key = route.key();
         let mut state = self.lock();
-        let before = state.rv;
         let Some(object) = state.remove_cascading(&key) else {
             drop(state);
             return not_found(route);
         };
         drop(state);
-        self.publish_since(before);
         ok(200, &object)
     }
 
     fn delete_collection(&self, route: &Route, query: &HashMap<String, String>) -> Response<Body> {
         let mut state = self.lock();
-        let before = state.rv;
         let keys: Vec<Key> = state
             .objects
             .iter()
@@ -627,7 +608,6 @@ impl FakeApi {
             .filter_map(|key| state.remove_cascading(key))
             .collect();
         drop(state);
-        self.publish_since(before);
         let (api_version, kind) = type_of(&route.resource, &route.api_version());
         ok(
             200,
@@ -695,6 +675,11 @@ impl FakeApi {
 }
 
 impl State {
+    fn record(&mut self, change: Change) {
+        let _ = self.changes.send(change.clone());
+        self.history.push(change);
+    }
+
     fn put(&mut self, key: Key, mut object: Value, kind: &'static str) -> Value {
         self.rv += 1;
         let meta = &mut object["metadata"];
@@ -707,7 +692,7 @@ impl State {
         }
         meta["resourceVersion"] = json!(self.rv.to_string());
         self.objects.insert(key.clone(), object.clone());
-        self.history.push(Change {
+        self.record(Change {
             rv: self.rv,
             kind,
             key,
@@ -722,7 +707,7 @@ impl State {
         self.rv += 1;
         let mut gone = object.clone();
         gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.history.push(Change {
+        self.record(Change {
             rv: self.rv,
             kind: "DELETED",
             key: key.clone(),
