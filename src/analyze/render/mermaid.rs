@@ -126,6 +126,7 @@ pub fn render_mermaid(report: &Report) -> String {
         let (count, clients) = &seen[path];
         let id = format!("p{}", n + 1);
         let verdict = match path.lost {
+            _ if !path.reached => "did not reach a pod".to_string(),
             Some((run, true)) => format!("client IP lost on {}", path.runs[run].0),
             Some((run, false)) => match path.runs.get(run + 1) {
                 Some((next, _)) => {
@@ -133,7 +134,6 @@ pub fn render_mermaid(report: &Report) -> String {
                 }
                 None => format!("client IP lost after {}", path.runs[run].0),
             },
-            _ if !path.reached => "did not reach a pod".to_string(),
             None if path.pod_sees.is_none() => "client IP preserved".to_string(),
             None => "client IP not preserved".to_string(),
         };
