@@ -1,5 +1,6 @@
 //! Golden tests of what analyze prints, from committed fixtures.
 
+use kubectl_realip::analyze::model::TranslationKind;
 use kubectl_realip::analyze::{analyze_events, render_json, render_mermaid, render_text};
 use kubectl_realip::output::plain;
 use realip_probe::wire::{decode_line, Event};
@@ -102,4 +103,101 @@ fn unseen_rewrite_text_and_mermaid() {
     assert_eq!(report.flows[0].hops.len(), 3);
     golden!("unseen_rewrite_text", plain(&render_text(&report)));
     golden!("unseen_rewrite_mermaid", render_mermaid(&report));
+}
+
+/// `kubectl realip lab --scenario hairpin --save`: a pod reaching its own Service. The SYN is
+/// seen in on the pod's veth toward the ClusterIP, out on cbr0 after DNAT, and out on the veth
+/// again after the hairpin MASQUERADE: one connection with both rewrites on node-a, in order.
+#[test]
+fn lab_hairpin_is_one_flow_with_dnat_then_snat() {
+    let report = analyze_events(events("lab/hairpin.jsonl"));
+    assert_eq!(report.flows.len(), 1, "{}", render_json(&report));
+    let flow = &report.flows[0];
+    let steps: Vec<_> = flow
+        .translations
+        .iter()
+        .map(|t| (t.kind, t.node.as_str(), t.hop))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (TranslationKind::Dnat, "node-a", 1),
+            (TranslationKind::Snat, "node-a", 2)
+        ]
+    );
+    assert!(flow.reached_pod);
+    assert_eq!(flow.pod_sees, Some("198.18.1.1".parse().unwrap()));
+    assert_eq!(flow.client, Some("198.18.1.10".parse().unwrap()));
+    golden!("lab_hairpin_text", plain(&render_text(&report)));
+    golden!("lab_hairpin_mermaid", render_mermaid(&report));
+}
+
+/// `lab --scenario in-cluster-to-lb`: the toolbox pod's SYN to the load balancer address is
+/// DNATed between its veth and cbr0 (both `in`), then crosses to node-a: one flow.
+#[test]
+fn lab_in_cluster_to_lb_pod_connection_is_one_flow() {
+    let report = analyze_events(events("lab/in-cluster-to-lb.jsonl"));
+    assert_eq!(report.flows.len(), 2, "{}", render_json(&report));
+    let pod = report
+        .flows
+        .iter()
+        .find(|f| f.client == Some("198.18.2.20".parse().unwrap()))
+        .unwrap();
+    let points: Vec<_> = pod
+        .hops
+        .iter()
+        .map(|h| format!("{} {}", h.node, h.iface))
+        .collect();
+    assert_eq!(
+        points[..3],
+        ["node-b veth-toolbox", "node-b cbr0", "node-b eth0"]
+    );
+    assert_eq!(pod.entry, "203.0.113.100:80");
+    assert!(pod.client_ip_preserved && pod.reached_pod);
+}
+
+/// `lab --scenario local`: the SYN sent to node-b (no local endpoint, Local policy) is last seen
+/// in on node-b's uplink. No pod saw it: no `pod_sees`, not "preserved", counted apart.
+#[test]
+fn lab_local_drop_did_not_reach_a_pod() {
+    let report = analyze_events(events("lab/local.jsonl"));
+    assert_eq!(report.flows.len(), 2, "{}", render_json(&report));
+    let dropped = report
+        .flows
+        .iter()
+        .find(|f| f.entry == "203.0.113.100:81")
+        .unwrap();
+    assert!(!dropped.reached_pod);
+    assert_eq!(dropped.pod_sees, None);
+    assert!(!dropped.client_ip_preserved);
+    let last = dropped.last_seen.as_ref().unwrap();
+    assert_eq!(
+        (last.node.as_str(), last.iface.as_str()),
+        ("node-b", "eth0")
+    );
+    assert_eq!(
+        (
+            report.summary.preserved,
+            report.summary.rewritten,
+            report.summary.unreached
+        ),
+        (1, 0, 1)
+    );
+    let json: serde_json::Value = serde_json::from_str(&render_json(&report)).unwrap();
+    let flow = json["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["entry"] == "203.0.113.100:81")
+        .unwrap();
+    assert!(flow["pod_sees"].is_null());
+    assert_eq!(flow["reached_pod"], false);
+    assert_eq!(flow["last_seen"]["node"], "node-b");
+    let text = plain(&render_text(&report));
+    assert!(
+        text.contains("did not reach a pod: last seen on node-b eth0 (dropped or not captured)"),
+        "{text}"
+    );
+    golden!("lab_local_text", text);
+    golden!("lab_local_mermaid", render_mermaid(&report));
 }

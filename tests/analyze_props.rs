@@ -2,6 +2,7 @@
 //! collisions that must not merge.
 
 use kubectl_realip::analyze::analyze_events;
+use kubectl_realip::analyze::model::TranslationKind;
 use proptest::prelude::*;
 use realip_probe::wire::{Direction, Event, Syn};
 use std::net::{IpAddr, Ipv4Addr};
@@ -184,6 +185,97 @@ proptest! {
         let report = analyze_events(events);
         prop_assert_eq!(report.flows.len(), 1);
         prop_assert_eq!(report.flows[0].retries, retries);
+    }
+}
+
+/// A pod's SYN through its own node's bridge, NATed by br_netfilter between the bridge and a
+/// port: shape 0 is the hairpin (in on the veth toward the Service, out on cbr0 after DNAT, out
+/// on the veth after MASQUERADE); shape 1 the pod calling a load balancer address (in on the
+/// veth, in on cbr0 after DNAT, routed out of the uplink). `keep_port`: MASQUERADE kept the port.
+fn bridge_path(conn: u8, isn: u32, shape: u8, keep_port: bool, ts: u64) -> Vec<Syn> {
+    let pod = ip(198, 18, 1, 10 + conn);
+    let sport = 40_000 + u16::from(conn);
+    let step = |i: u64, iface: &str, dir, src, sport, dst, dport, ttl| Syn {
+        ts_ns: ts + i * 20_000,
+        node: "node-a".into(),
+        iface: iface.into(),
+        dir,
+        src,
+        sport,
+        dst,
+        dport,
+        isn,
+        tsval: Some(5_000 + u32::from(conn)),
+        ttl,
+        ip_id: Some(u16::from(conn)),
+    };
+    let veth = format!("veth-{conn}");
+    let (svc, lb, target) = (ip(198, 19, 0, 10), ip(203, 0, 113, 100), ip(198, 18, 2, 10));
+    if shape == 0 {
+        let masq_port = if keep_port {
+            sport
+        } else {
+            2_000 + u16::from(conn)
+        };
+        vec![
+            step(0, &veth, Direction::In, pod, sport, svc, 80, 64),
+            step(1, "cbr0", Direction::Out, pod, sport, pod, 8080, 64),
+            step(
+                2,
+                &veth,
+                Direction::Out,
+                ip(198, 18, 1, 1),
+                masq_port,
+                pod,
+                8080,
+                64,
+            ),
+        ]
+    } else {
+        vec![
+            step(0, &veth, Direction::In, pod, sport, lb, 80, 64),
+            step(1, "cbr0", Direction::In, pod, sport, target, 8080, 64),
+            step(2, "eth0", Direction::Out, pod, sport, target, 8080, 63),
+        ]
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// NAT between a bridge port and the bridge device keeps one SYN one flow, its DNAT then
+    /// SNAT on the node in path order; a second connection with the same ISN on the same node
+    /// at the same moment (another TSval and IPv4 id) stays its own flow.
+    #[test]
+    fn bridge_nat_is_one_flow_and_collisions_stay_apart(
+        shape in 0u8..2,
+        other_shape in 0u8..2,
+        keep_port in any::<bool>(),
+        isn in any::<u32>(),
+        offset in 0u64..60_000,
+        seed in any::<u64>(),
+    ) {
+        let a = bridge_path(1, isn, shape, keep_port, 1_000_000);
+        let b = bridge_path(2, isn, other_shape, keep_port, 1_000_000 + offset);
+        let mut events: Vec<Event> = a.iter().chain(&b).cloned().map(Event::Syn).collect();
+        shuffle(&mut events, seed);
+        let report = analyze_events(events);
+        prop_assert_eq!(report.flows.len(), 2);
+        for flow in &report.flows {
+            let truth = if flow.client == Some(a[0].src) { &a } else { &b };
+            let got: Vec<(String, Direction)> =
+                flow.hops.iter().map(|h| (h.iface.clone(), h.dir)).collect();
+            let want: Vec<(String, Direction)> =
+                truth.iter().map(|s| (s.iface.clone(), s.dir)).collect();
+            prop_assert_eq!(got, want);
+            let kinds: Vec<_> = flow.translations.iter().map(|t| (t.kind, t.node.as_str())).collect();
+            let want_kinds = if truth[2].src != truth[0].src || truth[2].sport != truth[0].sport {
+                vec![(TranslationKind::Dnat, "node-a"), (TranslationKind::Snat, "node-a")]
+            } else {
+                vec![(TranslationKind::Dnat, "node-a")]
+            };
+            prop_assert_eq!(kinds, want_kinds);
+        }
     }
 }
 

@@ -108,6 +108,14 @@ pub fn follows(a: &Sighting, b: &Sighting) -> Option<(u32, u64)> {
                 return Some((40 * 16 + bonus, gap)); // bridged, NAT by br_netfilter
             }
         }
+        if a.dir_known && b.dir_known && a.dir == b.dir && a.ttl == b.ttl && same_transmission(a, b)
+        {
+            // br_netfilter NATs between a bridge port and the bridge device: a pod's SYN is
+            // seen `in` on its veth, then DNATed `in` on cbr0; a hairpin SYN leaves `out` by
+            // cbr0, then MASQUERADEd `out` by the veth. Source and destination may both change,
+            // so only the ids the kernel keeps vouch for the step.
+            return Some((30 * 16 + bonus, gap));
+        }
         None
     } else {
         if !(a.may_be_out() && b.may_be_in()) || b.ttl > a.ttl {
@@ -123,6 +131,18 @@ pub fn follows(a: &Sighting, b: &Sighting) -> Option<(u32, u64)> {
         }
         None
     }
+}
+
+/// Whether two sightings carry every id a transmission keeps through NAT: the TSval, and the
+/// IPv4 identification (IPv6 has none). Within one node and one second, that is one SYN.
+fn same_transmission(a: &Sighting, b: &Sighting) -> bool {
+    let ids = matches!((a.tsval, b.tsval), (Some(x), Some(y)) if x == y);
+    let ip_id = match (a.ip_id, b.ip_id) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => !a.src.is_ipv4(),
+        _ => false,
+    };
+    ids && ip_id
 }
 
 /// Two captures of one interface at once (the probe and tcpdump) see each packet twice.
@@ -388,6 +408,106 @@ mod tests {
                 "{client}"
             );
         }
+    }
+
+    /// A pod reaching its own Service (node 0: veth 12, cbr0 11): in on the veth toward the
+    /// ClusterIP, DNAT, out on cbr0, MASQUERADE, out on the veth again. One SYN, one chain.
+    fn hairpin() -> Vec<Sighting> {
+        vec![
+            s(0, 12, In, 100, "10.244.0.5", 53674, "10.96.0.10", 80, 64),
+            s(0, 11, Out, 126, "10.244.0.5", 53674, "10.244.0.5", 8080, 64),
+            s(0, 12, Out, 144, "10.244.0.1", 2718, "10.244.0.5", 8080, 64),
+        ]
+    }
+
+    fn path(input: &[Sighting], chain: &Chain) -> Vec<(u32, Direction)> {
+        chain
+            .hops
+            .iter()
+            .map(|&i| (input[i].iface, input[i].dir))
+            .collect()
+    }
+
+    #[test]
+    fn hairpin_nat_between_bridge_and_port_is_one_chain() {
+        for reversed in [false, true] {
+            let mut input = hairpin();
+            if reversed {
+                input.reverse();
+            }
+            let c = correlate(&input);
+            assert_eq!(c.chains.len(), 1, "{:?}", c.chains);
+            assert_eq!(
+                path(&input, &c.chains[0]),
+                vec![(12, In), (11, Out), (12, Out)]
+            );
+        }
+    }
+
+    /// A pod's SYN to a load balancer address on node 0: in on its veth (12), DNATed by
+    /// br_netfilter as it enters cbr0 (11, still `in`), routed out of the uplink (10).
+    #[test]
+    fn dnat_between_port_and_bridge_on_the_way_in_is_one_chain() {
+        let input = vec![
+            s(
+                0,
+                10,
+                Out,
+                470,
+                "10.244.0.20",
+                42626,
+                "10.244.1.10",
+                8080,
+                63,
+            ),
+            s(
+                0,
+                11,
+                In,
+                453,
+                "10.244.0.20",
+                42626,
+                "10.244.1.10",
+                8080,
+                64,
+            ),
+            s(
+                0,
+                12,
+                In,
+                428,
+                "10.244.0.20",
+                42626,
+                "203.0.113.100",
+                80,
+                64,
+            ),
+        ];
+        let c = correlate(&input);
+        assert_eq!(c.chains.len(), 1, "{:?}", c.chains);
+        assert_eq!(
+            path(&input, &c.chains[0]),
+            vec![(12, In), (11, In), (10, Out)]
+        );
+    }
+
+    /// The same shape from two connections that only share the ISN stays apart: the step
+    /// between two sightings of one direction needs the TSval and the IPv4 id to agree.
+    #[test]
+    fn same_direction_steps_need_every_id() {
+        let mut input = hairpin();
+        input[2].tsval = Some(100);
+        assert_eq!(correlate(&input).chains.len(), 2);
+        let mut input = hairpin();
+        input[2].ip_id = Some(2);
+        assert_eq!(correlate(&input).chains.len(), 2);
+        let mut input = hairpin();
+        input[2].ip_id = None;
+        assert_eq!(correlate(&input).chains.len(), 2);
+        // Beyond the window on one node it is another transmission.
+        let mut input = hairpin();
+        input[2].ts_ns += SAME_NODE_WINDOW_NS;
+        assert_eq!(correlate(&input).chains.len(), 2);
     }
 
     #[test]

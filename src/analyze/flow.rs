@@ -1,8 +1,9 @@
 //! One correlated chain of sightings → the flow of the report: hops, rewrites, verdict.
 
 use super::correlate::Chain;
-use super::model::{Flow, Hop, Translation, TranslationKind};
+use super::model::{Flow, Hop, LastSeen, Translation, TranslationKind};
 use super::owners::Owners;
+use super::reach;
 use super::sighting::{Names, Sighting};
 use realip_probe::wire::Direction;
 use std::net::{IpAddr, SocketAddr};
@@ -62,12 +63,35 @@ pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut 
     }
     let first = path[0];
     let client = first.src;
-    let pod_sees = path.last().map(|s| s.src);
+    let last_seen = path.last().zip(hops.last()).map(|(s, hop)| {
+        let reached = reach::pod_facing(
+            owners.kind(&hop.node, &hop.iface),
+            hop.dir,
+            owners.is_address_of(&hop.node, &hop.iface, s.dst),
+        );
+        (
+            s.src,
+            reached.unwrap_or(true),
+            LastSeen {
+                node: hop.node.clone(),
+                iface: hop.iface.clone(),
+                dir: hop.dir,
+            },
+        )
+    });
+    let reached_pod = last_seen.as_ref().is_some_and(|(_, reached, _)| *reached);
+    // What a pod's accept() returns; nothing when no pod got the SYN.
+    let pod_sees = last_seen
+        .as_ref()
+        .filter(|(_, reached, _)| *reached)
+        .map(|(src, _, _)| *src);
     Flow {
         isn: first.isn,
         translations,
         pod_sees,
         client_ip_preserved: pod_sees == Some(client),
+        reached_pod,
+        last_seen: last_seen.map(|(_, _, at)| at),
         l7_client_ip: None,
         client: Some(client),
         entry: endpoint(first.dst, first.dport),

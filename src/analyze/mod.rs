@@ -16,6 +16,7 @@ mod input;
 mod l7;
 pub mod model;
 mod owners;
+mod reach;
 mod render;
 mod sighting;
 mod summary;

@@ -18,8 +18,10 @@ pub struct Flow {
     pub isn: u32,
     pub hops: Vec<Hop>,
     pub translations: Vec<Translation>,
-    /// Source address at the last hop: what the pod's accept() returns.
+    /// Source address at the last hop: what the pod's accept() returns. `None` when the SYN
+    /// did not reach a pod (`reached_pod` false): no pod accepted it.
     pub pod_sees: Option<IpAddr>,
+    /// Whether the pod sees the client's address; false when no pod was reached.
     pub client_ip_preserved: bool,
     pub l7_client_ip: Option<L7ClientIp>,
     /// Source address at the first hop.
@@ -30,6 +32,26 @@ pub struct Flow {
     pub lost_at: Option<usize>,
     /// Retransmissions of the SYN seen (same connection, counted once).
     pub retries: u32,
+    /// False when the last sighting is not pod-facing by the interface kinds the probes
+    /// announced (e.g. `in` on a node's uplink and nothing after: dropped, or the rest was not
+    /// captured). True when it is, and when no `hello` names the interface (cannot tell).
+    #[serde(default = "yes")]
+    pub reached_pod: bool,
+    /// Where the SYN was seen last.
+    #[serde(default)]
+    pub last_seen: Option<LastSeen>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The last capture point of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSeen {
+    pub node: String,
+    pub iface: String,
+    pub dir: Direction,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +105,11 @@ pub struct L7ClientIp {
 pub struct Summary {
     pub connections: usize,
     pub preserved: usize,
+    /// Connections that reached a pod with another source than the client's.
     pub rewritten: usize,
+    /// Connections whose SYN reached no pod (`reached_pod` false); neither kept nor rewritten.
+    #[serde(default)]
+    pub unreached: usize,
     pub entries: Vec<EntrySummary>,
     /// Kernel drops reported by the probes: when non-zero some SYNs may be missing.
     pub drops: u64,
@@ -98,6 +124,8 @@ pub struct EntrySummary {
     pub connections: usize,
     pub preserved: usize,
     pub rewritten: usize,
+    #[serde(default)]
+    pub unreached: usize,
     /// Where the client address was lost and into what, most frequent first.
     pub rewritten_at: Vec<RewriteCount>,
 }

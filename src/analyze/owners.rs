@@ -18,6 +18,8 @@ struct Owned {
 pub struct Owners {
     owned: Vec<Owned>,
     nodes: HashSet<String>,
+    /// Every announced interface's kind, addressed or not (a pod's veth often has no address).
+    kinds: HashMap<(String, String), IfaceKind>,
     cache: HashMap<IpAddr, Option<String>>,
 }
 
@@ -31,6 +33,8 @@ impl Owners {
 
     pub fn add_interface(&mut self, node: &str, iface: &Interface) {
         self.cache.clear();
+        self.kinds
+            .insert((node.to_string(), iface.name.clone()), iface.kind);
         for text in &iface.addresses {
             if let Some((addr, prefix)) = parse_cidr(text) {
                 let owned = Owned {
@@ -54,6 +58,20 @@ impl Owners {
     /// Whether a probe on `node` said hello (so silence about an address means something).
     pub fn knows_node(&self, node: &str) -> bool {
         self.nodes.contains(node)
+    }
+
+    /// The kind `node`'s probe announced for `iface`; `None` when nothing was announced.
+    pub fn kind(&self, node: &str, iface: &str) -> Option<IfaceKind> {
+        self.kinds
+            .get(&(node.to_string(), iface.to_string()))
+            .copied()
+    }
+
+    /// Whether `addr` is one of the addresses of `iface` on `node`.
+    pub fn is_address_of(&self, node: &str, iface: &str, addr: IpAddr) -> bool {
+        self.owned
+            .iter()
+            .any(|o| o.addr == addr && o.node == node && o.iface == iface)
     }
 
     /// "cbr0 of node-a" for an interface's own address; "a pod behind cbr0 of node-b" or

@@ -1,5 +1,5 @@
 //! Per way in (destination at the first hop): how many connections kept the client address,
-//! how many lost it, and where.
+//! how many lost it, and where; connections that reached no pod are counted apart.
 
 use super::flow::{losing_snat, new_address};
 use super::model::{EntrySummary, Flow, RewriteCount, Summary};
@@ -18,12 +18,17 @@ pub fn summarize(flows: &[Flow], drops: u64, warnings: Vec<String>) -> Summary {
                     connections: 0,
                     preserved: 0,
                     rewritten: 0,
+                    unreached: 0,
                     rewritten_at: Vec::new(),
                 },
                 BTreeMap::new(),
             )
         });
         entry.connections += 1;
+        if !flow.reached_pod {
+            entry.unreached += 1;
+            continue;
+        }
         if flow.client_ip_preserved {
             entry.preserved += 1;
             continue;
@@ -66,7 +71,11 @@ pub fn summarize(flows: &[Flow], drops: u64, warnings: Vec<String>) -> Summary {
     Summary {
         connections: flows.len(),
         preserved: flows.iter().filter(|f| f.client_ip_preserved).count(),
-        rewritten: flows.iter().filter(|f| !f.client_ip_preserved).count(),
+        rewritten: flows
+            .iter()
+            .filter(|f| f.reached_pod && !f.client_ip_preserved)
+            .count(),
+        unreached: flows.iter().filter(|f| !f.reached_pod).count(),
         entries,
         drops,
         warnings,

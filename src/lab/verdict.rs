@@ -49,22 +49,24 @@ fn leftmost(xff: &str) -> Option<IpAddr> {
     xff.split(',').next()?.trim().parse().ok()
 }
 
-fn last_hop_text(flow: &Flow) -> Option<String> {
-    let hop = flow.hops.last()?;
-    let dir = match hop.dir {
+/// Where the analysis last saw a flow's SYN: `node-b eth0 (in)`.
+fn last_seen_text(flow: &Flow) -> Option<String> {
+    let at = flow.last_seen.as_ref()?;
+    let dir = match at.dir {
         realip_probe::wire::Direction::In => "in",
         realip_probe::wire::Direction::Out => "out",
     };
-    Some(format!("{} {} ({dir})", hop.node, hop.iface))
+    Some(format!("{} {} ({dir})", at.node, at.iface))
 }
 
-/// The flow that carried the pod's accepted connection: it ends at the pod's echo port with the
-/// source port the pod saw.
+/// The flow that carried the pod's accepted connection: it reached a pod, at the pod's echo
+/// port with the source port the pod saw.
 fn answered_flow(report: &Report, pod_ip: IpAddr, remote_port: u16) -> Option<(usize, &Flow)> {
     report.flows.iter().enumerate().find(|(_, flow)| {
-        flow.hops.last().is_some_and(|hop| {
-            hop.dst == pod_ip && hop.dport == ECHO_PORT && hop.sport == remote_port
-        })
+        flow.reached_pod
+            && flow.hops.last().is_some_and(|hop| {
+                hop.dst == pod_ip && hop.dport == ECHO_PORT && hop.sport == remote_port
+            })
     })
 }
 
@@ -83,17 +85,6 @@ fn chain(report: &Report, last: usize, origin: IpAddr) -> Vec<usize> {
     let mut chain = vec![last];
     while chain.len() < 4 {
         let head = &report.flows[chain[0]];
-        // The same SYN (same ISN) cut in two pieces by the analysis: join them back.
-        let same_syn = (0..report.flows.len()).find(|i| {
-            !chain.contains(i)
-                && report.flows[*i].isn == head.isn
-                && report.flows[*i].hops.last().map(|h| h.ts_ns)
-                    <= head.hops.first().map(|h| h.ts_ns)
-        });
-        if let Some(i) = same_syn {
-            chain.insert(0, i);
-            continue;
-        }
         let Some(src) = head.client else { break };
         if src == origin {
             break;
@@ -131,23 +122,9 @@ fn ip_of(addr: &str) -> String {
 /// Every place the source was rewritten, in path order, in words.
 pub fn rewrites(report: &Report, last: usize, origin: IpAddr) -> Vec<String> {
     let mut out = Vec::new();
-    let mut previous: Option<&Flow> = None;
     for (position, &index) in chain(report, last, origin).iter().enumerate() {
         let flow = &report.flows[index];
-        let joined = previous.filter(|p| p.isn == flow.isn);
-        if let Some(before) = joined {
-            // A rewrite between the two pieces of one SYN.
-            let (from, to) = (before.hops.last(), flow.hops.first());
-            if let (Some(from), Some(to)) = (from, to) {
-                if from.src != to.src {
-                    let owner = owner_of(to.src).unwrap_or_else(|| "unknown".into());
-                    out.push(format!(
-                        "{}: SNAT {} → {} ({owner})",
-                        to.node, from.src, to.src
-                    ));
-                }
-            }
-        } else if let Some(client) = flow.client {
+        if let Some(client) = flow.client {
             let first = position == 0;
             if first && client != origin {
                 out.push(format!(
@@ -169,7 +146,6 @@ pub fn rewrites(report: &Report, last: usize, origin: IpAddr) -> Vec<String> {
                 ));
             }
         }
-        previous = Some(flow);
     }
     out
 }
@@ -262,21 +238,16 @@ pub fn check(conn: &Connection, outcome: &GetOutcome, report: &Report) -> Check 
             match dropped_flow(report, conn) {
                 Some((index, flow)) => {
                     check.isn = Some(flow.isn);
-                    check.last_seen = last_hop_text(flow);
+                    check.last_seen = last_seen_text(flow);
                     check.rewritten_at = rewrites(report, index, origin);
-                    let last_node = flow.hops.last().map(|hop| hop.node.as_str());
+                    let last_node = flow.last_seen.as_ref().map(|at| at.node.as_str());
                     if last_node != Some(at.name()) {
                         check.problems.push(format!(
                             "its SYN was last seen on {}, the scenario expects {at}",
                             last_node.unwrap_or("no node")
                         ));
                     }
-                    if flow
-                        .hops
-                        .last()
-                        .and_then(|hop| host_of(hop.dst))
-                        .is_some_and(|host| matches!(host, super::topology::Host::Pod(_)))
-                    {
+                    if flow.reached_pod {
                         check.problems.push("its SYN reached a pod".into());
                     }
                 }
@@ -310,7 +281,7 @@ pub fn expected_text(expect: &Expect) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::model::{Hop, L7ClientIp, Summary, Translation};
+    use crate::analyze::model::{Hop, L7ClientIp, LastSeen, Summary, Translation};
     use crate::lab::scenario::{self, Who};
     use crate::lab::topology::{Node, CLB_VPC_IP, CLIENT_IP};
     use realip_probe::wire::Direction;
@@ -362,8 +333,22 @@ mod tests {
             entry: format!("{}:{}", first.dst, first.dport),
             lost_at: None,
             retries: 0,
+            reached_pod: true,
+            last_seen: Some(LastSeen {
+                node: last.node.clone(),
+                iface: last.iface.clone(),
+                dir: last.dir,
+            }),
             hops,
         }
+    }
+
+    /// What the analysis says of a SYN that no pod received.
+    fn unreached(mut flow: Flow) -> Flow {
+        flow.reached_pod = false;
+        flow.pod_sees = None;
+        flow.client_ip_preserved = false;
+        flow
     }
 
     fn report(flows: Vec<Flow>) -> Report {
@@ -534,8 +519,8 @@ mod tests {
     }
 
     #[test]
-    fn a_syn_cut_in_two_by_the_analysis_is_joined_back() {
-        let mut before = flow(
+    fn hairpin_is_one_flow_with_its_snat() {
+        let mut hairpin = flow(
             5,
             vec![
                 hop(
@@ -552,29 +537,28 @@ mod tests {
                     "198.18.1.10:42916",
                     "198.18.1.10:8080",
                 ),
+                hop(
+                    "node-a",
+                    "veth-app-a",
+                    Direction::Out,
+                    "198.18.1.1:30564",
+                    "198.18.1.10:8080",
+                ),
             ],
-            None,
-            None,
-        );
-        before.hops[1].ts_ns = 1;
-        let mut after = flow(
-            5,
-            vec![hop(
+            Some((
                 "node-a",
-                "veth-app-a",
-                Direction::Out,
+                "198.18.1.10:42916",
                 "198.18.1.1:30564",
-                "198.18.1.10:8080",
-            )],
-            None,
+                "cbr0 of node-a",
+            )),
             None,
         );
-        after.hops[0].ts_ns = 2;
+        hairpin.translations[0].hop = 2;
         let conn = connection("hairpin", 0);
         let check = check(
             &conn,
             &outcome("198.18.1.1", 30564, None),
-            &report(vec![before, after]),
+            &report(vec![hairpin]),
         );
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(
@@ -584,8 +568,36 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_that_reached_no_pod_does_not_answer_for_the_pod() {
+        let dropped = unreached(flow(
+            5,
+            vec![hop(
+                "node-a",
+                "eth0",
+                Direction::In,
+                "192.0.2.10:40000",
+                "198.18.1.10:8080",
+            )],
+            None,
+            None,
+        ));
+        let conn = connection("direct", 0);
+        let check = check(
+            &conn,
+            &outcome("192.0.2.10", 40000, None),
+            &report(vec![dropped]),
+        );
+        assert!(!check.matches);
+        assert!(
+            check.problems[0].contains("saw no SYN reaching pod"),
+            "{:?}",
+            check.problems
+        );
+    }
+
+    #[test]
     fn dropped_connection_is_located() {
-        let flows = vec![flow(
+        let flows = vec![unreached(flow(
             9,
             vec![
                 hop(
@@ -605,7 +617,7 @@ mod tests {
             ],
             None,
             None,
-        )];
+        ))];
         let conn = connection("local", 1);
         let failed = GetOutcome {
             error: Some("timed out".into()),
@@ -634,6 +646,16 @@ mod tests {
         )];
         let mut flows = flows;
         flows[0].entry = "203.0.113.100:81".into();
-        assert!(!super::check(&conn, &refused, &report(flows)).matches);
+        // The analysis says this one reached a pod: not a drop either.
+        let refused = super::check(&conn, &refused, &report(flows));
+        assert!(!refused.matches);
+        assert!(
+            refused
+                .problems
+                .iter()
+                .any(|p| p == "its SYN reached a pod"),
+            "{:?}",
+            refused.problems
+        );
     }
 }

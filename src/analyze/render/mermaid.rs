@@ -1,6 +1,7 @@
 //! A Mermaid flowchart per distinct path: client → node → node → pod, each rewrite on the arrow
-//! where it happened, the hop that lost the client address in red. Connections that took the
-//! same path with the same rewrites share one drawing.
+//! where it happened, the hop that lost the client address in red; a SYN that reached no pod
+//! ends in a dead end. Connections that took the same path with the same rewrites share one
+//! drawing.
 
 use crate::analyze::flow::{losing_snat, new_address};
 use crate::analyze::model::{Flow, Report, TranslationKind};
@@ -21,6 +22,8 @@ struct Path {
     /// Rewrites made after each run by something not captured (a load balancer, a router).
     unseen: Vec<Vec<String>>,
     pod: String,
+    /// False when the SYN reached no pod: the path ends in a dead end after the last run.
+    reached: bool,
     /// What the pod sees when it is not the client.
     pod_sees: Option<String>,
     /// Index of the run whose outgoing arrow lost the client address, and whether the rewrite
@@ -86,6 +89,7 @@ fn path_of(flow: &Flow) -> Option<Path> {
         arrows,
         unseen,
         pod: crate::analyze::flow::endpoint(last.dst, last.dport),
+        reached: flow.reached_pod,
         pod_sees: (!flow.client_ip_preserved)
             .then(|| flow.pod_sees.map(|ip| ip.to_string()))
             .flatten(),
@@ -122,6 +126,7 @@ pub fn render_mermaid(report: &Report) -> String {
         let (count, clients) = &seen[path];
         let id = format!("p{}", n + 1);
         let verdict = match path.lost {
+            _ if !path.reached => "did not reach a pod".to_string(),
             Some((run, true)) => format!("client IP lost on {}", path.runs[run].0),
             Some((run, false)) => match path.runs.get(run + 1) {
                 Some((next, _)) => {
@@ -158,7 +163,16 @@ pub fn render_mermaid(report: &Report) -> String {
             Some(ip) => format!("sees {}", esc(ip)),
             None => "sees the client".to_string(),
         };
-        let _ = writeln!(out, "    {id}_pod([\"pod {}<br/>{sees}\"])", esc(&path.pod));
+        if path.reached {
+            let _ = writeln!(out, "    {id}_pod([\"pod {}<br/>{sees}\"])", esc(&path.pod));
+        } else {
+            // The SYN was seen last on the last run's capture point, and nowhere after.
+            let _ = writeln!(
+                out,
+                "    {id}_pod{{{{\"did not reach a pod<br/>to {}: dropped or not captured\"}}}}",
+                esc(&path.pod)
+            );
+        }
         let _ = writeln!(out, "    {id}_c -->|\"to {}\"| {id}_n0", esc(&path.entry));
         edge += 1;
         for (i, labels) in path.arrows.iter().enumerate() {
@@ -170,7 +184,7 @@ pub fn render_mermaid(report: &Report) -> String {
             let lost_here = path.lost.is_some_and(|(run, _)| run == i);
             let from = format!("{id}_n{i}");
             if path.unseen[i].is_empty() {
-                arrow(&mut out, &from, labels, &target);
+                arrow(&mut out, &from, labels, &target, link(path, i));
             } else {
                 // Something between two capture points rewrote the SYN: draw it as a hop.
                 let hop = format!("{id}_u{i}");
@@ -178,12 +192,12 @@ pub fn render_mermaid(report: &Report) -> String {
                     out,
                     "    {hop}[[\"unseen hop<br/>load balancer or router\"]]"
                 );
-                arrow(&mut out, &from, labels, &hop);
+                arrow(&mut out, &from, labels, &hop, "-->");
                 if lost_here && path.lost.is_some_and(|(_, inside)| inside) {
                     lost_edges.push(edge);
                 }
                 edge += 1;
-                arrow(&mut out, &hop, &path.unseen[i], &target);
+                arrow(&mut out, &hop, &path.unseen[i], &target, link(path, i));
                 if lost_here && path.lost.is_some_and(|(_, inside)| !inside) {
                     lost_edges.push(edge);
                     lost_nodes.push(hop);
@@ -208,7 +222,9 @@ pub fn render_mermaid(report: &Report) -> String {
         let _ = writeln!(
             out,
             "  class {id}_pod {}",
-            if path.pod_sees.is_some() {
+            if !path.reached {
+                "unreached"
+            } else if path.pod_sees.is_some() {
                 "rewritten"
             } else {
                 "kept"
@@ -221,23 +237,33 @@ pub fn render_mermaid(report: &Report) -> String {
     out.push_str("  classDef lost fill:#fdd,stroke:#c00,stroke-width:2px\n");
     out.push_str("  classDef rewritten fill:#fee,stroke:#c00\n");
     out.push_str("  classDef kept fill:#dfd,stroke:#080\n");
+    out.push_str("  classDef unreached fill:#eee,stroke:#666,stroke-dasharray:4 3\n");
     for e in lost_edges {
         let _ = writeln!(out, "  linkStyle {e} stroke:#c00,stroke-width:3px");
     }
     out
 }
 
+/// The link leaving run `i`: into a dead end (`--x`) when it is the last and no pod was reached.
+fn link(path: &Path, i: usize) -> &'static str {
+    if !path.reached && i + 1 == path.runs.len() {
+        "--x"
+    } else {
+        "-->"
+    }
+}
+
 /// `from --> to`, labelled with `labels` one per line when there are any.
-fn arrow(out: &mut String, from: &str, labels: &[String], to: &str) {
+fn arrow(out: &mut String, from: &str, labels: &[String], to: &str, link: &str) {
     if labels.is_empty() {
-        let _ = writeln!(out, "    {from} --> {to}");
+        let _ = writeln!(out, "    {from} {link} {to}");
     } else {
         let label = labels
             .iter()
             .map(|l| esc(l))
             .collect::<Vec<_>>()
             .join("<br/>");
-        let _ = writeln!(out, "    {from} -->|\"{label}\"| {to}");
+        let _ = writeln!(out, "    {from} {link}|\"{label}\"| {to}");
     }
 }
 

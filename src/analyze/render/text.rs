@@ -126,7 +126,17 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
     let client = flow
         .client
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    if flow.client_ip_preserved {
+    if !flow.reached_pod {
+        let last = flow.last_seen.as_ref().map_or_else(
+            || "nowhere".to_string(),
+            |at| format!("on {} {}", at.node, at.iface),
+        );
+        let _ = writeln!(
+            out,
+            "  {} (dropped or not captured)",
+            paint(WARN, &format!("did not reach a pod: last seen {last}")),
+        );
+    } else if flow.client_ip_preserved {
         let _ = writeln!(
             out,
             "  {} — the client address, preserved",
@@ -150,9 +160,14 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
 }
 
 fn summary_text(out: &mut String, summary: &Summary) {
+    let unreached = if summary.unreached > 0 {
+        format!(", {} did not reach a pod", summary.unreached)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{} {} connection(s): {} kept the client IP, {} rewritten",
+        "{} {} connection(s): {} kept the client IP, {} rewritten{unreached}",
         paint(HEAD, "Summary:"),
         summary.connections,
         summary.preserved,
@@ -176,6 +191,8 @@ fn summary_text(out: &mut String, summary: &Summary) {
                             r.count
                         )
                     })
+                    // Neither kept nor rewritten: said in the same column.
+                    .chain((e.unreached > 0).then(|| format!("no pod reached ×{}", e.unreached)))
                     .collect::<Vec<_>>()
                     .join("; ");
                 [
