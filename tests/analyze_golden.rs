@@ -1,6 +1,6 @@
 //! Golden tests of what analyze prints, from committed fixtures.
 
-use kubectl_realip::analyze::model::TranslationKind;
+use kubectl_realip::analyze::model::{EndsAt, TranslationKind};
 use kubectl_realip::analyze::{analyze_events, render_json, render_mermaid, render_text};
 use kubectl_realip::output::plain;
 use realip_probe::wire::{decode_line, Event};
@@ -168,6 +168,7 @@ fn lab_local_drop_did_not_reach_a_pod() {
         .find(|f| f.entry == "203.0.113.100:81")
         .unwrap();
     assert!(!dropped.reached_pod);
+    assert_eq!(dropped.ends_at, EndsAt::Unknown, "retransmitted: a drop");
     assert_eq!(dropped.pod_sees, None);
     assert!(!dropped.client_ip_preserved);
     let last = dropped.last_seen.as_ref().unwrap();
@@ -200,4 +201,48 @@ fn lab_local_drop_did_not_reach_a_pod() {
     );
     golden!("lab_local_text", text);
     golden!("lab_local_mermaid", render_mermaid(&report));
+}
+
+/// `lab --scenario l7-ingress`: the client's SYN ends in on the load balancer, addressed to its
+/// VIP, and is answered (no retry): the L7 proxy accepted it. Not a drop; its own connection to
+/// node-a's NodePort is the next flow.
+#[test]
+fn lab_l7_ingress_first_connection_ends_at_the_proxy() {
+    let report = analyze_events(events("lab/l7-ingress.jsonl"));
+    assert_eq!(report.flows.len(), 2, "{}", render_json(&report));
+    let accepted = report
+        .flows
+        .iter()
+        .find(|f| f.entry == "203.0.113.100:80")
+        .unwrap();
+    assert_eq!(accepted.ends_at, EndsAt::Host);
+    assert!(!accepted.reached_pod);
+    assert_eq!(accepted.pod_sees, None);
+    assert!(!accepted.client_ip_preserved);
+    let last = accepted.last_seen.as_ref().unwrap();
+    assert_eq!((last.node.as_str(), last.iface.as_str()), ("clb", "inet0"));
+    let onward = report
+        .flows
+        .iter()
+        .find(|f| f.entry == "198.51.100.11:31080")
+        .unwrap();
+    assert_eq!(onward.ends_at, EndsAt::Pod);
+    let s = &report.summary;
+    assert_eq!(
+        (s.preserved, s.rewritten, s.unreached, s.at_host),
+        (0, 1, 0, 1)
+    );
+    let json: serde_json::Value = serde_json::from_str(&render_json(&report)).unwrap();
+    let ends: Vec<&str> = json["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["ends_at"].as_str().unwrap())
+        .collect();
+    assert!(ends.contains(&"host") && ends.contains(&"pod"), "{ends:?}");
+    let text = plain(&render_text(&report));
+    assert!(text.contains("ended at a local socket on clb"), "{text}");
+    assert!(!text.contains("dropped"), "{text}");
+    golden!("lab_l7_ingress_text", text);
+    golden!("lab_l7_ingress_mermaid", render_mermaid(&report));
 }

@@ -1,7 +1,7 @@
 //! One correlated chain of sightings → the flow of the report: hops, rewrites, verdict.
 
 use super::correlate::Chain;
-use super::model::{Flow, Hop, LastSeen, Translation, TranslationKind};
+use super::model::{EndsAt, Flow, Hop, LastSeen, Translation, TranslationKind};
 use super::owners::Owners;
 use super::reach;
 use super::sighting::{Names, Sighting};
@@ -64,14 +64,17 @@ pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut 
     let first = path[0];
     let client = first.src;
     let last_seen = path.last().zip(hops.last()).map(|(s, hop)| {
-        let reached = reach::pod_facing(
-            owners.kind(&hop.node, &hop.iface),
-            hop.dir,
-            owners.is_address_of(&hop.node, &hop.iface, s.dst),
-        );
+        let (ends_at, reached) = reach::ends_at(reach::LastHop {
+            kind: owners.kind(&hop.node, &hop.iface),
+            dir: hop.dir,
+            dst_on_iface: owners.is_address_of(&hop.node, &hop.iface, s.dst),
+            dst_on_node: owners.is_node_address(&hop.node, s.dst),
+            retries: chain.retries,
+        });
         (
             s.src,
-            reached.unwrap_or(true),
+            reached,
+            ends_at,
             LastSeen {
                 node: hop.node.clone(),
                 iface: hop.iface.clone(),
@@ -79,19 +82,25 @@ pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut 
             },
         )
     });
-    let reached_pod = last_seen.as_ref().is_some_and(|(_, reached, _)| *reached);
+    let reached_pod = last_seen
+        .as_ref()
+        .is_some_and(|(_, reached, _, _)| *reached);
     // What a pod's accept() returns; nothing when no pod got the SYN.
     let pod_sees = last_seen
         .as_ref()
-        .filter(|(_, reached, _)| *reached)
-        .map(|(src, _, _)| *src);
+        .filter(|(_, reached, _, _)| *reached)
+        .map(|(src, _, _, _)| *src);
+    let ends_at = last_seen
+        .as_ref()
+        .map_or(EndsAt::Unknown, |(_, _, ends_at, _)| *ends_at);
     Flow {
         isn: first.isn,
         translations,
         pod_sees,
         client_ip_preserved: pod_sees == Some(client),
         reached_pod,
-        last_seen: last_seen.map(|(_, _, at)| at),
+        last_seen: last_seen.map(|(_, _, _, at)| at),
+        ends_at,
         l7_client_ip: None,
         client: Some(client),
         entry: endpoint(first.dst, first.dport),

@@ -40,6 +40,25 @@ pub struct Flow {
     /// Where the SYN was seen last.
     #[serde(default)]
     pub last_seen: Option<LastSeen>,
+    /// Where the SYN ended, when the capture tells: at a pod, at a local socket of a node (a
+    /// proxy or a hostNetwork process accepted it), or `unknown` (dropped, gone on uncaptured,
+    /// or no `hello` names the last interface).
+    #[serde(default)]
+    pub ends_at: EndsAt,
+}
+
+/// Where a flow's SYN ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndsAt {
+    /// The last sighting faces a pod.
+    Pod,
+    /// `in` on a node, addressed to one of that node's own addresses, never retransmitted:
+    /// delivered to a socket of the node itself. Any next hop is a new connection.
+    Host,
+    /// Nothing says: dropped, gone on where no probe watched, or an interface no `hello` named.
+    #[default]
+    Unknown,
 }
 
 fn yes() -> bool {
@@ -107,9 +126,14 @@ pub struct Summary {
     pub preserved: usize,
     /// Connections that reached a pod with another source than the client's.
     pub rewritten: usize,
-    /// Connections whose SYN reached no pod (`reached_pod` false); neither kept nor rewritten.
+    /// Connections whose SYN reached no pod (`reached_pod` false) nor a node's own socket:
+    /// dropped or not captured; neither kept nor rewritten.
     #[serde(default)]
     pub unreached: usize,
+    /// Connections whose SYN ended at a local socket of a node (`ends_at` host): neither kept,
+    /// rewritten nor unreached.
+    #[serde(default)]
+    pub at_host: usize,
     pub entries: Vec<EntrySummary>,
     /// Kernel drops reported by the probes: when non-zero some SYNs may be missing.
     pub drops: u64,
@@ -126,6 +150,8 @@ pub struct EntrySummary {
     pub rewritten: usize,
     #[serde(default)]
     pub unreached: usize,
+    #[serde(default)]
+    pub at_host: usize,
     /// Where the client address was lost and into what, most frequent first.
     pub rewritten_at: Vec<RewriteCount>,
 }

@@ -74,6 +74,11 @@ impl Owners {
             .any(|o| o.addr == addr && o.node == node && o.iface == iface)
     }
 
+    /// Whether `addr` is an address of any interface of `node` (a local socket can accept it).
+    pub fn is_node_address(&self, node: &str, addr: IpAddr) -> bool {
+        self.owned.iter().any(|o| o.addr == addr && o.node == node)
+    }
+
     /// "cbr0 of node-a" for an interface's own address; "a pod behind cbr0 of node-b" or
     /// "the ens5 network of node-a" for an address inside an interface's subnet.
     pub fn owner(&mut self, addr: IpAddr) -> Option<String> {

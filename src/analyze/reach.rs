@@ -1,7 +1,41 @@
-//! Whether a flow's SYN reached a pod, judged by its last capture point and the interface kinds
-//! the probes announced in `hello`.
+//! Whether a flow's SYN reached a pod, or a socket of a node itself, judged by its last capture
+//! point and the interfaces and addresses the probes announced in `hello`.
 
+use super::model::EndsAt;
 use realip_probe::wire::{Direction, IfaceKind};
+
+/// What is known of a flow's last sighting.
+#[derive(Debug, Clone, Copy)]
+pub struct LastHop {
+    /// The interface's kind; `None` when no `hello` named it.
+    pub kind: Option<IfaceKind>,
+    pub dir: Direction,
+    /// The destination is an address of that very interface.
+    pub dst_on_iface: bool,
+    /// The destination is an address of any interface of that node.
+    pub dst_on_node: bool,
+    /// Retransmissions of the SYN.
+    pub retries: u32,
+}
+
+/// Where the SYN ended (see [`EndsAt`]), and whether it counts as having reached a pod
+/// (`reached_pod`: true also when nothing tells, as for pcap input without `hello`).
+///
+/// A SYN that ends `in` on a node, addressed to one of the node's own addresses, went to a
+/// local socket: an L7 proxy, an ingress controller or a backend on hostNetwork accepted it.
+/// A SYN dropped on its way there looks the same on the wire but goes unanswered, so the
+/// client sends it again: a retransmitted one is taken as dropped (a NodePort with
+/// externalTrafficPolicy Local on a node without endpoints drops in netfilter, after capture).
+pub fn ends_at(last: LastHop) -> (EndsAt, bool) {
+    match pod_facing(last.kind, last.dir, last.dst_on_iface) {
+        Some(true) => (EndsAt::Pod, true),
+        Some(false) if last.dir == Direction::In && last.dst_on_node && last.retries == 0 => {
+            (EndsAt::Host, false)
+        }
+        Some(false) => (EndsAt::Unknown, false),
+        None => (EndsAt::Unknown, true),
+    }
+}
 
 /// Whether a SYN last seen on an interface of `kind`, in direction `dir`, reached a pod.
 /// `dst_on_iface`: the destination is an address of that very interface.
@@ -10,7 +44,7 @@ use realip_probe::wire::{Direction, IfaceKind};
 /// end of a veth or ENI (the destination is that interface's address). A SYN that ends `in` on a
 /// node's uplink, on a tunnel, or coming from a pod was dropped or went on uncaptured. `None`
 /// when nothing tells: no `hello` named the interface, or its kind is unclassified.
-pub fn pod_facing(kind: Option<IfaceKind>, dir: Direction, dst_on_iface: bool) -> Option<bool> {
+fn pod_facing(kind: Option<IfaceKind>, dir: Direction, dst_on_iface: bool) -> Option<bool> {
     match (kind?, dir) {
         (IfaceKind::Veth | IfaceKind::Bridge | IfaceKind::Eni, Direction::Out) => Some(true),
         (IfaceKind::Veth | IfaceKind::Eni, Direction::In) => Some(dst_on_iface),
@@ -46,8 +80,70 @@ mod tests {
         assert_eq!(pod_facing(Some(Bridge), In, false), Some(false));
     }
 
+    fn last(kind: IfaceKind, dir: Direction, dst_on_node: bool, retries: u32) -> LastHop {
+        LastHop {
+            kind: Some(kind),
+            dir,
+            dst_on_iface: false,
+            dst_on_node,
+            retries,
+        }
+    }
+
+    #[test]
+    fn a_syn_to_the_nodes_own_address_ends_at_a_local_socket() {
+        // The L7 load balancer accepted the client's SYN to its VIP (an address on its lo).
+        assert_eq!(ends_at(last(Uplink, In, true, 0)), (EndsAt::Host, false));
+        // A pod connecting to a hostNetwork process through the node or bridge address.
+        assert_eq!(ends_at(last(Veth, In, true, 0)), (EndsAt::Host, false));
+        assert_eq!(ends_at(last(Bridge, In, true, 0)), (EndsAt::Host, false));
+        assert_eq!(ends_at(last(Loopback, In, true, 0)), (EndsAt::Host, false));
+    }
+
+    #[test]
+    fn a_retransmitted_syn_to_the_node_was_dropped() {
+        // externalTrafficPolicy Local, no endpoint on this node: unanswered, sent again.
+        assert_eq!(ends_at(last(Uplink, In, true, 1)), (EndsAt::Unknown, false));
+    }
+
+    #[test]
+    fn a_syn_not_addressed_to_the_node_did_not_end_there() {
+        // Forwarded on where no probe watched, or dropped.
+        assert_eq!(
+            ends_at(last(Uplink, In, false, 0)),
+            (EndsAt::Unknown, false)
+        );
+        assert_eq!(
+            ends_at(last(Tunnel, In, false, 0)),
+            (EndsAt::Unknown, false)
+        );
+        // Leaving by the uplink is not an arrival, whatever its destination.
+        assert_eq!(
+            ends_at(last(Uplink, Out, true, 0)),
+            (EndsAt::Unknown, false)
+        );
+    }
+
+    #[test]
+    fn pod_facing_hops_end_at_a_pod() {
+        assert_eq!(ends_at(last(Veth, Out, false, 0)), (EndsAt::Pod, true));
+        // Retransmitted or not, a SYN seen toward the pod reached it.
+        assert_eq!(ends_at(last(Bridge, Out, false, 2)), (EndsAt::Pod, true));
+        let own_end = LastHop {
+            dst_on_iface: true,
+            ..last(Veth, In, true, 0)
+        };
+        assert_eq!(ends_at(own_end), (EndsAt::Pod, true));
+    }
+
     #[test]
     fn unknown_interfaces_tell_nothing() {
+        let unnamed = LastHop {
+            kind: None,
+            ..last(Uplink, In, true, 0)
+        };
+        assert_eq!(ends_at(unnamed), (EndsAt::Unknown, true));
+        assert_eq!(ends_at(last(Other, In, true, 0)), (EndsAt::Unknown, true));
         assert_eq!(pod_facing(None, In, false), None);
         assert_eq!(pod_facing(Some(Other), Out, false), None);
     }

@@ -1,8 +1,9 @@
 //! Per way in (destination at the first hop): how many connections kept the client address,
-//! how many lost it, and where; connections that reached no pod are counted apart.
+//! how many lost it, and where; connections that reached no pod, and those that ended at a
+//! node's own socket, are counted apart.
 
 use super::flow::{losing_snat, new_address};
-use super::model::{EntrySummary, Flow, RewriteCount, Summary};
+use super::model::{EndsAt, EntrySummary, Flow, RewriteCount, Summary};
 use std::collections::BTreeMap;
 
 /// Where the client address was lost: node, new address, its owner.
@@ -19,12 +20,17 @@ pub fn summarize(flows: &[Flow], drops: u64, warnings: Vec<String>) -> Summary {
                     preserved: 0,
                     rewritten: 0,
                     unreached: 0,
+                    at_host: 0,
                     rewritten_at: Vec::new(),
                 },
                 BTreeMap::new(),
             )
         });
         entry.connections += 1;
+        if flow.ends_at == EndsAt::Host {
+            entry.at_host += 1;
+            continue;
+        }
         if !flow.reached_pod {
             entry.unreached += 1;
             continue;
@@ -75,7 +81,11 @@ pub fn summarize(flows: &[Flow], drops: u64, warnings: Vec<String>) -> Summary {
             .iter()
             .filter(|f| f.reached_pod && !f.client_ip_preserved)
             .count(),
-        unreached: flows.iter().filter(|f| !f.reached_pod).count(),
+        unreached: flows
+            .iter()
+            .filter(|f| !f.reached_pod && f.ends_at != EndsAt::Host)
+            .count(),
+        at_host: flows.iter().filter(|f| f.ends_at == EndsAt::Host).count(),
         entries,
         drops,
         warnings,

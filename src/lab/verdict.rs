@@ -5,7 +5,7 @@
 use super::net::GetOutcome;
 use super::scenario::{Connection, Expect};
 use super::topology::{host_of, owner_of, ECHO_PORT};
-use crate::analyze::model::{Flow, Report, TranslationKind};
+use crate::analyze::model::{EndsAt, Flow, Report, TranslationKind};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
@@ -250,6 +250,11 @@ pub fn check(conn: &Connection, outcome: &GetOutcome, report: &Report) -> Check 
                     if flow.reached_pod {
                         check.problems.push("its SYN reached a pod".into());
                     }
+                    if flow.ends_at == EndsAt::Host {
+                        check
+                            .problems
+                            .push("its SYN was taken as accepted by a local socket".into());
+                    }
                 }
                 None => check.problems.push(format!(
                     "the probes saw no SYN to {} from {}",
@@ -339,6 +344,7 @@ mod tests {
                 iface: last.iface.clone(),
                 dir: last.dir,
             }),
+            ends_at: EndsAt::Pod,
             hops,
         }
     }
@@ -346,6 +352,7 @@ mod tests {
     /// What the analysis says of a SYN that no pod received.
     fn unreached(mut flow: Flow) -> Flow {
         flow.reached_pod = false;
+        flow.ends_at = EndsAt::Unknown;
         flow.pod_sees = None;
         flow.client_ip_preserved = false;
         flow

@@ -1,10 +1,11 @@
 //! A Mermaid flowchart per distinct path: client → node → node → pod, each rewrite on the arrow
 //! where it happened, the hop that lost the client address in red; a SYN that reached no pod
-//! ends in a dead end. Connections that took the same path with the same rewrites share one
+//! ends in a dead end, one that ended at a node's own socket (a proxy, a hostNetwork process) in
+//! a box of its own. Connections that took the same path with the same rewrites share one
 //! drawing.
 
 use crate::analyze::flow::{losing_snat, new_address};
-use crate::analyze::model::{Flow, Report, TranslationKind};
+use crate::analyze::model::{EndsAt, Flow, Report, TranslationKind};
 use realip_probe::wire::Direction;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
@@ -24,6 +25,8 @@ struct Path {
     pod: String,
     /// False when the SYN reached no pod: the path ends in a dead end after the last run.
     reached: bool,
+    /// The node whose own socket accepted the SYN (`ends_at` host): no pod, and no drop.
+    host: Option<String>,
     /// What the pod sees when it is not the client.
     pod_sees: Option<String>,
     /// Index of the run whose outgoing arrow lost the client address, and whether the rewrite
@@ -90,6 +93,7 @@ fn path_of(flow: &Flow) -> Option<Path> {
         unseen,
         pod: crate::analyze::flow::endpoint(last.dst, last.dport),
         reached: flow.reached_pod,
+        host: (flow.ends_at == EndsAt::Host).then(|| last.node.clone()),
         pod_sees: (!flow.client_ip_preserved)
             .then(|| flow.pod_sees.map(|ip| ip.to_string()))
             .flatten(),
@@ -126,6 +130,10 @@ pub fn render_mermaid(report: &Report) -> String {
         let (count, clients) = &seen[path];
         let id = format!("p{}", n + 1);
         let verdict = match path.lost {
+            _ if path.host.is_some() => format!(
+                "ended at a local socket on {}",
+                path.host.as_deref().unwrap_or_default()
+            ),
             _ if !path.reached => "did not reach a pod".to_string(),
             Some((run, true)) => format!("client IP lost on {}", path.runs[run].0),
             Some((run, false)) => match path.runs.get(run + 1) {
@@ -163,7 +171,15 @@ pub fn render_mermaid(report: &Report) -> String {
             Some(ip) => format!("sees {}", esc(ip)),
             None => "sees the client".to_string(),
         };
-        if path.reached {
+        if let Some(node) = &path.host {
+            // Accepted by a process of the node: a proxy's next connection is drawn apart.
+            let _ = writeln!(
+                out,
+                "    {id}_pod[/\"local socket on {}<br/>{}: a proxy or a hostNetwork process\"/]",
+                esc(node),
+                esc(&path.pod)
+            );
+        } else if path.reached {
             let _ = writeln!(out, "    {id}_pod([\"pod {}<br/>{sees}\"])", esc(&path.pod));
         } else {
             // The SYN was seen last on the last run's capture point, and nowhere after.
@@ -222,7 +238,9 @@ pub fn render_mermaid(report: &Report) -> String {
         let _ = writeln!(
             out,
             "  class {id}_pod {}",
-            if !path.reached {
+            if path.host.is_some() {
+                "host"
+            } else if !path.reached {
                 "unreached"
             } else if path.pod_sees.is_some() {
                 "rewritten"
@@ -237,6 +255,7 @@ pub fn render_mermaid(report: &Report) -> String {
     out.push_str("  classDef lost fill:#fdd,stroke:#c00,stroke-width:2px\n");
     out.push_str("  classDef rewritten fill:#fee,stroke:#c00\n");
     out.push_str("  classDef kept fill:#dfd,stroke:#080\n");
+    out.push_str("  classDef host fill:#eef,stroke:#36c\n");
     out.push_str("  classDef unreached fill:#eee,stroke:#666,stroke-dasharray:4 3\n");
     for e in lost_edges {
         let _ = writeln!(out, "  linkStyle {e} stroke:#c00,stroke-width:3px");
@@ -244,9 +263,10 @@ pub fn render_mermaid(report: &Report) -> String {
     out
 }
 
-/// The link leaving run `i`: into a dead end (`--x`) when it is the last and no pod was reached.
+/// The link leaving run `i`: into a dead end (`--x`) when it is the last and nothing accepted
+/// the SYN.
 fn link(path: &Path, i: usize) -> &'static str {
-    if !path.reached && i + 1 == path.runs.len() {
+    if !path.reached && path.host.is_none() && i + 1 == path.runs.len() {
         "--x"
     } else {
         "-->"

@@ -2,7 +2,7 @@
 
 use super::{paint, place};
 use crate::analyze::flow::{endpoint, losing_snat};
-use crate::analyze::model::{Flow, Report, Summary, TranslationKind};
+use crate::analyze::model::{EndsAt, Flow, Report, Summary, TranslationKind};
 use crate::output::{BAD, DIM, GOOD, HEAD, WARN};
 use realip_probe::wire::Direction;
 use std::fmt::Write;
@@ -126,7 +126,17 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
     let client = flow
         .client
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    if !flow.reached_pod {
+    if flow.ends_at == EndsAt::Host {
+        let node = flow
+            .last_seen
+            .as_ref()
+            .map_or("a node", |at| at.node.as_str());
+        let _ = writeln!(
+            out,
+            "  {} (a proxy or a hostNetwork process: the next hop, if any, is a new connection)",
+            paint(HEAD, &format!("ended at a local socket on {node}")),
+        );
+    } else if !flow.reached_pod {
         let last = flow.last_seen.as_ref().map_or_else(
             || "nowhere".to_string(),
             |at| format!("on {} {}", at.node, at.iface),
@@ -160,11 +170,13 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
 }
 
 fn summary_text(out: &mut String, summary: &Summary) {
-    let unreached = if summary.unreached > 0 {
-        format!(", {} did not reach a pod", summary.unreached)
-    } else {
-        String::new()
-    };
+    let mut unreached = String::new();
+    if summary.unreached > 0 {
+        let _ = write!(unreached, ", {} did not reach a pod", summary.unreached);
+    }
+    if summary.at_host > 0 {
+        let _ = write!(unreached, ", {} ended at a local socket", summary.at_host);
+    }
     let _ = writeln!(
         out,
         "{} {} connection(s): {} kept the client IP, {} rewritten{unreached}",
@@ -193,6 +205,7 @@ fn summary_text(out: &mut String, summary: &Summary) {
                     })
                     // Neither kept nor rewritten: said in the same column.
                     .chain((e.unreached > 0).then(|| format!("no pod reached ×{}", e.unreached)))
+                    .chain((e.at_host > 0).then(|| format!("local socket ×{}", e.at_host)))
                     .collect::<Vec<_>>()
                     .join("; ");
                 [
