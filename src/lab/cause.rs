@@ -1,34 +1,128 @@
-//! Each scenario's cause and fix, in explain's words: the scenario's manifests go through the
-//! same rules as `kubectl realip explain -f`, and only the ways in the scenario exercises are
-//! kept. Scenarios explain has nothing to say about fall back to their own line.
+//! Each scenario's cause and fix, in explain's words: the scenario's manifests, completed with
+//! what the lab's topology says (kube-proxy's mode, the nodes, where each endpoint runs), go
+//! through the same rules as `kubectl realip explain -f`, told the node each connection enters
+//! by; only the ways in the scenario exercises are kept. Scenarios explain has nothing to say
+//! about fall back to their own line.
 
-use super::scenario::Scenario;
+use super::clb::Listener;
+use super::scenario::{Connection, From, Scenario};
+use super::topology::{Node, Pod};
 use crate::explain::{self, model::Explanation};
+use std::fmt::Write;
+use std::net::Ipv4Addr;
 
-/// explain's verdicts for the ways in `scenario` exercises (empty when none applies).
+/// explain's verdicts for the ways in `scenario` exercises (empty when none applies), each
+/// predicted for the node its connection enters by.
 pub fn explanations(scenario: &Scenario) -> Vec<Explanation> {
-    let wanted: Vec<_> = scenario
-        .connections
-        .iter()
-        .filter_map(|conn| conn.explained_by)
-        .collect();
-    if wanted.is_empty() {
-        return Vec::new();
-    }
-    let Ok(all) = explain::explain_manifests(scenario.manifest) else {
-        return Vec::new();
-    };
-    all.into_iter()
-        .filter_map(|mut explanation| {
+    let yaml = format!("{}{}", scenario.manifest, topology_yaml(scenario));
+    let mut out: Vec<Explanation> = Vec::new();
+    for conn in &scenario.connections {
+        let Some((origin, via)) = conn.explained_by else {
+            continue;
+        };
+        let entry = entry_node(scenario, conn);
+        let Ok(all) = explain::explain_manifests_entering(&yaml, entry.map(Node::name)) else {
+            continue;
+        };
+        for mut explanation in all {
             explanation
                 .origins
-                .retain(|v| wanted.contains(&(v.origin, v.via.as_str())));
-            // What the manifests leave unsaid is the lab's topology: not worth a line here.
-            explanation.assumptions.clear();
+                .retain(|v| v.origin == origin && v.via == via);
+            if explanation.origins.is_empty() {
+                continue;
+            }
+            // Ways in the scenario does not open are not its subject.
             explanation.closed.clear();
-            (!explanation.origins.is_empty()).then_some(explanation)
-        })
-        .collect()
+            match out
+                .iter_mut()
+                .find(|e| e.service == explanation.service && e.namespace == explanation.namespace)
+            {
+                Some(known) => {
+                    for verdict in explanation.origins {
+                        if !known.origins.contains(&verdict) {
+                            known.origins.push(verdict);
+                        }
+                    }
+                    for assumption in explanation.assumptions {
+                        if !known.assumptions.contains(&assumption) {
+                            known.assumptions.push(assumption);
+                        }
+                    }
+                }
+                None => out.push(explanation),
+            }
+        }
+    }
+    out
+}
+
+/// The node where kube-proxy first handles `conn`: the node the load balancer's listener sends
+/// to, the node a host connection starts on, or the node of the pod that opens it. `None` when
+/// the listener targets something else.
+fn entry_node(scenario: &Scenario, conn: &Connection) -> Option<Node> {
+    match conn.from {
+        From::NodeHost(node) => Some(node),
+        From::Pod(pod) => Some(pod.node()),
+        From::Client => scenario.listeners.iter().find_map(|listener| {
+            let (port, backend) = match listener {
+                Listener::L4 { port, backend, .. } | Listener::L7 { port, backend } => {
+                    (*port, *backend)
+                }
+            };
+            (port == conn.to.port())
+                .then(|| node_at(*backend.ip()))
+                .flatten()
+        }),
+    }
+}
+
+/// The node that owns `ip`: its own address, or one of its pods'.
+fn node_at(ip: Ipv4Addr) -> Option<Node> {
+    Node::ALL
+        .into_iter()
+        .find(|n| n.ip() == ip)
+        .or_else(|| Pod::ALL.into_iter().find(|p| p.ip() == ip).map(Pod::node))
+}
+
+/// What the lab's topology adds to the scenario's manifests, so that explain does not assume:
+/// kube-proxy in iptables mode, the two nodes (TKE nodes with routed pod CIDRs, as
+/// GlobalRouter: the load balancer is modelled on a CLB), and an EndpointSlice per modelled
+/// Service with the node each endpoint runs on.
+fn topology_yaml(scenario: &Scenario) -> String {
+    let mut yaml = String::from(
+        "\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-proxy, namespace: kube-system}\n\
+         data:\n  config.conf: |\n    kind: KubeProxyConfiguration\n    mode: iptables\n",
+    );
+    for node in Node::ALL {
+        let _ = write!(
+            yaml,
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {node}}}\n\
+             spec: {{providerID: 'qcloud:///lab/{node}', podCIDR: {}}}\n\
+             status: {{addresses: [{{type: InternalIP, address: {}}}]}}\n",
+            node.pod_cidr(),
+            node.ip()
+        );
+    }
+    for service in &scenario.services {
+        let _ = write!(
+            yaml,
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\n\
+             metadata: {{name: {name}-lab, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             ports: [{{name: {port_name}, port: {port}, protocol: TCP}}]\nendpoints:\n",
+            name = service.name,
+            ns = service.namespace,
+            port_name = service.port_name,
+            port = service.target_port,
+        );
+        for endpoint in &service.endpoints {
+            let _ = writeln!(
+                yaml,
+                "- {{addresses: [\"{}\"], nodeName: {}, conditions: {{ready: true}}}}",
+                endpoint.ip, endpoint.node
+            );
+        }
+    }
+    yaml
 }
 
 /// The text under a scenario's report.
@@ -68,13 +162,13 @@ mod tests {
     use crate::lab::scenario::{self, Expect, Who};
     use crate::lab::topology::Pod;
 
-    /// Whether explain's prediction fits what the lab expects. explain does not know which node
-    /// the pod runs on, so `node` covers the bridge too.
+    /// Whether explain's prediction fits what the lab expects. Told the entry node and where
+    /// the pods run, explain must tell the node from the bridge.
     fn fits(predicted: L4Source, who: Who) -> bool {
         match who {
             Who::Client => predicted == L4Source::Client,
             Who::NodeIp(_) => predicted == L4Source::Node,
-            Who::Bridge(_) => matches!(predicted, L4Source::Bridge | L4Source::Node),
+            Who::Bridge(_) => predicted == L4Source::Bridge,
             Who::Pod(Pod::Ingress) => predicted == L4Source::Proxy,
             Who::Pod(_) => predicted == L4Source::Pod,
         }
@@ -117,6 +211,51 @@ mod tests {
                 };
                 assert_eq!(verdict.l7_client_ip, l7, "{}", scenario.name);
             }
+        }
+    }
+
+    #[test]
+    fn the_lab_topology_leaves_explain_nothing_to_assume() {
+        for scenario in scenario::all() {
+            for explanation in explanations(&scenario) {
+                assert_eq!(
+                    explanation.assumptions,
+                    Vec::<String>::new(),
+                    "{}",
+                    scenario.name
+                );
+            }
+            let text = crate::output::plain(&cause_text(&scenario));
+            assert!(!text.contains("assumed"), "{}: {text}", scenario.name);
+        }
+    }
+
+    #[test]
+    fn each_connection_enters_where_the_lab_sends_it() {
+        let entry = |name: &str| {
+            let scenario = scenario::select(name).unwrap().remove(0);
+            scenario
+                .connections
+                .iter()
+                .map(|c| entry_node(&scenario, c))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(entry("cluster-same-node"), [Some(Node::A)]);
+        assert_eq!(entry("nginx-ingress-cluster"), [Some(Node::B)]);
+        assert_eq!(entry("l7-ingress"), [Some(Node::A)]);
+        // Direct access: the listener targets a pod on node-a.
+        assert_eq!(entry("direct"), [Some(Node::A)]);
+        assert_eq!(entry("in-cluster-to-lb"), [Some(Node::B), Some(Node::B)]);
+    }
+
+    /// What each scenario's report says under "why": explain's words, told the entry node.
+    #[test]
+    fn cause_text_snapshots() {
+        for scenario in scenario::all() {
+            insta::assert_snapshot!(
+                format!("cause-{}", scenario.name),
+                crate::output::plain(&cause_text(&scenario))
+            );
         }
     }
 
