@@ -631,6 +631,17 @@ mod tests {
             timed_out: true,
             ..GetOutcome::default()
         };
+        // Taken by the analysis as accepted on node-b (no retransmission seen): not the drop
+        // the scenario claims.
+        let mut accepted = flows.clone();
+        accepted[0].ends_at = EndsAt::Host;
+        let taken = check(&conn, &failed, &report(accepted));
+        assert!(!taken.matches);
+        assert!(
+            taken.problems.iter().any(|p| p.contains("local socket")),
+            "{:?}",
+            taken.problems
+        );
         let check = check(&conn, &failed, &report(flows));
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(check.last_seen.as_deref(), Some("node-b eth0 (in)"));
