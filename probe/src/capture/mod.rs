@@ -181,7 +181,7 @@ struct Capture<'a, W: Write> {
     retired: Vec<IfaceStats>,
     flows: FirstSegments,
     ring_bytes: usize,
-    /// Lines rendered from one ring drain, written out in one piece.
+    /// Lines waiting to be written: out in one piece per [`FLUSH_AT`] bytes and after a drain.
     batch: Batch,
 }
 
@@ -378,6 +378,8 @@ impl<W: Write> Capture<'_, W> {
                 counters,
                 batch,
             };
+            // A failed write ends the capture once this ring is drained (its blocks still go
+            // back to the kernel); the lines after it are dropped with the rest.
             let mut failed = None;
             ring.drain(|frame| {
                 let dir = if frame.outgoing {
