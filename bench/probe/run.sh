@@ -4,7 +4,7 @@
 # same SYN filter, side by side. Prints SYNs seen, drops, CPU time and peak RSS of each.
 #
 # usage: sudo bench/probe/run.sh [PROBE_BINARY]      (root; needs iproute2, tcpdump, netsniff-ng)
-# env:   SYNS (default 100000), ROUNDS (default 3)
+# env:   SYNS (default 100000), ROUNDS (default 3), NS_PREFIX (namespace names, default rpc-)
 set -euo pipefail
 
 probe=${1:-target/x86_64-unknown-linux-gnu/release/realip-probe}
@@ -16,8 +16,9 @@ done
 [ -x "$probe" ] || { echo "bench: no probe binary at $probe (build it first)" >&2; exit 2; }
 
 id=$$
-gen=rpc-bgen-$id
-node=rpc-bnode-$id
+prefix=${NS_PREFIX:-rpc-}
+gen=${prefix}bgen-$id
+node=${prefix}bnode-$id
 work=$(mktemp -d /tmp/rpc-bench.XXXXXX)
 pids=()
 cleanup() {

@@ -16,9 +16,9 @@ use crate::parse::{self, Framing, ParseError};
 use crate::wire::{
     Bye, Change, Direction, Event, Hello, IfaceChange, IfaceKind, IfaceStats, Interface, Stats, L7,
 };
-use emit::SynWriter;
+use emit::{Batch, SynWriter};
 use flows::{FirstSegments, FlowKey};
-use socket::{PacketRing, RingSize, SocketError};
+use socket::{PacketRing, Poller, RingSize, SocketError};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -110,23 +110,32 @@ struct Tap {
     reported_error: bool,
 }
 
+/// How long the kernel may hold a partly filled ring block: the most a quiet interface's SYN
+/// waits before it is reported. Longer means fewer wake-ups on a busy node (a block then
+/// retires because it is full, not on the timer).
+const RETIRE_MS: u32 = 100;
+
+/// Lines are written out whenever this many bytes are waiting, and after every drain: large
+/// enough that a write moves many lines, small enough to stay in cache.
+const FLUSH_AT: usize = 256 << 10;
+
 /// Ring size by what the interface carries: uplinks, bridges and tunnels see the whole node's
 /// traffic; a pod's veth sees one pod's. Beyond the budget every ring gets the minimum.
 fn ring_size(kind: IfaceKind, used: usize, budget: usize) -> RingSize {
     let big = RingSize {
-        block_size: 64 << 10,
-        block_nr: 32,
-        retire_ms: 20,
+        block_size: 512 << 10,
+        block_nr: 4,
+        retire_ms: RETIRE_MS,
     };
     let small = RingSize {
         block_size: 16 << 10,
         block_nr: 4,
-        retire_ms: 20,
+        retire_ms: RETIRE_MS,
     };
     let tiny = RingSize {
         block_size: 4 << 10,
         block_nr: 2,
-        retire_ms: 20,
+        retire_ms: RETIRE_MS,
     };
     let wanted = match kind {
         IfaceKind::Uplink | IfaceKind::Bridge | IfaceKind::Tunnel | IfaceKind::Eni => big,
@@ -172,8 +181,8 @@ struct Capture<'a, W: Write> {
     retired: Vec<IfaceStats>,
     flows: FirstSegments,
     ring_bytes: usize,
-    /// Lines rendered from one ring drain, written out in one piece.
-    batch: Vec<u8>,
+    /// Lines waiting to be written: out in one piece per [`FLUSH_AT`] bytes and after a drain.
+    batch: Batch,
 }
 
 /// Runs the capture until `stop` is set or the duration ends. Writes the whole stream to `out`.
@@ -189,7 +198,7 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         retired: Vec::new(),
         flows: FirstSegments::new(L7_PENDING_FLOWS),
         ring_bytes: 0,
-        batch: Vec::with_capacity(256 << 10),
+        batch: Batch::with_capacity(FLUSH_AT + (16 << 10)),
     };
     for iface in wanted {
         match cap.open(iface) {
@@ -212,6 +221,7 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
     }))?;
     cap.out.flush()?;
 
+    let mut poller = Poller::default();
     let mut next_stats = started + opts.stats_every;
     let mut next_scan = started + opts.rescan_every;
     let end = loop {
@@ -232,11 +242,10 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
             .min(Duration::from_millis(250))
             .as_micros()
             .div_ceil(1000) as i32;
-        let ready = {
-            let fds: Vec<_> = cap.taps.iter().map(|t| t.ring.as_fd()).collect();
-            socket::poll(&fds, timeout_ms).map_err(CaptureError::Poll)?
-        };
-        for (tap, ready) in cap.taps.iter_mut().zip(&ready) {
+        let ready = poller
+            .wait(cap.taps.iter().map(|t| t.ring.as_fd()), timeout_ms)
+            .map_err(CaptureError::Poll)?;
+        for (tap, ready) in cap.taps.iter_mut().zip(ready) {
             if ready.error {
                 if let Some(err) = socket::take_error(tap.ring.as_fd()) {
                     if !tap.reported_error {
@@ -369,6 +378,9 @@ impl<W: Write> Capture<'_, W> {
                 counters,
                 batch,
             };
+            // A failed write ends the capture once this ring is drained (its blocks still go
+            // back to the kernel); the lines after it are dropped with the rest.
+            let mut failed = None;
             ring.drain(|frame| {
                 let dir = if frame.outgoing {
                     Direction::Out
@@ -376,15 +388,21 @@ impl<W: Write> Capture<'_, W> {
                     Direction::In
                 };
                 frames.on_frame(frame.ts_ns, dir, frame.data);
+                if frames.batch.len() >= FLUSH_AT {
+                    if let Err(err) = out.w.write_all(frames.batch.as_bytes()) {
+                        failed.get_or_insert(err);
+                    }
+                    frames.batch.clear();
+                }
             });
-            // One ring holds at most a few MiB of lines; write them out before the next.
-            if batch.len() >= 256 << 10 {
-                out.w.write_all(batch).map_err(CaptureError::Output)?;
-                batch.clear();
+            if let Some(err) = failed {
+                return Err(CaptureError::Output(err));
             }
         }
         if !batch.is_empty() {
-            out.w.write_all(batch).map_err(CaptureError::Output)?;
+            out.w
+                .write_all(batch.as_bytes())
+                .map_err(CaptureError::Output)?;
             batch.clear();
         }
         Ok(())
@@ -494,9 +512,9 @@ struct FrameSink<'a> {
     flows: &'a mut FirstSegments,
     iface: &'a Interface,
     framing: Framing,
-    writer: &'a mut SynWriter,
+    writer: &'a SynWriter,
     counters: &'a mut Counters,
-    batch: &'a mut Vec<u8>,
+    batch: &'a mut Batch,
 }
 
 impl FrameSink<'_> {
@@ -540,9 +558,9 @@ impl FrameSink<'_> {
                     ..L7::default()
                 };
                 l7::forwarding_facts(seg.payload).fill(&mut event);
-                self.batch
-                    .extend_from_slice(crate::wire::encode_line(&Event::L7(event)).as_bytes());
-                self.batch.push(b'\n');
+                let mut line = crate::wire::encode_line(&Event::L7(event));
+                line.push('\n');
+                self.batch.extend(line.as_bytes());
             }
             Admit::Data | Admit::Skip => {}
         }
@@ -588,8 +606,8 @@ mod tests {
         let mut flows = FirstSegments::new(16);
         let mut counters = Counters::default();
         let iface = iface();
-        let mut writer = SynWriter::new("node-a", "eth0");
-        let mut batch = Vec::new();
+        let writer = SynWriter::new("node-a", "eth0");
+        let mut batch = Batch::default();
         let mut feed = |data: &[u8]| -> Option<Event> {
             batch.clear();
             FrameSink {
@@ -597,12 +615,14 @@ mod tests {
                 flows: &mut flows,
                 iface: &iface,
                 framing: Framing::Ethernet,
-                writer: &mut writer,
+                writer: &writer,
                 counters: &mut counters,
                 batch: &mut batch,
             }
             .on_frame(1, Direction::In, data);
-            let line = std::str::from_utf8(&batch).ok()?.strip_suffix('\n')?;
+            let line = std::str::from_utf8(batch.as_bytes())
+                .ok()?
+                .strip_suffix('\n')?;
             crate::wire::decode_line(line).ok()
         };
         let Some(Event::Syn(syn)) = feed(&frame(true, 1000, b"")) else {

@@ -375,38 +375,50 @@ pub struct Readiness {
     pub error: bool,
 }
 
-/// Waits until one of `fds` is readable or in error, or `timeout_ms` passes.
-pub fn poll(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<Readiness>> {
-    let mut pollfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
+/// Waits on a set of descriptors, reusing its arrays from one wait to the next.
+#[derive(Debug, Default)]
+pub struct Poller {
+    pollfds: Vec<libc::pollfd>,
+    ready: Vec<Readiness>,
+}
+
+impl Poller {
+    /// Waits until one of `fds` is readable or in error, or `timeout_ms` passes. Returns one
+    /// [`Readiness`] per descriptor, in order (all clear when a signal interrupted the wait).
+    pub fn wait<'a>(
+        &mut self,
+        fds: impl IntoIterator<Item = BorrowedFd<'a>>,
+        timeout_ms: i32,
+    ) -> io::Result<&[Readiness]> {
+        self.pollfds.clear();
+        self.pollfds.extend(fds.into_iter().map(|fd| libc::pollfd {
             fd: fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
-        })
-        .collect();
-    // SAFETY: `pollfds` is a valid array of `len` pollfd structures for the whole call.
-    let rc = unsafe {
-        libc::poll(
-            pollfds.as_mut_ptr(),
-            pollfds.len() as libc::nfds_t,
-            timeout_ms,
-        )
-    };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![Readiness::default(); fds.len()]);
+        }));
+        // SAFETY: `pollfds` is a valid array of `len` pollfd structures for the whole call.
+        let rc = unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                timeout_ms,
+            )
+        };
+        self.ready.clear();
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+            self.ready.resize(self.pollfds.len(), Readiness::default());
+            return Ok(&self.ready);
         }
-        return Err(err);
-    }
-    Ok(pollfds
-        .iter()
-        .map(|p| Readiness {
+        self.ready.extend(self.pollfds.iter().map(|p| Readiness {
             readable: p.revents & libc::POLLIN != 0,
             error: p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0,
-        })
-        .collect())
+        }));
+        Ok(&self.ready)
+    }
 }
 
 /// Reads and clears a socket's pending error (`SO_ERROR`), so `poll` stops reporting it.
