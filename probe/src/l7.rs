@@ -2,7 +2,8 @@
 //! HTTP/1.x request headers X-Forwarded-For, X-Real-IP, Forwarded and X-Realip-Token. Nothing else
 //! of the payload is read or kept. Pure and total: any bytes yield a value, never a panic.
 
-use crate::wire::{ProxySource, L7};
+use crate::parse::Segment;
+use crate::wire::{Direction, ProxySource, L7};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Longest value kept for one forwarding field (longer values are cut).
@@ -37,13 +38,32 @@ impl Forwarding {
         *self == Forwarding::default()
     }
 
-    /// Copies these facts into the matching fields of an `l7` wire event.
-    pub fn fill(self, l7: &mut L7) {
-        l7.x_forwarded_for = self.x_forwarded_for;
-        l7.x_real_ip = self.x_real_ip;
-        l7.forwarded = self.forwarded;
-        l7.proxy_protocol = self.proxy_protocol;
-        l7.realip_token = self.realip_token;
+    /// The `l7` wire event for these facts, found in `seg` as seen at `ts_ns` on `iface` of
+    /// `node`: the one place a segment and its facts become an event (probe and capture files).
+    pub fn into_event(
+        self,
+        seg: &Segment<'_>,
+        ts_ns: u64,
+        node: String,
+        iface: String,
+        dir: Option<Direction>,
+    ) -> L7 {
+        L7 {
+            ts_ns,
+            node,
+            iface,
+            dir,
+            src: Some(seg.src),
+            sport: seg.sport,
+            dst: Some(seg.dst),
+            dport: seg.dport,
+            seq: seg.seq,
+            x_forwarded_for: self.x_forwarded_for,
+            x_real_ip: self.x_real_ip,
+            forwarded: self.forwarded,
+            proxy_protocol: self.proxy_protocol,
+            realip_token: self.realip_token,
+        }
     }
 }
 
@@ -764,14 +784,37 @@ mod tests {
     }
 
     #[test]
-    fn fill_copies_every_fact() {
-        let f = forwarding_facts(
-            b"PROXY TCP4 203.0.113.9 198.51.100.1 1 2\r\nGET / HTTP/1.1\r\nX-Realip-Token: t\r\n\r\n",
-        );
-        let mut l7 = L7::default();
-        f.clone().fill(&mut l7);
+    fn event_carries_the_segment_and_every_fact() {
+        let payload: &[u8] =
+            b"PROXY TCP4 203.0.113.9 198.51.100.1 1 2\r\nGET / HTTP/1.1\r\nX-Realip-Token: t\r\n\r\n";
+        let seg = Segment {
+            src: "198.51.100.7".parse().unwrap(),
+            dst: "198.51.100.1".parse().unwrap(),
+            sport: 41770,
+            dport: 80,
+            seq: 629798248,
+            syn: false,
+            ack: true,
+            rst: false,
+            fin: false,
+            tsval: None,
+            ttl: 64,
+            ip_id: None,
+            payload,
+            link_dir: None,
+            link_ifindex: None,
+        };
+        let f = forwarding_facts(payload);
+        let l7 = f
+            .clone()
+            .into_event(&seg, 7, "node-a".into(), "eth0".into(), Some(Direction::In));
         assert_eq!(l7.realip_token.as_deref(), Some("t"));
         assert_eq!(l7.proxy_protocol, f.proxy_protocol);
+        assert_eq!(
+            (l7.src, l7.sport, l7.seq),
+            (Some(seg.src), 41770, 629798248)
+        );
+        assert_eq!((l7.node.as_str(), l7.dir), ("node-a", Some(Direction::In)));
         assert!(Forwarding::default().is_empty());
     }
 }

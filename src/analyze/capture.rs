@@ -90,19 +90,7 @@ pub fn frame(
     if facts.is_empty() {
         return Ok(Frame::Other);
     }
-    let mut l7 = L7 {
-        ts_ns: meta.ts_ns,
-        node: node.to_string(),
-        iface,
-        dir,
-        src: Some(seg.src),
-        sport: seg.sport,
-        dst: Some(seg.dst),
-        dport: seg.dport,
-        seq: seg.seq,
-        ..L7::default()
-    };
-    facts.fill(&mut l7);
+    let l7 = facts.into_event(&seg, meta.ts_ns, node.to_string(), iface, dir);
     Ok(Frame::L7(Box::new(l7)))
 }
 

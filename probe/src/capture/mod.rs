@@ -14,7 +14,7 @@ use crate::bpf::{self, Admit, FilterSpec};
 use crate::l7;
 use crate::parse::{self, Framing, ParseError};
 use crate::wire::{
-    Bye, Change, Direction, Event, Hello, IfaceChange, IfaceKind, IfaceStats, Interface, Stats, L7,
+    Bye, Change, Direction, Event, Hello, IfaceChange, IfaceKind, IfaceStats, Interface, Stats,
 };
 use emit::{Batch, SynWriter};
 use flows::{FirstSegments, FlowKey};
@@ -545,19 +545,13 @@ impl FrameSink<'_> {
                 self.writer.write(self.batch, ts_ns, dir, &seg);
             }
             Admit::Data if self.flows.on_data(key(), seg.seq) => {
-                let mut event = L7 {
+                let event = l7::forwarding_facts(seg.payload).into_event(
+                    &seg,
                     ts_ns,
-                    node: self.opts.node.clone(),
-                    iface: self.iface.name.clone(),
-                    dir: Some(dir),
-                    src: Some(seg.src),
-                    sport: seg.sport,
-                    dst: Some(seg.dst),
-                    dport: seg.dport,
-                    seq: seg.seq,
-                    ..L7::default()
-                };
-                l7::forwarding_facts(seg.payload).fill(&mut event);
+                    self.opts.node.clone(),
+                    self.iface.name.clone(),
+                    Some(dir),
+                );
                 let mut line = crate::wire::encode_line(&Event::L7(event));
                 line.push('\n');
                 self.batch.extend(line.as_bytes());
