@@ -148,3 +148,48 @@ fn probe_and_pcap_of_the_same_node_do_not_double_hops() {
         assert_eq!(flow["hops"].as_array().unwrap().len(), 5, "{flow}");
     }
 }
+
+/// `-o json` builds each flow as it writes it; the bytes must be those of the whole report.
+#[test]
+fn streamed_json_is_the_report_byte_for_byte() {
+    use kubectl_realip::analyze::{read_file, render_json, Analyzer};
+    let inputs: &[&[&str]] = &[
+        &["hand/two-nodes.jsonl"],
+        &["hand/unseen-rewrite.jsonl"],
+        &["lab/hairpin.jsonl"],
+        &["lab/local.jsonl"],
+        &["lab/in-cluster-to-lb.jsonl"],
+        &["lab/l7-ingress.jsonl"],
+        &["netns/node-a.jsonl", "netns/node-b.jsonl"],
+        &["netns/node-a.pcapng", "netns/node-b.pcapng"],
+        &["netns/node-a.pcapng", "netns/cooked/node-b.pcap"],
+    ];
+    // A truncated capture too: its warning is part of the summary.
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(fixture("netns/node-a.pcapng")).unwrap();
+    let truncated = dir.path().join("node-a.pcapng");
+    std::fs::write(&truncated, &whole[..whole.len() - 7]).unwrap();
+    let truncated = truncated.display().to_string();
+    let cases = inputs
+        .iter()
+        .map(|files| (files.iter().map(|f| fixture(f)).collect::<Vec<_>>(), 0))
+        .chain([(vec![truncated, fixture("netns/node-b.jsonl")], 1)]);
+    for (paths, exit) in cases {
+        let mut analyzer = Analyzer::new();
+        for path in &paths {
+            for problem in read_file(Path::new(path), &mut analyzer) {
+                analyzer.warn(problem.to_string());
+            }
+        }
+        let expected = render_json(&analyzer.finish());
+        let mut args = vec!["-o", "json"];
+        args.extend(paths.iter().map(String::as_str));
+        let (code, out, err) = analyze(&args);
+        assert_eq!(code, exit, "{paths:?}: {err}");
+        assert!(
+            expected.contains("\"hops\""),
+            "{paths:?}: no flow in {expected}"
+        );
+        assert_eq!(out, expected, "{paths:?}");
+    }
+}

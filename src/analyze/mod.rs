@@ -31,7 +31,10 @@ use crate::output::{self, OutputFormat};
 use model::{L7ClientIp, Report};
 use owners::Owners;
 use realip_probe::wire::{Event, L7};
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
 use sighting::{Names, Sighting};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
@@ -126,7 +129,15 @@ impl Analyzer {
     }
 
     /// Correlates everything pushed so far into the report.
-    pub fn finish(mut self) -> Report {
+    pub fn finish(self) -> Report {
+        let mut correlated = self.correlate();
+        let flows: Vec<model::Flow> = (0..correlated.len()).map(|i| correlated.flow(i)).collect();
+        let summary = summary::summarize(&flows, correlated.drops(), correlated.take_warnings());
+        Report { flows, summary }
+    }
+
+    /// Groups the sightings into connections, in output order; their flows are built on demand.
+    fn correlate(mut self) -> Correlated {
         let correlation = correlate::correlate(&self.sightings);
         self.warnings.extend(correlation.warnings);
         // Independent of input order: by the first capture point's node, its clock, then the
@@ -144,17 +155,10 @@ impl Analyzer {
                 h.sport,
             )
         });
-        let flows: Vec<model::Flow> = chains
-            .iter()
-            .map(|chain| {
-                let mut flow = flow::build(&self.sightings, chain, &self.names, &mut self.owners);
-                flow.l7_client_ip = self.l7_for(&chain.hops);
-                flow
-            })
-            .collect();
-        let drops = self.drops.values().sum();
-        let summary = summary::summarize(&flows, drops, self.warnings);
-        Report { flows, summary }
+        Correlated {
+            analyzer: self,
+            chains,
+        }
     }
 
     /// The L7 client of a flow: an l7 event of the same ISN seen at one of its hops.
@@ -175,6 +179,72 @@ impl Analyzer {
                 })
                 .map(|f| f.client.clone())
         })
+    }
+}
+
+/// Correlated connections whose flows are built one at a time: a large capture's report can
+/// then be written without holding every flow (most of the memory a full [`Report`] takes).
+struct Correlated {
+    analyzer: Analyzer,
+    chains: Vec<correlate::Chain>,
+}
+
+impl Correlated {
+    fn len(&self) -> usize {
+        self.chains.len()
+    }
+
+    /// The flow of the `i`-th connection in output order.
+    fn flow(&mut self, i: usize) -> model::Flow {
+        let chain = &self.chains[i];
+        let a = &mut self.analyzer;
+        let mut flow = flow::build(&a.sightings, chain, &a.names, &mut a.owners);
+        flow.l7_client_ip = a.l7_for(&chain.hops);
+        flow
+    }
+
+    fn drops(&self) -> u64 {
+        self.analyzer.drops.values().sum()
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.analyzer.warnings)
+    }
+}
+
+/// Serializes exactly as [`Report`] does, building each flow as it is written and counting the
+/// summary on the way (flows come first in the JSON).
+struct StreamedReport {
+    correlated: RefCell<Correlated>,
+    tally: RefCell<summary::Tally>,
+}
+
+struct StreamedFlows<'a>(&'a StreamedReport);
+
+impl Serialize for StreamedReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut report = serializer.serialize_struct("Report", 2)?;
+        report.serialize_field("flows", &StreamedFlows(self))?;
+        let mut correlated = self.correlated.borrow_mut();
+        let summary = self
+            .tally
+            .take()
+            .finish(correlated.drops(), correlated.take_warnings());
+        report.serialize_field("summary", &summary)?;
+        report.end()
+    }
+}
+
+impl Serialize for StreamedFlows<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut correlated = self.0.correlated.borrow_mut();
+        let mut flows = serializer.serialize_seq(Some(correlated.len()))?;
+        for i in 0..correlated.len() {
+            let flow = correlated.flow(i);
+            self.0.tally.borrow_mut().add(&flow);
+            flows.serialize_element(&flow)?;
+        }
+        flows.end()
     }
 }
 
@@ -201,25 +271,38 @@ pub fn render_json(report: &Report) -> String {
     out
 }
 
-/// Prints the report on stdout; JSON is streamed (a large capture makes a large report).
-fn write_report(report: &Report, format: OutputFormat) -> std::io::Result<()> {
-    let text = match format {
-        OutputFormat::Text => render_text(report),
-        OutputFormat::Mermaid => render_mermaid(report),
+/// Writes JSON to stdout as it is built: a large capture makes a large report.
+fn write_json(report: &impl Serialize) -> std::io::Result<()> {
+    // JSON carries no styles: skip the colour-stripping adapter.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, report)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Correlates and prints the report on stdout; returns how many connections it holds.
+fn write_report(analyzer: Analyzer, format: OutputFormat) -> std::io::Result<usize> {
+    let render = match format {
+        OutputFormat::Text => render_text,
+        OutputFormat::Mermaid => render_mermaid,
         OutputFormat::Json => {
-            // JSON carries no styles: skip the colour-stripping adapter.
-            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-            let written = serde_json::to_writer_pretty(&mut out, report)
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n"))
-                .and_then(|()| out.flush());
-            return match written {
-                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => other,
-            };
+            let correlated = analyzer.correlate();
+            let connections = correlated.len();
+            write_json(&StreamedReport {
+                correlated: RefCell::new(correlated),
+                tally: RefCell::default(),
+            })?;
+            return Ok(connections);
         }
     };
-    output::emit(&text)
+    let report = analyzer.finish();
+    output::emit(&render(&report))?;
+    Ok(report.flows.len())
 }
 
 /// `kubectl realip analyze FILE...`
@@ -239,8 +322,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             analyzer.warn(problem.to_string());
         }
     }
-    let report = analyzer.finish();
-    write_report(&report, args.output)
+    let connections = write_report(analyzer, args.output)
         .map_err(|err| Failure::new(Kind::Usage, format!("writing the report: {err}")))?;
     match worst {
         Some(kind) => Err(Failure::new(
@@ -248,7 +330,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             format!("{problems} input problem(s); the report covers only what could be read"),
         )
         .hint("fix or remove the named files and lines, then run analyze again")),
-        None if report.flows.is_empty() => Err(Failure::new(
+        None if connections == 0 => Err(Failure::new(
             Kind::NoAnswer,
             "no TCP SYN found in the input",
         )

@@ -101,3 +101,25 @@ impl Sighting {
         !self.dir_known || self.dir == Direction::Out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every SYN sighting is held until correlation: its size is the analyzer's memory per SYN.
+    #[test]
+    fn a_sighting_stays_compact() {
+        assert!(std::mem::size_of::<Sighting>() <= 80);
+    }
+
+    #[test]
+    fn names_are_interned_once() {
+        let mut names = Names::default();
+        let a = names.id("node-b");
+        let b = names.id("eth0");
+        assert_eq!(names.id("node-b"), a);
+        assert_ne!(a, b);
+        assert_eq!(names.get(a), "node-b");
+        assert_eq!(names.ranks(), vec![1, 0]);
+    }
+}

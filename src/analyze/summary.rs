@@ -10,34 +10,66 @@ use std::collections::BTreeMap;
 type Place = (String, String, String);
 
 pub fn summarize(flows: &[Flow], drops: u64, warnings: Vec<String>) -> Summary {
-    let mut entries: BTreeMap<&str, (EntrySummary, BTreeMap<Place, usize>)> = BTreeMap::new();
+    let mut tally = Tally::default();
     for flow in flows {
-        let (entry, places) = entries.entry(&flow.entry).or_insert_with(|| {
-            (
-                EntrySummary {
-                    entry: flow.entry.clone(),
-                    connections: 0,
-                    preserved: 0,
-                    rewritten: 0,
-                    unreached: 0,
-                    at_host: 0,
-                    rewritten_at: Vec::new(),
-                },
-                BTreeMap::new(),
-            )
-        });
+        tally.add(flow);
+    }
+    tally.finish(drops, warnings)
+}
+
+/// The summary counted one flow at a time, so that flows need not all be held at once.
+#[derive(Debug, Default)]
+pub struct Tally {
+    entries: BTreeMap<String, (EntrySummary, BTreeMap<Place, usize>)>,
+    connections: usize,
+    preserved: usize,
+    rewritten: usize,
+    unreached: usize,
+    at_host: usize,
+}
+
+impl Tally {
+    pub fn add(&mut self, flow: &Flow) {
+        self.connections += 1;
+        if flow.client_ip_preserved {
+            self.preserved += 1;
+        }
+        if flow.reached_pod && !flow.client_ip_preserved {
+            self.rewritten += 1;
+        }
+        if flow.ends_at == EndsAt::Host {
+            self.at_host += 1;
+        } else if !flow.reached_pod {
+            self.unreached += 1;
+        }
+        if !self.entries.contains_key(&flow.entry) {
+            let entry = EntrySummary {
+                entry: flow.entry.clone(),
+                connections: 0,
+                preserved: 0,
+                rewritten: 0,
+                unreached: 0,
+                at_host: 0,
+                rewritten_at: Vec::new(),
+            };
+            self.entries
+                .insert(flow.entry.clone(), (entry, BTreeMap::new()));
+        }
+        let Some((entry, places)) = self.entries.get_mut(&flow.entry) else {
+            return;
+        };
         entry.connections += 1;
         if flow.ends_at == EndsAt::Host {
             entry.at_host += 1;
-            continue;
+            return;
         }
         if !flow.reached_pod {
             entry.unreached += 1;
-            continue;
+            return;
         }
         if flow.client_ip_preserved {
             entry.preserved += 1;
-            continue;
+            return;
         }
         entry.rewritten += 1;
         let key = match losing_snat(flow) {
@@ -51,43 +83,41 @@ pub fn summarize(flows: &[Flow], drops: u64, warnings: Vec<String>) -> Summary {
         };
         *places.entry(key).or_default() += 1;
     }
-    let mut entries: Vec<EntrySummary> = entries
-        .into_values()
-        .map(|(mut entry, places)| {
-            entry.rewritten_at = places
-                .into_iter()
-                .map(|((node, to, to_owner), count)| RewriteCount {
-                    node,
-                    to,
-                    to_owner,
-                    count,
-                })
-                .collect();
-            entry
-                .rewritten_at
-                .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.node.cmp(&b.node)));
-            entry
-        })
-        .collect();
-    entries.sort_by(|a, b| {
-        b.connections
-            .cmp(&a.connections)
-            .then_with(|| a.entry.cmp(&b.entry))
-    });
-    Summary {
-        connections: flows.len(),
-        preserved: flows.iter().filter(|f| f.client_ip_preserved).count(),
-        rewritten: flows
-            .iter()
-            .filter(|f| f.reached_pod && !f.client_ip_preserved)
-            .count(),
-        unreached: flows
-            .iter()
-            .filter(|f| !f.reached_pod && f.ends_at != EndsAt::Host)
-            .count(),
-        at_host: flows.iter().filter(|f| f.ends_at == EndsAt::Host).count(),
-        entries,
-        drops,
-        warnings,
+
+    pub fn finish(self, drops: u64, warnings: Vec<String>) -> Summary {
+        let mut entries: Vec<EntrySummary> = self
+            .entries
+            .into_values()
+            .map(|(mut entry, places)| {
+                entry.rewritten_at = places
+                    .into_iter()
+                    .map(|((node, to, to_owner), count)| RewriteCount {
+                        node,
+                        to,
+                        to_owner,
+                        count,
+                    })
+                    .collect();
+                entry
+                    .rewritten_at
+                    .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.node.cmp(&b.node)));
+                entry
+            })
+            .collect();
+        entries.sort_by(|a, b| {
+            b.connections
+                .cmp(&a.connections)
+                .then_with(|| a.entry.cmp(&b.entry))
+        });
+        Summary {
+            connections: self.connections,
+            preserved: self.preserved,
+            rewritten: self.rewritten,
+            unreached: self.unreached,
+            at_host: self.at_host,
+            entries,
+            drops,
+            warnings,
+        }
     }
 }
