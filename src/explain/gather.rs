@@ -48,13 +48,7 @@ pub fn service_facts(svc: &Service) -> ServiceFacts {
         Some("Local") => TrafficPolicy::Local,
         _ => TrafficPolicy::Cluster,
     };
-    let lb_ingress = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
+    let lb_ingress = crate::kube::lb_ingress(svc)
         .filter_map(|i| {
             let (address, is_hostname) = match (&i.ip, &i.hostname) {
                 (Some(ip), _) => (ip.clone(), false),

@@ -11,3 +11,16 @@ mod error;
 pub use calls::{Cluster, Kind, Scoped};
 pub use client::{client, clients, Clients};
 pub use error::{rbac_resource, ApiCall, CallContext, KubeError, RBAC_DOC};
+
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
+
+/// The load balancer addresses a Service's status announces (`status.loadBalancer.ingress`).
+pub fn lb_ingress(service: &Service) -> impl Iterator<Item = &LoadBalancerIngress> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+}

@@ -118,13 +118,7 @@ impl Topology {
                 node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
             })
             .collect();
-        let lb_ingress = service
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .into_iter()
-            .flatten()
+        let lb_ingress = crate::kube::lb_ingress(service)
             .filter_map(|ingress| ingress.ip.clone().or_else(|| ingress.hostname.clone()))
             .collect();
         let mut backends: Vec<Backend> = slices
