@@ -183,6 +183,11 @@ pub struct AnalyzeArgs {
     pub files: Vec<PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// How far apart one connection's sightings may be: room for SYN retransmissions and for
+    /// clock skew between nodes. A connection is reported once the input has moved this far past
+    /// it; memory grows with the SYNs inside the window, not with the capture.
+    #[arg(long, default_value = "3m", value_parser = parse_duration, value_name = "DURATION")]
+    pub window: Duration,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -193,3 +193,70 @@ fn streamed_json_is_the_report_byte_for_byte() {
         assert_eq!(out, expected, "{paths:?}");
     }
 }
+
+/// Two nodes' streams one after the other in one file, the first 100 s later by its clock and
+/// going on 100 s more: a window that covers that still joins them; a shorter one says the
+/// input is out of order (exit 1) instead of splitting connections silently.
+#[test]
+fn streams_one_after_another_need_a_window_that_covers_them() {
+    let node_a = std::fs::read_to_string(fixture("netns/node-a.jsonl")).unwrap();
+    let mut shifted = String::new();
+    for line in node_a.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ts = v["ts_ns"].as_u64().unwrap();
+        v["ts_ns"] = (ts + 100_000_000_000).into();
+        shifted += &(v.to_string() + "\n");
+        if v["type"] == "syn" && !shifted.contains("\"isn\":1,") {
+            // One more connection, 100 s after the rest.
+            v["ts_ns"] = (ts + 200_000_000_000).into();
+            v["isn"] = 1.into();
+            v["sport"] = 1.into();
+            shifted += &(v.to_string() + "\n");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("both.jsonl");
+    let node_b = std::fs::read_to_string(fixture("netns/node-b.jsonl")).unwrap();
+    std::fs::write(&path, shifted + &node_b).unwrap();
+    let path = path.to_str().unwrap();
+    let count = |out: &str| {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["summary"]["connections"].as_u64().unwrap()
+    };
+    let (code, joined, err) = analyze(&["-o", "json", path]);
+    assert_eq!((code, count(&joined)), (0, 4), "{err}");
+    let (code, split, err) = analyze(&["-o", "json", "--window", "10s", path]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("SYN(s) came after connections of their time had been reported"),
+        "{err}"
+    );
+    assert!(
+        err.contains("a --window (now 10s) longer than the capture"),
+        "{err}"
+    );
+    assert!(count(&split) > 4, "split connections: {split}");
+    let (code, _, err) = analyze(&["--window", "0s", path]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--window 0ns is too short"), "{err}");
+}
+
+/// Text and Mermaid stream the same way JSON does: what the library renders from the whole
+/// report is what the command writes.
+#[test]
+fn streamed_text_and_mermaid_are_the_report() {
+    use kubectl_realip::analyze::{read_file, render_mermaid, render_text, Analyzer};
+    use kubectl_realip::output::plain;
+    let paths = [fixture("netns/node-a.jsonl"), fixture("netns/node-b.jsonl")];
+    let mut analyzer = Analyzer::new();
+    for path in &paths {
+        assert!(read_file(Path::new(path), &mut analyzer).is_empty());
+    }
+    let report = analyzer.finish();
+    let (code, text, err) = analyze(&[&paths[0], &paths[1]]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(text, plain(&render_text(&report)));
+    let (code, mermaid, err) = analyze(&["-o", "mermaid", &paths[0], &paths[1]]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mermaid, render_mermaid(&report));
+}

@@ -2,7 +2,7 @@
 //! ens5 as the client sent it, then `out` on cbr0 after kube-proxy's DNAT and MASQUERADE — as a
 //! pcapng file with one interface block per device and the direction in each packet's flags.
 //!
-//! cargo run --release --example analyze-bench-gen -- OUT.pcapng [CONNECTIONS]
+//! cargo run --release --example analyze-bench-gen -- OUT.pcapng [CONNECTIONS] [MEAN_GAP_US]
 
 use etherparse::{PacketBuilder, TcpOptionElement};
 use std::fs::File;
@@ -121,6 +121,13 @@ fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "analyze-bench.pcapng".into());
     let connections: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(200_000);
+    // Mean gap between connections in µs (15 by default: a burst); a long capture spreads out.
+    let gap_ns: u64 = args
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(15)
+        .max(1)
+        * 1000;
     let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
     let mut shb = Vec::new();
     shb.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
@@ -140,7 +147,7 @@ fn main() -> io::Result<()> {
         let tsval = rng.next() as u32;
         let ip_id = (r >> 48) as u16;
         let masq_port = 1024 + (rng.next() % 60_000) as u16;
-        ts += 5_000 + r % 20_000;
+        ts += gap_ns / 3 + r % (gap_ns * 4 / 3);
         let before = syn(
             client,
             sport,

@@ -2,14 +2,14 @@
 //! each frame parsed by its frame parser; this module only decides what a frame means for
 //! analysis: which node and interface saw it, in which direction.
 
-use super::input::Problem;
+use super::input::{Item, Problem};
 use super::sighting::{Names, Sighting};
-use super::Analyzer;
 use realip_probe::l7::forwarding_facts;
 use realip_probe::parse::{parse, Framing, ParseError};
 use realip_probe::pcapfile::{PcapError, PcapReader};
 use realip_probe::wire::{Direction, Event, L7};
-use std::io::Read;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::Path;
 
 /// What the capture file says about one frame besides its bytes.
@@ -94,88 +94,121 @@ pub fn frame(
     Ok(Frame::L7(Box::new(l7)))
 }
 
-/// Streams one capture file into `analyzer`: every SYN frame becomes a sighting of the node the
-/// file stands for. Frames that are not TCP are skipped quietly; frames that should be but
+/// One capture file, read a frame at a time: every SYN frame becomes a sighting of the node
+/// the file stands for. Frames that are not TCP are skipped quietly; frames that should be but
 /// cannot be parsed, and a file cut short, are reported with their byte offset.
-pub fn read(path: &Path, name: &str, reader: impl Read, analyzer: &mut Analyzer) -> Vec<Problem> {
-    let problem = |offset: u64, message: String| Problem::Capture {
-        file: name.to_string(),
-        offset,
-        message,
-    };
-    let mut pcap = match PcapReader::new(reader) {
-        Ok(pcap) => pcap,
-        Err(err) => {
-            return vec![Problem::Format {
-                file: name.to_string(),
-                message: err.to_string(),
-            }]
-        }
-    };
-    let node = node_name(path);
-    let mut problems = Vec::new();
-    let mut bad_frames = 0u64;
-    let mut first_bad: Option<(u64, ParseError)> = None;
-    let mut unknown_links = 0u64;
-    loop {
-        let offset = pcap.offset();
-        let record = match pcap.next_record() {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(PcapError::UnknownLinkType { .. }) if unknown_links > 0 => {
-                unknown_links += 1;
-                continue;
-            }
-            Err(err @ PcapError::UnknownLinkType { .. }) => {
-                // The stream goes on after such a record; say it once.
-                unknown_links += 1;
-                problems.push(problem(err.offset(), err.to_string()));
-                continue;
-            }
-            Err(err) => {
-                let at = err.offset();
-                problems.push(problem(
-                    at,
-                    format!("{err}; the frames before it were analyzed"),
-                ));
-                break;
-            }
-        };
-        let meta = FrameMeta {
-            ts_ns: record.ts_ns,
-            iface: record.iface,
-            dir: record.dir,
-        };
-        match frame(
-            analyzer.names_mut(),
-            &node,
-            meta,
-            record.framing,
-            record.data,
-        ) {
-            Ok(Frame::Syn(s)) => analyzer.push_sighting(s),
-            Ok(Frame::L7(l7)) => analyzer.push(Event::L7(*l7)),
-            Ok(Frame::Other) => {}
-            Err(ParseError::NotIp | ParseError::NotTcp | ParseError::Fragment) => {}
-            Err(err) => {
-                bad_frames += 1;
-                first_bad.get_or_insert((offset, err));
-            }
-        }
+pub struct CaptureSource {
+    name: String,
+    node: String,
+    pcap: PcapReader<BufReader<File>>,
+    problems: Vec<Problem>,
+    bad_frames: u64,
+    first_bad: Option<(u64, ParseError)>,
+    unknown_links: u64,
+    done: bool,
+}
+
+impl CaptureSource {
+    pub fn new(path: &Path, name: String, reader: BufReader<File>) -> Result<Self, Problem> {
+        let pcap = PcapReader::new(reader).map_err(|err| Problem::Format {
+            file: name.clone(),
+            message: err.to_string(),
+        })?;
+        Ok(CaptureSource {
+            name,
+            node: node_name(path),
+            pcap,
+            problems: Vec::new(),
+            bad_frames: 0,
+            first_bad: None,
+            unknown_links: 0,
+            done: false,
+        })
     }
-    if unknown_links > 1 {
-        problems.push(problem(
-            pcap.offset(),
-            format!("{unknown_links} records of link types this reader does not know were skipped"),
-        ));
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
-    if let Some((offset, err)) = first_bad {
-        problems.push(problem(
+
+    fn problem(&self, offset: u64, message: String) -> Problem {
+        Problem::Capture {
+            file: self.name.clone(),
             offset,
-            format!("{bad_frames} frame(s) skipped, the first because: {err}"),
-        ));
+            message,
+        }
     }
-    problems
+
+    /// The next SYN sighting or L7 event.
+    pub fn next(&mut self, names: &mut Names) -> Option<Item> {
+        while !self.done {
+            let offset = self.pcap.offset();
+            let record = match self.pcap.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(PcapError::UnknownLinkType { .. }) if self.unknown_links > 0 => {
+                    self.unknown_links += 1;
+                    continue;
+                }
+                Err(err @ PcapError::UnknownLinkType { .. }) => {
+                    // The stream goes on after such a record; say it once.
+                    self.unknown_links += 1;
+                    let problem = self.problem(err.offset(), err.to_string());
+                    self.problems.push(problem);
+                    continue;
+                }
+                Err(err) => {
+                    let problem = self.problem(
+                        err.offset(),
+                        format!("{err}; the frames before it were analyzed"),
+                    );
+                    self.problems.push(problem);
+                    break;
+                }
+            };
+            let meta = FrameMeta {
+                ts_ns: record.ts_ns,
+                iface: record.iface,
+                dir: record.dir,
+            };
+            match frame(names, &self.node, meta, record.framing, record.data) {
+                Ok(Frame::Syn(s)) => return Some(Item::Sighting(s)),
+                Ok(Frame::L7(l7)) => return Some(Item::Event(Event::L7(*l7))),
+                Ok(Frame::Other) => {}
+                Err(ParseError::NotIp | ParseError::NotTcp | ParseError::Fragment) => {}
+                Err(err) => {
+                    self.bad_frames += 1;
+                    self.first_bad.get_or_insert((offset, err));
+                }
+            }
+        }
+        self.done = true;
+        None
+    }
+
+    /// The problems met, summed up.
+    pub fn finish(mut self) -> Vec<Problem> {
+        if self.unknown_links > 1 {
+            let problem = self.problem(
+                self.pcap.offset(),
+                format!(
+                    "{} records of link types this reader does not know were skipped",
+                    self.unknown_links
+                ),
+            );
+            self.problems.push(problem);
+        }
+        if let Some((offset, err)) = self.first_bad.take() {
+            let problem = self.problem(
+                offset,
+                format!(
+                    "{} frame(s) skipped, the first because: {err}",
+                    self.bad_frames
+                ),
+            );
+            self.problems.push(problem);
+        }
+        self.problems
+    }
 }
 
 #[cfg(test)]

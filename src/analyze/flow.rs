@@ -1,6 +1,5 @@
 //! One correlated chain of sightings → the flow of the report: hops, rewrites, verdict.
 
-use super::correlate::Chain;
 use super::model::{EndsAt, Flow, Hop, LastSeen, Translation, TranslationKind};
 use super::owners::Owners;
 use super::reach;
@@ -8,8 +7,8 @@ use super::sighting::{Names, Sighting};
 use realip_probe::wire::Direction;
 use std::net::{IpAddr, SocketAddr};
 
-pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut Owners) -> Flow {
-    let path: Vec<&Sighting> = chain.hops.iter().map(|&i| &sightings[i]).collect();
+/// The flow of one connection from its sightings in path order; `retries` folded in.
+pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners) -> Flow {
     let hops: Vec<Hop> = path
         .iter()
         .enumerate()
@@ -33,7 +32,7 @@ pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut 
         .collect();
     let mut translations = Vec::new();
     for (i, pair) in path.windows(2).enumerate() {
-        let (a, b) = (pair[0], pair[1]);
+        let (a, b) = (&pair[0], &pair[1]);
         let node = if a.node == b.node {
             names.get(a.node).to_string()
         } else {
@@ -69,7 +68,7 @@ pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut 
             dir: hop.dir,
             dst_on_iface: owners.is_address_of(&hop.node, &hop.iface, s.dst),
             dst_on_node: owners.is_node_address(&hop.node, s.dst),
-            retries: chain.retries,
+            retries,
         });
         (
             s.src,
@@ -105,7 +104,7 @@ pub fn build(sightings: &[Sighting], chain: &Chain, names: &Names, owners: &mut 
         client: Some(client),
         entry: endpoint(first.dst, first.dport),
         lost_at: path.iter().position(|s| s.src != client),
-        retries: chain.retries,
+        retries,
         hops,
     }
 }
@@ -230,11 +229,7 @@ mod tests {
                 ("10.244.0.1", 6000, "10.244.0.5", 8080),
             ),
         ];
-        let chain = Chain {
-            hops: vec![0, 1],
-            retries: 2,
-        };
-        let flow = build(&path, &chain, &names, &mut Owners::default());
+        let flow = build(&path, 2, &names, &mut Owners::default());
         assert_eq!(flow.hops[0].dir, Direction::In);
         assert_eq!(flow.hops[1].dir, Direction::Out);
         assert!(flow.hops.iter().all(|h| h.dir_inferred));
@@ -266,11 +261,7 @@ mod tests {
                 ("2001:db8::7", 5001, "2001:db8::b", 30443),
             ),
         ];
-        let chain = Chain {
-            hops: vec![0, 1],
-            retries: 0,
-        };
-        let flow = build(&path, &chain, &names, &mut Owners::default());
+        let flow = build(&path, 0, &names, &mut Owners::default());
         assert_eq!(flow.translations.len(), 2);
         assert!(flow
             .translations

@@ -1,17 +1,21 @@
 //! From SYN sightings to the hop-by-hop story of each connection.
 //!
 //! A library first: [`Analyzer`] takes probe events in any order from any number of nodes and
-//! [`Analyzer::finish`] returns the [`model::Report`]; `trace` and `lab` feed it live events,
-//! [`run`] (the `analyze` command) feeds it files. The three renderers turn a report into text,
-//! the JSON contract or a Mermaid diagram.
+//! [`Analyzer::finish`] returns the [`model::Report`]; `trace` and `lab` feed it the events of
+//! a run that way. [`run`] (the `analyze` command) streams instead: its files are merged by
+//! time into a windowed analyzer, and each connection is written as soon as it is complete, so
+//! a capture of any length is read in memory bounded by the window. The three renderers turn a
+//! report, or flows as they come, into text, the JSON contract or a Mermaid diagram.
 //!
 //! Exit codes of `kubectl realip analyze`: 0 every input read and at least one connection found;
-//! 1 the report is partial (some lines, frames or files skipped, or no connection found);
-//! 2 an input could not be used at all (missing, unreadable, not a known format).
+//! 1 the report is partial (some lines, frames or files skipped, input out of time order, or no
+//! connection found); 2 an input could not be used at all (missing, unreadable, not a known
+//! format), or a bad flag.
 
 mod capture;
 mod correlate;
 mod flow;
+mod groups;
 mod input;
 mod l7;
 pub mod model;
@@ -23,62 +27,78 @@ mod summary;
 
 pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
 pub use input::Problem as InputProblem;
-pub use render::{mermaid::render_mermaid, text::render_text};
+pub use render::{json::render_json, mermaid::render_mermaid, text::render_text};
 
 use crate::cli::AnalyzeArgs;
 use crate::error::{Failure, Kind, Result};
-use crate::output::{self, OutputFormat};
-use model::{L7ClientIp, Report};
+use groups::Groups;
+use input::{Inputs, Item};
+use model::{Flow, Report, Summary};
 use owners::Owners;
-use realip_probe::wire::{Event, L7};
-use serde::ser::{SerializeSeq, SerializeStruct};
-use serde::{Serialize, Serializer};
+use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::IpAddr;
+use std::io;
+use std::time::Duration;
 
-/// Streaming correlation of probe events. Memory grows with the number of SYN sightings
-/// (a few dozen bytes each); L7 events are kept only when they name a client.
-#[derive(Debug, Default)]
+/// Streaming correlation of probe events. Sightings are held per ISN until their connection
+/// can have no more (see [`Analyzer::windowed`]); L7 events only when they name a client.
+#[derive(Debug)]
 pub struct Analyzer {
     names: Names,
-    sightings: Vec<Sighting>,
+    groups: Groups,
     owners: Owners,
-    /// L7 facts by the ISN they belong to (their first segment's seq − 1).
-    l7: HashMap<u32, Vec<L7Fact>>,
     /// Latest cumulative drop counter per (node, interface).
     drops: HashMap<(String, String), u64>,
     warnings: Vec<String>,
 }
 
-#[derive(Debug)]
-struct L7Fact {
-    node: u32,
-    iface: u32,
-    src: Option<IpAddr>,
-    sport: u16,
-    dst: Option<IpAddr>,
-    dport: u16,
-    client: L7ClientIp,
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new()
+    }
 }
 
 impl Analyzer {
+    /// Events in any order from any number of nodes; every connection is held until
+    /// [`Analyzer::finish`]. For short inputs such as a trace or a lab run.
     pub fn new() -> Self {
-        Analyzer::default()
+        Analyzer::with_window(None)
     }
 
-    /// Takes one event; events of many nodes may come interleaved in any order.
+    /// Events in time order (each node's own clock; nodes merged by time), for captures of any
+    /// length: a connection is closed, and can be reported and forgotten, once the input has
+    /// moved `window` past its newest sighting. The window must cover SYN retransmissions and
+    /// the clock skew between nodes; memory grows with the SYNs inside it.
+    pub fn windowed(window: Duration) -> Self {
+        let ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        Analyzer::with_window(Some(ns))
+    }
+
+    fn with_window(window: Option<u64>) -> Self {
+        Analyzer {
+            names: Names::default(),
+            groups: Groups::new(window),
+            owners: Owners::default(),
+            drops: HashMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Takes one event.
     pub fn push(&mut self, event: Event) {
         match event {
             Event::Syn(syn) => {
                 let sighting = Sighting::from_syn(&syn, &mut self.names);
-                self.sightings.push(sighting);
+                self.push_sighting(sighting);
             }
             Event::Hello(hello) => self.owners.add_node(&hello.node, &hello.interfaces),
             Event::Iface(change) => self.owners.add_interface(&change.node, &change.interface),
-            Event::L7(l7) => self.push_l7(&l7),
+            Event::L7(l7) => {
+                if let Some((isn, fact)) = l7::Fact::of(&l7, &mut self.names) {
+                    self.groups.add_l7(isn, l7.ts_ns, fact);
+                }
+            }
             Event::Stats(stats) => {
                 for iface in stats.interfaces {
                     let slot = self
@@ -103,148 +123,50 @@ impl Analyzer {
     }
 
     pub(crate) fn push_sighting(&mut self, sighting: Sighting) {
-        self.sightings.push(sighting);
+        self.groups.add(sighting, &self.names);
+    }
+
+    fn push_item(&mut self, item: Item) {
+        match item {
+            Item::Sighting(sighting) => self.push_sighting(sighting),
+            Item::Event(event) => self.push(event),
+        }
     }
 
     pub(crate) fn names_mut(&mut self) -> &mut Names {
         &mut self.names
     }
 
-    fn push_l7(&mut self, l7: &L7) {
-        if let Some(client) = l7::client_ip(l7) {
-            let fact = L7Fact {
-                node: self.names.id(&l7.node),
-                iface: self.names.id(&l7.iface),
-                src: l7.src,
-                sport: l7.sport,
-                dst: l7.dst,
-                dport: l7.dport,
-                client,
-            };
-            self.l7
-                .entry(l7.seq.wrapping_sub(1))
-                .or_default()
-                .push(fact);
-        }
+    /// The next connection whose story is complete, in output order: with a window, while
+    /// input is still coming; otherwise once [`Analyzer::close`] has been called.
+    pub fn next_flow(&mut self) -> Option<Flow> {
+        let ready = self.groups.next(&self.names)?;
+        let mut flow = flow::build(&ready.hops, ready.retries, &self.names, &mut self.owners);
+        flow.l7_client_ip = ready.l7_client;
+        Some(flow)
     }
 
-    /// Correlates everything pushed so far into the report.
-    pub fn finish(self) -> Report {
-        let mut correlated = self.correlate();
-        let flows: Vec<model::Flow> = (0..correlated.len()).map(|i| correlated.flow(i)).collect();
-        let summary = summary::summarize(&flows, correlated.drops(), correlated.take_warnings());
+    /// The input has ended: every connection still open is complete.
+    pub fn close(&mut self) {
+        self.groups.close_all();
+    }
+
+    /// Closes the input and gives the whole report.
+    pub fn finish(mut self) -> Report {
+        self.close();
+        let mut tally = summary::Tally::default();
+        let flows: Vec<Flow> = std::iter::from_fn(|| self.next_flow())
+            .inspect(|flow| tally.add(flow))
+            .collect();
+        let summary = self.summary(tally);
         Report { flows, summary }
     }
 
-    /// Groups the sightings into connections, in output order; their flows are built on demand.
-    fn correlate(mut self) -> Correlated {
-        let correlation = correlate::correlate(&self.sightings);
-        self.warnings.extend(correlation.warnings);
-        // Independent of input order: by the first capture point's node, its clock, then the
-        // rest; names compared by rank so that sorting stays cheap for large captures.
-        let rank = self.names.ranks();
-        let mut chains = correlation.chains;
-        chains.sort_by_cached_key(|chain| {
-            let h = &self.sightings[chain.hops[0]];
-            (
-                rank[h.node as usize],
-                h.ts_ns,
-                rank[h.iface as usize],
-                h.isn,
-                h.src,
-                h.sport,
-            )
-        });
-        Correlated {
-            analyzer: self,
-            chains,
-        }
-    }
-
-    /// The L7 client of a flow: an l7 event of the same ISN seen at one of its hops.
-    fn l7_for(&self, hops: &[usize]) -> Option<L7ClientIp> {
-        let isn = self.sightings[*hops.first()?].isn;
-        let facts = self.l7.get(&isn)?;
-        hops.iter().find_map(|&i| {
-            let s = &self.sightings[i];
-            facts
-                .iter()
-                .find(|f| {
-                    f.node == s.node
-                        && f.iface == s.iface
-                        && f.sport == s.sport
-                        && f.dport == s.dport
-                        && f.src.is_none_or(|ip| ip == s.src)
-                        && f.dst.is_none_or(|ip| ip == s.dst)
-                })
-                .map(|f| f.client.clone())
-        })
-    }
-}
-
-/// Correlated connections whose flows are built one at a time: a large capture's report can
-/// then be written without holding every flow (most of the memory a full [`Report`] takes).
-struct Correlated {
-    analyzer: Analyzer,
-    chains: Vec<correlate::Chain>,
-}
-
-impl Correlated {
-    fn len(&self) -> usize {
-        self.chains.len()
-    }
-
-    /// The flow of the `i`-th connection in output order.
-    fn flow(&mut self, i: usize) -> model::Flow {
-        let chain = &self.chains[i];
-        let a = &mut self.analyzer;
-        let mut flow = flow::build(&a.sightings, chain, &a.names, &mut a.owners);
-        flow.l7_client_ip = a.l7_for(&chain.hops);
-        flow
-    }
-
-    fn drops(&self) -> u64 {
-        self.analyzer.drops.values().sum()
-    }
-
-    fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.analyzer.warnings)
-    }
-}
-
-/// Serializes exactly as [`Report`] does, building each flow as it is written and counting the
-/// summary on the way (flows come first in the JSON).
-struct StreamedReport {
-    correlated: RefCell<Correlated>,
-    tally: RefCell<summary::Tally>,
-}
-
-struct StreamedFlows<'a>(&'a StreamedReport);
-
-impl Serialize for StreamedReport {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut report = serializer.serialize_struct("Report", 2)?;
-        report.serialize_field("flows", &StreamedFlows(self))?;
-        let mut correlated = self.correlated.borrow_mut();
-        let summary = self
-            .tally
-            .take()
-            .finish(correlated.drops(), correlated.take_warnings());
-        report.serialize_field("summary", &summary)?;
-        report.end()
-    }
-}
-
-impl Serialize for StreamedFlows<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut correlated = self.0.correlated.borrow_mut();
-        let mut flows = serializer.serialize_seq(Some(correlated.len()))?;
-        for i in 0..correlated.len() {
-            let flow = correlated.flow(i);
-            self.0.tally.borrow_mut().add(&flow);
-            flows.serialize_element(&flow)?;
-        }
-        flows.end()
+    /// The summary of the flows counted in `tally`, with the drops and warnings seen.
+    fn summary(&mut self, tally: summary::Tally) -> Summary {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.append(&mut self.groups.warnings);
+        tally.finish(self.drops.values().sum(), warnings)
     }
 }
 
@@ -263,71 +185,54 @@ pub fn analyze_events(events: impl IntoIterator<Item = Event>) -> Report {
     analyzer.finish()
 }
 
-/// The JSON contract, pretty-printed, with a trailing newline.
-pub fn render_json(report: &Report) -> String {
-    // Plain data with string keys: serialization cannot fail.
-    let mut out = serde_json::to_string_pretty(report).unwrap_or_default();
-    out.push('\n');
-    out
-}
-
-/// Writes JSON to stdout as it is built: a large capture makes a large report.
-fn write_json(report: &impl Serialize) -> std::io::Result<()> {
-    // JSON carries no styles: skip the colour-stripping adapter.
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let written = serde_json::to_writer_pretty(&mut out, report)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
-    match written {
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
-}
-
-/// Correlates and prints the report on stdout; returns how many connections it holds.
-fn write_report(analyzer: Analyzer, format: OutputFormat) -> std::io::Result<usize> {
-    let render = match format {
-        OutputFormat::Text => render_text,
-        OutputFormat::Mermaid => render_mermaid,
-        OutputFormat::Json => {
-            let correlated = analyzer.correlate();
-            let connections = correlated.len();
-            write_json(&StreamedReport {
-                correlated: RefCell::new(correlated),
-                tally: RefCell::default(),
-            })?;
-            return Ok(connections);
-        }
-    };
-    let report = analyzer.finish();
-    output::emit(&render(&report))?;
-    Ok(report.flows.len())
-}
-
-/// `kubectl realip analyze FILE...`
+/// `kubectl realip analyze FILE...`: inputs merged by time, each connection written as soon as
+/// it is complete, so that a capture of any length is read in bounded memory.
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    let mut analyzer = Analyzer::new();
+    if args.window < Duration::from_secs(1) {
+        return Err(Failure::new(
+            Kind::Usage,
+            format!("--window {:?} is too short", args.window),
+        )
+        .hint("the window must cover SYN retransmissions and clock skew between nodes: at least 1s, 3m by default"));
+    }
+    let mut analyzer = Analyzer::windowed(args.window);
+    let mut inputs = Inputs::open(&args.files, analyzer.names_mut());
+    let mut sink = render::sink(args.output);
+    let mut tally = summary::Tally::default();
+    let written = stream(&mut analyzer, &mut inputs, |flow| {
+        tally.add(flow);
+        sink.flow(flow)
+    });
+    let problems = inputs.finish(args.window);
     let mut worst: Option<Kind> = None;
-    let mut problems = 0usize;
-    for path in &args.files {
-        for problem in read_file(path, &mut analyzer) {
-            problems += 1;
-            eprintln!("warning: {problem}");
-            if problem.unusable() {
-                worst = Some(Kind::Usage);
-            } else {
-                worst.get_or_insert(Kind::NoAnswer);
-            }
-            analyzer.warn(problem.to_string());
+    for problem in &problems {
+        eprintln!("warning: {problem}");
+        if problem.unusable() {
+            worst = Some(Kind::Usage);
+        } else {
+            worst.get_or_insert(Kind::NoAnswer);
         }
     }
-    let connections = write_report(analyzer, args.output)
-        .map_err(|err| Failure::new(Kind::Usage, format!("writing the report: {err}")))?;
+    // Input problems first in the summary, then what correlation met.
+    let mut warnings: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    warnings.append(&mut analyzer.warnings);
+    analyzer.warnings = warnings;
+    let connections = tally.connections();
+    let summary = analyzer.summary(tally);
+    match written.and_then(|()| sink.finish(&summary)) {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(err) => {
+            return Err(Failure::new(
+                Kind::Usage,
+                format!("writing the report: {err}"),
+            ))
+        }
+        Ok(()) => {}
+    }
     match worst {
         Some(kind) => Err(Failure::new(
             kind,
-            format!("{problems} input problem(s); the report covers only what could be read"),
+            format!("{} input problem(s); the report covers only what could be read", problems.len()),
         )
         .hint("fix or remove the named files and lines, then run analyze again")),
         None if connections == 0 => Err(Failure::new(
@@ -337,4 +242,28 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         .hint("capture while connections are opened, e.g. `realip-probe capture` or `tcpdump -w`, with SYNs included in the filter")),
         None => Ok(()),
     }
+}
+
+/// Feeds every input item to `analyzer`, handing each complete connection to `out` as soon as
+/// it is; stops at the first write error (a closed pipe ends the work early).
+fn stream(
+    analyzer: &mut Analyzer,
+    inputs: &mut Inputs,
+    mut out: impl FnMut(&Flow) -> io::Result<()>,
+) -> io::Result<()> {
+    while let Some((source, item)) = inputs.next(analyzer.names_mut()) {
+        let late = analyzer.groups.late();
+        analyzer.push_item(item);
+        if analyzer.groups.late() > late {
+            inputs.late(source);
+        }
+        while let Some(flow) = analyzer.next_flow() {
+            out(&flow)?;
+        }
+    }
+    analyzer.close();
+    while let Some(flow) = analyzer.next_flow() {
+        out(&flow)?;
+    }
+    Ok(())
 }

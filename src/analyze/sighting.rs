@@ -3,12 +3,13 @@
 use realip_probe::wire::{Direction, Syn};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Node and interface names are interned: a capture repeats a handful of them many times.
 #[derive(Debug, Default)]
 pub struct Names {
-    names: Vec<String>,
-    index: HashMap<String, u32>,
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
 }
 
 impl Names {
@@ -17,24 +18,23 @@ impl Names {
             return id;
         }
         let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.names.push(name.to_string());
-        self.index.insert(name.to_string(), id);
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(name.clone());
+        self.index.insert(name, id);
         id
     }
 
-    /// Each id's position in the sorted list of names.
-    pub fn ranks(&self) -> Vec<u32> {
-        let mut ids: Vec<usize> = (0..self.names.len()).collect();
-        ids.sort_by(|&a, &b| self.names[a].cmp(&self.names[b]));
-        let mut rank = vec![0; ids.len()];
-        for (r, id) in ids.into_iter().enumerate() {
-            rank[id] = r as u32;
-        }
-        rank
+    pub fn get(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("?", |name| name)
     }
 
-    pub fn get(&self, id: u32) -> &str {
-        self.names.get(id as usize).map_or("?", String::as_str)
+    /// The name itself, cheap to keep: sort keys compare names, not ids that depend on the
+    /// order the input was read in.
+    pub fn shared(&self, id: u32) -> Arc<str> {
+        self.names
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from("?"))
     }
 }
 
@@ -120,6 +120,7 @@ mod tests {
         assert_eq!(names.id("node-b"), a);
         assert_ne!(a, b);
         assert_eq!(names.get(a), "node-b");
-        assert_eq!(names.ranks(), vec![1, 0]);
+        assert_eq!(&*names.shared(b), "eth0");
+        assert_eq!(names.get(7), "?");
     }
 }

@@ -9,14 +9,6 @@ use std::collections::BTreeMap;
 /// Where the client address was lost: node, new address, its owner.
 type Place = (String, String, String);
 
-pub fn summarize(flows: &[Flow], drops: u64, warnings: Vec<String>) -> Summary {
-    let mut tally = Tally::default();
-    for flow in flows {
-        tally.add(flow);
-    }
-    tally.finish(drops, warnings)
-}
-
 /// The summary counted one flow at a time, so that flows need not all be held at once.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -29,6 +21,11 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Connections counted so far.
+    pub fn connections(&self) -> usize {
+        self.connections
+    }
+
     pub fn add(&mut self, flow: &Flow) {
         self.connections += 1;
         if flow.client_ip_preserved {

@@ -13,13 +13,18 @@ pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
     for (n, flow) in report.flows.iter().enumerate() {
         flow_text(&mut out, n + 1, flow);
-        out.push('\n');
     }
     summary_text(&mut out, &report.summary);
     out
 }
 
-fn flow_text(out: &mut String, n: usize, flow: &Flow) {
+/// Connection `n` of the report, followed by a blank line.
+pub(super) fn flow_text(out: &mut String, n: usize, flow: &Flow) {
+    flow_body(out, n, flow);
+    out.push('\n');
+}
+
+fn flow_body(out: &mut String, n: usize, flow: &Flow) {
     let Some(first) = flow.hops.first() else {
         let _ = writeln!(
             out,
@@ -169,7 +174,7 @@ fn flow_text(out: &mut String, n: usize, flow: &Flow) {
     }
 }
 
-fn summary_text(out: &mut String, summary: &Summary) {
+pub(super) fn summary_text(out: &mut String, summary: &Summary) {
     let mut unreached = String::new();
     if summary.unreached > 0 {
         let _ = write!(unreached, ", {} did not reach a pod", summary.unreached);
