@@ -140,7 +140,9 @@ fn text_report_names_the_rewrite_and_its_cause() {
         return;
     }
     let before = lab_namespaces();
-    let out = lab(&["--scenario", "cluster-cross-node"]);
+    let saved = tempfile::tempdir().unwrap();
+    let dir = saved.path().to_str().unwrap();
+    let out = lab(&["--scenario", "cluster-cross-node", "--save", dir]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -155,6 +157,34 @@ fn text_report_names_the_rewrite_and_its_cause() {
     assert!(stdout.contains("externalTrafficPolicy"), "{stdout}");
     assert!(stdout.contains("fix:"), "{stdout}");
     assert_eq!(lab_namespaces(), before, "namespaces left behind");
+    // What --save wrote is one stream in time order, and analyze tells the same from it.
+    let file = saved.path().join("cluster-cross-node.jsonl");
+    let times: Vec<u64> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ts_ns"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let analyzed = Command::new(PLUGIN)
+        .args(["analyze", "--window", "1s"])
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&analyzed.stdout);
+    assert!(
+        analyzed.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&analyzed.stderr)
+    );
+    assert!(
+        text.contains("SNAT on node-a: 192.0.2.10:") && text.contains("(eth0 of node-a)"),
+        "{text}"
+    );
 }
 
 #[test]

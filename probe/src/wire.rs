@@ -41,6 +41,21 @@ pub enum Event {
     Unknown,
 }
 
+impl Event {
+    /// When the probe wrote or saw it; `None` for a kind this reader does not know.
+    pub fn ts_ns(&self) -> Option<u64> {
+        match self {
+            Event::Hello(e) => Some(e.ts_ns),
+            Event::Syn(e) => Some(e.ts_ns),
+            Event::L7(e) => Some(e.ts_ns),
+            Event::Iface(e) => Some(e.ts_ns),
+            Event::Stats(e) => Some(e.ts_ns),
+            Event::Bye(e) => Some(e.ts_ns),
+            Event::Unknown => None,
+        }
+    }
+}
+
 /// First event of a stream: who is speaking and what it listens on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {

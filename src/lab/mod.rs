@@ -293,8 +293,11 @@ fn save(dir: &Path, runs: &[ScenarioRun]) -> Result<()> {
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     for run in runs {
+        // In time order, as analyze reads a merged stream: the probes' streams interleaved.
+        let mut events: Vec<&realip_probe::wire::Event> = run.events.iter().collect();
+        events.sort_by_key(|event| event.ts_ns().unwrap_or(0));
         let mut text = String::new();
-        for event in &run.events {
+        for event in events {
             text.push_str(&realip_probe::wire::encode_line(event));
             text.push('\n');
         }
