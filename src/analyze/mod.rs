@@ -31,6 +31,7 @@ pub use render::{json::render_json, mermaid::render_mermaid, text::render_text};
 
 use crate::cli::AnalyzeArgs;
 use crate::error::{Failure, Kind, Result};
+use crate::output::OutputFormat;
 use groups::Groups;
 use input::{Inputs, Item};
 use model::{Flow, Report, Summary};
@@ -38,7 +39,7 @@ use owners::Owners;
 use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::time::Duration;
 
 /// Streaming correlation of probe events. Sightings are held per ISN until their connection
@@ -204,9 +205,15 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         sink.flow(flow)
     });
     let problems = inputs.finish(args.window);
+    // The text summary lists the problems too: on one terminal, once is enough.
+    let on_screen = args.output == OutputFormat::Text
+        && io::stdout().is_terminal()
+        && io::stderr().is_terminal();
     let mut worst: Option<Kind> = None;
     for problem in &problems {
-        eprintln!("warning: {problem}");
+        if !on_screen {
+            eprintln!("warning: {problem}");
+        }
         if problem.unusable() {
             worst = Some(Kind::Usage);
         } else {
