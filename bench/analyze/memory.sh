@@ -7,16 +7,9 @@
 set -euo pipefail
 burst=${1:-200000}
 long=${2:-1000000}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$root"
-
-cargo build -q --release --example analyze-bench-gen --bin kubectl-realip
-target=${CARGO_TARGET_DIR:-$root/target}
-"$target/release/examples/analyze-bench-gen" "$work/burst.pcapng" "$burst"
-"$target/release/examples/analyze-bench-gen" "$work/long.pcapng" "$long" 2000
-plugin="$target/release/kubectl-realip"
+source "$(dirname "$0")/build.sh"
+gen "$work/burst.pcapng" "$burst"
+gen "$work/long.pcapng" "$long" 2000
 
 run() { # CAPTURE FORMAT WINDOW
     /usr/bin/time -o "$work/time" -f '%e %M' "$plugin" analyze -o "$2" --window "$3" "$work/$1.pcapng" > /dev/null

@@ -7,15 +7,8 @@
 set -euo pipefail
 n=${1:-200000}
 runs=${2:-3}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$root"
-
-cargo build -q --release --example analyze-bench-gen --bin kubectl-realip
-target=${CARGO_TARGET_DIR:-$root/target}
-"$target/release/examples/analyze-bench-gen" "$work/bench.pcapng" "$n"
-plugin="$target/release/kubectl-realip"
+source "$(dirname "$0")/build.sh"
+gen "$work/bench.pcapng" "$n"
 
 analyze=("$plugin" analyze -o json "$work/bench.pcapng")
 tshark=(tshark -r "$work/bench.pcapng" -Y 'tcp.flags.syn==1 && tcp.flags.ack==0' -T fields
