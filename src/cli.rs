@@ -112,6 +112,10 @@ pub struct TraceArgs {
     /// Stop once this many connections have been seen end to end.
     #[arg(long, value_name = "N")]
     pub flows: Option<usize>,
+    /// Stop once this many SYN sightings came in from all probes: a busy Service is told from
+    /// its first connections, in bounded memory.
+    #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_syns: u64,
     /// Open test connections (TCP and an HTTP GET with a unique token) to every entry point.
     #[arg(long)]
     pub send: bool,

@@ -801,3 +801,41 @@ async fn pod_security_refusing_the_daemon_set_pods_is_reported_and_cleaned_up() 
         .contains("pod-security.kubernetes.io/enforce=privileged"));
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_syns_stops_the_capture_and_says_so() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // Probes that never end by themselves.
+    let mut fates = snat_via_node_a(true);
+    for fate in fates.values_mut() {
+        if let Fate::Runs(scripts) = fate {
+            for script in scripts {
+                script.lines.pop();
+            }
+        }
+    }
+    cluster::run_daemonsets(&api, fates);
+    let traced = tokio::time::timeout(
+        Duration::from_secs(30),
+        trace::flow::trace(
+            &args(
+                &api,
+                &["--duration", "10m", "--max-syns", "4", "-o", "json"],
+            ),
+            &options(),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("--max-syns 4 ends the capture long before --duration")
+    .unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    let warnings = json["summary"]["warnings"].to_string();
+    assert!(
+        warnings.contains("stopped after 4 SYN sightings (--max-syns)"),
+        "{json:#}"
+    );
+    assert_eq!(json["flows"].as_array().map(Vec::len), Some(1), "{json:#}");
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}

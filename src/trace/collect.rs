@@ -18,8 +18,8 @@ pub struct NodeCount {
 #[derive(Debug, Default)]
 pub struct Collector {
     events: Vec<Event>,
-    /// Hashes of lines already taken, per pod: a re-followed log repeats what it sent before.
-    seen: HashSet<(String, u64)>,
+    /// Hashes of (pod, line) already taken: a re-followed log repeats what it sent before.
+    seen: HashSet<u64>,
     nodes: BTreeMap<String, NodeCount>,
     /// Backend addresses: a SYN that reaches one completes a connection.
     backends: BTreeSet<IpAddr>,
@@ -55,8 +55,8 @@ impl Collector {
             return false;
         }
         let mut hasher = DefaultHasher::new();
-        line.hash(&mut hasher);
-        if !self.seen.insert((pod.to_string(), hasher.finish())) {
+        (pod, line).hash(&mut hasher);
+        if !self.seen.insert(hasher.finish()) {
             return false;
         }
         match wire::decode_line(line) {
@@ -104,7 +104,8 @@ impl Collector {
         self.events.push(event);
     }
 
-    fn warn_once(&mut self, warning: String) {
+    /// Records a problem for the report, once.
+    pub fn warn_once(&mut self, warning: String) {
         if !self.warnings.contains(&warning) {
             self.warnings.push(warning);
         }
@@ -112,6 +113,11 @@ impl Collector {
 
     pub fn nodes(&self) -> &BTreeMap<String, NodeCount> {
         &self.nodes
+    }
+
+    /// SYN sightings taken from all probes.
+    pub fn syns(&self) -> u64 {
+        self.nodes.values().map(|n| n.syns).sum()
     }
 
     /// Connections seen reaching a backend.

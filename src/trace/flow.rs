@@ -752,6 +752,14 @@ async fn capture(
         if args.flows.is_some_and(|n| collector.complete_flows() >= n) || collector.all_done() {
             break;
         }
+        if collector.syns() >= args.max_syns {
+            collector.warn_once(format!(
+                "the capture stopped after {} SYN sightings (--max-syns): the report covers the \
+                 first connections; narrow it with --flows or raise --max-syns",
+                args.max_syns
+            ));
+            break;
+        }
     }
     for follower in followers {
         follower.abort();
