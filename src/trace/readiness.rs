@@ -35,7 +35,7 @@ pub fn pod_state(pod: &Pod) -> PodState {
         return PodState::Failed("the pod is being deleted".into());
     }
     let Some(status) = &pod.status else {
-        return PodState::Pending("pending".into());
+        return PodState::Pending("not scheduled yet".into());
     };
     let phase = status.phase.as_deref().unwrap_or("Pending");
     if matches!(phase, "Failed" | "Succeeded") {
@@ -93,7 +93,7 @@ pub fn pod_state(pod: &Pod) -> PodState {
         }
         Some(reason) => reason,
         None if status.init_container_statuses.is_some() => "unpacking the probe".into(),
-        None => "pending".into(),
+        None => "waiting for the kubelet".into(),
     })
 }
 
@@ -158,7 +158,7 @@ mod tests {
     fn states() {
         assert_eq!(
             pod_state(&pod(json!({"phase": "Pending"}))),
-            PodState::Pending("pending".into())
+            PodState::Pending("waiting for the kubelet".into())
         );
         assert_eq!(
             pod_state(&pod(json!({"phase": "Running", "containerStatuses": [
