@@ -7,9 +7,9 @@ use realip_probe::echo;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Parser, Debug)]
 #[command(name = "realip-probe", version, about = "Node probe of kubectl realip")]
@@ -31,6 +31,11 @@ struct CaptureArgs {
     /// Stop after this many seconds; default: run until SIGINT or SIGTERM.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     duration: Option<u64>,
+    /// Stop at this time, in seconds since the epoch, however often the probe is restarted:
+    /// a restart captures only what is left, and once it has passed the probe captures nothing
+    /// and waits for SIGTERM (a DaemonSet would restart a probe that exits).
+    #[arg(long, value_name = "UNIX_SECS")]
+    until: Option<u64>,
     /// Watch only this TCP port, either end (repeatable; compiled into the kernel filter).
     #[arg(long = "port", value_name = "PORT")]
     port: Vec<u16>,
@@ -97,9 +102,25 @@ fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
             code: 4,
         })?;
     }
+    let left = args.until.map(|until| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Duration::from_secs(until.saturating_sub(now))
+    });
+    if left == Some(Duration::ZERO) {
+        eprintln!("realip-probe: the deadline (--until) has passed: not capturing");
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        return Ok(());
+    }
     let mut opts = capture::Options::new(args.node.unwrap_or_else(hostname));
     opts.ifaces = args.iface;
-    opts.duration = args.duration.map(Duration::from_secs);
+    opts.duration = match (args.duration.map(Duration::from_secs), left) {
+        (Some(d), Some(l)) => Some(d.min(l)),
+        (d, l) => d.or(l),
+    };
     opts.stats_every = Duration::from_secs(args.stats_interval);
     opts.spec = FilterSpec {
         ports: args.port,

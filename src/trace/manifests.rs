@@ -266,13 +266,18 @@ fn resources(cpu: (&str, &str), memory: (&str, &str)) -> Value {
     })
 }
 
-fn probe_args(plan: &RunPlan, duration: &str) -> Vec<String> {
+/// The probe's arguments. Its deadline is absolute: a restarted container captures only what is
+/// left of it, and nothing after it.
+fn probe_args(plan: &RunPlan) -> Vec<String> {
+    let deadline = plan
+        .started_unix
+        .saturating_add(i64::try_from(plan.capture_secs).unwrap_or(i64::MAX));
     let mut args = vec![
         "capture".to_string(),
         "--node".into(),
         "$(NODE_NAME)".into(),
-        "--duration".into(),
-        duration.into(),
+        "--until".into(),
+        deadline.to_string(),
     ];
     for port in &plan.ports {
         args.push("--port".into());
@@ -282,30 +287,6 @@ fn probe_args(plan: &RunPlan, duration: &str) -> Vec<String> {
         args.push("--l7".into());
     }
     args
-}
-
-/// The probe's deadline is absolute: a restarted container captures only what is left of it,
-/// and nothing after it.
-fn deadline_script(plan: &RunPlan) -> String {
-    let deadline = plan
-        .started_unix
-        .saturating_add(i64::try_from(plan.capture_secs).unwrap_or(i64::MAX));
-    let args = probe_args(plan, "$left")
-        .into_iter()
-        .map(|a| {
-            if a == "$(NODE_NAME)" {
-                "\"$NODE_NAME\"".to_string()
-            } else {
-                a
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!(
-        "left=$(( {deadline} - $(date +%s) ))\n\
-         if [ \"$left\" -le 0 ]; then echo 'realip-probe: deadline passed, not capturing' >&2; exec sleep 2147483647; fi\n\
-         exec /probe/realip-probe {args}\n"
-    )
 }
 
 fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
@@ -346,7 +327,8 @@ fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
                     "name": PROBE_CONTAINER,
                     "image": base_image,
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["sh", "-c", deadline_script(plan)],
+                    "command": ["/probe/realip-probe"],
+                    "args": probe_args(plan),
                     "env": node_env,
                     "securityContext": container_security(true, &["NET_RAW"]),
                     "resources": probe_resources,
@@ -365,7 +347,7 @@ fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
                 // The image's entrypoint is the probe (probe/Dockerfile: /realip-probe).
-                "args": probe_args(plan, &plan.capture_secs.to_string()),
+                "args": probe_args(plan),
                 "env": node_env,
                 "securityContext": container_security(true, &["NET_RAW"]),
                 "resources": probe_resources,
@@ -532,19 +514,34 @@ mod tests {
         assert_eq!(keys, sorted);
     }
 
+    /// Both deliveries hand the probe the same absolute deadline: a restarted container
+    /// captures only what is left of the run.
     #[test]
     fn deadline_is_absolute() {
-        let script = deadline_script(&plan(embedded(1)));
-        assert!(
-            script.contains("left=$(( 1800000180 - $(date +%s) ))"),
-            "{script}"
-        );
-        assert!(
-            script.contains(
-                "exec /probe/realip-probe capture --node \"$NODE_NAME\" --duration $left \
-                 --port 80 --port 8080 --port 31080 --l7"
-            ),
-            "{script}"
-        );
+        for delivery in [
+            embedded(1),
+            Delivery::Image("registry.example/realip-probe:0.1.0".into()),
+        ] {
+            let ds = serde_json::to_value(daemon_set(&plan(delivery)).unwrap()).unwrap();
+            let probe = &ds["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(
+                probe["args"],
+                json!([
+                    "capture",
+                    "--node",
+                    "$(NODE_NAME)",
+                    "--until",
+                    "1800000180",
+                    "--port",
+                    "80",
+                    "--port",
+                    "8080",
+                    "--port",
+                    "31080",
+                    "--l7"
+                ]),
+                "{probe}"
+            );
+        }
     }
 }
