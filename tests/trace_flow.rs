@@ -64,28 +64,14 @@ fn options() -> TraceOptions {
 
 /// Three nodes, a LoadBalancer Service (Cluster policy) whose one pod runs on node-b.
 fn cluster(api: &FakeApi) {
-    api.insert(&cluster::namespace("shop", &[]));
-    api.insert(&cluster::node("node-a", "198.51.100.1"));
-    api.insert(&cluster::node("node-b", "198.51.100.2"));
+    cluster::web_shop(api);
     api.insert(&cluster::node("node-c", "198.51.100.3"));
-    api.insert(&cluster::lb_service(
-        "shop",
-        "web",
-        "203.0.113.10",
-        80,
-        31080,
-    ));
     api.insert(&cluster::app_pod(
         "shop",
         "web-1",
         "web",
         "node-b",
         "10.244.1.5",
-    ));
-    api.insert(&cluster::endpoint_slice(
-        "shop",
-        "web",
-        &[("web-1", "node-b", "10.244.1.5")],
     ));
 }
 
@@ -539,14 +525,7 @@ async fn interruption_removes_everything() {
     let api = FakeApi::start().await;
     cluster(&api);
     // Probes that keep capturing: only the interruption ends the trace.
-    let mut fates = snat_via_node_a(true);
-    for fate in fates.values_mut() {
-        if let Fate::Runs(scripts) = fate {
-            for script in scripts {
-                script.lines.pop();
-            }
-        }
-    }
+    let fates = cluster::never_ending(snat_via_node_a(true));
     cluster::run_daemonsets(&api, fates);
     let watcher = api.clone();
     let interrupt = async move {
@@ -744,14 +723,7 @@ async fn flows_n_stops_the_capture_once_enough_connections_reached_a_pod() {
     let api = FakeApi::start().await;
     cluster(&api);
     // Probes that never end by themselves.
-    let mut fates = snat_via_node_a(true);
-    for fate in fates.values_mut() {
-        if let Fate::Runs(scripts) = fate {
-            for script in scripts {
-                script.lines.pop();
-            }
-        }
-    }
+    let fates = cluster::never_ending(snat_via_node_a(true));
     cluster::run_daemonsets(&api, fates);
     let started = std::time::Instant::now();
     let traced = tokio::time::timeout(
@@ -808,14 +780,7 @@ async fn max_syns_stops_the_capture_and_says_so() {
     let api = FakeApi::start().await;
     cluster(&api);
     // Probes that never end by themselves.
-    let mut fates = snat_via_node_a(true);
-    for fate in fates.values_mut() {
-        if let Fate::Runs(scripts) = fate {
-            for script in scripts {
-                script.lines.pop();
-            }
-        }
-    }
+    let fates = cluster::never_ending(snat_via_node_a(true));
     cluster::run_daemonsets(&api, fates);
     let traced = tokio::time::timeout(
         Duration::from_secs(30),

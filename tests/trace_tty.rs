@@ -3,36 +3,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::process::Command;
-use support::cluster::{self, Fate};
-use support::{FakeApi, LogScript};
+use support::cluster;
+use support::FakeApi;
 
 async fn fake_cluster() -> FakeApi {
     let api = FakeApi::start().await;
-    api.insert(&cluster::namespace("shop", &[]));
-    api.insert(&cluster::node("node-a", "198.51.100.1"));
-    api.insert(&cluster::node("node-b", "198.51.100.2"));
-    api.insert(&cluster::lb_service(
-        "shop",
-        "web",
-        "203.0.113.10",
-        80,
-        31080,
-    ));
-    api.insert(&cluster::endpoint_slice(
-        "shop",
-        "web",
-        &[("web-1", "node-b", "10.244.1.5")],
-    ));
-    let quiet = || Fate::Runs(vec![LogScript::lines(Vec::new()).hold_open()]);
-    cluster::run_daemonsets(
-        &api,
-        HashMap::from([
-            ("node-a".to_string(), quiet()),
-            ("node-b".to_string(), quiet()),
-        ]),
-    );
+    cluster::web_shop(&api);
+    cluster::quiet_probes(&api);
     api
 }
 

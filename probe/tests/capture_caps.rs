@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
+mod common;
+
 const PROBE: &str = env!("CARGO_BIN_EXE_realip-probe");
 /// setpriv arguments keeping only CAP_NET_RAW, in every set, for the probe.
 const NET_RAW_ONLY: [&str; 3] = [
@@ -22,26 +24,13 @@ const NO_CAPS: [&str; 3] = [
 ];
 
 fn skip_reason() -> Option<&'static str> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root {
+    if !common::is_root() {
         return Some("needs root to create network namespaces");
     }
-    let has = |tool: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if !has("ip") {
+    if !common::has_tool("ip") {
         return Some("needs iproute2");
     }
-    if !has("setpriv") {
+    if !common::has_tool("setpriv") {
         return Some("needs setpriv (util-linux)");
     }
     None

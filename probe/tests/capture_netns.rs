@@ -14,27 +14,16 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
 const PROBE: &str = env!("CARGO_BIN_EXE_realip-probe");
 
 fn missing_prerequisite() -> Option<String> {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
-        })
-        .unwrap_or_default();
-    if uid != "0" {
+    if !common::is_root() {
         return Some("needs root to create network namespaces".into());
     }
     for tool in ["ip", "iptables-restore", "tcpdump"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
+        if !common::has_tool(tool) {
             return Some(format!("needs {tool} on PATH"));
         }
     }

@@ -4,6 +4,8 @@ use realip_probe::wire::{decode_line, Event};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
 const PROBE: &str = env!("CARGO_BIN_EXE_realip-probe");
 
 fn now() -> u64 {
@@ -49,13 +51,7 @@ fn past_the_deadline_nothing_is_captured_until_sigterm() {
 /// Before the deadline it captures only what is left, however long `--duration` says.
 #[test]
 fn a_deadline_ahead_ends_the_capture_on_time() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root {
+    if !common::is_root() {
         eprintln!("SKIPPED a_deadline_ahead_ends_the_capture_on_time: capturing needs root");
         return;
     }

@@ -276,3 +276,42 @@ pub fn affinity_nodes(ds: &Value) -> Vec<String> {
     }
     nodes
 }
+
+/// Namespace shop, node-a and node-b, and the LoadBalancer Service shop/web (Cluster policy,
+/// port 80, NodePort 31080) whose one endpoint, web-1, runs on node-b.
+pub fn web_shop(api: &FakeApi) {
+    api.insert(&namespace("shop", &[]));
+    api.insert(&node("node-a", "198.51.100.1"));
+    api.insert(&node("node-b", "198.51.100.2"));
+    api.insert(&lb_service("shop", "web", "203.0.113.10", 80, 31080));
+    api.insert(&endpoint_slice(
+        "shop",
+        "web",
+        &[("web-1", "node-b", "10.244.1.5")],
+    ));
+}
+
+/// Probes on node-a and node-b that run, say nothing, and keep their logs open.
+pub fn quiet_probes(api: &FakeApi) {
+    let quiet = || Fate::Runs(vec![LogScript::lines(Vec::new()).hold_open()]);
+    run_daemonsets(
+        api,
+        HashMap::from([
+            ("node-a".to_string(), quiet()),
+            ("node-b".to_string(), quiet()),
+        ]),
+    );
+}
+
+/// The same fates with each log's last line (the probe's `bye`) taken away: probes that keep
+/// capturing until something else ends the trace.
+pub fn never_ending(mut fates: HashMap<String, Fate>) -> HashMap<String, Fate> {
+    for fate in fates.values_mut() {
+        if let Fate::Runs(scripts) = fate {
+            for script in scripts {
+                script.lines.pop();
+            }
+        }
+    }
+    fates
+}
