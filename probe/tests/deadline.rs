@@ -81,6 +81,6 @@ fn a_deadline_ahead_ends_the_capture_on_time() {
     let last = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| decode_line(l).ok())
-        .last();
+        .next_back();
     assert!(matches!(last, Some(Event::Bye(_))), "{last:?}");
 }
