@@ -3,6 +3,10 @@
 //! clock skew between nodes). A closed group is correlated at once; its connections wait, as
 //! compact chains, until nothing earlier can still come, then leave in output order.
 //!
+//! Unrelated connections that share an ISN (frequent in a busy capture: 2^32 values) get groups
+//! of their own as long as no sighting could link them, so that one collision does not hold a
+//! group, and every connection after it, open for another window.
+//!
 //! Memory is therefore bounded by the SYNs inside one window, not by the length of the capture.
 //! Without a window (the library default for `trace` and `lab`, whose inputs are short and not
 //! time-merged) every group stays open until [`Groups::close_all`].
@@ -22,9 +26,65 @@ pub const MAX_OPEN: usize = 1024;
 
 #[derive(Debug)]
 struct Group {
+    isn: u32,
     sightings: Vec<Sighting>,
     first_ts: u64,
     last_ts: u64,
+}
+
+/// The open groups of one ISN: almost always one, kept without an allocation.
+#[derive(Debug)]
+enum Ids {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Ids {
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(ids) => ids,
+        }
+    }
+
+    fn push(&mut self, id: u64) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(ids) => ids.push(id),
+        }
+    }
+
+    /// Removes `id`; whether any is left.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            Ids::One(one) => *one != id,
+            Ids::Many(ids) => {
+                ids.retain(|&other| other != id);
+                match ids[..] {
+                    [] => false,
+                    [last] => {
+                        *self = Ids::One(last);
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
+impl Group {
+    /// Whether `s` could be linked to a sighting held here: a next or previous hop, or the same
+    /// capture point and tuple (a retransmission, or the same packet captured twice). A group
+    /// with no sighting yet (only L7 facts) takes any.
+    fn may_hold(&self, s: &Sighting) -> bool {
+        self.sightings.is_empty()
+            || self.sightings.iter().any(|x| {
+                (x.node == s.node && x.iface == s.iface && x.same_tuple(s))
+                    || correlate::follows(x, s).is_some()
+                    || correlate::follows(s, x).is_some()
+            })
+    }
 }
 
 /// Output order: by the first capture point's clock, then by names (not by ids, which depend
@@ -72,14 +132,18 @@ pub struct Groups {
     /// How far behind the newest sighting a group's newest may be and still grow; `None`: no
     /// group closes before `close_all`.
     window: Option<u64>,
-    open: HashMap<u32, Group>,
+    /// Open groups by id.
+    open: HashMap<u64, Group>,
+    /// Ids of the open groups of each ISN.
+    by_isn: HashMap<u32, Ids>,
+    next_id: u64,
     /// L7 facts of open groups, by ISN: few captures have any.
     l7: HashMap<u32, Vec<Fact>>,
-    /// (last_ts + window, isn) per open group, checked lazily: a group that grew since is
+    /// (last_ts + window, id) per open group, checked lazily: a group that grew since is
     /// pushed again with its new deadline.
-    deadlines: BinaryHeap<Reverse<(u64, u32)>>,
-    /// (first_ts, isn) of open groups: no connection of theirs starts earlier.
-    firsts: BTreeSet<(u64, u32)>,
+    deadlines: BinaryHeap<Reverse<(u64, u64)>>,
+    /// (first_ts, id) of open groups: no connection of theirs starts earlier.
+    firsts: BTreeSet<(u64, u64)>,
     ready: BinaryHeap<Reverse<Ready>>,
     /// The newest sighting's time.
     watermark: u64,
@@ -112,41 +176,108 @@ impl Groups {
             }
         }
         self.watermark = self.watermark.max(s.ts_ns);
-        let group = self.group(s.isn, s.ts_ns);
+        let id = self.place(&s);
+        let Some(group) = self.open.get_mut(&id) else {
+            return;
+        };
+        if s.ts_ns < group.first_ts {
+            self.firsts.remove(&(group.first_ts, id));
+            self.firsts.insert((s.ts_ns, id));
+            group.first_ts = s.ts_ns;
+        }
         group.last_ts = group.last_ts.max(s.ts_ns);
         group.sightings.push(s);
         if group.sightings.len() >= MAX_OPEN {
-            self.close(s.isn, names);
+            self.close(id, names);
         }
         self.expire(names);
     }
 
     /// Keeps an L7 fact with the sightings of its ISN, which may come before or after it.
     pub fn add_l7(&mut self, isn: u32, ts_ns: u64, fact: Fact) {
-        self.group(isn, ts_ns);
+        if !self.by_isn.contains_key(&isn) {
+            self.open_group(isn, ts_ns);
+        }
         self.l7.entry(isn).or_default().push(fact);
     }
 
-    /// The open group of `isn`, opened if need be, made to start no later than `ts_ns`.
-    fn group(&mut self, isn: u32, ts_ns: u64) -> &mut Group {
-        let group = self.open.entry(isn).or_insert_with(|| {
-            if let Some(window) = self.window {
-                self.deadlines
-                    .push(Reverse((ts_ns.saturating_add(window), isn)));
+    /// The open group `s` belongs to: the one of its ISN holding a sighting it could be linked
+    /// to (several such are merged), else a new one.
+    fn place(&mut self, s: &Sighting) -> u64 {
+        let mut found = None;
+        let mut more = Vec::new();
+        for &id in self.by_isn.get(&s.isn).map_or(&[][..], Ids::as_slice) {
+            if self.open.get(&id).is_some_and(|g| g.may_hold(s)) {
+                match found {
+                    None => found = Some(id),
+                    Some(_) => more.push(id),
+                }
             }
-            self.firsts.insert((ts_ns, isn));
+        }
+        let Some(keep) = found else {
+            return self.open_group(s.isn, s.ts_ns);
+        };
+        for other in more {
+            self.merge(keep, other);
+        }
+        keep
+    }
+
+    fn open_group(&mut self, isn: u32, ts_ns: u64) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(window) = self.window {
+            self.deadlines
+                .push(Reverse((ts_ns.saturating_add(window), id)));
+        }
+        self.firsts.insert((ts_ns, id));
+        match self.by_isn.get_mut(&isn) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.by_isn.insert(isn, Ids::One(id));
+            }
+        }
+        self.open.insert(
+            id,
             Group {
+                isn,
                 sightings: Vec::with_capacity(2),
                 first_ts: ts_ns,
                 last_ts: ts_ns,
-            }
-        });
-        if ts_ns < group.first_ts {
-            self.firsts.remove(&(group.first_ts, isn));
-            self.firsts.insert((ts_ns, isn));
-            group.first_ts = ts_ns;
+            },
+        );
+        id
+    }
+
+    /// Moves group `other` into `keep`: a sighting links them.
+    fn merge(&mut self, keep: u64, other: u64) {
+        let Some(from) = self.forget(other) else {
+            return;
+        };
+        let Some(group) = self.open.get_mut(&keep) else {
+            return;
+        };
+        if from.first_ts < group.first_ts {
+            self.firsts.remove(&(group.first_ts, keep));
+            self.firsts.insert((from.first_ts, keep));
+            group.first_ts = from.first_ts;
         }
-        group
+        group.last_ts = group.last_ts.max(from.last_ts);
+        group.sightings.extend(from.sightings);
+    }
+
+    /// Takes group `id` out of every index.
+    fn forget(&mut self, id: u64) -> Option<Group> {
+        let group = self.open.remove(&id)?;
+        self.firsts.remove(&(group.first_ts, id));
+        if self
+            .by_isn
+            .get_mut(&group.isn)
+            .is_some_and(|ids| !ids.remove(id))
+        {
+            self.by_isn.remove(&group.isn);
+        }
+        Some(group)
     }
 
     /// Closes the groups the watermark has left a window behind.
@@ -154,30 +285,35 @@ impl Groups {
         let Some(window) = self.window else {
             return;
         };
-        while let Some(&Reverse((deadline, isn))) = self.deadlines.peek() {
+        while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
             if deadline >= self.watermark {
                 break;
             }
             self.deadlines.pop();
-            let Some(group) = self.open.get(&isn) else {
+            let Some(group) = self.open.get(&id) else {
                 continue; // closed already
             };
             let due = group.last_ts.saturating_add(window);
             if due >= self.watermark {
-                self.deadlines.push(Reverse((due, isn)));
+                self.deadlines.push(Reverse((due, id)));
                 continue;
             }
             self.closed_through = self.closed_through.max(Some(group.last_ts));
-            self.close(isn, names);
+            self.close(id, names);
         }
     }
 
-    fn close(&mut self, isn: u32, names: &Names) {
-        let Some(group) = self.open.remove(&isn) else {
+    fn close(&mut self, id: u64, names: &Names) {
+        let Some(group) = self.forget(id) else {
             return;
         };
-        self.firsts.remove(&(group.first_ts, isn));
-        let facts = self.l7.remove(&isn).unwrap_or_default();
+        let isn = group.isn;
+        // The last open group of its ISN takes the facts along; others share them.
+        let facts = if self.by_isn.contains_key(&isn) {
+            self.l7.get(&isn).cloned().unwrap_or_default()
+        } else {
+            self.l7.remove(&isn).unwrap_or_default()
+        };
         let correlation = correlate::correlate(&group.sightings);
         self.warnings.extend(correlation.warnings);
         for chain in correlation.chains {
@@ -233,7 +369,7 @@ impl Groups {
             }
             match open {
                 // At the end: the earliest open group may hold the next connection.
-                Some((_, isn)) if self.finished => self.close(isn, names),
+                Some((_, id)) if self.finished => self.close(id, names),
                 None if self.finished => return self.ready.pop().map(|Reverse(ready)| ready),
                 _ => return None,
             }
@@ -298,9 +434,9 @@ mod tests {
         // A retransmission 8 s later keeps isn 7 open past its first deadline.
         groups.add(syn(&mut names, "n", 8 * SECOND, 7, 1000), &names);
         groups.add(syn(&mut names, "n", 15 * SECOND, 8, 1002), &names);
-        assert!(groups.open.contains_key(&7));
+        assert!(groups.by_isn.contains_key(&7));
         groups.add(syn(&mut names, "n", 19 * SECOND, 8, 1002), &names);
-        assert!(!groups.open.contains_key(&7) && !groups.open.contains_key(&9));
+        assert!(!groups.by_isn.contains_key(&7) && !groups.by_isn.contains_key(&9));
         let first = groups.next(&names).expect("isn 7 is ready");
         assert_eq!((first.key.isn, first.retries), (7, 1));
         groups.add(syn(&mut names, "n", SECOND, 5, 1003), &names);
@@ -315,19 +451,17 @@ mod tests {
         let (mut held, mut out) = (0, 0);
         for i in 0..100_000u64 {
             let ts = i * 10_000_000;
-            for hop in 0..2 {
-                let node = if hop == 0 { "node-a" } else { "node-b" };
-                groups.add(syn(&mut names, node, ts + hop, i as u32, 1000), &names);
-            }
+            // Sent by node-a, received by node-b: one connection of two hops.
+            let mut sent = syn(&mut names, "node-a", ts, i as u32, 1000);
+            sent.dir = Direction::Out;
+            groups.add(sent, &names);
+            groups.add(syn(&mut names, "node-b", ts + 1, i as u32, 1000), &names);
             held = held.max(groups.open.len() + groups.ready.len());
             out += std::iter::from_fn(|| groups.next(&names)).count();
         }
         groups.close_all();
         out += std::iter::from_fn(|| groups.next(&names)).count();
-        assert_eq!(
-            out, 200_000,
-            "two single-hop connections per ISN: node-a, node-b"
-        );
+        assert_eq!(out, 100_000);
         assert!(
             held <= 1_100,
             "{held} groups held for a 10 s window at 100/s"
@@ -349,14 +483,38 @@ mod tests {
         assert_eq!(std::iter::from_fn(|| groups.next(&names)).count(), 100);
     }
 
+    /// One SYN sent again and again (the same tuple at the same place) stays one group, closed
+    /// at the cap.
     #[test]
-    fn an_isn_reused_without_end_is_closed_at_the_cap() {
+    fn an_isn_repeated_without_end_is_closed_at_the_cap() {
         let mut names = Names::default();
         let mut groups = Groups::new(None);
         for i in 0..MAX_OPEN as u64 {
-            groups.add(syn(&mut names, "n", i * SECOND, 4, i as u16), &names);
+            groups.add(syn(&mut names, "n", i * SECOND, 4, 1), &names);
         }
         assert!(groups.open.is_empty());
         assert!(!groups.ready.is_empty());
+    }
+
+    /// Unrelated connections that share an ISN get groups of their own: the first can leave
+    /// while the second is still open, so a collision holds nothing else back.
+    #[test]
+    fn isn_collisions_do_not_hold_each_other_open() {
+        let mut names = Names::default();
+        let mut groups = Groups::new(Some(10 * SECOND));
+        groups.add(syn(&mut names, "n", 0, 7, 1000), &names);
+        groups.add(syn(&mut names, "n", 5 * SECOND, 7, 2000), &names);
+        assert_eq!(groups.open.len(), 2);
+        groups.add(syn(&mut names, "n", 12 * SECOND, 8, 3000), &names);
+        let first = groups
+            .next(&names)
+            .expect("the first isn 7 connection is complete");
+        assert_eq!((first.key.isn, first.key.sport), (7, 1000));
+        assert!(groups.next(&names).is_none(), "the second is still open");
+        // A retransmission of the second joins it, whatever came in between.
+        groups.add(syn(&mut names, "n", 13 * SECOND, 7, 2000), &names);
+        groups.close_all();
+        let second = groups.next(&names).unwrap();
+        assert_eq!((second.key.sport, second.retries), (2000, 1));
     }
 }
