@@ -260,3 +260,27 @@ fn streamed_text_and_mermaid_are_the_report() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(mermaid, render_mermaid(&report));
 }
+
+/// On a terminal a quick analysis leaves only its report: no progress flashes by.
+#[test]
+fn a_quick_run_on_a_terminal_shows_no_progress() {
+    assert!(
+        Command::new("script").arg("--version").output().is_ok(),
+        "this test needs `script` (apt-get install util-linux) to make a terminal"
+    );
+    let command = format!(
+        "'{}' analyze -o mermaid '{}' '{}'",
+        env!("CARGO_BIN_EXE_kubectl-realip"),
+        fixture("netns/node-a.pcapng"),
+        fixture("netns/node-b.pcapng")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("flowchart LR"), "{screen}");
+    assert!(!screen.contains("analyzing"), "{screen}");
+}

@@ -130,6 +130,11 @@ impl CaptureSource {
         &self.name
     }
 
+    /// Bytes read so far.
+    pub fn position(&self) -> u64 {
+        self.pcap.offset()
+    }
+
     fn problem(&self, offset: u64, message: String) -> Problem {
         Problem::Capture {
             file: self.name.clone(),

@@ -105,6 +105,14 @@ impl Source {
         }
     }
 
+    /// Bytes read so far.
+    fn position(&self) -> u64 {
+        match self {
+            Source::Jsonl(jsonl) => jsonl.read,
+            Source::Capture(capture) => capture.position(),
+        }
+    }
+
     fn finish(self) -> Vec<Problem> {
         match self {
             Source::Jsonl(jsonl) => jsonl.problems,
@@ -162,6 +170,8 @@ pub fn read(path: &Path, analyzer: &mut Analyzer) -> Vec<Problem> {
 /// connection's sightings on several nodes must meet while its group is open.
 pub struct Inputs {
     open: Vec<Open>,
+    /// Bytes in all inputs, when all are files.
+    size: Option<u64>,
     /// Inputs that could not be opened, with their problem.
     failed: Vec<(usize, Problem)>,
 }
@@ -175,7 +185,17 @@ struct Open {
 
 impl Inputs {
     pub fn open(paths: &[PathBuf], names: &mut Names) -> Inputs {
+        let size = paths
+            .iter()
+            .map(|path| {
+                std::fs::metadata(path)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+            })
+            .sum();
         let mut inputs = Inputs {
+            size,
             open: Vec::with_capacity(paths.len()),
             failed: Vec::new(),
         };
@@ -208,6 +228,12 @@ impl Inputs {
         let next = slot.source.next(names);
         let item = std::mem::replace(&mut slot.head, next)?;
         Some((i, item))
+    }
+
+    /// Bytes read so far, and in all, when every input is a file.
+    pub fn progress(&self) -> (u64, Option<u64>) {
+        let read = self.open.iter().map(|o| o.source.position()).sum();
+        (read, self.size)
     }
 
     /// The item just taken from input `i` came later than its connection's window allowed.
@@ -245,6 +271,8 @@ impl Inputs {
 struct Jsonl {
     name: String,
     reader: Box<dyn BufRead>,
+    /// Bytes read so far.
+    read: u64,
     buf: Vec<u8>,
     line: u64,
     skipped_binary: bool,
@@ -257,6 +285,7 @@ impl Jsonl {
         Jsonl {
             name,
             reader,
+            read: 0,
             buf: Vec::new(),
             line: 0,
             skipped_binary: false,
@@ -279,7 +308,7 @@ impl Jsonl {
         while !self.done {
             self.line += 1;
             let line = self.line;
-            let too_long = match read_line(&mut self.reader, &mut self.buf) {
+            let too_long = match read_line(&mut self.reader, &mut self.buf, &mut self.read) {
                 Ok(Some(too_long)) => too_long,
                 Ok(None) => break,
                 Err(source) => {
@@ -344,7 +373,11 @@ impl Jsonl {
 
 /// Reads one line without its newline into `buf`, refusing to hold more than [`MAX_LINE`]
 /// bytes: `Some(true)` when the line was longer (its rest is skipped), `None` at the end.
-fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<bool>> {
+fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    consumed: &mut u64,
+) -> io::Result<Option<bool>> {
     buf.clear();
     let mut too_long = false;
     let mut any = false;
@@ -369,6 +402,7 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<
         }
         let used = done.unwrap_or(chunk.len());
         reader.consume(used);
+        *consumed += used as u64;
         if done.is_some() {
             return Ok(Some(too_long));
         }

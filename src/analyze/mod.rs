@@ -20,6 +20,7 @@ mod input;
 mod l7;
 pub mod model;
 mod owners;
+mod progress;
 mod reach;
 mod render;
 mod sighting;
@@ -200,15 +201,17 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let mut inputs = Inputs::open(&args.files, analyzer.names_mut());
     let mut sink = render::sink(args.output);
     let mut tally = summary::Tally::default();
-    let written = stream(&mut analyzer, &mut inputs, |flow| {
-        tally.add(flow);
-        sink.flow(flow)
-    });
-    let problems = inputs.finish(args.window);
-    // The text summary lists the problems too: on one terminal, once is enough.
+    // Text on a terminal shows itself as it comes; the problems are in its summary too.
     let on_screen = args.output == OutputFormat::Text
         && io::stdout().is_terminal()
         && io::stderr().is_terminal();
+    let progress = progress::Reading::new(on_screen, inputs.progress().1);
+    let written = stream(&mut analyzer, &mut inputs, &progress, |flow| {
+        tally.add(flow);
+        sink.flow(flow)
+    });
+    progress.finish();
+    let problems = inputs.finish(args.window);
     let mut worst: Option<Kind> = None;
     for problem in &problems {
         if !on_screen {
@@ -256,20 +259,35 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
 fn stream(
     analyzer: &mut Analyzer,
     inputs: &mut Inputs,
+    progress: &progress::Reading,
     mut out: impl FnMut(&Flow) -> io::Result<()>,
 ) -> io::Result<()> {
+    let (mut items, mut syns, mut written) = (0u64, 0u64, 0usize);
     while let Some((source, item)) = inputs.next(analyzer.names_mut()) {
+        items += 1;
+        if matches!(item, Item::Sighting(_)) {
+            syns += 1;
+        }
+        if items % 65_536 == 0 {
+            progress.update(inputs.progress().0, syns, written);
+        }
         let late = analyzer.groups.late();
         analyzer.push_item(item);
         if analyzer.groups.late() > late {
             inputs.late(source);
         }
         while let Some(flow) = analyzer.next_flow() {
+            written += 1;
             out(&flow)?;
         }
     }
     analyzer.close();
+    let read = inputs.progress().0;
     while let Some(flow) = analyzer.next_flow() {
+        if written % 65_536 == 0 {
+            progress.update(read, syns, written);
+        }
+        written += 1;
         out(&flow)?;
     }
     Ok(())
