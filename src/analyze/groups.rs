@@ -177,15 +177,9 @@ impl Groups {
         }
         self.watermark = self.watermark.max(s.ts_ns);
         let id = self.place(&s);
-        let Some(group) = self.open.get_mut(&id) else {
+        let Some(group) = self.widen(id, s.ts_ns, s.ts_ns) else {
             return;
         };
-        if s.ts_ns < group.first_ts {
-            self.firsts.remove(&(group.first_ts, id));
-            self.firsts.insert((s.ts_ns, id));
-            group.first_ts = s.ts_ns;
-        }
-        group.last_ts = group.last_ts.max(s.ts_ns);
         group.sightings.push(s);
         if group.sightings.len() >= MAX_OPEN {
             self.close(id, names);
@@ -254,16 +248,21 @@ impl Groups {
         let Some(from) = self.forget(other) else {
             return;
         };
-        let Some(group) = self.open.get_mut(&keep) else {
-            return;
-        };
-        if from.first_ts < group.first_ts {
-            self.firsts.remove(&(group.first_ts, keep));
-            self.firsts.insert((from.first_ts, keep));
-            group.first_ts = from.first_ts;
+        if let Some(group) = self.widen(keep, from.first_ts, from.last_ts) {
+            group.sightings.extend(from.sightings);
         }
-        group.last_ts = group.last_ts.max(from.last_ts);
-        group.sightings.extend(from.sightings);
+    }
+
+    /// Makes group `id` span `first..=last` too, keeping the index of first sightings right.
+    fn widen(&mut self, id: u64, first: u64, last: u64) -> Option<&mut Group> {
+        let group = self.open.get_mut(&id)?;
+        if first < group.first_ts {
+            self.firsts.remove(&(group.first_ts, id));
+            self.firsts.insert((first, id));
+            group.first_ts = first;
+        }
+        group.last_ts = group.last_ts.max(last);
+        Some(group)
     }
 
     /// Takes group `id` out of every index.
