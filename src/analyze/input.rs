@@ -158,10 +158,7 @@ pub fn read(path: &Path, analyzer: &mut Analyzer) -> Vec<Problem> {
         Err(problem) => return vec![problem],
     };
     while let Some(item) = source.next(analyzer.names_mut()) {
-        match item {
-            Item::Sighting(s) => analyzer.push_sighting(s),
-            Item::Event(event) => analyzer.push(event),
-        }
+        analyzer.push_item(item);
     }
     source.finish()
 }

@@ -124,11 +124,11 @@ impl Analyzer {
         self.warnings.push(warning.into());
     }
 
-    pub(crate) fn push_sighting(&mut self, sighting: Sighting) {
+    fn push_sighting(&mut self, sighting: Sighting) {
         self.groups.add(sighting, &self.names);
     }
 
-    fn push_item(&mut self, item: Item) {
+    pub(crate) fn push_item(&mut self, item: Item) {
         match item {
             Item::Sighting(sighting) => self.push_sighting(sighting),
             Item::Event(event) => self.push(event),
