@@ -42,6 +42,11 @@ fn args(api: &FakeApi, extra: &[&str]) -> TraceArgs {
     }
 }
 
+/// A trace with `extra` flags against the fake API, never interrupted.
+async fn run(api: &FakeApi, extra: &[&str]) -> kubectl_realip::error::Result<trace::flow::Traced> {
+    trace::flow::trace(&args(api, extra), &options(), std::future::pending()).await
+}
+
 fn options() -> TraceOptions {
     TraceOptions {
         run_id: "t3st01".into(),
@@ -247,9 +252,7 @@ async fn trace_reports_the_snat_node_and_removes_everything() {
     cluster(&api);
     cluster::run_daemonsets(&api, snat_via_node_a(false));
 
-    let traced = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
-        .await
-        .unwrap();
+    let traced = run(&api, &[]).await.unwrap();
 
     // Exactly the objects of a run, owner first.
     assert_eq!(created(&api), ["jobs", "configmaps", "daemonsets"]);
@@ -313,13 +316,7 @@ async fn json_output_is_the_analysis_contract_plus_names() {
     let api = FakeApi::start().await;
     cluster(&api);
     cluster::run_daemonsets(&api, snat_via_node_a(false));
-    let traced = trace::flow::trace(
-        &args(&api, &["-o", "json"]),
-        &options(),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let traced = run(&api, &["-o", "json"]).await.unwrap();
     let json: Value = serde_json::from_str(&traced.output).unwrap();
     assert_eq!(json["flows"][0]["isn"], 629_798_247);
     assert_eq!(json["flows"][0]["client_ip_preserved"], false);
@@ -334,13 +331,7 @@ async fn json_output_is_the_analysis_contract_plus_names() {
 async fn dry_run_prints_the_manifests_and_creates_nothing() {
     let api = FakeApi::start().await;
     cluster(&api);
-    let traced = trace::flow::trace(
-        &args(&api, &["--dry-run"]),
-        &options(),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let traced = run(&api, &["--dry-run"]).await.unwrap();
     assert!(created(&api).is_empty());
     insta::assert_snapshot!(traced.output);
 }
@@ -356,9 +347,7 @@ async fn a_probe_that_cannot_pull_is_reported_and_everything_is_removed() {
             ("node-b".to_string(), Fate::ImagePullBackOff),
         ]),
     );
-    let failure = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
-        .await
-        .unwrap_err();
+    let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Probe);
     assert!(failure.message.contains("ImagePullBackOff"), "{failure}");
     assert!(
@@ -375,9 +364,7 @@ async fn one_failed_probe_leaves_the_other_to_measure() {
     let mut fates = snat_via_node_a(false);
     fates.insert("node-a".into(), Fate::Unschedulable);
     cluster::run_daemonsets(&api, fates);
-    let traced = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
-        .await
-        .unwrap();
+    let traced = run(&api, &[]).await.unwrap();
     let text = kubectl_realip::output::plain(&traced.output);
     assert!(
         text.contains("node-a: probe failed: Unschedulable"),
@@ -391,9 +378,7 @@ async fn rbac_refusal_names_verb_and_resource_and_cleans_up() {
     let api = FakeApi::start().await;
     cluster(&api);
     api.forbid("create", "daemonsets");
-    let failure = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
-        .await
-        .unwrap_err();
+    let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
     let hint = failure.hint.clone().unwrap_or_default();
     assert!(
@@ -459,9 +444,7 @@ async fn pod_security_refusal_is_told_before_anything_is_created() {
         ns["metadata"]["labels"] =
             serde_json::json!({"pod-security.kubernetes.io/enforce": "baseline"});
     });
-    let failure = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
-        .await
-        .unwrap_err();
+    let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
     assert!(failure.message.contains("\"baseline\""), "{failure}");
     assert!(failure.hint.unwrap().contains("--probe-namespace"));
@@ -482,9 +465,7 @@ async fn pod_security_refusal_is_told_before_anything_is_created() {
         ),
         times: None,
     });
-    let failure = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
-        .await
-        .unwrap_err();
+    let failure = run(&api, &[]).await.unwrap_err();
     assert!(
         failure.message.contains("violates PodSecurity"),
         "{failure}"
@@ -497,13 +478,9 @@ async fn a_missing_probe_namespace_is_created_and_removed() {
     let api = FakeApi::start().await;
     cluster(&api);
     cluster::run_daemonsets(&api, snat_via_node_a(false));
-    trace::flow::trace(
-        &args(&api, &["--probe-namespace", "realip-t3st01"]),
-        &options(),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    run(&api, &["--probe-namespace", "realip-t3st01"])
+        .await
+        .unwrap();
     let namespace = &added(&api, "namespaces")
         .into_iter()
         .find(|ns| ns["metadata"]["name"] == "realip-t3st01")
@@ -554,9 +531,7 @@ async fn text_report_names_nodes_and_pods() {
     let api = FakeApi::start().await;
     cluster(&api);
     cluster::run_daemonsets(&api, snat_via_node_a(false));
-    let traced = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
-        .await
-        .unwrap();
+    let traced = run(&api, &[]).await.unwrap();
     insta::assert_snapshot!(kubectl_realip::output::plain(&traced.output));
 }
 
@@ -610,13 +585,7 @@ async fn send_opens_test_connections_with_a_token_once_probes_listen() {
             .unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     });
-    let traced = trace::flow::trace(
-        &args(&api, &["--send", "--send-to", &target]),
-        &options(),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let traced = run(&api, &["--send", "--send-to", &target]).await.unwrap();
     let request = backend.await.unwrap();
     assert!(
         request.contains("X-Realip-Token: realip-t3st01-1"),
@@ -690,13 +659,7 @@ async fn broken_and_restarted_log_streams_are_followed_again_without_duplicates(
         *scripts = vec![broken, full];
     }
     cluster::run_daemonsets(&api, fates);
-    let traced = trace::flow::trace(
-        &args(&api, &["-o", "json"]),
-        &options(),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let traced = run(&api, &["-o", "json"]).await.unwrap();
     let json: Value = serde_json::from_str(&traced.output).unwrap();
     assert_eq!(json["flows"].as_array().unwrap().len(), 1, "{json:#}");
     assert_eq!(
@@ -728,11 +691,7 @@ async fn flows_n_stops_the_capture_once_enough_connections_reached_a_pod() {
     let started = std::time::Instant::now();
     let traced = tokio::time::timeout(
         Duration::from_secs(30),
-        trace::flow::trace(
-            &args(&api, &["--duration", "10m", "--flows", "1"]),
-            &options(),
-            std::future::pending(),
-        ),
+        run(&api, &["--duration", "10m", "--flows", "1"]),
     )
     .await
     .expect("--flows 1 ends the capture long before --duration")
@@ -758,9 +717,7 @@ async fn pod_security_refusing_the_daemon_set_pods_is_reported_and_cleaned_up() 
             "message": format!("Error creating: pods \"{name}-x\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"),
         }));
     });
-    let failure = trace::flow::trace(&args(&api, &[]), &options(), std::future::pending())
-        .await
-        .unwrap_err();
+    let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
     assert!(
         failure

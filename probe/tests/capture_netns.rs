@@ -72,6 +72,16 @@ impl Lab {
         cmd.args(["netns", "exec", &self.ns(role)]).args(args);
         cmd
     }
+    /// A probe echo backend in `role` listening on `listen`, stopped with the lab.
+    fn echo(&mut self, role: &str, listen: &str) {
+        let child = self
+            .exec(role, &[PROBE, "echo", "--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("echo");
+        self.children.push(child);
+    }
 }
 
 impl Drop for Lab {
@@ -271,20 +281,8 @@ fn probe_sees_what_tcpdump_sees_and_isn_survives_nat() {
     require_lab!();
     let mut lab = Lab::new("a");
     build_node(&lab);
-    let pod_echo = lab
-        .exec("pod", &[PROBE, "echo", "--listen", "0.0.0.0:8080"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("echo in pod");
-    lab.children.push(pod_echo);
-    let node_echo = lab
-        .exec("node", &[PROBE, "echo", "--listen", "[2001:db8:1::1]:8081"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("echo on node");
-    lab.children.push(node_echo);
+    lab.echo("pod", "0.0.0.0:8080");
+    lab.echo("node", "[2001:db8:1::1]:8081");
 
     let mut probe = lab
         .exec(
@@ -541,13 +539,7 @@ fn l7_reports_forwarding_facts_of_first_segments_only() {
     require_lab!();
     let mut lab = Lab::new("c");
     build_node(&lab);
-    let pod_echo = lab
-        .exec("pod", &[PROBE, "echo", "--listen", "0.0.0.0:8080"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("echo in pod");
-    lab.children.push(pod_echo);
+    lab.echo("pod", "0.0.0.0:8080");
     let mut probe = lab
         .exec(
             "node",
