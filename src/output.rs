@@ -30,3 +30,51 @@ pub fn emit(text: &str) -> io::Result<()> {
 pub fn plain(text: &str) -> String {
     anstream::adapter::strip_str(text).to_string()
 }
+
+/// Columns human text is laid out for: the narrowest common terminal.
+pub const WIDTH: usize = 80;
+
+/// `text` broken at spaces into lines of at most `width` characters (a word longer than that
+/// stands alone): the first line after `first`, the others after `rest`. Plain text only: paint
+/// each line afterwards.
+pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let len = line.chars().count();
+        if !empty && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut line, rest.to_string()));
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    if !empty || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod wrap_tests {
+    use super::wrap;
+
+    #[test]
+    fn wraps_at_spaces_with_a_hanging_indent() {
+        let lines = wrap("one two three four five", 12, "  ", "    ");
+        assert_eq!(
+            lines,
+            vec!["  one two", "    three", "    four", "    five"]
+        );
+        assert!(lines.iter().all(|l| l.chars().count() <= 12));
+        assert_eq!(wrap("", 10, "> ", "  "), vec!["> "]);
+        assert_eq!(
+            wrap("averyveryverylongword x", 8, "", ""),
+            vec!["averyveryverylongword", "x"]
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Golden tests of what analyze prints, from committed fixtures.
 
-use kubectl_realip::analyze::model::{EndsAt, TranslationKind};
+use kubectl_realip::analyze::model::{EndsAt, TranslationKind, Verdict};
 use kubectl_realip::analyze::{analyze_events, render_json, render_mermaid, render_text};
 use kubectl_realip::output::plain;
 use realip_probe::wire::{decode_line, Event};
@@ -152,8 +152,12 @@ fn lab_in_cluster_to_lb_pod_connection_is_one_flow() {
         points[..3],
         ["node-b veth-toolbox", "node-b cbr0", "node-b eth0"]
     );
-    assert_eq!(pod.entry, "203.0.113.100:80");
-    assert!(pod.client_ip_preserved && pod.reached_pod);
+    assert_eq!(pod.entry, "203.0.113.100:80".parse().unwrap());
+    assert!(pod.reached_pod);
+    // The pod was seen opening it: its address is the client, and the app sees it.
+    assert!(pod.client_established);
+    assert_eq!(pod.client_ip_preserved, Some(true));
+    assert_eq!(pod.verdict, Verdict::Kept);
 }
 
 /// `lab --scenario local`: the SYN sent to node-b (no local endpoint, Local policy) is last seen
@@ -165,12 +169,14 @@ fn lab_local_drop_did_not_reach_a_pod() {
     let dropped = report
         .flows
         .iter()
-        .find(|f| f.entry == "203.0.113.100:81")
+        .find(|f| f.entry == "203.0.113.100:81".parse().unwrap())
         .unwrap();
     assert!(!dropped.reached_pod);
     assert_eq!(dropped.ends_at, EndsAt::Unknown, "retransmitted: a drop");
     assert_eq!(dropped.pod_sees, None);
-    assert!(!dropped.client_ip_preserved);
+    // No pod saw it: no preservation verdict either way.
+    assert_eq!(dropped.client_ip_preserved, None);
+    assert_eq!(dropped.verdict, Verdict::Unreached);
     let last = dropped.last_seen.as_ref().unwrap();
     assert_eq!(
         (last.node.as_str(), last.iface.as_str()),
@@ -205,7 +211,8 @@ fn lab_local_drop_did_not_reach_a_pod() {
 
 /// `lab --scenario l7-ingress`: the client's SYN ends in on the load balancer, addressed to its
 /// VIP, and is answered (no retry): the L7 proxy accepted it. Not a drop; its own connection to
-/// node-a's NodePort is the next flow.
+/// node-a's NodePort is the next leg of the same client connection, joined by the proxy's
+/// address, its timing and the X-Forwarded-For it carries.
 #[test]
 fn lab_l7_ingress_first_connection_ends_at_the_proxy() {
     let report = analyze_events(events("lab/l7-ingress.jsonl"));
@@ -213,24 +220,41 @@ fn lab_l7_ingress_first_connection_ends_at_the_proxy() {
     let accepted = report
         .flows
         .iter()
-        .find(|f| f.entry == "203.0.113.100:80")
+        .find(|f| f.entry == "203.0.113.100:80".parse().unwrap())
         .unwrap();
     assert_eq!(accepted.ends_at, EndsAt::Host);
     assert!(!accepted.reached_pod);
     assert_eq!(accepted.pod_sees, None);
-    assert!(!accepted.client_ip_preserved);
+    assert_eq!((accepted.leg, accepted.legs), (1, 2));
     let last = accepted.last_seen.as_ref().unwrap();
     assert_eq!((last.node.as_str(), last.iface.as_str()), ("clb", "inet0"));
     let onward = report
         .flows
         .iter()
-        .find(|f| f.entry == "198.51.100.11:31080")
+        .find(|f| f.entry == "198.51.100.11:31080".parse().unwrap())
         .unwrap();
     assert_eq!(onward.ends_at, EndsAt::Pod);
+    assert_eq!((onward.leg, onward.connection), (2, accepted.connection));
+    let link = onward.proxied_by.as_ref().unwrap();
+    assert_eq!(link.from_isn, accepted.isn);
+    assert!(
+        link.evidence.iter().any(|e| e.contains("X-Forwarded-For")),
+        "{link:?}"
+    );
+    // At L4 the app sees node-a (the proxy's leg was masqueraded); in the header, the client.
+    assert_eq!(onward.client_ip_preserved, Some(false));
+    assert_eq!(onward.l7_client_preserved, Some(true));
+    assert_eq!(onward.verdict, Verdict::KeptInHeader);
     let s = &report.summary;
     assert_eq!(
-        (s.preserved, s.rewritten, s.unreached, s.at_host),
-        (0, 1, 0, 1)
+        (
+            s.connections,
+            s.legs,
+            s.kept_in_header,
+            s.rewritten,
+            s.at_host
+        ),
+        (1, 2, 1, 0, 0)
     );
     let json: serde_json::Value = serde_json::from_str(&render_json(&report)).unwrap();
     let ends: Vec<&str> = json["flows"]
@@ -241,7 +265,10 @@ fn lab_l7_ingress_first_connection_ends_at_the_proxy() {
         .collect();
     assert!(ends.contains(&"host") && ends.contains(&"pod"), "{ends:?}");
     let text = plain(&render_text(&report));
-    assert!(text.contains("ended at a local socket on clb"), "{text}");
+    assert!(
+        text.contains("ended at the proxy on clb, which opened leg 2"),
+        "{text}"
+    );
     assert!(!text.contains("dropped"), "{text}");
     golden!("lab_l7_ingress_text", text);
     golden!("lab_l7_ingress_mermaid", render_mermaid(&report));

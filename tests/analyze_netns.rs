@@ -2,10 +2,10 @@
 //! namespaces (tests/fixtures/analyze/netns/make.sh) analyzed into the address the pod's
 //! accept() reported and the node that masqueraded.
 
-use kubectl_realip::analyze::model::{Report, TranslationKind};
+use kubectl_realip::analyze::model::{Report, TranslationKind, Verdict};
 use kubectl_realip::analyze::{analyze_events, render_json};
 use realip_probe::wire::decode_line;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -51,8 +51,10 @@ fn cli_report(files: &[PathBuf]) -> Report {
 }
 
 /// Every accepted connection is a flow ending in exactly what accept() saw; NodePort 31908
-/// (Cluster policy) lost the client to node-a's MASQUERADE, 31909 kept it.
-fn check(report: &Report, accepted: &[(IpAddr, u16)]) {
+/// (Cluster policy) lost the client to node-a's MASQUERADE, 31909 kept it: `kept` is what the
+/// verdict may say of that one (`None` when the capture cannot tell its last interface faces
+/// the pod).
+fn check(report: &Report, accepted: &[(IpAddr, u16)], kept: Option<bool>) {
     let json = render_json(report);
     assert_eq!(report.flows.len(), accepted.len(), "{json}");
     for &(ip, port) in accepted {
@@ -74,15 +76,22 @@ fn check(report: &Report, accepted: &[(IpAddr, u16)]) {
             .iter()
             .filter(|t| t.kind == TranslationKind::Snat)
             .collect();
-        if flow.entry.ends_with(":31908") {
-            assert!(!flow.client_ip_preserved);
+        if flow.entry.port() == 31908 {
+            assert_eq!(flow.client_ip_preserved, Some(false), "{json}");
+            assert_eq!(flow.verdict, Verdict::Rewritten, "{json}");
             assert_eq!(snat.len(), 1, "{json}");
             assert_eq!(snat[0].node, "node-a");
-            assert_eq!(snat[0].to, format!("{ip}:{port}"));
+            assert_eq!(snat[0].to, SocketAddr::new(ip, port));
             assert_eq!(flow.lost_at, Some(1));
         } else {
-            assert!(flow.entry.ends_with(":31909"), "{json}");
-            assert!(flow.client_ip_preserved);
+            assert_eq!(flow.entry.port(), 31909, "{json}");
+            assert_eq!(flow.client_ip_preserved, kept, "{json}");
+            let verdict = if kept.is_some() {
+                Verdict::Kept
+            } else {
+                Verdict::Unknown
+            };
+            assert_eq!(flow.verdict, verdict, "{json}");
             assert!(snat.is_empty(), "{json}");
         }
         assert!(flow
@@ -96,7 +105,7 @@ fn check(report: &Report, accepted: &[(IpAddr, u16)]) {
 fn probe_jsonl_of_two_nodes_names_the_masquerading_node() {
     let dir = fixtures();
     let report = jsonl_report(&dir);
-    check(&report, &accepted(&dir));
+    check(&report, &accepted(&dir), Some(true));
     assert!(report.flows.iter().all(|f| f.l7_client_ip.is_some()));
     let snat = report.flows[0]
         .translations
@@ -110,7 +119,7 @@ fn probe_jsonl_of_two_nodes_names_the_masquerading_node() {
 fn tcpdump_pcaps_of_the_same_traffic_tell_the_same() {
     let dir = fixtures();
     let report = cli_report(&[dir.join("node-a.pcapng"), dir.join("node-b.pcapng")]);
-    check(&report, &accepted(&dir));
+    check(&report, &accepted(&dir), Some(true));
     // No hello: the masquerading interface is inferred from where the rewritten SYN left.
     let snat = report.flows[0]
         .translations
@@ -119,9 +128,10 @@ fn tcpdump_pcaps_of_the_same_traffic_tell_the_same() {
         .unwrap();
     assert_eq!(snat.to_owner, "ens5 of node-a, inferred");
     assert!(report.flows.iter().all(|f| f.l7_client_ip.is_some()));
-    // Linux cooked v2 (tcpdump -i any) records directions: nothing inferred on node-b.
+    // Linux cooked v2 (tcpdump -i any) records directions: nothing inferred on node-b. It names
+    // interfaces by index only: nothing says the last one faces the pod, so no "kept".
     let report = cli_report(&[dir.join("node-a.pcapng"), dir.join("cooked/node-b.pcap")]);
-    check(&report, &accepted(&dir));
+    check(&report, &accepted(&dir), None);
     for flow in &report.flows {
         assert!(flow
             .hops
@@ -135,7 +145,7 @@ fn tcpdump_pcaps_of_the_same_traffic_tell_the_same() {
 fn command_on_jsonl_files_agrees() {
     let dir = fixtures();
     let report = cli_report(&[dir.join("node-a.jsonl"), dir.join("node-b.jsonl")]);
-    check(&report, &accepted(&dir));
+    check(&report, &accepted(&dir), Some(true));
 }
 
 fn missing_tools() -> Option<String> {
@@ -179,12 +189,13 @@ fn live_netns_capture_names_the_masquerading_node() {
         .unwrap();
     assert!(status.success(), "make.sh failed");
     let accepted = accepted(dir.path());
-    check(&jsonl_report(dir.path()), &accepted);
+    check(&jsonl_report(dir.path()), &accepted, Some(true));
     check(
         &cli_report(&[
             dir.path().join("node-a.jsonl"),
             dir.path().join("node-b.jsonl"),
         ]),
         &accepted,
+        Some(true),
     );
 }

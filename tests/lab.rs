@@ -105,7 +105,7 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
     let value: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|err| panic!("not JSON ({err}):\n{stdout}\nstderr:\n{stderr}"));
     let entries = value.as_array().expect("a list of scenarios");
-    assert_eq!(entries.len(), 10, "{stdout}");
+    assert_eq!(entries.len(), 11, "{stdout}");
     let failed: Vec<String> = entries
         .iter()
         .filter(|entry| entry["matches"] != true)
@@ -286,14 +286,14 @@ fn without_root_the_error_says_what_to_do() {
 }
 
 #[test]
-fn list_names_the_ten_scenarios() {
+fn list_names_the_eleven_scenarios() {
     let out = Command::new(PLUGIN)
         .args(["lab", "--list"])
         .output()
         .expect("plugin runs");
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 10, "{stdout}");
+    assert_eq!(stdout.lines().count(), 11, "{stdout}");
     assert!(stdout.contains("nginx-ingress-local"), "{stdout}");
 }
 

@@ -1,7 +1,7 @@
 //! realip-probe: the node side of kubectl realip.
 //!
 //! The library always builds without sockets: the wire format ([`wire`]), the frame parser
-//! ([`parse`]), forwarding facts of first data segments ([`l7`]), a capture file reader
+//! ([`parse`]), what interface names tell ([`ifname`]), forwarding facts of first data segments ([`l7`]), a capture file reader
 //! ([`pcapfile`]), the in-kernel filter program ([`bpf`]). The capture and echo code behind the
 //! `capture` feature is what the node binary runs.
 
@@ -10,6 +10,7 @@ pub mod bpf;
 pub mod capture;
 #[cfg(feature = "capture")]
 pub mod echo;
+pub mod ifname;
 pub mod l7;
 pub mod parse;
 pub mod pcapfile;

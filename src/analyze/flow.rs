@@ -1,6 +1,8 @@
 //! One correlated chain of sightings → the flow of the report: hops, rewrites, verdict.
 
-use super::model::{EndsAt, Flow, Hop, LastSeen, Translation, TranslationKind};
+use super::model::{
+    ClientKind, EndsAt, Flow, Hop, LastSeen, Translation, TranslationKind, Verdict,
+};
 use super::owners::Owners;
 use super::reach;
 use super::sighting::{Names, Sighting};
@@ -43,8 +45,8 @@ pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners
             translations.push(Translation {
                 kind: TranslationKind::Dnat,
                 node: node.clone(),
-                from: endpoint(a.dst, a.dport),
-                to: endpoint(b.dst, b.dport),
+                from: SocketAddr::new(a.dst, a.dport),
+                to: SocketAddr::new(b.dst, b.dport),
                 to_owner: owner(b.dst, TranslationKind::Dnat, a, b, names, owners),
                 hop: i + 1,
             });
@@ -53,8 +55,8 @@ pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners
             translations.push(Translation {
                 kind: TranslationKind::Snat,
                 node,
-                from: endpoint(a.src, a.sport),
-                to: endpoint(b.src, b.sport),
+                from: SocketAddr::new(a.src, a.sport),
+                to: SocketAddr::new(b.src, b.sport),
                 to_owner: owner(b.src, TranslationKind::Snat, a, b, names, owners),
                 hop: i + 1,
             });
@@ -69,6 +71,7 @@ pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners
             dst_on_iface: owners.is_address_of(&hop.node, &hop.iface, s.dst),
             dst_on_node: owners.is_node_address(&hop.node, s.dst),
             retries,
+            pod_side_seen: owners.pod_side_seen(&hop.node),
         });
         (
             s.src,
@@ -96,16 +99,28 @@ pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners
         isn: first.isn,
         translations,
         pod_sees,
-        client_ip_preserved: pod_sees == Some(client),
+        client_ip_preserved: None,
         reached_pod,
         last_seen: last_seen.map(|(_, _, _, at)| at),
         ends_at,
         l7_client_ip: None,
         client: Some(client),
-        entry: endpoint(first.dst, first.dport),
+        entry: SocketAddr::new(first.dst, first.dport),
         lost_at: path.iter().position(|s| s.src != client),
         retries,
         hops,
+        first_seen: None,
+        client_kind: ClientKind::Unknown,
+        client_established: false,
+        evidence: Vec::new(),
+        verdict: Verdict::Unknown,
+        reason: String::new(),
+        lost: None,
+        l7_client_preserved: None,
+        connection: 0,
+        leg: 1,
+        legs: 1,
+        proxied_by: None,
     }
 }
 
@@ -142,6 +157,16 @@ fn push_decimal(out: &mut String, mut n: u32) {
     out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
+/// Where a rewrite happened, as a phrase: "on node-a", or "between client and node-a" for a
+/// rewrite made by something not captured.
+pub fn place(node: &str) -> String {
+    if node.starts_with("between ") {
+        node.to_string()
+    } else {
+        format!("on {node}")
+    }
+}
+
 /// The rewrite that replaced the client's address, if any: the SNAT into the hop where the
 /// source first differs from the client.
 pub fn losing_snat(flow: &Flow) -> Option<&Translation> {
@@ -149,15 +174,6 @@ pub fn losing_snat(flow: &Flow) -> Option<&Translation> {
     flow.translations
         .iter()
         .find(|t| t.kind == TranslationKind::Snat && t.hop == at)
-}
-
-/// The new address of a translation (without port), from the hop that carries it.
-pub fn new_address(flow: &Flow, t: &Translation) -> String {
-    match (t.kind, flow.hops.get(t.hop)) {
-        (TranslationKind::Snat, Some(hop)) => hop.src.to_string(),
-        (TranslationKind::Dnat, Some(hop)) => hop.dst.to_string(),
-        _ => t.to.clone(),
-    }
 }
 
 /// Who owns a rewritten address: the probes' interfaces when they say; without a `hello` from
@@ -236,11 +252,10 @@ mod tests {
         let kinds: Vec<_> = flow.translations.iter().map(|t| t.kind).collect();
         assert_eq!(kinds, vec![Dnat, Snat]);
         assert_eq!(flow.translations[1].to_owner, "cbr0 of node-a, inferred");
-        assert_eq!(flow.translations[1].from, "198.51.100.7:5000");
+        assert_eq!(flow.translations[1].from.to_string(), "198.51.100.7:5000");
         assert_eq!(flow.translations[1].hop, 1);
         assert_eq!(flow.lost_at, Some(1));
         assert_eq!(flow.retries, 2);
-        assert!(!flow.client_ip_preserved);
         assert_eq!(losing_snat(&flow).map(|t| t.node.as_str()), Some("node-a"));
     }
 
@@ -267,11 +282,11 @@ mod tests {
             .translations
             .iter()
             .all(|t| t.node == "between client and node-b"));
-        assert_eq!(flow.translations[0].to, "[2001:db8::b]:30443");
+        assert_eq!(flow.translations[0].to.to_string(), "[2001:db8::b]:30443");
         assert_eq!(flow.translations[0].to_owner, "unknown");
-        assert!(flow.client_ip_preserved);
+        assert_eq!(flow.lost_at, None);
         assert_eq!(losing_snat(&flow), None);
-        assert_eq!(flow.entry, "[2001:db8::1]:443");
+        assert_eq!(flow.entry.to_string(), "[2001:db8::1]:443");
         assert_eq!(endpoint("10.0.255.1".parse().unwrap(), 0), "10.0.255.1:0");
         assert_eq!(endpoint("0.0.0.0".parse().unwrap(), 65535), "0.0.0.0:65535");
     }

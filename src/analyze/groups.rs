@@ -347,6 +347,11 @@ impl Groups {
         self.finished = true;
     }
 
+    /// The input has ended and every connection has been handed out.
+    pub fn is_drained(&self) -> bool {
+        self.finished && self.firsts.is_empty() && self.ready.is_empty()
+    }
+
     /// The next connection in output order, once nothing that is still open or still to come
     /// could start before it.
     pub fn next(&mut self, names: &Names) -> Option<Ready> {

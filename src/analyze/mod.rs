@@ -13,6 +13,7 @@
 //! format), or a bad flag.
 
 mod capture;
+mod chain;
 mod correlate;
 mod flow;
 mod groups;
@@ -25,6 +26,8 @@ mod reach;
 mod render;
 mod sighting;
 mod summary;
+mod verdict;
+pub mod view;
 
 pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
 pub use input::Problem as InputProblem;
@@ -33,13 +36,14 @@ pub use render::{json::render_json, mermaid::render_mermaid, text::render_text};
 use crate::cli::AnalyzeArgs;
 use crate::error::{Failure, Kind, Result};
 use crate::output::OutputFormat;
+use chain::Chains;
 use groups::Groups;
 use input::{Inputs, Item};
 use model::{Flow, Report, Summary};
 use owners::Owners;
 use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, IsTerminal};
 use std::time::Duration;
 
@@ -49,7 +53,11 @@ use std::time::Duration;
 pub struct Analyzer {
     names: Names,
     groups: Groups,
+    /// Connections correlated and judged, waiting for the proxy legs that may continue them.
+    chains: Chains,
     owners: Owners,
+    /// Capture points (node, interface ids) already told to `owners`.
+    captured: HashSet<(u32, u32)>,
     /// Latest cumulative drop counter per (node, interface).
     drops: HashMap<(String, String), u64>,
     warnings: Vec<String>,
@@ -81,10 +89,18 @@ impl Analyzer {
         Analyzer {
             names: Names::default(),
             groups: Groups::new(window),
+            chains: Chains::default(),
             owners: Owners::default(),
+            captured: HashSet::new(),
             drops: HashMap::new(),
             warnings: Vec::new(),
         }
+    }
+
+    /// What the caller knows of the cluster (trace, the lab): the verdicts rest on it beside the
+    /// probes' `hello`. Give it before the events.
+    pub fn set_view(&mut self, view: view::ClusterView) {
+        self.owners.set_view(view);
     }
 
     /// Takes one event.
@@ -125,6 +141,12 @@ impl Analyzer {
     }
 
     fn push_sighting(&mut self, sighting: Sighting) {
+        if self.captured.insert((sighting.node, sighting.iface)) {
+            self.owners.add_captured(
+                self.names.get(sighting.node),
+                self.names.get(sighting.iface),
+            );
+        }
         self.groups.add(sighting, &self.names);
     }
 
@@ -142,10 +164,25 @@ impl Analyzer {
     /// The next connection whose story is complete, in output order: with a window, while
     /// input is still coming; otherwise once [`Analyzer::close`] has been called.
     pub fn next_flow(&mut self) -> Option<Flow> {
-        let ready = self.groups.next(&self.names)?;
-        let mut flow = flow::build(&ready.hops, ready.retries, &self.names, &mut self.owners);
-        flow.l7_client_ip = ready.l7_client;
-        Some(flow)
+        loop {
+            if let Some(flow) = self.chains.pop() {
+                return Some(flow);
+            }
+            match self.groups.next(&self.names) {
+                Some(ready) => {
+                    let mut flow =
+                        flow::build(&ready.hops, ready.retries, &self.names, &mut self.owners);
+                    flow.l7_client_ip = ready.l7_client;
+                    verdict::judge(&mut flow, &mut self.owners);
+                    self.chains.push(flow, &mut self.owners);
+                }
+                None if self.groups.is_drained() => {
+                    self.chains.close(&mut self.owners);
+                    return self.chains.pop();
+                }
+                None => return None,
+            }
+        }
     }
 
     /// The input has ended: every connection still open is complete.
@@ -161,7 +198,7 @@ impl Analyzer {
             .inspect(|flow| tally.add(flow))
             .collect();
         let summary = self.summary(tally);
-        Report { flows, summary }
+        Report::new(flows, summary)
     }
 
     /// The summary of the flows counted in `tally`, with the drops and warnings seen.

@@ -1,9 +1,31 @@
-//! Who owns an address: the interfaces the probes announced in `hello` (and later `iface`
-//! events), so that a rewrite can say "cbr0 of node-a" instead of a bare address.
+//! Who owns an address: the one resolver of the analysis. It joins what the probes announced in
+//! `hello` (and later `iface` events) with what the caller knows of the cluster
+//! ([`ClusterView`]), so that a rewrite can say "cbr0 of node-a" instead of a bare address, and a
+//! verdict can tell a node's, a pod's or the load balancer's address from a client's.
 
+use super::view::{contains, parse_cidr, ClusterView};
 use realip_probe::wire::{IfaceKind, Interface};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+
+/// What an address is, as far as the probes and the cluster view tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// One of a node's own addresses: an interface's (`iface` known) or the Node object's.
+    Node { node: String, iface: Option<String> },
+    /// A pod's: named by the view, or inside a node's pod network (a bridge's, a veth's or ENI's
+    /// subnet, or the Node's pod CIDR).
+    Pod {
+        name: Option<String>,
+        node: Option<String>,
+    },
+    /// The Service's load balancer.
+    LoadBalancer,
+    /// A Service's cluster IP.
+    ClusterIp,
+    /// An address test connections were opened from.
+    Sender,
+}
 
 #[derive(Debug, Clone)]
 struct Owned {
@@ -17,13 +39,29 @@ struct Owned {
 #[derive(Debug, Default)]
 pub struct Owners {
     owned: Vec<Owned>,
+    view: ClusterView,
     nodes: HashSet<String>,
     /// Every announced interface's kind, addressed or not (a pod's veth often has no address).
     kinds: HashMap<(String, String), IfaceKind>,
+    /// Capture points with at least one sighting, per node.
+    captured: HashMap<String, HashSet<String>>,
+    /// [`Owners::pod_side_seen`] per node, until the interfaces or capture points change.
+    pod_side: HashMap<String, bool>,
     cache: HashMap<IpAddr, Option<String>>,
 }
 
 impl Owners {
+    /// What the caller knows of the cluster; replaces what was given before.
+    pub fn set_view(&mut self, view: ClusterView) {
+        self.cache.clear();
+        self.pod_side.clear();
+        self.view = view;
+    }
+
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
     pub fn add_node(&mut self, node: &str, interfaces: &[Interface]) {
         self.nodes.insert(node.to_string());
         for iface in interfaces {
@@ -33,6 +71,7 @@ impl Owners {
 
     pub fn add_interface(&mut self, node: &str, iface: &Interface) {
         self.cache.clear();
+        self.pod_side.clear();
         self.kinds
             .insert((node.to_string(), iface.name.clone()), iface.kind);
         for text in &iface.addresses {
@@ -60,11 +99,66 @@ impl Owners {
         self.nodes.contains(node)
     }
 
-    /// The kind `node`'s probe announced for `iface`; `None` when nothing was announced.
+    /// The kind `node`'s probe announced for `iface`; without a `hello` naming it, what the
+    /// name says (`eth0`, `cbr0`, `veth…`); `None` when neither tells.
     pub fn kind(&self, node: &str, iface: &str) -> Option<IfaceKind> {
         self.kinds
             .get(&(node.to_string(), iface.to_string()))
             .copied()
+            .or_else(|| realip_probe::ifname::kind_from_name(iface))
+    }
+
+    /// A capture point that holds sightings (called once per point).
+    pub fn add_captured(&mut self, node: &str, iface: &str) {
+        self.pod_side.clear();
+        self.captured
+            .entry(node.to_string())
+            .or_default()
+            .insert(iface.to_string());
+    }
+
+    /// Whether the way from `node` to its pods could be seen: one of its captured interfaces
+    /// (announced, or holding sightings) faces pods, and its datapath does not bypass them.
+    /// A cooked capture of every interface (`-i any`, named `ifN`) counts as seeing it.
+    pub fn pod_side_seen(&mut self, node: &str) -> bool {
+        if let Some(&seen) = self.pod_side.get(node) {
+            return seen;
+        }
+        let seen = self.find_pod_side(node);
+        self.pod_side.insert(node.to_string(), seen);
+        seen
+    }
+
+    fn find_pod_side(&self, node: &str) -> bool {
+        self.unseen_delivery(node).is_none() && self.has_pod_facing_point(node)
+    }
+
+    /// Whether `node` is one of the cluster's: the view lists it, or (without a view of the
+    /// nodes) it has interfaces facing pods. A load balancer's host, probed too, has none.
+    pub fn is_cluster_node(&self, node: &str) -> bool {
+        if self.view.nodes.is_empty() {
+            self.has_pod_facing_point(node)
+        } else {
+            self.view.nodes.iter().any(|n| n.name == node)
+        }
+    }
+
+    fn has_pod_facing_point(&self, node: &str) -> bool {
+        let announced = self
+            .kinds
+            .iter()
+            .filter(|((n, _), _)| n == node)
+            .map(|((_, iface), kind)| (iface.as_str(), Some(*kind)));
+        let sighted = self
+            .captured
+            .get(node)
+            .into_iter()
+            .flatten()
+            .map(|iface| (iface.as_str(), self.kind(node, iface)));
+        announced.chain(sighted).any(|(iface, kind)| match kind {
+            Some(kind) => matches!(kind, IfaceKind::Veth | IfaceKind::Bridge | IfaceKind::Eni),
+            None => is_any_interface(iface),
+        })
     }
 
     /// Whether `addr` is one of the addresses of `iface` on `node`.
@@ -94,48 +188,149 @@ impl Owners {
         if let Some(o) = self.owned.iter().find(|o| o.addr == addr) {
             return Some(format!("{} of {}", o.iface, o.node));
         }
-        let o = self
-            .owned
+        let by_role = self.role(addr).map(|role| match role {
+            Role::Node { node, .. } => format!("node {node}"),
+            Role::Pod {
+                name: Some(name), ..
+            } => format!("pod {name}"),
+            Role::LoadBalancer => "the load balancer".to_string(),
+            Role::ClusterIp => "a Service's cluster IP".to_string(),
+            Role::Sender => "the test client".to_string(),
+            Role::Pod { name: None, node } => match (self.subnet_of(addr), node) {
+                (Some(o), _) => format!("a pod behind {} of {}", o.iface, o.node),
+                (None, Some(node)) => format!("a pod on {node}"),
+                (None, None) => "a pod".to_string(),
+            },
+        });
+        by_role.or_else(|| {
+            let o = self.subnet_of(addr)?;
+            Some(format!("the {} network of {}", o.iface, o.node))
+        })
+    }
+
+    /// The narrowest announced subnet holding `addr` (loopbacks aside).
+    fn subnet_of(&self, addr: IpAddr) -> Option<&Owned> {
+        self.owned
             .iter()
             .filter(|o| o.kind != IfaceKind::Loopback && contains(o.addr, o.prefix, addr))
-            .max_by_key(|o| o.prefix)?;
-        Some(match o.kind {
-            IfaceKind::Bridge | IfaceKind::Veth | IfaceKind::Eni => {
-                format!("a pod behind {} of {}", o.iface, o.node)
+            .max_by_key(|o| o.prefix)
+    }
+
+    /// What `addr` is: a node's, a pod's, the load balancer's, a cluster IP, a test sender's;
+    /// `None` when neither the probes nor the view say.
+    pub fn role(&self, addr: IpAddr) -> Option<Role> {
+        let view = &self.view;
+        if view.senders.contains(&addr) {
+            return Some(Role::Sender);
+        }
+        // Before the interfaces: a probed load balancer announces its VIP as its own.
+        if view.lb_addresses.contains(&addr) {
+            return Some(Role::LoadBalancer);
+        }
+        if let Some(o) = self.owned.iter().find(|o| o.addr == addr) {
+            return Some(Role::Node {
+                node: o.node.clone(),
+                iface: Some(o.iface.clone()),
+            });
+        }
+        if let Some(pod) = view.pods.iter().find(|p| p.ip == addr && !p.host_network) {
+            return Some(Role::Pod {
+                name: Some(pod.name.clone()),
+                node: pod.node.clone(),
+            });
+        }
+        if let Some(node) = view.nodes.iter().find(|n| n.addresses.contains(&addr)) {
+            return Some(Role::Node {
+                node: node.name.clone(),
+                iface: None,
+            });
+        }
+        if view.cluster_ips.contains(&addr) {
+            return Some(Role::ClusterIp);
+        }
+        if let Some(o) = self.subnet_of(addr) {
+            if matches!(o.kind, IfaceKind::Bridge | IfaceKind::Veth | IfaceKind::Eni) {
+                return Some(Role::Pod {
+                    name: None,
+                    node: Some(o.node.clone()),
+                });
             }
-            _ => format!("the {} network of {}", o.iface, o.node),
-        })
+        }
+        view.nodes
+            .iter()
+            .find(|n| n.pod_cidrs.iter().any(|(net, p)| contains(*net, *p, addr)))
+            .map(|n| Role::Pod {
+                name: None,
+                node: Some(n.name.clone()),
+            })
+    }
+
+    /// The uplink of cluster node `node` whose network holds `addr` (not one of the node's own
+    /// addresses): a neighbour on the node's own network, e.g. a load balancer's or a router's
+    /// interface.
+    pub fn on_uplink_network(&self, node: &str, addr: IpAddr) -> Option<String> {
+        if !self.is_cluster_node(node) {
+            return None;
+        }
+        self.owned
+            .iter()
+            .filter(|o| o.node == node && o.kind == IfaceKind::Uplink && o.addr != addr)
+            .find(|o| contains(o.addr, o.prefix, addr))
+            .map(|o| {
+                let net = network(o.addr, o.prefix);
+                format!("{node}'s {} network ({net}/{})", o.iface, o.prefix)
+            })
+    }
+
+    /// Why `node` delivers to pods where packet capture cannot see, when its interfaces or the
+    /// cluster view tell: Cilium's eBPF datapath (cilium_host, lxc*) or netkit devices.
+    pub fn unseen_delivery(&self, node: &str) -> Option<String> {
+        let names = self
+            .kinds
+            .keys()
+            .filter(|(n, _)| n == node)
+            .map(|(_, iface)| iface.as_str());
+        ebpf_datapath(names).or_else(|| self.view.unseen_delivery.clone())
     }
 }
 
-/// `10.0.0.4/24` → (10.0.0.4, 24); a bare address is a host route.
-pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
-    let (addr, prefix) = match text.split_once('/') {
-        Some((a, p)) => (
-            a.trim().parse::<IpAddr>().ok()?,
-            p.trim().parse::<u8>().ok()?,
-        ),
-        None => {
-            let a = text.trim().parse::<IpAddr>().ok()?;
-            (a, if a.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (prefix <= max).then_some((addr, prefix))
+/// A capture point that stands for every interface: `-i any` (cooked frames name the interface
+/// only by index: `if3`).
+fn is_any_interface(iface: &str) -> bool {
+    iface == "any"
+        || iface
+            .strip_prefix("if")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Whether `addr` lies in `net/prefix`. Host routes (/32, /128) contain only themselves.
-pub fn contains(net: IpAddr, prefix: u8, addr: IpAddr) -> bool {
-    match (net, addr) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
+/// The eBPF datapath a node's interface names betray, if any. Cilium's host routing and netkit
+/// hand packets to the pod's namespace directly, past every capture point on the node.
+pub fn ebpf_datapath<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let (mut cilium, mut netkit) = (false, false);
+    for name in names {
+        cilium |= matches!(name, "cilium_host" | "cilium_net") || name.starts_with("lxc");
+        netkit |= name.starts_with("netkit");
+    }
+    if cilium {
+        Some("its eBPF datapath (Cilium) delivers to pods unseen by packet capture".into())
+    } else if netkit {
+        Some("its netkit devices deliver to pods unseen by packet capture".into())
+    } else {
+        None
+    }
+}
+
+/// The network address of `addr/prefix`.
+fn network(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            prefix > 0 && u32::from(n) & mask == u32::from(a) & mask
+            IpAddr::from((u32::from(a) & mask).to_be_bytes())
         }
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
+        IpAddr::V6(a) => {
             let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            prefix > 0 && u128::from(n) & mask == u128::from(a) & mask
+            IpAddr::from((u128::from(a) & mask).to_be_bytes())
         }
-        _ => false,
     }
 }
 

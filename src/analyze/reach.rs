@@ -16,6 +16,9 @@ pub struct LastHop {
     pub dst_on_node: bool,
     /// Retransmissions of the SYN.
     pub retries: u32,
+    /// Whether the way from this node to its pods could have been seen: some pod-facing
+    /// interface of the node was captured, and its datapath does not bypass them.
+    pub pod_side_seen: bool,
 }
 
 /// Where the SYN ended (see [`EndsAt`]), and whether it counts as having reached a pod
@@ -26,12 +29,17 @@ pub struct LastHop {
 /// A SYN dropped on its way there looks the same on the wire but goes unanswered, so the
 /// client sends it again: a retransmitted one is taken as dropped (a NodePort with
 /// externalTrafficPolicy Local on a node without endpoints drops in netfilter, after capture).
+///
+/// A SYN that arrives (`in`) at a node whose way to its pods was not seen went on past every
+/// capture point: [`EndsAt::Unseen`], taken as reached (the pod, if any, sees its last source
+/// unless something unseen rewrites it) without a verdict resting on it.
 pub fn ends_at(last: LastHop) -> (EndsAt, bool) {
     match pod_facing(last.kind, last.dir, last.dst_on_iface) {
         Some(true) => (EndsAt::Pod, true),
         Some(false) if last.dir == Direction::In && last.dst_on_node && last.retries == 0 => {
             (EndsAt::Host, false)
         }
+        Some(false) if last.dir == Direction::In && !last.pod_side_seen => (EndsAt::Unseen, true),
         Some(false) => (EndsAt::Unknown, false),
         None => (EndsAt::Unknown, true),
     }
@@ -87,6 +95,7 @@ mod tests {
             dst_on_iface: false,
             dst_on_node,
             retries,
+            pod_side_seen: true,
         }
     }
 
@@ -134,6 +143,22 @@ mod tests {
             ..last(Veth, In, true, 0)
         };
         assert_eq!(ends_at(own_end), (EndsAt::Pod, true));
+    }
+
+    #[test]
+    fn an_arrival_where_the_pod_side_was_not_seen_goes_on_unseen() {
+        let blind = |kind, dir, dst_on_node| LastHop {
+            pod_side_seen: false,
+            ..last(kind, dir, dst_on_node, 0)
+        };
+        // `tcpdump -i eth0` only: the NodePort SYN went on to a pod nobody watched.
+        assert_eq!(ends_at(blind(Uplink, In, false)), (EndsAt::Unseen, true));
+        assert_eq!(ends_at(blind(Tunnel, In, false)), (EndsAt::Unseen, true));
+        // Leaving a node is no arrival; a local socket is still a local socket.
+        assert_eq!(ends_at(blind(Uplink, Out, false)), (EndsAt::Unknown, false));
+        assert_eq!(ends_at(blind(Uplink, In, true)), (EndsAt::Host, false));
+        // Seen handed to a pod's interface: delivered, whatever else the node hides.
+        assert_eq!(ends_at(blind(Veth, Out, false)), (EndsAt::Pod, true));
     }
 
     #[test]

@@ -1,84 +1,59 @@
-//! Per way in (destination at the first hop): how many connections kept the client address,
-//! how many lost it, and where; connections that reached no pod, and those that ended at a
-//! node's own socket, are counted apart.
+//! Per way in (destination at the first hop of a client connection's first leg): how many client
+//! connections kept the client address, how many lost it, and where, how many the evidence does
+//! not settle; connections that reached no pod, and those that ended at a node's own socket, are
+//! counted apart.
 
-use super::flow::{losing_snat, new_address};
-use super::model::{EndsAt, EntrySummary, Flow, RewriteCount, Summary};
+use super::model::{EntrySummary, Flow, LossKind, RewriteCount, Summary, Verdict};
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
-/// Where the client address was lost: node, new address, its owner.
-type Place = (String, String, String);
+/// Where the client address was lost: how, where, new address, its owner.
+type Place = (LossKind, String, IpAddr, String);
 
-/// The summary counted one flow at a time, so that flows need not all be held at once.
+/// The summary counted one flow at a time, so that flows need not all be held at once. The
+/// legs of a client connection arrive together: the first gives the way in, the last the
+/// verdict.
 #[derive(Debug, Default)]
 pub struct Tally {
-    entries: BTreeMap<String, (EntrySummary, BTreeMap<Place, usize>)>,
-    connections: usize,
-    preserved: usize,
-    rewritten: usize,
-    unreached: usize,
-    at_host: usize,
+    entries: BTreeMap<SocketAddr, (EntrySummary, BTreeMap<Place, usize>)>,
+    totals: Counts,
+    legs: usize,
+    /// The way in of the client connection whose legs are being counted.
+    entry: Option<SocketAddr>,
 }
 
 impl Tally {
-    /// Connections counted so far.
+    /// Client connections counted so far.
     pub fn connections(&self) -> usize {
-        self.connections
+        self.totals.connections
     }
 
     pub fn add(&mut self, flow: &Flow) {
-        self.connections += 1;
-        if flow.client_ip_preserved {
-            self.preserved += 1;
+        self.legs += 1;
+        if flow.leg <= 1 {
+            self.entry = Some(flow.entry);
         }
-        if flow.reached_pod && !flow.client_ip_preserved {
-            self.rewritten += 1;
-        }
-        if flow.ends_at == EndsAt::Host {
-            self.at_host += 1;
-        } else if !flow.reached_pod {
-            self.unreached += 1;
-        }
-        if !self.entries.contains_key(&flow.entry) {
-            let entry = EntrySummary {
-                entry: flow.entry.clone(),
-                connections: 0,
-                preserved: 0,
-                rewritten: 0,
-                unreached: 0,
-                at_host: 0,
-                rewritten_at: Vec::new(),
-            };
-            self.entries
-                .insert(flow.entry.clone(), (entry, BTreeMap::new()));
-        }
-        let Some((entry, places)) = self.entries.get_mut(&flow.entry) else {
-            return;
-        };
-        entry.connections += 1;
-        if flow.ends_at == EndsAt::Host {
-            entry.at_host += 1;
+        if flow.leg < flow.legs {
             return;
         }
-        if !flow.reached_pod {
-            entry.unreached += 1;
-            return;
+        self.totals.add(flow.verdict);
+        let way_in = self.entry.unwrap_or(flow.entry);
+        let (entry, places) = self
+            .entries
+            .entry(way_in)
+            .or_insert_with(|| (empty(way_in), BTreeMap::new()));
+        let mut counts = Counts::of(entry);
+        counts.add(flow.verdict);
+        counts.write(entry);
+        if let Some(loss) = &flow.lost {
+            if matches!(
+                flow.verdict,
+                Verdict::Rewritten | Verdict::LostBeforeCapture | Verdict::KeptInHeader
+            ) {
+                let key = (loss.by, loss.at.clone(), loss.to, loss.to_owner.clone());
+                *places.entry(key).or_default() += 1;
+            }
         }
-        if flow.client_ip_preserved {
-            entry.preserved += 1;
-            return;
-        }
-        entry.rewritten += 1;
-        let key = match losing_snat(flow) {
-            Some(t) => (t.node.clone(), new_address(flow, t), t.to_owner.clone()),
-            None => (
-                "unknown".to_string(),
-                flow.pod_sees
-                    .map_or_else(|| "unknown".into(), |ip| ip.to_string()),
-                "unknown".to_string(),
-            ),
-        };
-        *places.entry(key).or_default() += 1;
     }
 
     pub fn finish(self, drops: u64, warnings: Vec<String>) -> Summary {
@@ -88,7 +63,8 @@ impl Tally {
             .map(|(mut entry, places)| {
                 entry.rewritten_at = places
                     .into_iter()
-                    .map(|((node, to, to_owner), count)| RewriteCount {
+                    .map(|((by, node, to, to_owner), count)| RewriteCount {
+                        by,
                         node,
                         to,
                         to_owner,
@@ -106,15 +82,88 @@ impl Tally {
                 .cmp(&a.connections)
                 .then_with(|| a.entry.cmp(&b.entry))
         });
+        let t = &self.totals;
         Summary {
-            connections: self.connections,
-            preserved: self.preserved,
-            rewritten: self.rewritten,
-            unreached: self.unreached,
-            at_host: self.at_host,
+            connections: t.connections,
+            preserved: t.preserved,
+            rewritten: t.rewritten,
+            kept_in_header: t.kept_in_header,
+            lost_before_capture: t.lost_before_capture,
+            unknown: t.unknown,
+            legs: self.legs,
+            unreached: t.unreached,
+            at_host: t.at_host,
             entries,
             drops,
             warnings,
         }
+    }
+}
+
+fn empty(entry: SocketAddr) -> EntrySummary {
+    EntrySummary {
+        entry,
+        connections: 0,
+        preserved: 0,
+        rewritten: 0,
+        kept_in_header: 0,
+        lost_before_capture: 0,
+        unknown: 0,
+        unreached: 0,
+        at_host: 0,
+        rewritten_at: Vec::new(),
+    }
+}
+
+/// Client connections by verdict.
+#[derive(Debug, Default)]
+struct Counts {
+    connections: usize,
+    preserved: usize,
+    rewritten: usize,
+    kept_in_header: usize,
+    lost_before_capture: usize,
+    unknown: usize,
+    unreached: usize,
+    at_host: usize,
+}
+
+impl Counts {
+    fn add(&mut self, verdict: Verdict) {
+        self.connections += 1;
+        let slot = match verdict {
+            Verdict::Kept => &mut self.preserved,
+            Verdict::KeptInHeader => &mut self.kept_in_header,
+            Verdict::Rewritten => &mut self.rewritten,
+            Verdict::LostBeforeCapture => &mut self.lost_before_capture,
+            Verdict::Unknown => &mut self.unknown,
+            Verdict::Unreached => &mut self.unreached,
+            Verdict::AtHost => &mut self.at_host,
+        };
+        *slot += 1;
+    }
+
+    fn of(e: &EntrySummary) -> Self {
+        Counts {
+            connections: e.connections,
+            preserved: e.preserved,
+            rewritten: e.rewritten,
+            kept_in_header: e.kept_in_header,
+            lost_before_capture: e.lost_before_capture,
+            unknown: e.unknown,
+            unreached: e.unreached,
+            at_host: e.at_host,
+        }
+    }
+
+    fn write(self, e: &mut EntrySummary) {
+        e.connections = self.connections;
+        e.preserved = self.preserved;
+        e.rewritten = self.rewritten;
+        e.kept_in_header = self.kept_in_header;
+        e.lost_before_capture = self.lost_before_capture;
+        e.unknown = self.unknown;
+        e.unreached = self.unreached;
+        e.at_host = self.at_host;
     }
 }

@@ -1,14 +1,19 @@
 //! The real probe on the load balancer and on every node, for the span of one scenario.
 
 use super::netns::{Lab, LabError, LabResult, Proc};
+use super::scenario::Scenario;
 use super::topology::{Host, Node};
 use realip_probe::wire::{decode_line, Event};
 use std::path::Path;
 use std::time::Duration;
 
-/// Where probes run, with the node name they report.
-pub fn probed() -> Vec<(Host, &'static str)> {
-    let mut hosts = vec![(Host::Clb, "clb")];
+/// Where probes run, with the node name they report: every node, and the load balancer unless
+/// the scenario stands for one that cannot be probed.
+pub fn probed(scenario: &Scenario) -> Vec<(Host, &'static str)> {
+    let mut hosts = Vec::new();
+    if scenario.probe_lb {
+        hosts.push((Host::Clb, "clb"));
+    }
     hosts.extend(Node::ALL.map(|node| (Host::Node(node), node.name())));
     hosts
 }
@@ -27,9 +32,9 @@ pub struct Captured {
 
 impl Capture {
     /// Starts `realip-probe capture` in each probed namespace and waits for each `hello`.
-    pub fn start(lab: &Lab, probe: &Path) -> LabResult<Capture> {
+    pub fn start(lab: &Lab, probe: &Path, scenario: &Scenario) -> LabResult<Capture> {
         let mut probes = Vec::new();
-        for (host, node) in probed() {
+        for (host, node) in probed(scenario) {
             let args: Vec<String> = ["capture", "--node", node, "--l7"]
                 .iter()
                 .map(|s| s.to_string())

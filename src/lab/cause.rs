@@ -171,6 +171,7 @@ mod tests {
             Who::Bridge(_) => predicted == L4Source::Bridge,
             Who::Pod(Pod::Ingress) => predicted == L4Source::Proxy,
             Who::Pod(_) => predicted == L4Source::Pod,
+            Who::Lb => predicted == L4Source::Lb,
         }
     }
 

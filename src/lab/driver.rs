@@ -6,7 +6,9 @@ use super::clb;
 use super::kube_proxy;
 use super::net::GetOutcome;
 use super::netns::{check_interrupt, run, Lab, LabError, LabResult, Proc};
+use super::partial::Variant;
 use super::scenario::{Expect, From, Scenario};
+use super::topology::cluster_view;
 use super::topology::{Host, Node, Pod, ECHO_PORT};
 use super::verdict::{self, Check};
 use crate::analyze::{self, model::Report};
@@ -176,7 +178,7 @@ pub fn run_scenario(
     check_interrupt()?;
     apply_rules(lab, scenario)?;
     let proxies = start_proxies(lab, tools, scenario)?;
-    let capture = Capture::start(lab, &tools.probe)?;
+    let capture = Capture::start(lab, &tools.probe, scenario)?;
     let mut outcomes = Vec::new();
     for conn in &scenario.connections {
         check_interrupt()?;
@@ -202,19 +204,31 @@ pub fn run_scenario(
             lab.start(proxy);
         }
     }
-    let mut analyzer = analyze::Analyzer::new();
-    for warning in captured.warnings {
-        analyzer.warn(warning);
-    }
-    for event in &captured.events {
-        analyzer.push(event.clone());
-    }
-    let report = analyzer.finish();
+    let view = cluster_view(&scenario.services);
+    let analyze = |events: &[realip_probe::wire::Event], warnings: &[String]| {
+        let mut analyzer = analyze::Analyzer::new();
+        analyzer.set_view(view.clone());
+        for warning in warnings {
+            analyzer.warn(warning.clone());
+        }
+        for event in events {
+            analyzer.push(event.clone());
+        }
+        analyzer.finish()
+    };
+    let report = analyze(&captured.events, &captured.warnings);
+    let partials: Vec<(Variant, Report)> = Variant::ALL
+        .into_iter()
+        .filter_map(|variant| {
+            let events = variant.events(&captured.events, "clb")?;
+            Some((variant, analyze(&events, &[])))
+        })
+        .collect();
     let checks = scenario
         .connections
         .iter()
         .zip(&outcomes)
-        .map(|(conn, outcome)| verdict::check(conn, outcome, &report))
+        .map(|(conn, outcome)| verdict::check(conn, outcome, &report, &partials))
         .collect();
     Ok(ScenarioRun {
         scenario: scenario.clone(),

@@ -14,6 +14,7 @@ pub mod interrupt;
 pub mod kube_proxy;
 pub mod net;
 pub mod netns;
+pub mod partial;
 pub mod render;
 pub mod scenario;
 pub mod state;
@@ -285,7 +286,8 @@ fn keep_text(names: &Names, namespaces: &[String]) -> String {
     )
 }
 
-/// `--save DIR`: each scenario's probe events as JSONL, replayable with `kubectl realip analyze`.
+/// `--save DIR`: each scenario's probe events as JSONL, replayable with `kubectl realip analyze`,
+/// and the partial captures the lab judged too (`NAME.no-lb.jsonl`, `NAME.uplinks.jsonl`).
 fn save(dir: &Path, runs: &[ScenarioRun]) -> Result<()> {
     let fail = |err: std::io::Error| {
         Failure::usage(format!("cannot write to {}: {err}", dir.display()))
@@ -293,17 +295,28 @@ fn save(dir: &Path, runs: &[ScenarioRun]) -> Result<()> {
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     for run in runs {
-        // In time order, as analyze reads a merged stream: the probes' streams interleaved.
-        let mut events: Vec<&realip_probe::wire::Event> = run.events.iter().collect();
-        events.sort_by_key(|event| event.ts_ns().unwrap_or(0));
-        let mut text = String::new();
-        for event in events {
-            text.push_str(&realip_probe::wire::encode_line(event));
-            text.push('\n');
+        let name = run.scenario.name;
+        std::fs::write(dir.join(format!("{name}.jsonl")), jsonl(&run.events)).map_err(fail)?;
+        for variant in partial::Variant::ALL {
+            if let Some(events) = variant.events(&run.events, "clb") {
+                let file = dir.join(format!("{name}.{}.jsonl", variant.name()));
+                std::fs::write(file, jsonl(&events)).map_err(fail)?;
+            }
         }
-        std::fs::write(dir.join(format!("{}.jsonl", run.scenario.name)), text).map_err(fail)?;
     }
     Ok(())
+}
+
+/// Events in time order, as analyze reads a merged stream: the probes' streams interleaved.
+fn jsonl(events: &[realip_probe::wire::Event]) -> String {
+    let mut events: Vec<&realip_probe::wire::Event> = events.iter().collect();
+    events.sort_by_key(|event| event.ts_ns().unwrap_or(0));
+    let mut text = String::new();
+    for event in events {
+        text.push_str(&realip_probe::wire::encode_line(event));
+        text.push('\n');
+    }
+    text
 }
 
 fn emit(text: &str) -> Result<()> {

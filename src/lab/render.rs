@@ -55,6 +55,14 @@ fn mark(ok: bool) -> String {
     }
 }
 
+fn tick(ok: bool) -> String {
+    if ok {
+        format!("{GOOD}✓{GOOD:#}")
+    } else {
+        format!("{BAD}✗{BAD:#}")
+    }
+}
+
 fn indent(text: &str, by: &str) -> String {
     text.lines()
         .map(|line| {
@@ -103,6 +111,20 @@ pub fn scenario_text(run: &ScenarioRun, cause: &str) -> String {
             "    probes measured {measured}   {DIM}(SYN sightings{isn}){DIM:#}"
         );
         let _ = writeln!(out, "    rewritten at    {}", rewritten_text(check));
+        if let Some(verdict) = check.verdict {
+            let _ = writeln!(out, "    verdict         {}", verdict.words());
+        }
+        if !check.partial.is_empty() {
+            let parts: Vec<String> = check
+                .partial
+                .iter()
+                .map(|p| {
+                    let said = p.verdict.map_or("not seen", |v| v.words());
+                    format!("{}: {said} {}", p.variant.words(), tick(p.ok))
+                })
+                .collect();
+            let _ = writeln!(out, "    partial capture {}", parts.join(" · "));
+        }
         let _ = writeln!(out, "    matches         {}", mark(check.matches));
         for problem in &check.problems {
             let _ = writeln!(out, "      {BAD}{problem}{BAD:#}");
@@ -268,6 +290,8 @@ mod tests {
             matches,
             problems: vec![],
             isn: Some(1),
+            verdict: None,
+            partial: vec![],
         }
     }
 
@@ -275,10 +299,7 @@ mod tests {
         ScenarioRun {
             scenario: scenario::select(name).unwrap().remove(0),
             checks,
-            report: Report {
-                flows: vec![],
-                summary: Summary::default(),
-            },
+            report: Report::new(vec![], Summary::default()),
             events: vec![],
         }
     }

@@ -3,7 +3,7 @@
 
 use super::clb::Listener;
 use super::kube_proxy::{Endpoint, Service, TrafficPolicy};
-use super::topology::{Node, Pod, CLIENT_IP, ECHO_PORT, INGRESS_PORT, VIP};
+use super::topology::{Node, Pod, CLB_VPC_IP, CLIENT_IP, ECHO_PORT, INGRESS_PORT, VIP};
 use crate::cli::XffMode;
 use crate::explain::model::Origin;
 use std::fmt;
@@ -45,6 +45,8 @@ pub enum Who {
     NodeIp(Node),
     Bridge(Node),
     Pod(Pod),
+    /// The load balancer's own address in the VPC.
+    Lb,
 }
 
 impl Who {
@@ -54,6 +56,7 @@ impl Who {
             Who::NodeIp(node) => node.ip(),
             Who::Bridge(node) => node.cbr0_ip(),
             Who::Pod(pod) => pod.ip(),
+            Who::Lb => CLB_VPC_IP,
         }
     }
 }
@@ -65,6 +68,7 @@ impl fmt::Display for Who {
             Who::NodeIp(node) => write!(f, "{node}'s address ({})", node.ip()),
             Who::Bridge(node) => write!(f, "cbr0 of {node} ({})", node.cbr0_ip()),
             Who::Pod(pod) => write!(f, "pod {pod} ({})", pod.ip()),
+            Who::Lb => write!(f, "the load balancer's VPC address ({CLB_VPC_IP})"),
         }
     }
 }
@@ -113,6 +117,9 @@ pub struct Scenario {
     pub connections: Vec<Connection>,
     /// The manifests it models, for explain.
     pub manifest: &'static str,
+    /// Whether a probe runs on the load balancer: a cloud's load balancer is out of reach, and
+    /// the verdict must then rest on what the nodes saw.
+    pub probe_lb: bool,
     /// Why, in one line (used when explain has nothing to say).
     pub cause: &'static str,
     pub fix: &'static str,
@@ -176,6 +183,7 @@ fn to_node(node: Node, port: u16) -> Listener {
         port: 80,
         backend: SocketAddrV4::new(node.ip(), port),
         backend_name: format!("{node}:{port}"),
+        snat: false,
     }
 }
 
@@ -205,6 +213,7 @@ pub fn all() -> Vec<Scenario> {
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppA, Who::Bridge(Node::A), None))],
             manifest: WEB_CLUSTER_YAML,
+            probe_lb: true,
             cause: "externalTrafficPolicy=Cluster: kube-proxy marks external traffic for masquerade \
                     (KUBE-EXT → KUBE-MARK-MASQ) and KUBE-POSTROUTING rewrites the source to the \
                     address of the interface it leaves by, cbr0, as the endpoint is on this node",
@@ -219,6 +228,7 @@ pub fn all() -> Vec<Scenario> {
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppB, Who::NodeIp(Node::A), None))],
             manifest: WEB_CLUSTER_YAML,
+            probe_lb: true,
             cause: "externalTrafficPolicy=Cluster: node-a DNATs to a pod on node-b and masquerades \
                     to its own address so that the reply comes back through it",
             fix: "set spec.externalTrafficPolicy: Local, or let the load balancer reach pods directly",
@@ -235,6 +245,7 @@ pub fn all() -> Vec<Scenario> {
                     port: 81,
                     backend: SocketAddrV4::new(Node::B.ip(), WEB_NODE_PORT),
                     backend_name: format!("node-b:{WEB_NODE_PORT} (no endpoint there)"),
+                    snat: false,
                 },
             ],
             proxies: vec![],
@@ -249,12 +260,39 @@ pub fn all() -> Vec<Scenario> {
                 },
             ],
             manifest: WEB_LOCAL_YAML,
+            probe_lb: true,
             cause: "externalTrafficPolicy=Local: the external chain only jumps to local endpoints \
                     and never marks for masquerade; a node without local endpoints drops the \
                     connection (KUBE-EXTERNAL-SERVICES … has no local endpoints -j DROP)",
             fix: "keep Local, and make sure the load balancer only sends to nodes with endpoints \
                   (health check on healthCheckNodePort; TKE: \
                   service.kubernetes.io/local-svc-only-bind-node-with-pod: \"true\")",
+        },
+        Scenario {
+            name: "lb-snat",
+            title: "an unprobed load balancer that rewrites the source → NodePort, Local",
+            models: "a full-NAT load balancer, an AWS NLB without client IP preservation, a router \
+                     that masquerades: none of them can be probed, only the nodes behind",
+            services: vec![web(TrafficPolicy::Local, Exposure::LoadBalancer, &[Pod::AppA])],
+            listeners: vec![Listener::L4 {
+                port: 80,
+                backend: SocketAddrV4::new(Node::A.ip(), WEB_NODE_PORT),
+                backend_name: format!("node-a:{WEB_NODE_PORT}"),
+                snat: true,
+            }],
+            proxies: vec![],
+            connections: vec![Connection {
+                explained_by: None,
+                ..from_client(answered(Pod::AppA, Who::Lb, None))
+            }],
+            manifest: WEB_LOCAL_YAML,
+            probe_lb: false,
+            cause: "the load balancer replaces the client's address with its own before the \
+                    first node sees the SYN; externalTrafficPolicy=Local then keeps what it \
+                    receives, which is already the load balancer's address",
+            fix: "enable the load balancer's client IP preservation (AWS NLB: \
+                  preserve_client_ip.enabled=true), or have it send the PROXY protocol and \
+                  read it in the backend",
         },
         Scenario {
             name: "direct",
@@ -267,10 +305,12 @@ pub fn all() -> Vec<Scenario> {
                 port: 80,
                 backend: SocketAddrV4::new(Pod::AppA.ip(), ECHO_PORT),
                 backend_name: format!("pod app-a {}:{ECHO_PORT}", Pod::AppA.ip()),
+                snat: false,
             }],
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppA, Who::Client, None))],
             manifest: WEB_DIRECT_YAML,
+            probe_lb: true,
             cause: "the load balancer targets the pod IP: no NodePort, no kube-proxy rule matches, \
                     nothing rewrites the source",
             fix: "nothing to fix: this is the recommended way to keep the client address",
@@ -295,6 +335,7 @@ pub fn all() -> Vec<Scenario> {
                 ..from_client(answered(Pod::AppB, Who::NodeIp(Node::A), Some(Who::Client)))
             }],
             manifest: L7_INGRESS_YAML,
+            probe_lb: true,
             cause: "an L7 load balancer terminates the client's connection and opens its own; it \
                     writes the client address into X-Forwarded-For, and the NodePort hop \
                     (Cluster) masquerades the L4 source to a node",
@@ -317,6 +358,7 @@ pub fn all() -> Vec<Scenario> {
                 Some(Who::NodeIp(Node::B)),
             ))],
             manifest: NGINX_CLUSTER_YAML,
+            probe_lb: true,
             cause: "the controller's own Service uses Cluster: node-b masquerades the client's \
                     connection before the controller accepts it, so the controller writes a node \
                     address into X-Forwarded-For",
@@ -339,6 +381,7 @@ pub fn all() -> Vec<Scenario> {
                 Some(Who::Client),
             ))],
             manifest: NGINX_LOCAL_YAML,
+            probe_lb: true,
             cause: "the controller's Service uses Local: the controller accepts the client's own \
                     address and puts it in X-Forwarded-For; the app sees the controller at L4",
             fix: "nothing to fix: read X-Forwarded-For / X-Real-IP in the app",
@@ -368,6 +411,7 @@ pub fn all() -> Vec<Scenario> {
                 },
             ],
             manifest: WEB_LOCAL_YAML,
+            probe_lb: true,
             cause: "kube-proxy captures the LB address on every node (KUBE-SERVICES \"loadbalancer \
                     IP\"): the traffic never reaches the load balancer; the node's own connection \
                     is masqueraded to its address even with Local, a pod's goes to the endpoints \
@@ -390,6 +434,7 @@ pub fn all() -> Vec<Scenario> {
                 explained_by: None,
             }],
             manifest: WEB_CLUSTER_IP_YAML,
+            probe_lb: true,
             cause: "pod-to-pod traffic is routed, not translated: no Service, no kube-proxy rule",
             fix: "nothing to fix",
         },
@@ -408,6 +453,7 @@ pub fn all() -> Vec<Scenario> {
                 explained_by: Some((Origin::InClusterPod, "hairpin")),
             }],
             manifest: WEB_CLUSTER_IP_YAML,
+            probe_lb: true,
             cause: "hairpin: the endpoint chain masquerades traffic from the endpoint itself \
                     (KUBE-SEP … -s <pod IP> -j KUBE-MARK-MASQ), or its reply would skip the \
                     un-DNAT; the pod sees cbr0",
@@ -456,13 +502,13 @@ mod tests {
     use serde::Deserialize;
 
     #[test]
-    fn ten_scenarios_with_unique_names() {
+    fn eleven_scenarios_with_unique_names() {
         let all = all();
-        assert_eq!(all.len(), 10);
+        assert_eq!(all.len(), 11);
         let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 10);
+        assert_eq!(names.len(), 11);
         for scenario in &all {
             assert!(!scenario.connections.is_empty(), "{}", scenario.name);
             assert!(
@@ -476,7 +522,7 @@ mod tests {
 
     #[test]
     fn selecting_by_name() {
-        assert_eq!(select("all").map(|s| s.len()), Some(10));
+        assert_eq!(select("all").map(|s| s.len()), Some(11));
         assert_eq!(select("local").unwrap()[0].name, "local");
         assert!(select("nope").is_none());
     }

@@ -11,6 +11,7 @@
 //! load balancer's VIP on 203.0.113.0/24, the VPC on 198.51.100.0/24, pods on 198.18.0.0/16 and
 //! Service cluster IPs on 198.19.0.0/16. Nothing is created outside the run's namespaces.
 
+use crate::analyze::view::{ClusterView, NodeView, PodView};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -400,6 +401,45 @@ pub fn owner_of(addr: std::net::IpAddr) -> Option<String> {
         .into_iter()
         .find(|pod| pod.ip() == addr)
         .map(|pod| format!("pod {pod}"))
+}
+
+/// What the lab's cluster knows beside the probes, as `trace` reads it from the API server: the
+/// nodes with their pod CIDRs, the pods, and the Services' addresses. The client is not in it:
+/// the analysis must tell it from the evidence, as it must on a real cluster.
+pub fn cluster_view(services: &[super::kube_proxy::Service]) -> ClusterView {
+    let ip = |v4: Ipv4Addr| std::net::IpAddr::V4(v4);
+    ClusterView {
+        nodes: Node::ALL
+            .into_iter()
+            .map(|node| NodeView {
+                name: node.name().to_string(),
+                addresses: vec![ip(node.ip())],
+                pod_cidrs: vec![(ip(Ipv4Addr::new(198, 18, node.index(), 0)), 24)],
+            })
+            .collect(),
+        pods: Pod::ALL
+            .into_iter()
+            .map(|pod| PodView {
+                name: pod.name().to_string(),
+                ip: ip(pod.ip()),
+                node: Some(pod.node().name().to_string()),
+                host_network: false,
+            })
+            .collect(),
+        lb_addresses: services
+            .iter()
+            .filter_map(|s| s.load_balancer_ip)
+            .map(ip)
+            .collect(),
+        lb_node_ports: services
+            .iter()
+            .filter(|s| s.load_balancer_ip.is_some())
+            .filter_map(|s| s.node_port)
+            .collect(),
+        cluster_ips: services.iter().map(|s| ip(s.cluster_ip)).collect(),
+        senders: Vec::new(),
+        unseen_delivery: None,
+    }
 }
 
 /// The host an address belongs to (the VIP and both legs of the load balancer are one host).

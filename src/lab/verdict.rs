@@ -3,9 +3,10 @@
 //! claims. `matches` holds only when all three agree.
 
 use super::net::GetOutcome;
+use super::partial::{PartialCheck, Truth, Variant};
 use super::scenario::{Connection, Expect};
-use super::topology::{host_of, owner_of, ECHO_PORT};
-use crate::analyze::model::{EndsAt, Flow, Report, TranslationKind};
+use super::topology::{owner_of, ECHO_PORT};
+use crate::analyze::model::{EndsAt, Flow, LossKind, Report, TranslationKind, Verdict};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
@@ -42,6 +43,12 @@ pub struct Check {
     pub problems: Vec<String>,
     /// The ISN of the flow that reached the pod (or was dropped).
     pub isn: Option<u32>,
+    /// The analysis's verdict on the client connection (its last leg).
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+    /// The same connection judged on partial captures of the same run.
+    #[serde(default)]
+    pub partial: Vec<PartialCheck>,
 }
 
 /// The leftmost address of an X-Forwarded-For value (the original client).
@@ -77,71 +84,46 @@ fn dropped_flow<'a>(report: &'a Report, conn: &Connection) -> Option<(usize, &'a
         .flows
         .iter()
         .enumerate()
-        .find(|(_, flow)| flow.entry == conn.to.to_string() && flow.client == Some(from))
+        .find(|(_, flow)| flow.entry == SocketAddr::V4(conn.to) && flow.client == Some(from))
 }
 
-/// Walks back from `last` through the proxies that opened it, to the flow the origin opened.
-fn chain(report: &Report, last: usize, origin: IpAddr) -> Vec<usize> {
-    let mut chain = vec![last];
-    while chain.len() < 4 {
-        let head = &report.flows[chain[0]];
-        let Some(src) = head.client else { break };
-        if src == origin {
-            break;
-        }
-        let proxy = host_of(src);
-        let ends_at_proxy = |flow: &Flow| {
-            proxy.is_some()
-                && flow
-                    .hops
-                    .last()
-                    .is_some_and(|hop| host_of(hop.dst) == proxy)
-        };
-        let candidates: Vec<usize> = (0..report.flows.len())
-            .filter(|i| !chain.contains(i) && ends_at_proxy(&report.flows[*i]))
-            .collect();
-        let pick = candidates
-            .iter()
-            .copied()
-            .find(|i| report.flows[*i].client == Some(origin))
-            .or_else(|| candidates.first().copied());
-        match pick {
-            Some(i) => chain.insert(0, i),
-            None => break,
-        }
+/// Indices of the legs of the client connection that the flow at `index` belongs to, in order.
+fn legs(report: &Report, index: usize) -> Vec<usize> {
+    let number = report.flows[index].connection;
+    if number == 0 {
+        return vec![index];
     }
-    chain
+    (0..report.flows.len())
+        .filter(|&i| report.flows[i].connection == number)
+        .collect()
 }
 
-fn ip_of(addr: &str) -> String {
-    addr.parse::<SocketAddr>()
-        .map(|sa| sa.ip().to_string())
-        .unwrap_or_else(|_| addr.to_string())
-}
-
-/// Every place the source was rewritten, in path order, in words.
-pub fn rewrites(report: &Report, last: usize, origin: IpAddr) -> Vec<String> {
+/// Every place the source was rewritten on the way to the flow at `index`, in path order, in
+/// words: through the proxies whose legs the analysis joined to it.
+pub fn rewrites(report: &Report, index: usize) -> Vec<String> {
     let mut out = Vec::new();
-    for (position, &index) in chain(report, last, origin).iter().enumerate() {
-        let flow = &report.flows[index];
-        if let Some(client) = flow.client {
-            let first = position == 0;
-            if first && client != origin {
-                out.push(format!(
-                    "before the first probed hop (source already {client})"
-                ));
-            } else if !first {
-                let owner = owner_of(client).unwrap_or_else(|| client.to_string());
-                out.push(format!("{owner}: L7 proxy, new connection from {client}"));
-            }
+    for i in legs(report, index) {
+        let flow = &report.flows[i];
+        let Some(client) = flow.client else { continue };
+        let before = flow
+            .lost
+            .as_ref()
+            .is_some_and(|l| l.by == LossKind::BeforeCapture && l.leg == flow.leg);
+        if flow.leg <= 1 && before {
+            out.push(format!(
+                "before the first probed hop (source already {client})"
+            ));
+        } else if flow.leg > 1 {
+            let owner = owner_of(client).unwrap_or_else(|| client.to_string());
+            out.push(format!("{owner}: L7 proxy, new connection from {client}"));
         }
         for translation in &flow.translations {
             if translation.kind == TranslationKind::Snat {
                 out.push(format!(
                     "{}: SNAT {} → {} ({})",
                     translation.node,
-                    ip_of(&translation.from),
-                    ip_of(&translation.to),
+                    translation.from.ip(),
+                    translation.to.ip(),
                     translation.to_owner
                 ));
             }
@@ -150,8 +132,73 @@ pub fn rewrites(report: &Report, last: usize, origin: IpAddr) -> Vec<String> {
     out
 }
 
-/// Judges one connection.
-pub fn check(conn: &Connection, outcome: &GetOutcome, report: &Report) -> Check {
+/// What the pod at the end of each leg saw: the echo's accept() for the last leg, the proxy's
+/// peer (the X-Forwarded-For entry it added) for the leg before it.
+fn truth(report: &Report, index: usize, origin: IpAddr, answer: &EchoAnswer) -> Truth {
+    let legs = legs(report, index);
+    let mut truth = Truth {
+        origin,
+        legs: Vec::new(),
+    };
+    let saw = answer.remote_addr.parse().ok();
+    if let Some((&last, rest)) = legs.split_last() {
+        truth.legs.push((report.flows[last].isn, saw));
+        if let (Some(&before), Some(peer)) = (
+            rest.last(),
+            answer.x_forwarded_for.as_deref().and_then(rightmost),
+        ) {
+            truth.legs.insert(0, (report.flows[before].isn, Some(peer)));
+        }
+    }
+    truth
+}
+
+/// The right-most address of an X-Forwarded-For value: the peer of the proxy that sent it.
+fn rightmost(xff: &str) -> Option<IpAddr> {
+    xff.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// Whether the analysis's verdict on the client connection agrees with what the pod saw.
+fn verdict_problems(
+    flow: &Flow,
+    origin: IpAddr,
+    saw: Option<IpAddr>,
+    xff: Option<IpAddr>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let kept = saw == Some(origin);
+    match flow.client_ip_preserved {
+        Some(claim) if claim != kept => problems.push(format!(
+            "the analysis says the client was {}, the pod's accept() says {}",
+            if claim { "kept" } else { "lost" },
+            show(saw)
+        )),
+        None => problems.push(format!(
+            "the full capture left the verdict unsettled: {}",
+            flow.reason
+        )),
+        _ => {}
+    }
+    let header_kept = xff == Some(origin);
+    if let Some(claim) = flow.l7_client_preserved {
+        if claim != header_kept {
+            problems.push(format!(
+                "the analysis says the forwarding header {} the client; the pod got {}",
+                if claim { "names" } else { "does not name" },
+                show(xff)
+            ));
+        }
+    }
+    problems
+}
+
+/// Judges one connection, on the full capture's `report` and on each partial one.
+pub fn check(
+    conn: &Connection,
+    outcome: &GetOutcome,
+    report: &Report,
+    partials: &[(Variant, Report)],
+) -> Check {
     let mut check = Check {
         from: conn.from.to_string(),
         to: conn.to.to_string(),
@@ -166,6 +213,8 @@ pub fn check(conn: &Connection, outcome: &GetOutcome, report: &Report) -> Check 
         matches: false,
         problems: Vec::new(),
         isn: None,
+        verdict: None,
+        partial: Vec::new(),
     };
     let origin = IpAddr::V4(conn.from.ip());
     match conn.expect {
@@ -186,9 +235,24 @@ pub fn check(conn: &Connection, outcome: &GetOutcome, report: &Report) -> Check 
             let flow = answered_flow(report, IpAddr::V4(by.ip()), answer.remote_port);
             if let Some((index, flow)) = flow {
                 check.isn = Some(flow.isn);
+                check.verdict = Some(flow.verdict);
                 check.measured_pod_sees = flow.pod_sees;
                 check.measured_l7_client_ip = flow.l7_client_ip.as_ref().map(|l7| l7.value.clone());
-                check.rewritten_at = rewrites(report, index, origin);
+                check.rewritten_at = rewrites(report, index);
+                let xff = answer.x_forwarded_for.as_deref().and_then(leftmost);
+                check.problems.extend(verdict_problems(
+                    flow,
+                    origin,
+                    answer.remote_addr.parse().ok(),
+                    xff,
+                ));
+                for (variant, partial) in partials {
+                    check.partial.push(super::partial::check(
+                        *variant,
+                        partial,
+                        &truth(report, index, origin, &answer),
+                    ));
+                }
             } else {
                 check.problems.push(format!(
                     "the probes saw no SYN reaching pod {by} from port {}",
@@ -238,8 +302,18 @@ pub fn check(conn: &Connection, outcome: &GetOutcome, report: &Report) -> Check 
             match dropped_flow(report, conn) {
                 Some((index, flow)) => {
                     check.isn = Some(flow.isn);
+                    check.verdict = Some(flow.verdict);
                     check.last_seen = last_seen_text(flow);
-                    check.rewritten_at = rewrites(report, index, origin);
+                    check.rewritten_at = rewrites(report, index);
+                    let truth = Truth {
+                        origin,
+                        legs: vec![(flow.isn, None)],
+                    };
+                    for (variant, partial) in partials {
+                        check
+                            .partial
+                            .push(super::partial::check(*variant, partial, &truth));
+                    }
                     let last_node = flow.last_seen.as_ref().map(|at| at.node.as_str());
                     if last_node != Some(at.name()) {
                         check.problems.push(format!(
@@ -261,6 +335,13 @@ pub fn check(conn: &Connection, outcome: &GetOutcome, report: &Report) -> Check 
                     conn.to, conn.from
                 )),
             }
+        }
+    }
+    for partial in &check.partial {
+        if let Some(problem) = &partial.problem {
+            check
+                .problems
+                .push(format!("{}: {problem}", partial.variant.words()));
         }
     }
     check.matches = check.problems.is_empty();
@@ -286,7 +367,9 @@ pub fn expected_text(expect: &Expect) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::model::{Hop, L7ClientIp, LastSeen, Summary, Translation};
+    use crate::analyze::model::{
+        ClientKind, Hop, L7ClientIp, LastSeen, Loss, Summary, Translation,
+    };
     use crate::lab::scenario::{self, Who};
     use crate::lab::topology::{Node, CLB_VPC_IP, CLIENT_IP};
     use realip_probe::wire::Direction;
@@ -307,6 +390,8 @@ mod tests {
         }
     }
 
+    /// A flow as the analysis writes it for one leg: kept when the source never changes, else
+    /// lost at the SNAT given (at hop 1).
     fn flow(
         isn: u32,
         hops: Vec<Hop>,
@@ -315,27 +400,37 @@ mod tests {
     ) -> Flow {
         let first = hops[0].clone();
         let last = hops[hops.len() - 1].clone();
+        let translations: Vec<Translation> = snat
+            .map(|(node, from, to, owner)| Translation {
+                kind: TranslationKind::Snat,
+                node: node.into(),
+                from: from.parse().unwrap(),
+                to: to.parse().unwrap(),
+                to_owner: owner.into(),
+                hop: 1,
+            })
+            .into_iter()
+            .collect();
+        let lost = translations.first().map(|t| Loss {
+            by: LossKind::Snat,
+            leg: 1,
+            hop: Some(1),
+            at: t.node.clone(),
+            to: t.to.ip(),
+            to_owner: t.to_owner.clone(),
+        });
+        let kept = first.src == last.src;
         Flow {
             isn,
-            translations: snat
-                .map(|(node, from, to, owner)| Translation {
-                    kind: TranslationKind::Snat,
-                    node: node.into(),
-                    from: from.into(),
-                    to: to.into(),
-                    to_owner: owner.into(),
-                    hop: 1,
-                })
-                .into_iter()
-                .collect(),
+            translations,
             pod_sees: Some(last.src),
-            client_ip_preserved: first.src == last.src,
+            client_ip_preserved: Some(kept),
             l7_client_ip: l7.map(|value| L7ClientIp {
                 header: "x-forwarded-for".into(),
                 value: value.into(),
             }),
             client: Some(first.src),
-            entry: format!("{}:{}", first.dst, first.dport),
+            entry: SocketAddr::new(first.dst, first.dport),
             lost_at: None,
             retries: 0,
             reached_pod: true,
@@ -345,6 +440,22 @@ mod tests {
                 dir: last.dir,
             }),
             ends_at: EndsAt::Pod,
+            first_seen: None,
+            client_kind: ClientKind::Client,
+            client_established: true,
+            evidence: Vec::new(),
+            verdict: if kept {
+                Verdict::Kept
+            } else {
+                Verdict::Rewritten
+            },
+            reason: String::new(),
+            lost,
+            l7_client_preserved: None,
+            connection: usize::try_from(isn).unwrap(),
+            leg: 1,
+            legs: 1,
+            proxied_by: None,
             hops,
         }
     }
@@ -354,15 +465,13 @@ mod tests {
         flow.reached_pod = false;
         flow.ends_at = EndsAt::Unknown;
         flow.pod_sees = None;
-        flow.client_ip_preserved = false;
+        flow.client_ip_preserved = None;
+        flow.verdict = Verdict::Unreached;
         flow
     }
 
     fn report(flows: Vec<Flow>) -> Report {
-        Report {
-            flows,
-            summary: Summary::default(),
-        }
+        Report::new(flows, Summary::default())
     }
 
     fn outcome(remote: &str, port: u16, xff: Option<&str>) -> GetOutcome {
@@ -416,7 +525,12 @@ mod tests {
             None,
         )];
         let conn = connection("cluster-same-node", 0);
-        let check = check(&conn, &outcome("198.18.1.1", 5555, None), &report(flows));
+        let check = check(
+            &conn,
+            &outcome("198.18.1.1", 5555, None),
+            &report(flows),
+            &[],
+        );
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(
             check.rewritten_at,
@@ -440,7 +554,12 @@ mod tests {
             None,
         )];
         let conn = connection("cluster-same-node", 0);
-        let check = check(&conn, &outcome("192.0.2.10", 40000, None), &report(flows));
+        let check = check(
+            &conn,
+            &outcome("192.0.2.10", 40000, None),
+            &report(flows),
+            &[],
+        );
         assert!(!check.matches);
         assert!(
             check.problems[0].contains("expects cbr0 of node-a"),
@@ -452,7 +571,12 @@ mod tests {
     #[test]
     fn measurement_must_find_the_flow() {
         let conn = connection("direct", 0);
-        let check = check(&conn, &outcome("192.0.2.10", 40000, None), &report(vec![]));
+        let check = check(
+            &conn,
+            &outcome("192.0.2.10", 40000, None),
+            &report(vec![]),
+            &[],
+        );
         assert!(!check.matches);
         assert!(
             check.problems[0].contains("saw no SYN"),
@@ -508,11 +632,28 @@ mod tests {
             )),
             Some("192.0.2.10"),
         );
+        // The analysis joined the two legs into one client connection; the app reads the
+        // client in the header.
+        let mut client = client;
+        client.legs = 2;
+        client.ends_at = EndsAt::Host;
+        client.verdict = Verdict::AtHost;
+        client.client_ip_preserved = None;
+        let mut proxied = proxied;
+        proxied.connection = client.connection;
+        proxied.leg = 2;
+        proxied.legs = 2;
+        proxied.client_kind = ClientKind::Proxy;
+        proxied.client_established = false;
+        proxied.verdict = Verdict::KeptInHeader;
+        proxied.client_ip_preserved = Some(false);
+        proxied.l7_client_preserved = Some(true);
         let conn = connection("l7-ingress", 0);
         let check = check(
             &conn,
             &outcome("198.51.100.11", 6000, Some("192.0.2.10")),
             &report(vec![client, proxied]),
+            &[],
         );
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(
@@ -562,10 +703,12 @@ mod tests {
         );
         hairpin.translations[0].hop = 2;
         let conn = connection("hairpin", 0);
+        hairpin.lost.as_mut().unwrap().hop = Some(2);
         let check = check(
             &conn,
             &outcome("198.18.1.1", 30564, None),
             &report(vec![hairpin]),
+            &[],
         );
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(
@@ -593,6 +736,7 @@ mod tests {
             &conn,
             &outcome("192.0.2.10", 40000, None),
             &report(vec![dropped]),
+            &[],
         );
         assert!(!check.matches);
         assert!(
@@ -635,14 +779,14 @@ mod tests {
         // the scenario claims.
         let mut accepted = flows.clone();
         accepted[0].ends_at = EndsAt::Host;
-        let taken = check(&conn, &failed, &report(accepted));
+        let taken = check(&conn, &failed, &report(accepted), &[]);
         assert!(!taken.matches);
         assert!(
             taken.problems.iter().any(|p| p.contains("local socket")),
             "{:?}",
             taken.problems
         );
-        let check = check(&conn, &failed, &report(flows));
+        let check = check(&conn, &failed, &report(flows), &[]);
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(check.last_seen.as_deref(), Some("node-b eth0 (in)"));
         assert_eq!(conn.expect, Expect::Dropped { at: Node::B });
@@ -663,9 +807,9 @@ mod tests {
             None,
         )];
         let mut flows = flows;
-        flows[0].entry = "203.0.113.100:81".into();
+        flows[0].entry = "203.0.113.100:81".parse().unwrap();
         // The analysis says this one reached a pod: not a drop either.
-        let refused = super::check(&conn, &refused, &report(flows));
+        let refused = super::check(&conn, &refused, &report(flows), &[]);
         assert!(!refused.matches);
         assert!(
             refused

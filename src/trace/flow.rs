@@ -117,6 +117,7 @@ pub async fn trace(
     let (events, warnings, mut sent) = outcome?;
     send::attach_sightings(&mut sent, &events);
     let mut analyzer = Analyzer::new();
+    analyzer.set_view(topology.cluster_view());
     for event in events {
         analyzer.push(event);
     }

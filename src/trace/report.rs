@@ -112,7 +112,7 @@ impl AddressBook {
 
 /// Where a measured connection came in, in explain's terms.
 fn origin_of(flow: &Flow, topology: &Topology, book: &AddressBook) -> Option<Origin> {
-    let (ip, port) = split_endpoint(&flow.entry)?;
+    let (ip, port) = (flow.entry.ip(), flow.entry.port());
     match book.owner(&ip) {
         Some(Owner::LoadBalancer { .. }) => Some(Origin::InternetViaLb),
         Some(Owner::ClusterIp { .. }) => Some(Origin::InClusterPod),
@@ -123,16 +123,14 @@ fn origin_of(flow: &Flow, topology: &Topology, book: &AddressBook) -> Option<Ori
     }
 }
 
-fn split_endpoint(text: &str) -> Option<(IpAddr, u16)> {
-    let (ip, port) = text.rsplit_once(':')?;
-    let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    Some((ip.parse().ok()?, port.parse().ok()?))
-}
-
 /// What the pod saw, in explain's terms.
 fn measured_source(flow: &Flow, book: &AddressBook) -> L4Source {
-    if flow.client_ip_preserved {
+    if flow.client_ip_preserved == Some(true) {
         return L4Source::Client;
+    }
+    if flow.client_kind == crate::analyze::model::ClientKind::Proxy && flow.pod_sees == flow.client
+    {
+        return L4Source::Proxy;
     }
     let Some(seen) = flow.pod_sees else {
         return L4Source::Unknown;
@@ -141,10 +139,10 @@ fn measured_source(flow: &Flow, book: &AddressBook) -> L4Source {
         Some(Owner::Node { .. }) => L4Source::Node,
         Some(Owner::Pod { .. }) => L4Source::Pod,
         Some(Owner::LoadBalancer { .. }) => L4Source::Lb,
-        _ if flow.translations.iter().any(|t| {
-            t.to.starts_with(&seen.to_string())
-                && t.to_owner.to_ascii_lowercase().contains("bridge")
-        }) =>
+        _ if flow
+            .translations
+            .iter()
+            .any(|t| t.to.ip() == seen && t.to_owner.to_ascii_lowercase().contains("bridge")) =>
         {
             L4Source::Bridge
         }

@@ -167,6 +167,7 @@ mod tests {
                     arch: None,
                     unusable: None,
                     lb_excluded: None,
+                    pod_cidrs: vec![],
                 })
                 .collect(),
         }

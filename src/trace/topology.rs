@@ -1,10 +1,12 @@
 //! From the Service, its EndpointSlices and the nodes to what a trace needs: the ways in, the
 //! backends, and which nodes to probe (and which to skip, with the reason shown).
 
+use crate::analyze::view::{parse_cidr, ClusterView, NodeView, PodView};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// `svc/NAME`, `service/NAME`, `services/NAME`.
 pub fn parse_target(target: &str) -> Result<String, TopologyError> {
@@ -72,6 +74,9 @@ pub struct NodeInfo {
     pub unusable: Option<String>,
     /// Cordoned or excluded from load balancers: still probed if it holds an endpoint.
     pub lb_excluded: Option<String>,
+    /// `spec.podCIDRs` (or `podCIDR`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pod_cidrs: Vec<String>,
 }
 
 /// What the trace works on.
@@ -239,12 +244,65 @@ fn node_info(node: &Node) -> NodeInfo {
     } else {
         None
     };
+    let spec = node.spec.as_ref();
+    let pod_cidrs = spec
+        .and_then(|s| s.pod_cidrs.clone())
+        .filter(|cidrs| !cidrs.is_empty())
+        .or_else(|| spec.and_then(|s| s.pod_cidr.clone()).map(|c| vec![c]))
+        .unwrap_or_default();
     NodeInfo {
         name,
         addresses,
         arch: label("kubernetes.io/arch").map(str::to_string),
         unusable,
         lb_excluded,
+        pod_cidrs,
+    }
+}
+
+impl Topology {
+    /// What the analysis is told of the cluster: its nodes, the Service's pods and addresses.
+    pub fn cluster_view(&self) -> ClusterView {
+        let ips = |texts: &[String]| -> Vec<IpAddr> {
+            texts.iter().filter_map(|t| t.parse().ok()).collect()
+        };
+        let is_lb = self.type_ == "LoadBalancer";
+        ClusterView {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeView {
+                    name: n.name.clone(),
+                    addresses: n
+                        .addresses
+                        .iter()
+                        .filter_map(|(_, a)| a.parse().ok())
+                        .collect(),
+                    pod_cidrs: n.pod_cidrs.iter().filter_map(|c| parse_cidr(c)).collect(),
+                })
+                .collect(),
+            pods: self
+                .backends
+                .iter()
+                .filter_map(|b| {
+                    Some(PodView {
+                        name: format!("{}/{}", self.namespace, b.pod.as_ref()?),
+                        ip: b.address.parse().ok()?,
+                        node: b.node.clone(),
+                        host_network: false,
+                    })
+                })
+                .collect(),
+            lb_addresses: ips(&self.lb_ingress),
+            lb_node_ports: if is_lb {
+                self.ports.iter().filter_map(|p| p.node_port).collect()
+            } else {
+                Vec::new()
+            },
+            cluster_ips: ips(&self.cluster_ips),
+            senders: Vec::new(),
+            unseen_delivery: None,
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The JSON contract, written whole or one flow at a time: the bytes are the same.
 
-use crate::analyze::model::{Flow, Report, Summary};
+use crate::analyze::model::{Flow, Report, Summary, SCHEMA};
 use serde::Serialize;
 
 /// The whole report, pretty-printed, with a trailing newline.
@@ -15,20 +15,33 @@ pub fn render_json(report: &Report) -> String {
 
 /// One element of `flows`; the first also opens the report.
 pub(super) fn flow_json(out: &mut String, first: bool, flow: &Flow) {
-    out.push_str(if first { "{\n  \"flows\": [\n" } else { ",\n" });
+    if first {
+        open(out);
+        out.push_str("  \"flows\": [\n");
+    } else {
+        out.push_str(",\n");
+    }
     indented(out, &pretty(flow), "    ", true);
 }
 
 /// Closes `flows` (opening the report if no flow was written) and adds the summary.
 pub(super) fn end_json(out: &mut String, any_flow: bool, summary: &Summary) {
-    out.push_str(if any_flow {
-        "\n  ],\n"
+    if any_flow {
+        out.push_str("\n  ],\n");
     } else {
-        "{\n  \"flows\": [],\n"
-    });
+        open(out);
+        out.push_str("  \"flows\": [],\n");
+    }
     out.push_str("  \"summary\": ");
     indented(out, &pretty(summary), "  ", false);
     out.push_str("\n}\n");
+}
+
+/// The report's opening, with its schema version.
+fn open(out: &mut String) {
+    out.push_str("{\n  \"schema\": ");
+    out.push_str(&SCHEMA.to_string());
+    out.push_str(",\n");
 }
 
 /// Plain data with string keys: serialization cannot fail.
@@ -56,23 +69,15 @@ mod tests {
 
     fn summary() -> Summary {
         Summary {
-            connections: 0,
-            preserved: 0,
-            rewritten: 0,
-            unreached: 0,
-            at_host: 0,
-            entries: Vec::new(),
             drops: 3,
             warnings: vec!["a \"quoted\"\nwarning".into()],
+            ..Summary::default()
         }
     }
 
     #[test]
     fn an_empty_report_is_what_serde_json_writes() {
-        let report = Report {
-            flows: Vec::new(),
-            summary: summary(),
-        };
+        let report = Report::new(Vec::new(), summary());
         let whole = serde_json::to_string_pretty(&report).unwrap() + "\n";
         assert_eq!(render_json(&report), whole);
     }

@@ -1,11 +1,14 @@
-//! A Mermaid flowchart per distinct path: client → node → node → pod, each rewrite on the arrow
-//! where it happened, the hop that lost the client address in red; a SYN that reached no pod
-//! ends in a dead end, one that ended at a node's own socket (a proxy, a hostNetwork process) in
-//! a box of its own. Connections that took the same path with the same rewrites share one
-//! drawing.
+//! A Mermaid flowchart per distinct path of a client connection: client → node → node → pod,
+//! each rewrite on the arrow where it happened, the hop that lost the client address in red. A
+//! proxied connection is drawn as one chain: its first leg ends at the proxy, which opens the
+//! next leg (with the forwarding header it sent on the arrow). A SYN that reached no pod ends in a
+//! dead end, one that ended at a node's own socket in a box of its own, one that went on past
+//! the last capture point in a box that says so. The pod is green only when the client reached
+//! it, at L4 or in a forwarding header. Connections that took the same path with the same
+//! rewrites share one drawing.
 
-use crate::analyze::flow::{losing_snat, new_address};
-use crate::analyze::model::{EndsAt, Flow, Report, TranslationKind};
+use crate::analyze::flow::endpoint;
+use crate::analyze::model::{ClientKind, EndsAt, Flow, LossKind, Report, TranslationKind, Verdict};
 use realip_probe::wire::Direction;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -15,29 +18,44 @@ use std::hash::{Hash, Hasher};
 /// Paths drawn at most; the rest are counted in a comment.
 const MAX_PATHS: usize = 20;
 
+/// One leg as drawn.
 #[derive(Debug, PartialEq, Eq, Hash, Clone)]
-struct Path {
-    entry: String,
+struct Leg {
     /// Per node crossed in a row: the node and its capture points.
     runs: Vec<(String, String)>,
     /// Labels of the arrow leaving each run: rewrites made in that node.
     arrows: Vec<Vec<String>>,
     /// Rewrites made after each run by something not captured (a load balancer, a router).
     unseen: Vec<Vec<String>>,
-    pod: String,
-    /// False when the SYN reached no pod: the path ends in a dead end after the last run.
+    /// Where the leg's SYN went: `addr:port` of its last destination.
+    to: String,
+    ends_at: EndsAt,
     reached: bool,
-    /// The node whose own socket accepted the SYN (`ends_at` host): no pod, and no drop.
-    host: Option<String>,
-    /// What the pod sees when it is not the client.
-    pod_sees: Option<String>,
+    /// The node of the last hop.
+    last_node: String,
+    /// What the pod at the end sees.
+    sees: Option<String>,
     /// Index of the run whose outgoing arrow lost the client address, and whether the rewrite
     /// happened inside that node (rather than somewhere unseen after it).
     lost: Option<(usize, bool)>,
+    /// The proxy that opened this leg, and the forwarding header it carries.
+    proxied_by: Option<String>,
+    header: Option<String>,
 }
 
-/// The drawing of one flow; `None` for a flow without hops (nothing to draw).
-fn path_of(flow: &Flow) -> Option<Path> {
+/// A client connection as drawn: its legs and its verdict.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+struct Path {
+    entry: std::net::SocketAddr,
+    /// What the source at the first capture point is.
+    source: ClientKind,
+    legs: Vec<Leg>,
+    verdict: Verdict,
+    /// The verdict in a few words, for the box's title.
+    title: String,
+}
+
+fn leg_of(flow: &Flow) -> Option<Leg> {
     let mut runs: Vec<(String, String)> = Vec::new();
     let mut run_of = Vec::with_capacity(flow.hops.len());
     for hop in &flow.hops {
@@ -61,8 +79,13 @@ fn path_of(flow: &Flow) -> Option<Path> {
     }
     let mut arrows = vec![Vec::new(); runs.len()];
     let mut unseen = vec![Vec::new(); runs.len()];
-    let lost_t = losing_snat(flow);
     let mut lost = None;
+    // The rewrite that lost the client on this leg, when this leg lost it.
+    let lost_hop = flow
+        .lost
+        .as_ref()
+        .filter(|l| l.by == LossKind::Snat && l.leg == flow.leg)
+        .and_then(|l| l.hop);
     for t in &flow.translations {
         let (Some(before), Some(prev), Some(next)) = (
             t.hop.checked_sub(1).and_then(|h| run_of.get(h)),
@@ -75,7 +98,7 @@ fn path_of(flow: &Flow) -> Option<Path> {
         let label = match t.kind {
             TranslationKind::Dnat => format!("DNAT → {} ({})", t.to, t.to_owner),
             TranslationKind::Snat => {
-                format!("SNAT → {} ({})", new_address(flow, t), t.to_owner)
+                format!("SNAT → {} ({})", t.to.ip(), t.to_owner)
             }
         };
         if inside {
@@ -83,24 +106,61 @@ fn path_of(flow: &Flow) -> Option<Path> {
         } else {
             unseen[*before].push(label);
         }
-        if lost_t.is_some_and(|l| std::ptr::eq(l, t)) {
+        if t.kind == TranslationKind::Snat && lost_hop == Some(t.hop) {
             lost = Some((*before, inside));
         }
     }
     let last = flow.hops.last()?;
-    Some(Path {
-        entry: flow.entry.clone(),
+    Some(Leg {
         runs,
         arrows,
         unseen,
-        pod: crate::analyze::flow::endpoint(last.dst, last.dport),
+        to: endpoint(last.dst, last.dport),
+        ends_at: flow.ends_at,
         reached: flow.reached_pod,
-        host: (flow.ends_at == EndsAt::Host).then(|| last.node.clone()),
-        pod_sees: (!flow.client_ip_preserved)
-            .then(|| flow.pod_sees.map(|ip| ip.to_string()))
-            .flatten(),
+        last_node: last.node.clone(),
+        sees: flow.pod_sees.map(|ip| ip.to_string()),
         lost,
+        proxied_by: flow
+            .proxied_by
+            .as_ref()
+            .map(|p| format!("the proxy {} ({})", p.owner, p.address)),
+        header: flow
+            .l7_client_ip
+            .as_ref()
+            .map(|l7| format!("{} {}", l7.header, l7.value)),
     })
+}
+
+/// The verdict in a few words.
+fn title(flow: &Flow) -> String {
+    let lost_where = flow.lost.as_ref().map(|l| match l.by {
+        LossKind::Snat if l.at.starts_with("between ") => format!("client IP lost {}", l.at),
+        LossKind::Snat => format!("client IP lost on {}", l.at),
+        LossKind::Proxy => format!("client IP replaced by {}", l.at),
+        LossKind::BeforeCapture => format!("client IP lost {}", l.at),
+    });
+    match flow.verdict {
+        Verdict::Kept => "client IP kept".into(),
+        Verdict::KeptInHeader => format!(
+            "{}; the client in {}",
+            lost_where.unwrap_or_else(|| "client IP lost at L4".into()),
+            flow.l7_client_ip
+                .as_ref()
+                .map_or("a header", |l| l.header.as_str())
+        ),
+        Verdict::Rewritten | Verdict::LostBeforeCapture => {
+            lost_where.unwrap_or_else(|| "client IP not kept".into())
+        }
+        Verdict::Unknown => "not settled by the capture".into(),
+        Verdict::Unreached => "did not reach a pod".into(),
+        Verdict::AtHost => format!(
+            "ended at a local socket on {}",
+            flow.last_seen
+                .as_ref()
+                .map_or("a node", |l| l.node.as_str())
+        ),
+    }
 }
 
 pub fn render_mermaid(report: &Report) -> String {
@@ -111,8 +171,8 @@ pub fn render_mermaid(report: &Report) -> String {
     diagram.render()
 }
 
-/// The distinct paths of the flows added so far, with how many took each: a diagram of a
-/// capture of any size is built one flow at a time.
+/// The distinct paths of the connections added so far, with how many took each: a diagram of a
+/// capture of any size is built one flow at a time (the legs of a connection come together).
 #[derive(Debug, Default)]
 pub struct Diagram {
     /// Paths in the order first seen, up to [`MAX_PATHS`].
@@ -120,13 +180,35 @@ pub struct Diagram {
     seen: HashMap<Path, (usize, BTreeSet<String>)>,
     /// Paths beyond those drawn, only counted.
     more: HashSet<u64>,
+    /// The legs of the connection being added, until its last.
+    pending: Vec<Leg>,
+    pending_client: Option<String>,
+    pending_entry: Option<std::net::SocketAddr>,
+    pending_source: ClientKind,
 }
 
 impl Diagram {
     pub fn add(&mut self, flow: &Flow) {
-        let Some(path) = path_of(flow) else {
+        if flow.leg <= 1 {
+            self.pending.clear();
+            self.pending_client = flow.client.map(|c| c.to_string());
+            self.pending_entry = Some(flow.entry);
+            self.pending_source = flow.client_kind;
+        }
+        if let Some(leg) = leg_of(flow) {
+            self.pending.push(leg);
+        }
+        if flow.leg < flow.legs || self.pending.is_empty() {
             return;
+        }
+        let path = Path {
+            entry: self.pending_entry.take().unwrap_or(flow.entry),
+            source: self.pending_source,
+            legs: std::mem::take(&mut self.pending),
+            verdict: flow.verdict,
+            title: title(flow),
         };
+        let client = self.pending_client.take();
         let slot = match self.seen.get_mut(&path) {
             Some(slot) => slot,
             None if self.order.len() >= MAX_PATHS => {
@@ -144,139 +226,24 @@ impl Diagram {
         };
         slot.0 += 1;
         if slot.1.len() <= 3 {
-            if let Some(client) = flow.client {
-                slot.1.insert(client.to_string());
+            if let Some(client) = client {
+                slot.1.insert(client);
             }
         }
     }
 
     pub fn render(&self) -> String {
-        let (order, seen) = (&self.order, &self.seen);
         let mut out = String::from("flowchart LR\n");
-        let mut edge = 0usize;
-        let mut lost_edges = Vec::new();
-        let mut lost_nodes: Vec<String> = Vec::new();
-        for (n, path) in order.iter().take(MAX_PATHS).enumerate() {
-            let (count, clients) = &seen[path];
-            let id = format!("p{}", n + 1);
-            let verdict = match path.lost {
-                _ if path.host.is_some() => format!(
-                    "ended at a local socket on {}",
-                    path.host.as_deref().unwrap_or_default()
-                ),
-                _ if !path.reached => "did not reach a pod".to_string(),
-                Some((run, true)) => format!("client IP lost on {}", path.runs[run].0),
-                Some((run, false)) => match path.runs.get(run + 1) {
-                    Some((next, _)) => {
-                        format!("client IP lost between {} and {next}", path.runs[run].0)
-                    }
-                    None => format!("client IP lost after {}", path.runs[run].0),
-                },
-                None if path.pod_sees.is_none() => "client IP preserved".to_string(),
-                None => "client IP not preserved".to_string(),
-            };
-            let plural = if *count == 1 { "" } else { "s" };
-            let _ = writeln!(
-                out,
-                "  subgraph {id}[\"{}\"]",
-                esc(&format!(
-                    "{} · {count} connection{plural} · {verdict}",
-                    path.entry
-                ))
-            );
-            out.push_str("    direction LR\n");
-            let client = if clients.len() == 1 {
-                format!(
-                    "client<br/>{}",
-                    esc(clients.iter().next().map_or("", |c| c))
-                )
-            } else {
-                "clients".to_string()
-            };
-            let _ = writeln!(out, "    {id}_c([\"{client}\"])");
-            for (i, (node, points)) in path.runs.iter().enumerate() {
-                let _ = writeln!(out, "    {id}_n{i}[\"{}<br/>{}\"]", esc(node), esc(points));
-            }
-            let sees = match &path.pod_sees {
-                Some(ip) => format!("sees {}", esc(ip)),
-                None => "sees the client".to_string(),
-            };
-            if let Some(node) = &path.host {
-                // Accepted by a process of the node: a proxy's next connection is drawn apart.
-                let _ = writeln!(
-                out,
-                "    {id}_pod[/\"local socket on {}<br/>{}: a proxy or a hostNetwork process\"/]",
-                esc(node),
-                esc(&path.pod)
-            );
-            } else if path.reached {
-                let _ = writeln!(out, "    {id}_pod([\"pod {}<br/>{sees}\"])", esc(&path.pod));
-            } else {
-                // The SYN was seen last on the last run's capture point, and nowhere after.
-                let _ = writeln!(
-                out,
-                "    {id}_pod{{{{\"did not reach a pod<br/>to {}: dropped or not captured\"}}}}",
-                esc(&path.pod)
-            );
-            }
-            let _ = writeln!(out, "    {id}_c -->|\"to {}\"| {id}_n0", esc(&path.entry));
-            edge += 1;
-            for (i, labels) in path.arrows.iter().enumerate() {
-                let target = if i + 1 < path.runs.len() {
-                    format!("{id}_n{}", i + 1)
-                } else {
-                    format!("{id}_pod")
-                };
-                let lost_here = path.lost.is_some_and(|(run, _)| run == i);
-                let from = format!("{id}_n{i}");
-                if path.unseen[i].is_empty() {
-                    arrow(&mut out, &from, labels, &target, link(path, i));
-                } else {
-                    // Something between two capture points rewrote the SYN: draw it as a hop.
-                    let hop = format!("{id}_u{i}");
-                    let _ = writeln!(
-                        out,
-                        "    {hop}[[\"unseen hop<br/>load balancer or router\"]]"
-                    );
-                    arrow(&mut out, &from, labels, &hop, "-->");
-                    if lost_here && path.lost.is_some_and(|(_, inside)| inside) {
-                        lost_edges.push(edge);
-                    }
-                    edge += 1;
-                    arrow(&mut out, &hop, &path.unseen[i], &target, link(path, i));
-                    if lost_here && path.lost.is_some_and(|(_, inside)| !inside) {
-                        lost_edges.push(edge);
-                        lost_nodes.push(hop);
-                    }
-                    edge += 1;
-                    continue;
-                }
-                if lost_here {
-                    lost_edges.push(edge);
-                }
-                edge += 1;
-            }
-            out.push_str("  end\n");
-            for node in lost_nodes.drain(..) {
-                let _ = writeln!(out, "  class {node} lost");
-            }
-            if let Some((run, inside)) = path.lost {
-                if inside {
-                    let _ = writeln!(out, "  class {id}_n{run} lost");
-                }
-            }
-            let _ = writeln!(
-                out,
-                "  class {id}_pod {}",
-                if path.host.is_some() {
-                    "host"
-                } else if !path.reached {
-                    "unreached"
-                } else if path.pod_sees.is_some() {
-                    "rewritten"
-                } else {
-                    "kept"
-                }
+        let mut edges = Edges::default();
+        for (n, path) in self.order.iter().take(MAX_PATHS).enumerate() {
+            let (count, clients) = &self.seen[path];
+            draw(
+                &mut out,
+                &mut edges,
+                &format!("p{}", n + 1),
+                path,
+                *count,
+                clients,
             );
         }
         if !self.more.is_empty() {
@@ -285,36 +252,216 @@ impl Diagram {
         out.push_str("  classDef lost fill:#fdd,stroke:#c00,stroke-width:2px\n");
         out.push_str("  classDef rewritten fill:#fee,stroke:#c00\n");
         out.push_str("  classDef kept fill:#dfd,stroke:#080\n");
+        out.push_str("  classDef unsettled fill:#ffd,stroke:#a80,stroke-dasharray:4 3\n");
+        out.push_str("  classDef proxy fill:#eef,stroke:#36c\n");
         out.push_str("  classDef host fill:#eef,stroke:#36c\n");
         out.push_str("  classDef unreached fill:#eee,stroke:#666,stroke-dasharray:4 3\n");
-        for e in lost_edges {
+        for e in edges.lost {
             let _ = writeln!(out, "  linkStyle {e} stroke:#c00,stroke-width:3px");
         }
         out
     }
 }
 
-/// The link leaving run `i`: into a dead end (`--x`) when it is the last and nothing accepted
-/// the SYN.
-fn link(path: &Path, i: usize) -> &'static str {
-    if !path.reached && path.host.is_none() && i + 1 == path.runs.len() {
-        "--x"
-    } else {
-        "-->"
+/// Edge numbering across the whole diagram (linkStyle counts every edge drawn).
+#[derive(Debug, Default)]
+struct Edges {
+    next: usize,
+    lost: Vec<usize>,
+}
+
+impl Edges {
+    fn arrow(
+        &mut self,
+        out: &mut String,
+        from: &str,
+        labels: &[String],
+        to: &str,
+        link: &str,
+        lost: bool,
+    ) {
+        if labels.is_empty() {
+            let _ = writeln!(out, "    {from} {link} {to}");
+        } else {
+            let label = labels
+                .iter()
+                .map(|l| esc(l))
+                .collect::<Vec<_>>()
+                .join("<br/>");
+            let _ = writeln!(out, "    {from} {link}|\"{label}\"| {to}");
+        }
+        if lost {
+            self.lost.push(self.next);
+        }
+        self.next += 1;
     }
 }
 
-/// `from --> to`, labelled with `labels` one per line when there are any.
-fn arrow(out: &mut String, from: &str, labels: &[String], to: &str, link: &str) {
-    if labels.is_empty() {
-        let _ = writeln!(out, "    {from} {link} {to}");
+fn draw(
+    out: &mut String,
+    edges: &mut Edges,
+    id: &str,
+    path: &Path,
+    count: usize,
+    clients: &BTreeSet<String>,
+) {
+    let plural = if count == 1 { "" } else { "s" };
+    let legs = if path.legs.len() > 1 {
+        format!(" · {} legs", path.legs.len())
     } else {
-        let label = labels
-            .iter()
-            .map(|l| esc(l))
-            .collect::<Vec<_>>()
-            .join("<br/>");
-        let _ = writeln!(out, "    {from} {link}|\"{label}\"| {to}");
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  subgraph {id}[\"{}\"]",
+        esc(&format!(
+            "{} · {count} connection{plural}{legs} · {}",
+            path.entry, path.title
+        ))
+    );
+    out.push_str("    direction LR\n");
+    let client = if clients.len() == 1 {
+        format!(
+            "client<br/>{}",
+            esc(clients.iter().next().map_or("", |c| c))
+        )
+    } else {
+        "clients".to_string()
+    };
+    let _ = writeln!(out, "    {id}_c([\"{client}\"])");
+    let mut classes: Vec<(String, &str)> = Vec::new();
+    // The node an arrow comes from, and the labels it carries into the next leg's first run.
+    let mut from = format!("{id}_c");
+    let mut into = vec![format!("to {}", path.entry)];
+    let last_leg = path.legs.len().saturating_sub(1);
+    for (l, leg) in path.legs.iter().enumerate() {
+        let lid = format!("{id}_l{l}");
+        for (i, (node, points)) in leg.runs.iter().enumerate() {
+            let _ = writeln!(out, "    {lid}_n{i}[\"{}<br/>{}\"]", esc(node), esc(points));
+        }
+        edges.arrow(out, &from, &into, &format!("{lid}_n0"), "-->", false);
+        let end = format!("{lid}_end");
+        let is_last = l == last_leg;
+        let (shape, class) = end_box(leg, is_last, path.verdict);
+        let _ = writeln!(out, "    {end}{shape}");
+        classes.push((end.clone(), class));
+        for (i, labels) in leg.arrows.iter().enumerate() {
+            let target = if i + 1 < leg.runs.len() {
+                format!("{lid}_n{}", i + 1)
+            } else {
+                end.clone()
+            };
+            let lost_here = leg.lost.is_some_and(|(run, _)| run == i);
+            let link = if !leg.reached && leg.ends_at != EndsAt::Host && i + 1 == leg.runs.len() {
+                "--x"
+            } else {
+                "-->"
+            };
+            let source = format!("{lid}_n{i}");
+            if leg.unseen[i].is_empty() {
+                edges.arrow(out, &source, labels, &target, link, lost_here);
+            } else {
+                // Something between two capture points rewrote the SYN: drawn as a hop.
+                let hop = format!("{lid}_u{i}");
+                let _ = writeln!(
+                    out,
+                    "    {hop}[[\"unseen hop<br/>load balancer or router\"]]"
+                );
+                let inside = leg.lost.is_some_and(|(_, inside)| inside);
+                edges.arrow(out, &source, labels, &hop, "-->", lost_here && inside);
+                edges.arrow(
+                    out,
+                    &hop,
+                    &leg.unseen[i],
+                    &target,
+                    link,
+                    lost_here && !inside,
+                );
+                if lost_here && !inside {
+                    classes.push((hop, "lost"));
+                }
+            }
+            if lost_here && leg.lost.is_some_and(|(_, inside)| inside) {
+                classes.push((source, "lost"));
+            }
+        }
+        // The proxy at the end of this leg opens the next one.
+        from = end;
+        into = path
+            .legs
+            .get(l + 1)
+            .map(|next| {
+                let mut labels = vec![format!(
+                    "new connection{}",
+                    next.proxied_by
+                        .as_deref()
+                        .map_or(String::new(), |p| format!(" from {p}"))
+                )];
+                labels.extend(next.header.clone());
+                labels
+            })
+            .unwrap_or_default();
+    }
+    out.push_str("  end\n");
+    for (node, class) in classes {
+        let _ = writeln!(out, "  class {node} {class}");
+    }
+}
+
+/// The box a leg ends in, and its class: the app pod green only when the client reached it.
+fn end_box(leg: &Leg, is_last: bool, verdict: Verdict) -> (String, &'static str) {
+    let sees = leg
+        .sees
+        .as_deref()
+        .map_or_else(|| "nothing".to_string(), |s| format!("sees {}", esc(s)));
+    let to = esc(&leg.to);
+    if !is_last {
+        return match leg.ends_at {
+            EndsAt::Host => (
+                format!(
+                    "[/\"proxy on {}<br/>{to}: takes the connection\"/]",
+                    esc(&leg.last_node)
+                ),
+                "proxy",
+            ),
+            _ => (format!("[/\"proxy {to}<br/>{sees}\"/]"), "proxy"),
+        };
+    }
+    match leg.ends_at {
+        EndsAt::Host => (
+            format!(
+                "[/\"local socket on {}<br/>{to}: a proxy or a hostNetwork process\"/]",
+                esc(&leg.last_node)
+            ),
+            "host",
+        ),
+        _ if !leg.reached => (
+            format!("{{{{\"did not reach a pod<br/>to {to}: dropped or not captured\"}}}}"),
+            "unreached",
+        ),
+        EndsAt::Unseen => (
+            format!(
+                "([\"pod {to}?<br/>not seen after {}: would see {}\"])",
+                esc(&leg.last_node),
+                leg.sees.as_deref().map_or("?".to_string(), esc)
+            ),
+            "unsettled",
+        ),
+        _ => {
+            let class = match verdict {
+                Verdict::Kept | Verdict::KeptInHeader => "kept",
+                Verdict::Rewritten | Verdict::LostBeforeCapture => "rewritten",
+                _ => "unsettled",
+            };
+            let sees = match (verdict, &leg.header) {
+                (Verdict::Kept, _) => "sees the client".to_string(),
+                (Verdict::KeptInHeader, Some(header)) => {
+                    format!("{sees}<br/>the client in {}", esc(header))
+                }
+                _ => sees,
+            };
+            (format!("([\"pod {to}<br/>{sees}\"])"), class)
+        }
     }
 }
 

@@ -15,15 +15,7 @@ fn paint(style: Style, text: &str) -> String {
     format!("{style}{text}{style:#}")
 }
 
-/// Where a rewrite happened, as a phrase: "on node-a", or "between client and node-a" for a
-/// rewrite made by something not captured.
-fn place(node: &str) -> String {
-    if node.starts_with("between ") {
-        node.to_string()
-    } else {
-        format!("on {node}")
-    }
-}
+use crate::analyze::flow::place;
 
 /// A report written to stdout as its flows come: text and JSON leave as they go, a diagram is
 /// drawn at the end from the distinct paths.

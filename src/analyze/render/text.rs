@@ -2,8 +2,9 @@
 
 use super::{paint, place};
 use crate::analyze::flow::{endpoint, losing_snat};
-use crate::analyze::model::{EndsAt, Flow, Report, Summary, TranslationKind};
-use crate::output::{BAD, DIM, GOOD, HEAD, WARN};
+use crate::analyze::model::{Flow, LossKind, Report, Summary, TranslationKind, Verdict};
+use crate::output::{wrap, BAD, DIM, GOOD, HEAD, WARN, WIDTH};
+use anstyle::Style;
 use realip_probe::wire::Direction;
 use std::fmt::Write;
 
@@ -38,14 +39,53 @@ fn flow_body(out: &mut String, n: usize, flow: &Flow) {
         1 => " · 1 retry".to_string(),
         r => format!(" · {r} retries"),
     };
-    let _ = writeln!(
-        out,
-        "{} {} → {}{}",
-        paint(HEAD, &format!("Connection {n}")),
-        endpoint(first.src, first.sport),
-        flow.entry,
-        paint(DIM, &format!(" · isn {}{retries}", flow.isn)),
-    );
+    let number = if flow.connection > 0 {
+        flow.connection
+    } else {
+        n
+    };
+    if flow.leg <= 1 {
+        let legs = if flow.legs > 1 {
+            format!(" · leg 1 of {}", flow.legs)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{} {} → {}{}",
+            paint(HEAD, &format!("Connection {number}")),
+            endpoint(first.src, first.sport),
+            endpoint(flow.entry.ip(), flow.entry.port()),
+            paint(DIM, &format!("{legs} · isn {}{retries}", flow.isn)),
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  {} {} → {}{}",
+            paint(HEAD, &format!("↳ leg {} of {}", flow.leg, flow.legs)),
+            endpoint(first.src, first.sport),
+            endpoint(flow.entry.ip(), flow.entry.port()),
+            paint(DIM, &format!(" · isn {}{retries}", flow.isn)),
+        );
+        if let Some(link) = &flow.proxied_by {
+            for fact in &link.evidence {
+                prose(out, DIM, &format!("joined: {fact}"), "    ");
+            }
+        }
+    }
+    hops_text(out, flow);
+    if flow.hops.iter().any(|h| h.dir_inferred) {
+        let _ = writeln!(
+            out,
+            "  {}",
+            paint(DIM, "* direction inferred: the capture did not record it")
+        );
+    }
+    verdict_text(out, flow);
+}
+
+/// The hop list, numbered as `hops` is indexed in JSON, each rewrite under the hop it made.
+fn hops_text(out: &mut String, flow: &Flow) {
     let rows: Vec<[String; 5]> = flow
         .hops
         .iter()
@@ -86,10 +126,7 @@ fn flow_body(out: &mut String, n: usize, flow: &Flow) {
         let _ = writeln!(
             out,
             "  {:>2}  {:wn$}  {:wi$}  {:wd$}  {src} → {dst}",
-            i + 1,
-            hop.node,
-            hop.iface,
-            row[2],
+            i, hop.node, hop.iface, row[2],
         );
         for t in rewrites {
             let kind = match t.kind {
@@ -103,130 +140,147 @@ fn flow_body(out: &mut String, n: usize, flow: &Flow) {
                 t.to,
                 t.to_owner
             );
-            let is_lost = lost.is_some_and(|l| std::ptr::eq(l, t));
-            let line = if is_lost {
-                format!(
-                    "{}  {}",
-                    paint(BAD, &line),
-                    paint(BAD, "client IP lost here")
-                )
+            let is_lost = lost.is_some_and(|l| std::ptr::eq(l, t)) && flow.client_established;
+            let style = if is_lost {
+                BAD
             } else if t.kind == TranslationKind::Snat {
-                paint(WARN, &line)
+                WARN
             } else {
-                paint(DIM, &line)
+                DIM
             };
-            let _ = writeln!(out, "        {line}");
+            let line = if is_lost {
+                format!("{line}  client IP lost here")
+            } else {
+                line
+            };
+            prose(out, style, &line, "        ");
         }
     }
-    if flow.hops.iter().any(|h| h.dir_inferred) {
-        let _ = writeln!(
-            out,
-            "  {}",
-            paint(DIM, "* direction inferred: the capture did not record it")
-        );
-    }
+}
+
+/// What the pod at the end of this leg sees, and what that means for the client; what the
+/// source at the first capture point is, and why.
+fn verdict_text(out: &mut String, flow: &Flow) {
     let sees = flow
         .pod_sees
         .map_or_else(|| "nothing".to_string(), |ip| ip.to_string());
-    let client = flow
-        .client
-        .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    if flow.ends_at == EndsAt::Host {
-        let node = flow
-            .last_seen
-            .as_ref()
-            .map_or("a node", |at| at.node.as_str());
-        let _ = writeln!(
-            out,
-            "  {} (a proxy or a hostNetwork process: the next hop, if any, is a new connection)",
-            paint(HEAD, &format!("ended at a local socket on {node}")),
-        );
-    } else if !flow.reached_pod {
-        let last = flow.last_seen.as_ref().map_or_else(
-            || "nowhere".to_string(),
-            |at| format!("on {} {}", at.node, at.iface),
-        );
-        let _ = writeln!(
-            out,
-            "  {} (dropped or not captured)",
-            paint(WARN, &format!("did not reach a pod: last seen {last}")),
-        );
-    } else if flow.client_ip_preserved {
-        let _ = writeln!(
-            out,
-            "  {} — the client address, preserved",
-            paint(GOOD, &format!("pod sees {sees}")),
-        );
-    } else {
-        let place = match (flow.lost_at, lost) {
-            (Some(at), Some(t)) => format!(" at hop {} (SNAT {})", at + 1, place(&t.node)),
-            (Some(at), None) => format!(" at hop {}", at + 1),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "  {} — client {client} lost{place}",
-            paint(BAD, &format!("pod sees {sees}")),
-        );
+    let (style, lead) = match flow.verdict {
+        Verdict::Kept => (GOOD, Some(format!("pod sees {sees}"))),
+        Verdict::KeptInHeader => (WARN, Some(format!("pod sees {sees}"))),
+        Verdict::Rewritten | Verdict::LostBeforeCapture => (BAD, Some(format!("pod sees {sees}"))),
+        Verdict::Unknown if flow.pod_sees.is_some() => (WARN, Some(format!("pod sees {sees}?"))),
+        Verdict::Unknown | Verdict::Unreached => (WARN, None),
+        Verdict::AtHost => (HEAD, None),
+    };
+    let text = match &lead {
+        Some(lead) => format!("{lead} — {}", flow.reason),
+        None => flow.reason.clone(),
+    };
+    let lines = wrap(&text, WIDTH, "  ", "    ");
+    for (i, line) in lines.iter().enumerate() {
+        match (&lead, i) {
+            // The lead alone in colour, the sentence plain: the eye finds the address.
+            (Some(lead), 0) => {
+                let rest = line.trim_start().strip_prefix(lead.as_str()).unwrap_or("");
+                let _ = writeln!(out, "  {}{rest}", paint(style, lead));
+            }
+            (None, _) => {
+                let _ = writeln!(out, "{}", paint(style, line));
+            }
+            _ => {
+                let _ = writeln!(out, "{line}");
+            }
+        }
     }
     if let Some(l7) = &flow.l7_client_ip {
-        let _ = writeln!(out, "  L7 client IP: {} ({})", l7.value, l7.header);
+        let judged = match flow.l7_client_preserved {
+            Some(true) => " — the client",
+            Some(false) => " — not the client",
+            None => "",
+        };
+        prose(
+            out,
+            Style::new(),
+            &format!("L7 client IP: {} ({}){judged}", l7.value, l7.header),
+            "  ",
+        );
+    }
+    if flow.leg <= 1 && !flow.evidence.is_empty() {
+        prose(
+            out,
+            DIM,
+            &format!("source: {}", flow.evidence.join("; ")),
+            "  ",
+        );
+    }
+}
+
+/// A sentence wrapped to the width, indented by `indent` (and two more after its first line).
+fn prose(out: &mut String, style: Style, text: &str, indent: &str) {
+    let rest = format!("{indent}  ");
+    for line in wrap(text, WIDTH, indent, &rest) {
+        let _ = writeln!(out, "{}", paint(style, &line));
     }
 }
 
 pub(super) fn summary_text(out: &mut String, summary: &Summary) {
-    let mut unreached = String::new();
-    if summary.unreached > 0 {
-        let _ = write!(unreached, ", {} did not reach a pod", summary.unreached);
-    }
-    if summary.at_host > 0 {
-        let _ = write!(unreached, ", {} ended at a local socket", summary.at_host);
-    }
-    let _ = writeln!(
-        out,
-        "{} {} connection(s): {} kept the client IP, {} rewritten{unreached}",
-        paint(HEAD, "Summary:"),
-        summary.connections,
-        summary.preserved,
-        summary.rewritten
+    let mut counts = vec![
+        format!("{} kept the client IP", summary.preserved),
+        format!("{} rewritten", summary.rewritten),
+    ];
+    let others = [
+        (summary.kept_in_header, "kept it only in a header"),
+        (
+            summary.lost_before_capture,
+            "lost it before the first capture point",
+        ),
+        (summary.unknown, "not settled by the capture"),
+        (summary.unreached, "did not reach a pod"),
+        (summary.at_host, "ended at a local socket"),
+    ];
+    counts.extend(
+        others
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}")),
     );
+    let legs = if summary.legs > summary.connections {
+        format!(" ({} TCP legs through proxies)", summary.legs)
+    } else {
+        String::new()
+    };
+    let line = format!(
+        "{} connection(s){legs}: {}",
+        summary.connections,
+        counts.join(", ")
+    );
+    let mut lines = wrap(&line, WIDTH, "Summary: ", "  ").into_iter();
+    if let Some(first) = lines.next() {
+        let rest = first.strip_prefix("Summary:").unwrap_or(&first);
+        let _ = writeln!(out, "{}{rest}", paint(HEAD, "Summary:"));
+    }
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
     if !summary.entries.is_empty() {
-        let header = ["entry", "conns", "kept", "rewritten", "where"];
-        let rows: Vec<[String; 5]> = summary
+        let header = ["entry", "conns", "kept", "header", "lost", "other"];
+        let rows: Vec<[String; 6]> = summary
             .entries
             .iter()
             .map(|e| {
-                let places = e
-                    .rewritten_at
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "SNAT {} → {} ({}) ×{}",
-                            place(&r.node),
-                            r.to,
-                            r.to_owner,
-                            r.count
-                        )
-                    })
-                    // Neither kept nor rewritten: said in the same column.
-                    .chain((e.unreached > 0).then(|| format!("no pod reached ×{}", e.unreached)))
-                    .chain((e.at_host > 0).then(|| format!("local socket ×{}", e.at_host)))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let lost = e.rewritten + e.lost_before_capture;
+                let other = e.unknown + e.unreached + e.at_host;
                 [
-                    e.entry.clone(),
+                    e.entry.to_string(),
                     e.connections.to_string(),
                     e.preserved.to_string(),
-                    e.rewritten.to_string(),
-                    if places.is_empty() {
-                        "-".into()
-                    } else {
-                        places
-                    },
+                    e.kept_in_header.to_string(),
+                    lost.to_string(),
+                    other.to_string(),
                 ]
             })
             .collect();
-        let widths: Vec<usize> = (0..4)
+        let widths: Vec<usize> = (0..6)
             .map(|c| {
                 rows.iter()
                     .map(|r| r[c].chars().count())
@@ -235,23 +289,50 @@ pub(super) fn summary_text(out: &mut String, summary: &Summary) {
                     .unwrap_or(0)
             })
             .collect();
-        let line = |r: [&str; 5]| {
+        let line = |r: [&str; 6]| {
             format!(
-                "  {:w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
+                "  {:w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
                 r[0],
                 r[1],
                 r[2],
                 r[3],
                 r[4],
+                r[5],
                 w0 = widths[0],
                 w1 = widths[1],
                 w2 = widths[2],
-                w3 = widths[3]
+                w3 = widths[3],
+                w4 = widths[4],
+                w5 = widths[5],
             )
         };
         let _ = writeln!(out, "{}", paint(DIM, line(header).trim_end()));
-        for r in &rows {
-            let _ = writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        for (e, r) in summary.entries.iter().zip(&rows) {
+            let _ = writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
+            let places = e
+                .rewritten_at
+                .iter()
+                .map(|r| match r.by {
+                    LossKind::Snat => format!(
+                        "SNAT {} → {} ({}) ×{}",
+                        place(&r.node),
+                        r.to,
+                        r.to_owner,
+                        r.count
+                    ),
+                    LossKind::Proxy => format!("replaced by {} ×{}", r.node, r.count),
+                    LossKind::BeforeCapture => {
+                        format!("lost {} → {} ({}) ×{}", r.node, r.to, r.to_owner, r.count)
+                    }
+                })
+                .chain((e.unknown > 0).then(|| format!("not settled ×{}", e.unknown)))
+                .chain((e.unreached > 0).then(|| format!("no pod reached ×{}", e.unreached)))
+                .chain((e.at_host > 0).then(|| format!("local socket ×{}", e.at_host)));
+            for text in places {
+                for l in wrap(&text, WIDTH, "      ", "        ") {
+                    let _ = writeln!(out, "{l}");
+                }
+            }
         }
     }
     if summary.drops > 0 {
