@@ -34,16 +34,52 @@ pub fn plain(text: &str) -> String {
 /// Columns human text is laid out for: the narrowest common terminal.
 pub const WIDTH: usize = 80;
 
-/// `text` broken at spaces into lines of at most `width` characters (a word longer than that
-/// stands alone): the first line after `first`, the others after `rest`. Plain text only: paint
-/// each line afterwards.
+/// Columns a table may take: the terminal's when stdout is one (or `COLUMNS`), [`WIDTH`] in a
+/// pipe or a file.
+pub fn table_width() -> usize {
+    use std::io::IsTerminal;
+    let stdout = io::stdout();
+    if !stdout.is_terminal() {
+        return WIDTH;
+    }
+    let from_env = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok());
+    let from_tty = rustix::termios::tcgetwinsize(&stdout)
+        .ok()
+        .map(|size| usize::from(size.ws_col));
+    from_env.or(from_tty).filter(|&w| w >= 40).unwrap_or(WIDTH)
+}
+
+/// Columns `text` takes on a terminal: characters, not counting ANSI escape sequences.
+pub fn visible_width(text: &str) -> usize {
+    let mut width = 0;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            width += 1;
+        }
+    }
+    width
+}
+
+/// `text` broken at spaces into lines of at most `width` columns (a word longer than that
+/// stands alone): the first line after `first`, the others after `rest`. Styles inside `text`
+/// take no width.
 pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = first.to_string();
     let mut empty = true;
     for word in text.split(' ').filter(|w| !w.is_empty()) {
-        let len = line.chars().count();
-        if !empty && len + 1 + word.chars().count() > width {
+        let len = visible_width(&line);
+        if !empty && len + 1 + visible_width(word) > width {
             lines.push(std::mem::replace(&mut line, rest.to_string()));
             empty = true;
         }

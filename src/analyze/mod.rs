@@ -31,7 +31,11 @@ pub mod view;
 
 pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
 pub use input::Problem as InputProblem;
-pub use render::{json::render_json, mermaid::render_mermaid, text::render_text};
+pub use render::{
+    json::render_json,
+    mermaid::{render_mermaid, render_mermaid_sections},
+    text::{render_text, render_text_at},
+};
 
 use crate::cli::AnalyzeArgs;
 use crate::error::{Failure, Kind, Result};

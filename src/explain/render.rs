@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::model::{Explanation, L4Source, L7Source, OriginVerdict};
-use crate::output::{BAD, DIM, GOOD, HEAD, WARN};
+use crate::output::{wrap, BAD, DIM, GOOD, HEAD, WARN, WIDTH};
 
 fn verdict_style(v: &OriginVerdict) -> anstyle::Style {
     let l7_ok = matches!(
@@ -61,6 +61,13 @@ pub fn verdict_summary(v: &OriginVerdict) -> String {
     line
 }
 
+/// `text` wrapped to the report's width, after `first`, continued after `rest`.
+fn para(out: &mut String, text: &str, first: &str, rest: &str) {
+    for line in wrap(text, WIDTH, first, rest) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
 /// The readable report, one block per Service.
 pub fn render_text(explanations: &[Explanation]) -> String {
     let mut out = String::new();
@@ -70,39 +77,57 @@ pub fn render_text(explanations: &[Explanation]) -> String {
         }
         let _ = writeln!(out, "{HEAD}svc/{} -n {}{HEAD:#}", e.service, e.namespace);
         for a in &e.assumptions {
-            let _ = writeln!(out, "  {DIM}assumed:{DIM:#} {a}");
+            para(&mut out, &format!("{DIM}assumed:{DIM:#} {a}"), "  ", "    ");
         }
         for v in &e.origins {
             let style = verdict_style(v);
-            let _ = writeln!(
-                out,
-                "\n  {HEAD}{}{HEAD:#} {DIM}via {}{DIM:#}: pod sees {style}{}{style:#}, client IP at L7: {style}{}{style:#}",
-                v.origin.as_str(),
-                v.via,
-                v.l4_source_seen_by_pod.as_str(),
-                v.l7_client_ip.as_str()
+            out.push('\n');
+            para(
+                &mut out,
+                &format!(
+                    "{HEAD}{}{HEAD:#} {DIM}via {}{DIM:#}: pod sees {style}{}{style:#}, client IP at L7: {style}{}{style:#}",
+                    v.origin.as_str(),
+                    v.via,
+                    v.l4_source_seen_by_pod.as_str(),
+                    v.l7_client_ip.as_str()
+                ),
+                "  ",
+                "    ",
             );
             if !v.path.is_empty() {
-                let _ = writeln!(out, "    path: {}", path_line(v));
+                para(
+                    &mut out,
+                    &format!("path: {}", path_line(v)),
+                    "    ",
+                    "          ",
+                );
             }
             for r in &v.reasons {
-                let _ = writeln!(out, "    why:  {} {DIM}[{}]{DIM:#}", r.text, r.setting);
+                let text = format!("why: {} {DIM}[{}]{DIM:#}", r.text, r.setting);
+                para(&mut out, &text, "    ", "         ");
             }
             for f in &v.fixes {
-                let _ = writeln!(out, "    {GOOD}fix:{GOOD:#}  {}", f.text);
+                para(
+                    &mut out,
+                    &format!("{GOOD}fix:{GOOD:#} {}", f.text),
+                    "    ",
+                    "         ",
+                );
                 if let Some(apply) = &f.apply {
-                    let _ = writeln!(out, "          $ {apply}");
+                    // A command stays on one line: it is meant to be copied.
+                    let _ = writeln!(out, "         $ {apply}");
                 }
             }
         }
         for c in &e.closed {
-            let _ = writeln!(
-                out,
-                "\n  {DIM}{}: no such way in ({}: {}){DIM:#}",
+            out.push('\n');
+            let text = format!(
+                "{DIM}{}: no such way in ({}: {}){DIM:#}",
                 c.origin.as_str(),
                 c.reason.setting,
                 c.reason.text
             );
+            para(&mut out, &text, "  ", "    ");
         }
     }
     out

@@ -77,7 +77,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
                 out.push('\n');
             }
             if runs.len() > 1 {
-                out.push_str(&render::table(&runs));
+                out.push_str(&render::table(&runs, crate::output::table_width()));
             }
             out
         }

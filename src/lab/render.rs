@@ -4,7 +4,7 @@ use super::driver::ScenarioRun;
 use super::topology::owner_of;
 use super::verdict::Check;
 use crate::analyze::{self, model::Flow};
-use crate::output::{BAD, DIM, GOOD, HEAD};
+use crate::output::{wrap, BAD, DIM, GOOD, HEAD, WIDTH};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -80,16 +80,38 @@ fn indent(text: &str, by: &str) -> String {
 pub fn scenario_text(run: &ScenarioRun, cause: &str) -> String {
     let s = &run.scenario;
     let mut out = String::new();
-    let _ = writeln!(out, "{HEAD}━━ {} ━━ {}{HEAD:#}", s.name, s.title);
-    let _ = writeln!(out, "{DIM}models: {}{DIM:#}", s.models);
+    para(
+        &mut out,
+        &format!("{HEAD}━━ {} ━━ {}{HEAD:#}", s.name, s.title),
+        "",
+        "   ",
+    );
+    para(
+        &mut out,
+        &format!("{DIM}models: {}{DIM:#}", s.models),
+        "",
+        "  ",
+    );
     for check in &run.checks {
         let _ = writeln!(out);
-        let _ = writeln!(out, "  {} → {} ({})", check.from, check.to, check.via);
-        let _ = writeln!(out, "    expected        {}", check.expected);
-        let _ = writeln!(
-            out,
-            "    pod saw         {}   {DIM}(its own accept() and headers){DIM:#}",
-            pod_saw_text(check)
+        para(
+            &mut out,
+            &format!("{} → {} ({})", check.from, check.to, check.via),
+            "  ",
+            "    ",
+        );
+        let row = |out: &mut String, label: &str, text: &str| {
+            let first = format!("    {label:<16}");
+            para(out, text, &first, &" ".repeat(20));
+        };
+        row(&mut out, "expected", &check.expected);
+        row(
+            &mut out,
+            "pod saw",
+            &format!(
+                "{}   {DIM}(its own accept() and headers){DIM:#}",
+                pod_saw_text(check)
+            ),
         );
         let measured = match (check.measured_pod_sees, &check.last_seen) {
             (Some(ip), _) => {
@@ -106,13 +128,14 @@ pub fn scenario_text(run: &ScenarioRun, cause: &str) -> String {
             .isn
             .map(|isn| format!(" isn {isn}"))
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "    probes measured {measured}   {DIM}(SYN sightings{isn}){DIM:#}"
+        row(
+            &mut out,
+            "probes measured",
+            &format!("{measured}   {DIM}(SYN sightings{isn}){DIM:#}"),
         );
-        let _ = writeln!(out, "    rewritten at    {}", rewritten_text(check));
+        row(&mut out, "rewritten at", &rewritten_text(check));
         if let Some(verdict) = check.verdict {
-            let _ = writeln!(out, "    verdict         {}", verdict.words());
+            row(&mut out, "verdict", verdict.words());
         }
         if !check.partial.is_empty() {
             let parts: Vec<String> = check
@@ -123,36 +146,61 @@ pub fn scenario_text(run: &ScenarioRun, cause: &str) -> String {
                     format!("{}: {said} {}", p.variant.words(), tick(p.ok))
                 })
                 .collect();
-            let _ = writeln!(out, "    partial capture {}", parts.join(" · "));
+            row(&mut out, "partial capture", &parts.join(" · "));
         }
-        let _ = writeln!(out, "    matches         {}", mark(check.matches));
+        row(&mut out, "matches", &mark(check.matches));
         for problem in &check.problems {
-            let _ = writeln!(out, "      {BAD}{problem}{BAD:#}");
+            para(
+                &mut out,
+                &format!("{BAD}{problem}{BAD:#}"),
+                "      ",
+                "        ",
+            );
         }
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "{}", indent(&analyze::render_text(&run.report), "  "));
+    let report = analyze::render_text_at(&run.report, WIDTH - 2);
+    let _ = writeln!(out, "{}", indent(&report, "  "));
     let _ = writeln!(out);
-    let _ = writeln!(out, "{}", indent(cause, "  "));
+    for line in cause.lines() {
+        para(&mut out, line, "  ", "  ");
+    }
     out
 }
 
-/// The closing table: scenario | what the pod saw | where the source was rewritten | matches.
-pub fn table(runs: &[ScenarioRun]) -> String {
-    let mut rows: Vec<[String; 4]> = Vec::new();
+/// `text` wrapped to the report's width after `first`, continued after `rest`.
+fn para(out: &mut String, text: &str, first: &str, rest: &str) {
+    for line in wrap(text, WIDTH, first, rest) {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// The closing table: per connection, scenario | what the pod saw | where the source was
+/// rewritten | matches. Side by side when it fits in `width` columns, one block per connection
+/// otherwise.
+pub fn table(runs: &[ScenarioRun], width: usize) -> String {
+    struct Row {
+        scenario: String,
+        who: Option<String>,
+        saw: String,
+        rewritten: String,
+        matches: bool,
+    }
+    let mut rows: Vec<Row> = Vec::new();
     for run in runs {
         for (i, check) in run.checks.iter().enumerate() {
-            let name = if i == 0 {
-                run.scenario.name.to_string()
-            } else {
-                String::new()
-            };
-            let saw = if run.checks.len() > 1 {
-                format!("[{}] {}", check.from, pod_saw_text(check))
-            } else {
-                pod_saw_text(check)
-            };
-            rows.push([name, saw, rewritten_text(check), check.matches.to_string()]);
+            rows.push(Row {
+                scenario: if i == 0 {
+                    run.scenario.name.to_string()
+                } else {
+                    String::new()
+                },
+                // Several connections in a scenario: who opened each, and where to.
+                who: (run.checks.len() > 1).then(|| format!("[{} → {}]", check.from, check.to)),
+                saw: pod_saw_text(check),
+                rewritten: rewritten_text(check),
+                matches: check.matches,
+            });
         }
     }
     let header = [
@@ -161,33 +209,65 @@ pub fn table(runs: &[ScenarioRun]) -> String {
         "WHERE THE SOURCE WAS REWRITTEN",
         "MATCHES",
     ];
+    let saw = |row: &Row| match &row.who {
+        Some(who) => format!("{who} {}", row.saw),
+        None => row.saw.clone(),
+    };
     let mut widths = header.map(|h| h.chars().count());
     for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+        let cells = [
+            row.scenario.clone(),
+            saw(row),
+            row.rewritten.clone(),
+            "✗ false".into(),
+        ];
+        for (w, cell) in widths.iter_mut().zip(&cells) {
+            *w = (*w).max(cell.chars().count());
         }
     }
-    let pad = |text: &str, width: usize| {
-        let len = text.chars().count();
-        format!("{text}{}", " ".repeat(width.saturating_sub(len)))
-    };
+    let total = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
     let mut out = String::new();
-    let line: Vec<String> = header.iter().zip(widths).map(|(h, w)| pad(h, w)).collect();
-    let _ = writeln!(out, "{HEAD}{}{HEAD:#}", line.join("  ").trim_end());
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                if i == 3 {
-                    mark(cell == "true")
-                } else {
-                    pad(cell, w)
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    if total <= width {
+        let pad = |text: &str, width: usize| {
+            let len = text.chars().count();
+            format!("{text}{}", " ".repeat(width.saturating_sub(len)))
+        };
+        let line: Vec<String> = header.iter().zip(widths).map(|(h, w)| pad(h, w)).collect();
+        let _ = writeln!(out, "{HEAD}{}{HEAD:#}", line.join("  ").trim_end());
+        for row in &rows {
+            let cells = [
+                pad(&row.scenario, widths[0]),
+                pad(&saw(row), widths[1]),
+                pad(&row.rewritten, widths[2]),
+                mark(row.matches),
+            ];
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        }
+    } else {
+        for row in &rows {
+            if !row.scenario.is_empty() {
+                let _ = writeln!(out, "{HEAD}{}{HEAD:#}", row.scenario);
+            }
+            let indent = if let Some(who) = &row.who {
+                let _ = writeln!(out, "  {who}");
+                "    "
+            } else {
+                "  "
+            };
+            let rest = format!("{indent}{}", " ".repeat(11));
+            for line in wrap(&row.saw, width, &format!("{indent}pod saw    "), &rest) {
+                let _ = writeln!(out, "{line}");
+            }
+            for line in wrap(
+                &row.rewritten,
+                width,
+                &format!("{indent}rewritten  "),
+                &rest,
+            ) {
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = writeln!(out, "{indent}matches    {}", mark(row.matches));
+        }
     }
     let passed = runs.iter().filter(|run| run.matches()).count();
     let _ = writeln!(
@@ -244,29 +324,22 @@ pub fn json(runs: &[ScenarioRun], causes: &[String]) -> String {
     out
 }
 
-/// The diagrams: one raw diagram for one scenario, Markdown sections for several.
+/// The diagrams as one Mermaid flowchart: a single scenario's paths, or one titled subgraph per
+/// scenario.
 pub fn mermaid(runs: &[ScenarioRun]) -> String {
     if let [run] = runs {
         return analyze::render_mermaid(&run.report);
     }
-    let mut out = String::new();
-    for run in runs {
-        let _ = writeln!(out, "### {}\n\n{}\n", run.scenario.name, run.scenario.title);
-        let _ = writeln!(
-            out,
-            "```mermaid\n{}```\n",
-            ensure_newline(&analyze::render_mermaid(&run.report))
-        );
-    }
-    out
-}
-
-fn ensure_newline(text: &str) -> String {
-    if text.ends_with('\n') {
-        text.to_string()
-    } else {
-        format!("{text}\n")
-    }
+    let sections: Vec<(String, &crate::analyze::model::Report)> = runs
+        .iter()
+        .map(|run| {
+            (
+                format!("{}: {}", run.scenario.name, run.scenario.title),
+                &run.report,
+            )
+        })
+        .collect();
+    analyze::render_mermaid_sections(&sections)
 }
 
 #[cfg(test)]
@@ -316,7 +389,10 @@ mod tests {
             run("cluster-same-node", vec![check(true)]),
             run("local", vec![check(false), dropped]),
         ];
-        insta::assert_snapshot!(crate::output::plain(&table(&runs)));
+        insta::assert_snapshot!(crate::output::plain(&table(&runs, 400)));
+        let narrow = crate::output::plain(&table(&runs, 80));
+        assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+        insta::assert_snapshot!("table_stacked", narrow);
     }
 
     #[test]

@@ -171,6 +171,23 @@ pub fn render_mermaid(report: &Report) -> String {
     diagram.render()
 }
 
+/// Several reports as one diagram, each in a subgraph titled by its name.
+pub fn render_mermaid_sections(sections: &[(String, &Report)]) -> String {
+    let diagrams: Vec<(Option<String>, Diagram)> = sections
+        .iter()
+        .map(|(title, report)| {
+            let mut diagram = Diagram::default();
+            for flow in &report.flows {
+                diagram.add(flow);
+            }
+            (Some(title.clone()), diagram)
+        })
+        .collect();
+    let refs: Vec<(Option<String>, &Diagram)> =
+        diagrams.iter().map(|(t, d)| (t.clone(), d)).collect();
+    render_sections(&refs)
+}
+
 /// The distinct paths of the connections added so far, with how many took each: a diagram of a
 /// capture of any size is built one flow at a time (the legs of a connection come together).
 #[derive(Debug, Default)]
@@ -233,34 +250,59 @@ impl Diagram {
     }
 
     pub fn render(&self) -> String {
-        let mut out = String::from("flowchart LR\n");
-        let mut edges = Edges::default();
-        for (n, path) in self.order.iter().take(MAX_PATHS).enumerate() {
-            let (count, clients) = &self.seen[path];
+        render_sections(&[(None, self)])
+    }
+}
+
+/// Several diagrams as one flowchart, each titled one in a subgraph of its own (one per lab
+/// scenario): what mermaid renders is always a single diagram.
+pub fn render_sections(sections: &[(Option<String>, &Diagram)]) -> String {
+    let mut out = String::from("flowchart LR\n");
+    let mut edges = Edges::default();
+    let mut classes = Vec::new();
+    for (k, (title, diagram)) in sections.iter().enumerate() {
+        let prefix = match title {
+            Some(title) => {
+                let _ = writeln!(out, "  subgraph s{}[\"{}\"]", k + 1, esc(title));
+                out.push_str("  direction TB\n");
+                format!("s{}_", k + 1)
+            }
+            None => String::new(),
+        };
+        for (n, path) in diagram.order.iter().take(MAX_PATHS).enumerate() {
+            let (count, clients) = &diagram.seen[path];
+            let id = format!("{prefix}p{}", n + 1);
             draw(
                 &mut out,
                 &mut edges,
-                &format!("p{}", n + 1),
+                &mut classes,
+                &id,
                 path,
                 *count,
                 clients,
             );
         }
-        if !self.more.is_empty() {
-            let _ = writeln!(out, "  %% {} more paths not drawn", self.more.len());
+        if !diagram.more.is_empty() {
+            let _ = writeln!(out, "  %% {} more paths not drawn", diagram.more.len());
         }
-        out.push_str("  classDef lost fill:#fdd,stroke:#c00,stroke-width:2px\n");
-        out.push_str("  classDef rewritten fill:#fee,stroke:#c00\n");
-        out.push_str("  classDef kept fill:#dfd,stroke:#080\n");
-        out.push_str("  classDef unsettled fill:#ffd,stroke:#a80,stroke-dasharray:4 3\n");
-        out.push_str("  classDef proxy fill:#eef,stroke:#36c\n");
-        out.push_str("  classDef host fill:#eef,stroke:#36c\n");
-        out.push_str("  classDef unreached fill:#eee,stroke:#666,stroke-dasharray:4 3\n");
-        for e in edges.lost {
-            let _ = writeln!(out, "  linkStyle {e} stroke:#c00,stroke-width:3px");
+        if title.is_some() {
+            out.push_str("  end\n");
         }
-        out
     }
+    for line in classes {
+        let _ = writeln!(out, "  {line}");
+    }
+    out.push_str("  classDef lost fill:#fdd,stroke:#c00,stroke-width:2px\n");
+    out.push_str("  classDef rewritten fill:#fee,stroke:#c00\n");
+    out.push_str("  classDef kept fill:#dfd,stroke:#080\n");
+    out.push_str("  classDef unsettled fill:#ffd,stroke:#a80,stroke-dasharray:4 3\n");
+    out.push_str("  classDef proxy fill:#eef,stroke:#36c\n");
+    out.push_str("  classDef host fill:#eef,stroke:#36c\n");
+    out.push_str("  classDef unreached fill:#eee,stroke:#666,stroke-dasharray:4 3\n");
+    for e in edges.lost {
+        let _ = writeln!(out, "  linkStyle {e} stroke:#c00,stroke-width:3px");
+    }
+    out
 }
 
 /// Edge numbering across the whole diagram (linkStyle counts every edge drawn).
@@ -300,6 +342,7 @@ impl Edges {
 fn draw(
     out: &mut String,
     edges: &mut Edges,
+    classes: &mut Vec<String>,
     id: &str,
     path: &Path,
     count: usize,
@@ -329,7 +372,7 @@ fn draw(
         "clients".to_string()
     };
     let _ = writeln!(out, "    {id}_c([\"{client}\"])");
-    let mut classes: Vec<(String, &str)> = Vec::new();
+    let mut marks: Vec<(String, &str)> = Vec::new();
     // The node an arrow comes from, and the labels it carries into the next leg's first run.
     let mut from = format!("{id}_c");
     let mut into = vec![format!("to {}", path.entry)];
@@ -344,7 +387,7 @@ fn draw(
         let is_last = l == last_leg;
         let (shape, class) = end_box(leg, is_last, path.verdict);
         let _ = writeln!(out, "    {end}{shape}");
-        classes.push((end.clone(), class));
+        marks.push((end.clone(), class));
         for (i, labels) in leg.arrows.iter().enumerate() {
             let target = if i + 1 < leg.runs.len() {
                 format!("{lid}_n{}", i + 1)
@@ -378,11 +421,11 @@ fn draw(
                     lost_here && !inside,
                 );
                 if lost_here && !inside {
-                    classes.push((hop, "lost"));
+                    marks.push((hop, "lost"));
                 }
             }
             if lost_here && leg.lost.is_some_and(|(_, inside)| inside) {
-                classes.push((source, "lost"));
+                marks.push((source, "lost"));
             }
         }
         // The proxy at the end of this leg opens the next one.
@@ -403,8 +446,8 @@ fn draw(
             .unwrap_or_default();
     }
     out.push_str("  end\n");
-    for (node, class) in classes {
-        let _ = writeln!(out, "  class {node} {class}");
+    for (node, class) in marks {
+        classes.push(format!("class {node} {class}"));
     }
 }
 

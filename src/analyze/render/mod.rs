@@ -81,12 +81,12 @@ struct TextSink<W: Write> {
 impl<W: Write> Sink for TextSink<W> {
     fn flow(&mut self, flow: &Flow) -> io::Result<()> {
         self.written += 1;
-        text::flow_text(&mut self.out.buf, self.written, flow);
+        text::flow_text(&mut self.out.buf, self.written, flow, output::WIDTH);
         self.out.write_if_full()
     }
 
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
-        text::summary_text(&mut self.out.buf, summary);
+        text::summary_text(&mut self.out.buf, summary, output::WIDTH);
         self.out.write()
     }
 }

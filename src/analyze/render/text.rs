@@ -11,21 +11,27 @@ use std::fmt::Write;
 /// The readable report. Styles are ANSI; print through [`crate::output::emit`], which strips
 /// them when stdout is not a terminal or NO_COLOR is set.
 pub fn render_text(report: &Report) -> String {
+    render_text_at(report, WIDTH)
+}
+
+/// The readable report laid out for `width` columns (less than [`WIDTH`] when it is shown
+/// indented inside another report).
+pub fn render_text_at(report: &Report, width: usize) -> String {
     let mut out = String::new();
     for (n, flow) in report.flows.iter().enumerate() {
-        flow_text(&mut out, n + 1, flow);
+        flow_text(&mut out, n + 1, flow, width);
     }
-    summary_text(&mut out, &report.summary);
+    summary_text(&mut out, &report.summary, width);
     out
 }
 
 /// Connection `n` of the report, followed by a blank line.
-pub(super) fn flow_text(out: &mut String, n: usize, flow: &Flow) {
-    flow_body(out, n, flow);
+pub(super) fn flow_text(out: &mut String, n: usize, flow: &Flow, width: usize) {
+    flow_body(out, n, flow, width);
     out.push('\n');
 }
 
-fn flow_body(out: &mut String, n: usize, flow: &Flow) {
+fn flow_body(out: &mut String, n: usize, flow: &Flow, width: usize) {
     let Some(first) = flow.hops.first() else {
         let _ = writeln!(
             out,
@@ -69,11 +75,11 @@ fn flow_body(out: &mut String, n: usize, flow: &Flow) {
         );
         if let Some(link) = &flow.proxied_by {
             for fact in &link.evidence {
-                prose(out, DIM, &format!("joined: {fact}"), "    ");
+                prose(out, DIM, &format!("joined: {fact}"), "    ", width);
             }
         }
     }
-    hops_text(out, flow);
+    hops_text(out, flow, width);
     if flow.hops.iter().any(|h| h.dir_inferred) {
         let _ = writeln!(
             out,
@@ -81,11 +87,11 @@ fn flow_body(out: &mut String, n: usize, flow: &Flow) {
             paint(DIM, "* direction inferred: the capture did not record it")
         );
     }
-    verdict_text(out, flow);
+    verdict_text(out, flow, width);
 }
 
 /// The hop list, numbered as `hops` is indexed in JSON, each rewrite under the hop it made.
-fn hops_text(out: &mut String, flow: &Flow) {
+fn hops_text(out: &mut String, flow: &Flow, width: usize) {
     let rows: Vec<[String; 5]> = flow
         .hops
         .iter()
@@ -104,13 +110,13 @@ fn hops_text(out: &mut String, flow: &Flow) {
             ]
         })
         .collect();
-    let width = |col: usize| {
+    let column = |col: usize| {
         rows.iter()
             .map(|r| r[col].chars().count())
             .max()
             .unwrap_or(0)
     };
-    let (wn, wi, wd, ws) = (width(0), width(1), width(2), width(3));
+    let (wn, wi, wd, ws) = (column(0), column(1), column(2), column(3));
     let lost = losing_snat(flow);
     for (i, (hop, row)) in flow.hops.iter().zip(&rows).enumerate() {
         let rewrites: Vec<_> = flow.translations.iter().filter(|t| t.hop == i).collect();
@@ -153,14 +159,14 @@ fn hops_text(out: &mut String, flow: &Flow) {
             } else {
                 line
             };
-            prose(out, style, &line, "        ");
+            prose(out, style, &line, "        ", width);
         }
     }
 }
 
 /// What the pod at the end of this leg sees, and what that means for the client; what the
 /// source at the first capture point is, and why.
-fn verdict_text(out: &mut String, flow: &Flow) {
+fn verdict_text(out: &mut String, flow: &Flow, width: usize) {
     let sees = flow
         .pod_sees
         .map_or_else(|| "nothing".to_string(), |ip| ip.to_string());
@@ -176,7 +182,7 @@ fn verdict_text(out: &mut String, flow: &Flow) {
         Some(lead) => format!("{lead} — {}", flow.reason),
         None => flow.reason.clone(),
     };
-    let lines = wrap(&text, WIDTH, "  ", "    ");
+    let lines = wrap(&text, width, "  ", "    ");
     for (i, line) in lines.iter().enumerate() {
         match (&lead, i) {
             // The lead alone in colour, the sentence plain: the eye finds the address.
@@ -203,6 +209,7 @@ fn verdict_text(out: &mut String, flow: &Flow) {
             Style::new(),
             &format!("L7 client IP: {} ({}){judged}", l7.value, l7.header),
             "  ",
+            width,
         );
     }
     if flow.leg <= 1 && !flow.evidence.is_empty() {
@@ -211,19 +218,20 @@ fn verdict_text(out: &mut String, flow: &Flow) {
             DIM,
             &format!("source: {}", flow.evidence.join("; ")),
             "  ",
+            width,
         );
     }
 }
 
 /// A sentence wrapped to the width, indented by `indent` (and two more after its first line).
-fn prose(out: &mut String, style: Style, text: &str, indent: &str) {
+fn prose(out: &mut String, style: Style, text: &str, indent: &str, width: usize) {
     let rest = format!("{indent}  ");
-    for line in wrap(text, WIDTH, indent, &rest) {
+    for line in wrap(text, width, indent, &rest) {
         let _ = writeln!(out, "{}", paint(style, &line));
     }
 }
 
-pub(super) fn summary_text(out: &mut String, summary: &Summary) {
+pub(super) fn summary_text(out: &mut String, summary: &Summary, width: usize) {
     let mut counts = vec![
         format!("{} kept the client IP", summary.preserved),
         format!("{} rewritten", summary.rewritten),
@@ -254,7 +262,7 @@ pub(super) fn summary_text(out: &mut String, summary: &Summary) {
         summary.connections,
         counts.join(", ")
     );
-    let mut lines = wrap(&line, WIDTH, "Summary: ", "  ").into_iter();
+    let mut lines = wrap(&line, width, "Summary: ", "  ").into_iter();
     if let Some(first) = lines.next() {
         let rest = first.strip_prefix("Summary:").unwrap_or(&first);
         let _ = writeln!(out, "{}{rest}", paint(HEAD, "Summary:"));
@@ -329,7 +337,7 @@ pub(super) fn summary_text(out: &mut String, summary: &Summary) {
                 .chain((e.unreached > 0).then(|| format!("no pod reached ×{}", e.unreached)))
                 .chain((e.at_host > 0).then(|| format!("local socket ×{}", e.at_host)));
             for text in places {
-                for l in wrap(&text, WIDTH, "      ", "        ") {
+                for l in wrap(&text, width, "      ", "        ") {
                     let _ = writeln!(out, "{l}");
                 }
             }
