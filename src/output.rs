@@ -74,10 +74,62 @@ pub fn visible_width(text: &str) -> usize {
 /// stands alone): the first line after `first`, the others after `rest`. Styles inside `text`
 /// take no width.
 pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
+    let room = width.saturating_sub(visible_width(rest)).max(20);
+    let words: Vec<&str> = text
+        .split(' ')
+        .flat_map(|word| split_long(word, room))
+        .collect();
+    wrap_words(words, width, first, rest)
+}
+
+/// A word longer than `room` columns cut after a `/` or `.` (a path, an annotation key) into
+/// pieces that each fit, so that no line runs over; a word without such a place stays whole.
+fn split_long(word: &str, room: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = word;
+    while visible_width(rest) > room {
+        // The last cut point within `room` visible columns.
+        let (mut seen, mut cut, mut chars) = (0, None, rest.char_indices());
+        while let Some((i, c)) = chars.next() {
+            if c == '\u{1b}' {
+                for (_, c) in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            seen += 1;
+            if seen > room {
+                break;
+            }
+            if matches!(c, '/' | '.') {
+                cut = Some(i + c.len_utf8());
+            }
+        }
+        match cut {
+            Some(at) if at < rest.len() => {
+                pieces.push(&rest[..at]);
+                rest = &rest[at..];
+            }
+            _ => break,
+        }
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// [`wrap`] over words already split.
+fn wrap_words<'a>(
+    words: impl IntoIterator<Item = &'a str>,
+    width: usize,
+    first: &str,
+    rest: &str,
+) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = first.to_string();
     let mut empty = true;
-    for word in text.split(' ').filter(|w| !w.is_empty()) {
+    for word in words.into_iter().filter(|w| !w.is_empty()) {
         let len = visible_width(&line);
         if !empty && len + 1 + visible_width(word) > width {
             lines.push(std::mem::replace(&mut line, rest.to_string()));
@@ -95,9 +147,72 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
     lines
 }
 
+/// A shell command broken into lines of at most `width` columns that still paste as one
+/// command: breaks only between words outside quotes, each line but the last ending in ` \`.
+pub fn wrap_command(command: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let (mut word, mut quote) = (String::new(), None::<char>);
+    for c in command.chars() {
+        match (c, quote) {
+            (' ', None) => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            ('\'' | '"', None) => {
+                quote = Some(c);
+                word.push(c);
+            }
+            (c, Some(q)) if c == q => {
+                quote = None;
+                word.push(c);
+            }
+            _ => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    // Room for the ` \` that continues a line.
+    let mut lines = wrap_words(
+        words.iter().map(String::as_str),
+        width.saturating_sub(2),
+        first,
+        rest,
+    );
+    let last = lines.len().saturating_sub(1);
+    for line in &mut lines[..last] {
+        line.push_str(" \\");
+    }
+    lines
+}
+
 #[cfg(test)]
 mod wrap_tests {
-    use super::wrap;
+    use super::{wrap, wrap_command};
+
+    #[test]
+    fn long_words_break_after_a_slash_or_dot() {
+        let text = r#"[metadata.annotations["service.kubernetes.io/local-svc-only-bind-node-with-pod"] not "true"]"#;
+        let lines = wrap(text, 40, "    ", "    ");
+        assert!(lines.iter().all(|l| l.chars().count() <= 40), "{lines:?}");
+        assert_eq!(lines.concat().replace(' ', ""), text.replace(' ', ""));
+    }
+
+    #[test]
+    fn commands_break_between_words_and_continue() {
+        let cmd = r#"kubectl patch svc web -n default --type merge -p '{"spec": {"a": "b c"}}'"#;
+        let lines = wrap_command(cmd, 40, "$ ", "    ");
+        assert!(lines.len() > 1, "{lines:?}");
+        assert!(lines[..lines.len() - 1].iter().all(|l| l.ends_with(" \\")));
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .ends_with(r#"'{"spec": {"a": "b c"}}'"#),
+            "{lines:?}"
+        );
+    }
 
     #[test]
     fn wraps_at_spaces_with_a_hanging_indent() {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::model::{Explanation, L4Source, L7Source, OriginVerdict};
-use crate::output::{wrap, BAD, DIM, GOOD, HEAD, WARN, WIDTH};
+use crate::output::{wrap, wrap_command, BAD, DIM, GOOD, HEAD, WARN, WIDTH};
 
 fn verdict_style(v: &OriginVerdict) -> anstyle::Style {
     let l7_ok = matches!(
@@ -114,8 +114,10 @@ pub fn render_text(explanations: &[Explanation]) -> String {
                     "         ",
                 );
                 if let Some(apply) = &f.apply {
-                    // A command stays on one line: it is meant to be copied.
-                    let _ = writeln!(out, "         $ {apply}");
+                    // Broken where the shell still reads one command: it is meant to be copied.
+                    for line in wrap_command(apply, WIDTH, "         $ ", "             ") {
+                        let _ = writeln!(out, "{line}");
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ use super::clb::Listener;
 use super::scenario::{Connection, From, Scenario};
 use super::topology::{Node, Pod};
 use crate::explain::{self, model::Explanation};
+use crate::output::{wrap, WIDTH};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
@@ -129,11 +130,14 @@ fn topology_yaml(scenario: &Scenario) -> String {
 pub fn cause_text(scenario: &Scenario) -> String {
     let explained = explanations(scenario);
     if explained.is_empty() {
-        return format!(
-            "cause: {}\nfix:   {}\n",
-            squash(scenario.cause),
-            squash(scenario.fix)
-        );
+        let mut text = String::new();
+        for (label, line) in [("cause:", scenario.cause), ("fix:  ", scenario.fix)] {
+            for l in wrap(&format!("{label} {}", squash(line)), WIDTH, "", "       ") {
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        return text;
     }
     let mut text = format!(
         "why (kubectl realip explain on this scenario's manifests):\n{}",
@@ -145,7 +149,16 @@ pub fn cause_text(scenario: &Scenario) -> String {
         .flat_map(|e| &e.origins)
         .all(|v| v.fixes.is_empty())
     {
-        text.push_str(&format!("\n  fix:  {}\n", squash(scenario.fix)));
+        text.push('\n');
+        for l in wrap(
+            &format!("fix: {}", squash(scenario.fix)),
+            WIDTH,
+            "  ",
+            "       ",
+        ) {
+            text.push_str(&l);
+            text.push('\n');
+        }
     }
     text
 }

@@ -162,9 +162,8 @@ pub fn scenario_text(run: &ScenarioRun, cause: &str) -> String {
     let report = analyze::render_text_at(&run.report, WIDTH - 2);
     let _ = writeln!(out, "{}", indent(&report, "  "));
     let _ = writeln!(out);
-    for line in cause.lines() {
-        para(&mut out, line, "  ", "  ");
-    }
+    // explain's own layout, already fitted to the width.
+    out.push_str(cause);
     out
 }
 
