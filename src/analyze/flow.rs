@@ -25,6 +25,7 @@ pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners
                 Direction::Out
             },
             dir_inferred: !s.dir_known,
+            ttl: s.ttl,
             src: s.src,
             sport: s.sport,
             dst: s.dst,

@@ -267,6 +267,10 @@ pub struct Hop {
     /// from the hop's place in the path: the first sighting on a node `in`, later ones `out`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dir_inferred: bool,
+    /// IPv4 TTL or IPv6 hop limit as captured: a SYN that leaves its sender carries the initial
+    /// value (64, 128 or 255), a forwarded one less.
+    #[serde(default)]
+    pub ttl: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -104,6 +104,10 @@ pub fn range(ip: IpAddr) -> Range {
     }
 }
 
+/// The TTLs (and IPv6 hop limits) systems send with: Linux and most others 64, Windows 128,
+/// some network gear 255. A forwarded packet carries less.
+const INITIAL_TTLS: [u8; 3] = [64, 128, 255];
+
 fn faces_pods(kind: IfaceKind) -> bool {
     matches!(kind, IfaceKind::Veth | IfaceKind::Bridge | IfaceKind::Eni)
 }
@@ -166,13 +170,26 @@ fn classify_address(src: IpAddr, first: Option<&Hop>, via_lb: bool, owners: &Own
                 None => format!("node {node}'s"),
             };
             if let Some(h) = first.filter(|h| h.node == node && h.dir == Direction::Out) {
-                return Source::origin(
-                    ClientKind::Node,
-                    format!(
-                        "{src} is {whose} address and {node} sent this SYN out of {}: a process on {node} opened it",
-                        h.iface
-                    ),
-                );
+                // Leaving the node with its own address: sent by a process there, or forwarded
+                // and masqueraded by it where its arrival was not captured. The TTL tells.
+                return if INITIAL_TTLS.contains(&h.ttl) {
+                    Source::origin(
+                        ClientKind::Node,
+                        format!(
+                            "{src} is {whose} address and {node} sent this SYN out of {} with TTL {}, as a local process does: a process on {node} opened it",
+                            h.iface, h.ttl
+                        ),
+                    )
+                } else {
+                    Source::new(
+                        ClientKind::Node,
+                        true,
+                        format!(
+                            "{src} is {whose} address on a SYN {node} forwarded (TTL {} on {}): {node} rewrote the source where its arrival was not captured",
+                            h.ttl, h.iface
+                        ),
+                    )
+                };
             }
             let lead = format!("{src} is {whose} address");
             return if via_lb {

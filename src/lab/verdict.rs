@@ -387,6 +387,7 @@ mod tests {
             dport: dst.port(),
             ts_ns: 0,
             dir_inferred: false,
+            ttl: 64,
         }
     }
 
