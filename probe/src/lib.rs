@@ -2,14 +2,16 @@
 //!
 //! The library always builds without sockets: the wire format ([`wire`]), the frame parser
 //! ([`parse`]), forwarding facts of first data segments ([`l7`]), a capture file reader
-//! ([`pcapfile`]), the in-kernel filter program ([`bpf`]). The capture and echo code behind the
-//! `capture` feature is what the node binary runs.
+//! ([`pcapfile`]), what interface names suggest ([`ifname`]), the in-kernel filter program
+//! ([`bpf`]). The capture and echo code behind the `capture` feature is what the node binary
+//! runs.
 
 pub mod bpf;
 #[cfg(feature = "capture")]
 pub mod capture;
 #[cfg(feature = "capture")]
 pub mod echo;
+pub mod ifname;
 pub mod l7;
 pub mod parse;
 pub mod pcapfile;
