@@ -473,6 +473,14 @@ fn tsval(mut opts: &[u8]) -> Option<u32> {
     }
 }
 
+/// The Ethernet addresses of any frame (ARP, IPv6 neighbour discovery, …), when it has them.
+pub fn macs(framing: Framing, frame: &[u8]) -> Option<Macs> {
+    match framing {
+        Framing::Ethernet if frame.len() >= 14 => link(framing, frame).ok()?.macs,
+        _ => None,
+    }
+}
+
 /// Parses one frame the live probe captured. Lax about IP length fields (GRO/TSO frames carry
 /// total length 0) and strict about everything that decides where a header starts.
 pub fn parse(framing: Framing, frame: &[u8]) -> Result<Segment<'_>, ParseError> {

@@ -13,12 +13,16 @@
 //! format), or a bad flag.
 
 mod capture;
+mod clock;
 mod correlate;
+mod coverage;
 mod flow;
 mod groups;
+mod host_macs;
 mod input;
 mod l7;
 pub mod model;
+mod node_ifaces;
 mod owners;
 mod progress;
 mod reach;
@@ -33,9 +37,11 @@ pub use render::{json::render_json, mermaid::render_mermaid, text::render_text};
 use crate::cli::AnalyzeArgs;
 use crate::error::{Failure, Kind, Result};
 use crate::output::OutputFormat;
+use coverage::Coverage;
 use groups::Groups;
 use input::{Inputs, Item};
 use model::{Flow, Report, Summary};
+use node_ifaces::NodeIfaces;
 use owners::Owners;
 use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
@@ -50,6 +56,10 @@ pub struct Analyzer {
     names: Names,
     groups: Groups,
     owners: Owners,
+    /// Each node's interfaces: announced, and captured.
+    ifaces: NodeIfaces,
+    /// What the captures lacked, per node, by the connections found.
+    coverage: Coverage,
     /// Latest cumulative drop counter per (node, interface).
     drops: HashMap<(String, String), u64>,
     warnings: Vec<String>,
@@ -82,6 +92,8 @@ impl Analyzer {
             names: Names::default(),
             groups: Groups::new(window),
             owners: Owners::default(),
+            ifaces: NodeIfaces::default(),
+            coverage: Coverage::default(),
             drops: HashMap::new(),
             warnings: Vec::new(),
         }
@@ -94,8 +106,14 @@ impl Analyzer {
                 let sighting = Sighting::from_syn(&syn, &mut self.names);
                 self.push_sighting(sighting);
             }
-            Event::Hello(hello) => self.owners.add_node(&hello.node, &hello.interfaces),
-            Event::Iface(change) => self.owners.add_interface(&change.node, &change.interface),
+            Event::Hello(hello) => {
+                self.owners.add_node(&hello.node, &hello.interfaces);
+                self.ifaces.announce(&hello.node, &hello.interfaces);
+            }
+            Event::Iface(change) => {
+                self.owners.add_interface(&change.node, &change.interface);
+                self.ifaces.announce_one(&change.node, &change.interface);
+            }
             Event::L7(l7) => {
                 if let Some((isn, fact)) = l7::Fact::of(&l7, &mut self.names) {
                     self.groups.add_l7(isn, l7.ts_ns, fact);
@@ -135,8 +153,9 @@ impl Analyzer {
         }
     }
 
-    pub(crate) fn names_mut(&mut self) -> &mut Names {
-        &mut self.names
+    /// What readers of input update: interned names, and what each node's interfaces are.
+    pub(crate) fn reading(&mut self) -> (&mut Names, &mut NodeIfaces) {
+        (&mut self.names, &mut self.ifaces)
     }
 
     /// The next connection whose story is complete, in output order: with a window, while
@@ -145,6 +164,7 @@ impl Analyzer {
         let ready = self.groups.next(&self.names)?;
         let mut flow = flow::build(&ready.hops, ready.retries, &self.names, &mut self.owners);
         flow.l7_client_ip = ready.l7_client;
+        self.coverage.flow(&flow, &self.ifaces);
         Some(flow)
     }
 
@@ -168,6 +188,7 @@ impl Analyzer {
     fn summary(&mut self, tally: summary::Tally) -> Summary {
         let mut warnings = std::mem::take(&mut self.warnings);
         warnings.append(&mut self.groups.warnings);
+        warnings.extend(self.coverage.warnings(&self.ifaces));
         tally.finish(self.drops.values().sum(), warnings)
     }
 }
@@ -198,7 +219,8 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         .hint("the window must cover SYN retransmissions and clock skew between nodes: at least 1s, 3m by default"));
     }
     let mut analyzer = Analyzer::windowed(args.window);
-    let mut inputs = Inputs::open(&args.files, analyzer.names_mut());
+    let (names, ifaces) = analyzer.reading();
+    let mut inputs = Inputs::open(&args.files, args.window, names, ifaces);
     let mut sink = render::sink(args.output);
     let mut tally = summary::Tally::default();
     // Text on a terminal shows itself as it comes; the problems are in its summary too.
@@ -211,11 +233,14 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         sink.flow(flow)
     });
     progress.finish();
-    let problems = inputs.finish(args.window);
+    let problems = inputs.finish(args.window, &mut analyzer.ifaces);
     let mut worst: Option<Kind> = None;
     for problem in &problems {
         if !on_screen {
             eprintln!("warning: {problem}");
+        }
+        if problem.is_note() {
+            continue;
         }
         if problem.unusable() {
             worst = Some(Kind::Usage);
@@ -242,7 +267,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     match worst {
         Some(kind) => Err(Failure::new(
             kind,
-            format!("{} input problem(s); the report covers only what could be read", problems.len()),
+            format!("{} input problem(s); the report covers only what could be read", problems.iter().filter(|p| !p.is_note()).count()),
         )
         .hint("fix or remove the named files and lines, then run analyze again")),
         None if connections == 0 => Err(Failure::new(
@@ -263,7 +288,11 @@ fn stream(
     mut out: impl FnMut(&Flow) -> io::Result<()>,
 ) -> io::Result<()> {
     let (mut items, mut syns, mut written) = (0u64, 0u64, 0usize);
-    while let Some((source, item)) = inputs.next(analyzer.names_mut()) {
+    loop {
+        let (names, ifaces) = analyzer.reading();
+        let Some((source, item)) = inputs.next(names, ifaces) else {
+            break;
+        };
         items += 1;
         if matches!(item, Item::Sighting(_)) {
             syns += 1;
