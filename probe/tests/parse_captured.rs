@@ -40,7 +40,10 @@ fn inner_ipv4() -> Vec<u8> {
 
 fn inner_ipv6() -> Vec<u8> {
     let b = PacketBuilder::ipv6(
-        "2001:db8::5".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        "2001:db8::5"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
         "2001:db8:1::5"
             .parse::<std::net::Ipv6Addr>()
             .unwrap()
@@ -58,7 +61,9 @@ fn inner_ipv6() -> Vec<u8> {
 
 /// An outer IPv4 header (underlay 192.0.2.10 → 192.0.2.11, TTL 64) around `payload`.
 fn outer_v4(proto: u8, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 10, 192, 0, 2, 11];
+    let mut h = vec![
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 10, 192, 0, 2, 11,
+    ];
     let total = (20 + payload.len()) as u16;
     h[2..4].copy_from_slice(&total.to_be_bytes());
     h.extend_from_slice(payload);
@@ -70,8 +75,18 @@ fn outer_v6(next: u8, payload: &[u8]) -> Vec<u8> {
     let mut h = vec![0x60, 0, 0, 0];
     h.extend((payload.len() as u16).to_be_bytes());
     h.extend([next, 64]);
-    h.extend("2001:db8:ff::a".parse::<std::net::Ipv6Addr>().unwrap().octets());
-    h.extend("2001:db8:ff::b".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    h.extend(
+        "2001:db8:ff::a"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    h.extend(
+        "2001:db8:ff::b"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
     h.extend_from_slice(payload);
     h
 }
@@ -158,14 +173,20 @@ fn syns_inside_every_tunnel_are_read_with_the_inner_facts() {
             Tunnel::Vxlan,
         ),
         (
-            underlay(outer_v4(17, &udp(6081, &geneve(0x6558, 8, &inner_ethernet())))),
+            underlay(outer_v4(
+                17,
+                &udp(6081, &geneve(0x6558, 8, &inner_ethernet())),
+            )),
             Tunnel::Geneve,
         ),
         (
             underlay(outer_v4(17, &udp(6081, &geneve(0x0800, 0, &inner_ipv4())))),
             Tunnel::Geneve,
         ),
-        (underlay(outer_v4(47, &gre(0, 0x0800, &inner_ipv4()))), Tunnel::Gre),
+        (
+            underlay(outer_v4(47, &gre(0, 0x0800, &inner_ipv4()))),
+            Tunnel::Gre,
+        ),
         // Checksum, key and sequence number present.
         (
             underlay(outer_v4(47, &gre(0xB000, 0x0800, &inner_ipv4()))),
@@ -235,9 +256,8 @@ fn a_tunnel_inside_a_tunnel_names_the_innermost() {
 
 #[test]
 fn what_is_not_a_tunnel_this_parser_opens_stays_not_tcp() {
-    let not = |frame: Vec<u8>| {
-        parse_captured(Framing::Ethernet, &underlay(frame)).map(|c| c.segment.seq)
-    };
+    let not =
+        |frame: Vec<u8>| parse_captured(Framing::Ethernet, &underlay(frame)).map(|c| c.segment.seq);
     // UDP to another port, PPTP's GRE version 1, GRE with source routing, VXLAN without its I
     // bit, Geneve of an unknown version, GRE carrying ARP.
     assert_eq!(
@@ -347,7 +367,10 @@ fn a_classic_68_byte_snap_length_keeps_the_syn() {
 #[test]
 fn ethernet_addresses_and_unicast() {
     let frame = inner_ethernet();
-    let macs = parse_captured(Framing::Ethernet, &frame).unwrap().macs.unwrap();
+    let macs = parse_captured(Framing::Ethernet, &frame)
+        .unwrap()
+        .macs
+        .unwrap();
     assert_eq!(
         (macs.src, macs.dst),
         ([2, 0, 0, 0, 1, 5], [2, 0, 0, 0, 1, 1])

@@ -216,12 +216,18 @@ impl CaptureSource {
         self.done
             || self.pending.len() > MAX_PENDING
             || p.dir.is_some()
-            || p.macs.is_none_or(|m| self.direction_by_macs(p.iface_id, &m, ifaces).is_some())
+            || p.macs
+                .is_none_or(|m| self.direction_by_macs(p.iface_id, &m, ifaces).is_some())
     }
 
     /// An Ethernet frame's direction: by the addresses the node's probe announced, then by
     /// what this file proved.
-    fn direction_by_macs(&self, iface_id: u32, macs: &Macs, ifaces: &NodeIfaces) -> Option<Direction> {
+    fn direction_by_macs(
+        &self,
+        iface_id: u32,
+        macs: &Macs,
+        ifaces: &NodeIfaces,
+    ) -> Option<Direction> {
         ifaces
             .direction(&self.node, macs)
             .or_else(|| self.host.direction(iface_id, macs))
@@ -456,9 +462,14 @@ mod tests {
             p.macs.map(|m| (m.src, m.dst)),
             Some(([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]))
         );
-        let out = frame(3, meta(Some(Direction::Out)), Framing::Ethernet, &bytes(true, false))
-            .unwrap()
-            .unwrap();
+        let out = frame(
+            3,
+            meta(Some(Direction::Out)),
+            Framing::Ethernet,
+            &bytes(true, false),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(out.dir, Some(Direction::Out));
     }
 

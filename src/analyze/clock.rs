@@ -3,19 +3,22 @@
 //! reset) would move the analysis window by years: every connection open then would be closed
 //! early and split. Each item is compared, before it leaves, with the one before it and with the
 //! median of the [`AHEAD`] after it: an item further than the threshold (the analysis window)
-//! from both, while they agree with each other, is an outlier. It is taken at the time of the
-//! item before it (or of the one after, at the start of a file) and named in a note.
+//! from both, while they agree with each other, and with fewer than [`MAX_RUN`] items after it
+//! near its own time, is an outlier. It is taken at the time of the item before it (at the start
+//! of a file, of the earliest after it) and named in a note.
 //!
 //! A real jump (a pause in the capture, or several nodes' streams one after another) is not an
-//! outlier: the items after it stay where it went.
+//! outlier: the items after it stay where it went, or come back only after more than a few.
 
 use super::input::{Item, Pos, Problem};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// Items looked at after the one about to leave: more glitched items in a row than half of
-/// these are taken as a real jump.
+/// Items looked at after the one about to leave.
 pub const AHEAD: usize = 32;
+/// More items than this near one another in time, however far from the rest, are a real stream
+/// (a short one given before another), not a glitch.
+pub const MAX_RUN: usize = 3;
 /// Outliers named one by one in the note; the rest are counted.
 const NAMED: usize = 3;
 
@@ -68,18 +71,28 @@ impl Clock {
             self.last = Some(t);
             return Some(item);
         }
-        let next = after[0];
         let after = &mut after[..n];
         after.sort_unstable();
         let median = after[n / 2];
         let limit = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);
         let far = |a: u64, b: u64| a.abs_diff(b) > limit;
+        // The earliest after it that is not itself an outlier.
+        let earliest = after
+            .iter()
+            .copied()
+            .find(|&ts| !far(ts, median))
+            .unwrap_or(median);
+        if after.iter().filter(|&&ts| !far(ts, t)).count() >= MAX_RUN {
+            self.last = Some(t);
+            return Some(item);
+        }
         // Ahead of everything around it: the window would jump. At the start of a file only
         // this is told: an early item followed by a pause is a real capture.
         let ahead = t > median && far(t, median) && self.last.is_none_or(|p| t > p && far(t, p));
         let behind = t < median && far(t, median) && self.last.is_some_and(|p| t < p && far(t, p));
         if ahead || behind {
-            let to = self.last.unwrap_or(next);
+            // Between its neighbours: after the one before, or no later than any after it.
+            let to = self.last.unwrap_or(earliest);
             item.observed_at_set(to);
             self.moved += 1;
             if self.named.len() < NAMED {
@@ -196,7 +209,9 @@ mod tests {
         assert_eq!(out, want);
         let note = note.unwrap();
         assert!(
-            note.starts_with("x.pcap: frame 21 (byte 2024) dated 2100-01-01T00:00:00Z is more than 180s away"),
+            note.starts_with(
+                "x.pcap: frame 21 (byte 2024) dated 2100-01-01T00:00:00Z is more than 180s away"
+            ),
             "{note}"
         );
     }
@@ -210,11 +225,21 @@ mod tests {
         times[60] = u64::MAX / 2;
         let (out, note) = run(&times);
         assert!(out.windows(2).all(|w| w[0] <= w[1]), "{out:?}");
-        assert_eq!(out[0], START + S, "the first takes the time of the next");
+        assert_eq!(
+            out[0],
+            START + S,
+            "the first takes the time of the earliest after it"
+        );
         let note = note.unwrap();
-        assert!(note.contains("x.pcap: 4 frames more than 180s away"), "{note}");
+        assert!(
+            note.contains("x.pcap: 4 frames more than 180s away"),
+            "{note}"
+        );
         assert!(note.contains("frame 1 (byte 24) dated"), "{note}");
-        assert!(note.contains("frame 31 (byte 3024) dated 1970-01-01T00:00:00Z"), "{note}");
+        assert!(
+            note.contains("frame 31 (byte 3024) dated 1970-01-01T00:00:00Z"),
+            "{note}"
+        );
         assert!(note.ends_with(" and 1 more"), "{note}");
     }
 
@@ -230,7 +255,13 @@ mod tests {
         early[0] = START - 3600 * S;
         let mut two = steady(40);
         two.extend(steady(40));
-        for times in [pause, early, two, steady(3), vec![]] {
+        // A stream of four lines given before one that starts ten minutes earlier.
+        let mut short = steady(4);
+        for t in &mut short {
+            *t += 600 * S;
+        }
+        short.extend(steady(40));
+        for times in [pause, early, two, short, steady(3), vec![]] {
             let (out, note) = run(&times);
             assert_eq!(out, times);
             assert_eq!(note, None);

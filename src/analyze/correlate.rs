@@ -564,8 +564,20 @@ mod tests {
         let received = s(1, 10, In, 0, "10.0.0.4", 41770, "203.0.113.1", 80, 58);
         assert!(follows(&sent, &received).is_some());
         for (a, b) in [
-            (Sighting { tsval: None, ..sent }, received),
-            (sent, Sighting { tsval: None, ..received }),
+            (
+                Sighting {
+                    tsval: None,
+                    ..sent
+                },
+                received,
+            ),
+            (
+                sent,
+                Sighting {
+                    tsval: None,
+                    ..received
+                },
+            ),
         ] {
             assert_eq!(follows(&a, &b), None);
             assert_eq!(correlate(&[a, b]).chains.len(), 2);

@@ -68,7 +68,8 @@ impl Coverage {
             }
         }
         for (node, (n, _)) in &self.ends {
-            if let Some(captured) = lacks(node, &[IfaceKind::Veth, IfaceKind::Bridge, IfaceKind::Eni])
+            if let Some(captured) =
+                lacks(node, &[IfaceKind::Veth, IfaceKind::Bridge, IfaceKind::Eni])
             {
                 let verb = if captured.len() == 1 { "was" } else { "were" };
                 out.push(format!(
@@ -131,8 +132,10 @@ mod tests {
         );
         assert_eq!(
             c.warnings(&ifaces),
-            ["node-a: only eth0 was captured; the pod side (veth/bridge) was not, where 1 \
-              connection(s) were seen last"]
+            [
+                "node-a: only eth0 was captured; the pod side (veth/bridge) was not, where 1 \
+              connection(s) were seen last"
+            ]
         );
         // The same node captured whole (`-i any`) lacks nothing.
         ifaces.captured_all("node-a");
@@ -182,7 +185,10 @@ mod tests {
         );
         let mut c = Coverage::default();
         c.flow(
-            &flow(vec![hop("node-a", "node-a", Direction::In)], EndsAt::Unknown),
+            &flow(
+                vec![hop("node-a", "node-a", Direction::In)],
+                EndsAt::Unknown,
+            ),
             &ifaces,
         );
         c.flow(

@@ -80,10 +80,17 @@ impl HostMacs {
 
     /// A SYN of the file: with a copy one hop away, it proves two of the host's addresses.
     pub fn syn(&mut self, ts_ns: u64, macs: &Macs, id: Transmission, ttl: u8) {
-        let seen = Seen { ts_ns, ttl, macs: *macs };
+        let seen = Seen {
+            ts_ns,
+            ttl,
+            macs: *macs,
+        };
         let routed = self.recent.get(&id).into_iter().flatten().find_map(|x| {
             let near = x.ts_ns.abs_diff(ts_ns) <= SAME_NODE_WINDOW_NS;
-            match (x.ttl.checked_sub(1) == Some(ttl), ttl.checked_sub(1) == Some(x.ttl)) {
+            match (
+                x.ttl.checked_sub(1) == Some(ttl),
+                ttl.checked_sub(1) == Some(x.ttl),
+            ) {
                 (true, _) if near => Some((*x, seen)),
                 (_, true) if near => Some((seen, *x)),
                 _ => None,
@@ -160,14 +167,8 @@ mod tests {
         h.frame(0, &macs(GATEWAY, [0xff; 6]), || false);
         assert_eq!(h.direction(0, &macs(HOST, PEER)), None);
         h.frame(0, &macs(GATEWAY, HOST), || false);
-        assert_eq!(
-            h.direction(0, &macs(HOST, PEER)),
-            Some(Direction::Out)
-        );
-        assert_eq!(
-            h.direction(0, &macs(GATEWAY, HOST)),
-            Some(Direction::In)
-        );
+        assert_eq!(h.direction(0, &macs(HOST, PEER)), Some(Direction::Out));
+        assert_eq!(h.direction(0, &macs(GATEWAY, HOST)), Some(Direction::In));
         // Another interface of the file knows nothing yet.
         assert_eq!(h.direction(1, &macs(HOST, PEER)), None);
         // A frame between two others: the capture was promiscuous, the evidence is gone.
@@ -193,10 +194,7 @@ mod tests {
         assert_eq!(h.direction(0, &macs(HOST, PEER)), None);
         h.syn(1_000, &macs(GATEWAY, HOST_EXT), id, 64);
         for iface in [0, 1, 7] {
-            assert_eq!(
-                h.direction(iface, &macs(HOST, PEER)),
-                Some(Direction::Out)
-            );
+            assert_eq!(h.direction(iface, &macs(HOST, PEER)), Some(Direction::Out));
             assert_eq!(
                 h.direction(iface, &macs(GATEWAY, HOST_EXT)),
                 Some(Direction::In)
@@ -229,7 +227,12 @@ mod tests {
         assert!(h.order.len() <= RECENT);
         assert!(h.recent.len() <= RECENT);
         // A second later everything before is forgotten.
-        h.syn(10 * SAME_NODE_WINDOW_NS, &macs(HOST, PEER), (1, None, None), 64);
+        h.syn(
+            10 * SAME_NODE_WINDOW_NS,
+            &macs(HOST, PEER),
+            (1, None, None),
+            64,
+        );
         assert_eq!(h.order.len(), 1);
     }
 }

@@ -451,9 +451,9 @@ impl Inputs {
                 Err(problem) => inputs.failed.push((at, problem)),
             }
         }
-        let jsonl_first = |o: &Open| !matches!(o.reader.source, Source::Jsonl(_));
+        let is_capture = |o: &Open| matches!(o.reader.source, Source::Capture(_));
         let mut order: Vec<usize> = (0..inputs.open.len()).collect();
-        order.sort_by_key(|&i| jsonl_first(&inputs.open[i]));
+        order.sort_by_key(|&i| is_capture(&inputs.open[i]));
         for i in order {
             let slot = &mut inputs.open[i];
             slot.head = slot.reader.next(names, ifaces);
@@ -477,11 +477,7 @@ impl Inputs {
 
     /// Bytes read so far, and in all, when every input is a file.
     pub fn progress(&self) -> (u64, Option<u64>) {
-        let read = self
-            .open
-            .iter()
-            .map(|o| o.reader.source.position())
-            .sum();
+        let read = self.open.iter().map(|o| o.reader.source.position()).sum();
         (read, self.size)
     }
 
@@ -637,7 +633,9 @@ impl Jsonl {
                 event => {
                     match &event {
                         Event::Hello(hello) => ifaces.announce(&hello.node, &hello.interfaces),
-                        Event::Iface(change) => ifaces.announce_one(&change.node, &change.interface),
+                        Event::Iface(change) => {
+                            ifaces.announce_one(&change.node, &change.interface)
+                        }
                         _ => {}
                     }
                     (Item::Event(event), pos)

@@ -160,12 +160,15 @@ mod tests {
 
     #[test]
     fn macs_parse_strictly() {
-        assert_eq!(
-            parse_mac("02:00:00:00:0a:01"),
-            Some([2, 0, 0, 0, 0x0a, 1])
-        );
+        assert_eq!(parse_mac("02:00:00:00:0a:01"), Some([2, 0, 0, 0, 0x0a, 1]));
         assert_eq!(parse_mac("02-00-00-00-0A-01"), Some([2, 0, 0, 0, 0x0a, 1]));
-        for bad in ["", "02:00:00:00:0a", "02:00:00:00:0a:01:02", "2:0:0:0:a:1", "zz:00:00:00:00:00"] {
+        for bad in [
+            "",
+            "02:00:00:00:0a",
+            "02:00:00:00:0a:01:02",
+            "2:0:0:0:a:1",
+            "zz:00:00:00:00:00",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }
