@@ -182,7 +182,7 @@ pub struct ExplainArgs {
 unknown format or link type). See docs/analyze.md."
 )]
 pub struct AnalyzeArgs {
-    /// Probe JSONL, pcap or pcapng files (- for JSONL on stdin).
+    /// Probe JSONL, pcap or pcapng files (- for stdin, any of the three).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]

@@ -7,9 +7,10 @@
 //!   A SYN found inside a tunnel is seen on `IFACE+vxlan` (geneve, gre, ipip, sit, ip6tnl).
 //! - The direction: as the capture recorded it (cooked packet type, pcapng flags); else, for
 //!   Ethernet, by who owns the frame's addresses: the node's announced hardware addresses, then
-//!   what the file's own frames prove ([`HostMacs`]). A frame waits (up to [`MAX_PENDING`]
-//!   frames behind it) until its direction is known, so that evidence found a little later in
-//!   the file still counts; what stays unknown is guessed later from the path and marked so.
+//!   what the file's own frames prove ([`HostMacs`]). A frame waits (until [`MAX_PENDING`]
+//!   SYNs and data segments wait) until its direction is known, so that evidence found a little
+//!   later in the file still counts; what stays unknown is guessed later from the path and
+//!   marked so.
 
 use super::host_macs::HostMacs;
 use super::input::{Item, Pos, Problem};
@@ -22,7 +23,7 @@ use realip_probe::wire::{Direction, Event, IfaceKind, L7};
 use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 
-/// Frames held while the direction of the oldest is unknown.
+/// SYNs and data segments held at most while the direction of the oldest is unknown.
 pub const MAX_PENDING: usize = 4096;
 
 /// What the capture file says about one frame besides its bytes.

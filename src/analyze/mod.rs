@@ -193,7 +193,7 @@ impl Analyzer {
     }
 }
 
-/// Reads one input file (probe JSONL, pcap or pcapng; `-` is JSONL on stdin) into `analyzer`,
+/// Reads one input file (probe JSONL, pcap or pcapng; `-` is stdin, any of them) into `analyzer`,
 /// returning the problems met; what could be read safely has been pushed.
 pub fn read_file(path: &std::path::Path, analyzer: &mut Analyzer) -> Vec<InputProblem> {
     input::read(path, analyzer)
