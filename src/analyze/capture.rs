@@ -23,6 +23,10 @@ use realip_probe::wire::{Direction, Event, IfaceKind, L7};
 use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 
+/// What an interface name is derived from: interface id, cooked index, tunnel, and the
+/// announcements seen so far.
+type NameKey = (u32, Option<u32>, Option<Tunnel>, u64);
+
 /// SYNs and data segments held at most while the direction of the oldest is unknown.
 pub const MAX_PENDING: usize = 4096;
 
@@ -123,6 +127,8 @@ pub fn frame(
 pub struct CaptureSource {
     name: String,
     node: String,
+    /// `node`, interned.
+    node_id: Option<u32>,
     pcap: PcapReader<Box<dyn Read>>,
     frames: u64,
     problems: Vec<Problem>,
@@ -136,6 +142,8 @@ pub struct CaptureSource {
     iface_names: Vec<Option<String>>,
     /// Interface names given to sightings, recorded as captured.
     named: HashSet<String>,
+    /// The last interface name given, interned, with what it was derived from.
+    last_name: Option<(NameKey, u32)>,
     /// Linux cooked frames: a capture of every interface (`-i any`).
     all: bool,
     host: HostMacs,
@@ -163,6 +171,7 @@ impl CaptureSource {
         Ok(CaptureSource {
             name,
             node,
+            node_id: None,
             pcap,
             frames: 0,
             problems: Vec::new(),
@@ -173,6 +182,7 @@ impl CaptureSource {
             first_cut: None,
             iface_names: Vec::new(),
             named: HashSet::new(),
+            last_name: None,
             all: false,
             host: HostMacs::default(),
             pending: VecDeque::new(),
@@ -261,21 +271,30 @@ impl CaptureSource {
             p.macs
                 .and_then(|m| self.direction_by_macs(p.iface_id, &m, ifaces))
         });
-        let iface = self.iface_name(&p, ifaces);
-        if !self.named.contains(&iface) {
-            ifaces.captured(&self.node, &iface);
-            self.named.insert(iface.clone());
-        }
+        let key = (p.iface_id, p.ifindex, p.tunnel, ifaces.generation());
+        let id = match self.last_name {
+            Some((last, id)) if last == key => id,
+            _ => {
+                let name = self.iface_name(&p, ifaces);
+                if !self.named.contains(&name) {
+                    ifaces.captured(&self.node, &name);
+                    self.named.insert(name.clone());
+                }
+                let id = names.id(&name);
+                self.last_name = Some((key, id));
+                id
+            }
+        };
         let item = match p.what {
             What::Syn(mut s) => {
-                s.iface = names.id(&iface);
+                s.iface = id;
                 s.dir = dir.unwrap_or(Direction::In);
                 s.dir_known = dir.is_some();
                 Item::Sighting(s)
             }
             What::L7(mut l7) => {
                 l7.node = self.node.clone();
-                l7.iface = iface;
+                l7.iface = names.get(id).to_string();
                 l7.dir = dir;
                 Item::Event(Event::L7(*l7))
             }
@@ -332,7 +351,13 @@ impl CaptureSource {
             self.iface_names[id] = record.iface.map(str::to_string);
         }
         self.all |= matches!(record.framing, Framing::LinuxSll | Framing::LinuxSll2);
-        if let Some(macs) = parse::macs(record.framing, record.data) {
+        // Evidence of whose addresses are whose serves frames whose direction was not recorded.
+        let macs = record
+            .dir
+            .is_none()
+            .then(|| parse::macs(record.framing, record.data))
+            .flatten();
+        if let Some(macs) = macs {
             let name = self.iface_names[id].as_deref();
             let node = &self.node;
             self.host.frame(record.iface_id, &macs, || {
@@ -340,10 +365,10 @@ impl CaptureSource {
                     .is_some_and(|k| matches!(k, IfaceKind::Veth | IfaceKind::Eni))
             });
         }
-        let node = names.id(&self.node);
+        let node = *self.node_id.get_or_insert_with(|| names.id(&self.node));
         match frame(node, meta, record.framing, record.data) {
             Ok(Some(p)) => {
-                if let (What::Syn(s), Some(macs)) = (&p.what, &p.macs) {
+                if let (What::Syn(s), Some(macs), None) = (&p.what, &p.macs, p.dir) {
                     self.host
                         .syn(s.ts_ns, macs, (s.isn, s.tsval, s.ip_id), s.ttl);
                 }

@@ -61,6 +61,13 @@ impl Clock {
         let Some(t) = item.observed_at() else {
             return Some(item);
         };
+        let limit = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);
+        let far = |a: u64, b: u64| a.abs_diff(b) > limit;
+        // Near the item before it: no outlier (and no need to look further).
+        if self.last.is_some_and(|p| !far(t, p)) {
+            self.last = Some(t);
+            return Some(item);
+        }
         let mut after = [0u64; AHEAD];
         let mut n = 0;
         for ts in self.ahead.iter().filter_map(|(i, _)| i.observed_at()) {
@@ -74,8 +81,6 @@ impl Clock {
         let after = &mut after[..n];
         after.sort_unstable();
         let median = after[n / 2];
-        let limit = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);
-        let far = |a: u64, b: u64| a.abs_diff(b) > limit;
         // The earliest after it that is not itself an outlier.
         let earliest = after
             .iter()

@@ -35,6 +35,8 @@ struct Node {
 #[derive(Debug, Default)]
 pub struct NodeIfaces {
     nodes: BTreeMap<String, Node>,
+    /// Counts announcements, so that names derived from them can be cached.
+    generation: u64,
 }
 
 /// `02:00:00:00:0a:01` → bytes; anything else → `None`.
@@ -66,6 +68,7 @@ impl NodeIfaces {
     /// One interface a probe announced (in `hello`, or joining later); a later announcement of
     /// the same index (a reused one) replaces the earlier.
     pub fn announce_one(&mut self, node: &str, iface: &Interface) {
+        self.generation += 1;
         let n = self.node(node);
         n.announced
             .retain(|a| a.index != iface.index && a.name != iface.name);
@@ -92,6 +95,11 @@ impl NodeIfaces {
     /// A capture file of `node` holds every interface (`-i any`).
     pub fn captured_all(&mut self, node: &str) {
         self.node(node).all = true;
+    }
+
+    /// Changes whenever an interface is announced.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The announced name of interface `index` of `node`.
