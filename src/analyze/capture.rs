@@ -151,16 +151,6 @@ pub struct CaptureSource {
     done: bool,
 }
 
-impl std::fmt::Debug for CaptureSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaptureSource")
-            .field("name", &self.name)
-            .field("node", &self.node)
-            .field("frames", &self.frames)
-            .finish_non_exhaustive()
-    }
-}
-
 impl CaptureSource {
     /// A capture of node `node`, read from `input` (the file named `name`, or stdin).
     pub fn new(name: String, node: String, input: Box<dyn Read>) -> Result<Self, Problem> {

@@ -44,7 +44,11 @@ pub enum Problem {
         line: u64,
         message: String,
     },
-    #[error("{file}: {count} lines skipped (lines {}{}), the first because: {message}", join(lines), if *count > lines.len() as u64 { ", …" } else { "" })]
+    #[error(
+        "{file}: {count} lines skipped (lines {}{}), the first because: {message}",
+        join(lines),
+        if *count > lines.len() as u64 { ", …" } else { "" }
+    )]
     Lines {
         file: String,
         count: u64,
