@@ -10,7 +10,8 @@
 //! Exit codes of `kubectl realip analyze`: 0 every input read and at least one connection found;
 //! 1 the report is partial (some lines, frames or files skipped, input out of time order, or no
 //! connection found); 2 an input could not be used at all (missing, unreadable, not a known
-//! format), or a bad flag.
+//! format, a capture file that would name the same node as another), or a bad flag. Notes on
+//! input used whole (a glitched timestamp, a TSval cut by the snap length) change no exit code.
 
 mod capture;
 mod clock;
