@@ -170,6 +170,11 @@ fn streamed_json_is_the_report_byte_for_byte() {
         ],
         &["lan/node-a.pcap", "lan/node-b.pcap"],
         &["lan/probe/node-a.jsonl", "lan/dumpcap/node-b.pcapng"],
+        &[
+            "overlay/hello/node-a.jsonl",
+            "overlay/node-a.pcap",
+            "overlay/node-b.jsonl",
+        ],
     ];
     // A truncated capture too: its warning is part of the summary.
     let dir = tempfile::tempdir().unwrap();

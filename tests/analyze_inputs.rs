@@ -1,9 +1,9 @@
 //! `kubectl realip analyze` on the captures people actually take: plain `tcpdump -i eth0 -w` of
 //! each node (no direction, no interface name), `-i any` next to the probe's JSONL, per-node
 //! folders of files named alike, a short snap length, a clock that glitched, stdin, Windows
-//! text, and SYNs inside overlay tunnels. The captures are real (tests/fixtures/analyze/lan and
-//! netns, made by their make.sh); what a test changes in them (a timestamp, the snap length, a
-//! tunnel around each frame) it changes the way the tool or the network would.
+//! text, and SYNs inside overlay tunnels. The captures are real (tests/fixtures/analyze/lan,
+//! overlay and netns, made by their make.sh); what a test changes in them (a timestamp, the snap
+//! length, a tunnel around each frame) it changes the way the tool or the network would.
 
 use proptest::prelude::*;
 use realip_probe::parse::{parse, Framing};
@@ -549,9 +549,45 @@ fn jsonl_with_a_bom_and_bad_lines() {
     }
 }
 
-/// An underlay capture of overlay traffic: each frame of node-a's capture inside VXLAN
-/// (flannel's port and the standard one), Geneve, GRE (IP and Ethernet) or IPIP, as node-a's
-/// NIC carried it. The inner SYNs are sightings on `IFACE+TUNNEL`, joined with node-b's by ISN,
+/// Real overlay traffic (tests/fixtures/analyze/overlay: VXLAN on UDP 8472, Geneve, gretap and
+/// IPIP between two nodes) captured on node-a's underlay with `tcpdump -i eth0`: each inner SYN
+/// is a sighting on `node-a+TUNNEL` with the inner TTL, joined by ISN with node-b's probe
+/// sightings on its tunnel device, cbr0 and the pod's veth. node-a's hello tells the direction.
+#[test]
+fn syns_inside_real_tunnels_are_joined_with_the_other_nodes_sightings() {
+    let underlay = fixture("overlay/node-a.pcap");
+    let node_b = fixture("overlay/node-b.jsonl");
+    let (code, report, err) = json(&[&underlay, &node_b]);
+    assert_eq!(code, 0, "{err}");
+    let mut want = Vec::new();
+    for (tunnel, device) in [
+        ("vxlan", "vx0"),
+        ("geneve", "gnv0"),
+        ("gre", "gtap0"),
+        ("ipip", "tun0"),
+    ] {
+        for _ in 0..2 {
+            want.push(format!(
+                "10.244.1.5:8080: node-a node-a+{tunnel} in*, node-b {device} in, node-b cbr0 \
+                 out, node-b veth1 out"
+            ));
+        }
+    }
+    assert_eq!(paths(&report), want);
+    for flow in flows(&report) {
+        assert_eq!(flow["hops"][0]["src"], "10.244.0.5");
+        assert_eq!(flow["pod_sees"], "10.244.0.5");
+    }
+    let (code, report, err) = json(&[&fixture("overlay/hello/node-a.jsonl"), &underlay, &node_b]);
+    assert_eq!(code, 0, "{err}");
+    let want: Vec<String> = want.iter().map(|p| p.replace(" in*,", " out,")).collect();
+    assert_eq!(paths(&report), want);
+    assert!(warnings(&report).is_empty(), "{:?}", warnings(&report));
+}
+
+/// What the real overlay fixture does not hold: each frame of the LAN capture of node-a inside
+/// VXLAN (flannel's port and the standard one), Geneve, GRE (IP and Ethernet) or IPIP, as
+/// node-a's NIC would carry it. The inner SYNs are sightings on `IFACE+TUNNEL`, joined with node-b's by ISN,
 /// with the inner TTL.
 #[test]
 fn syns_inside_tunnels_are_found_and_joined() {
