@@ -441,6 +441,16 @@ fn files_named_alike_in_per_node_folders_stay_apart() {
             ),
         "{err}"
     );
+    // Probe streams name their nodes themselves: files named alike are no problem.
+    for (sub, from) in [("x/a", "netns/node-a.jsonl"), ("y/a", "netns/node-b.jsonl")] {
+        std::fs::copy(fixture(from), dir.path().join(sub).join("probe.jsonl")).unwrap();
+    }
+    let (code, report, err) = json(&[
+        &dir.path().join("x/a/probe.jsonl"),
+        &dir.path().join("y/a/probe.jsonl"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["summary"]["connections"], 3);
 }
 
 /// A classic snap length of 68 bytes keeps a Linux IPv4 SYN's TSval (option bytes 8 to 12);

@@ -336,10 +336,11 @@ fn folder_name(path: &Path) -> Option<String> {
     Some(parent.file_name()?.to_string_lossy().into_owned())
 }
 
-/// The node each input stands for if it is a capture. Files of the same name in different
-/// folders (`node-a/capture.pcap`, `node-b/capture.pcap`) are different nodes: each takes its
-/// folder's name. Where that does not tell them apart either, the later file is refused.
-fn node_names(paths: &[PathBuf]) -> Vec<Result<String, Problem>> {
+/// The node each input stands for if it is a capture, and the earlier input whose node it
+/// would merge with if both are captures. Files of the same name in different folders
+/// (`node-a/capture.pcap`, `node-b/capture.pcap`) are different nodes: each takes its folder's
+/// name. Where that does not tell them apart either, the later capture is refused.
+fn node_names(paths: &[PathBuf]) -> Vec<(String, Option<usize>)> {
     let same_file = |a: &Path, b: &Path| {
         a == b
             || matches!(
@@ -366,24 +367,16 @@ fn node_names(paths: &[PathBuf]) -> Vec<Result<String, Problem>> {
             }
         }
     }
-    let mut out: Vec<Result<String, Problem>> = Vec::with_capacity(paths.len());
-    for (i, name) in names.iter().enumerate() {
-        let clash = (0..i).find(|&j| {
-            names[j] == *name
-                && out[j].is_ok()
-                && paths[i].file_name() == paths[j].file_name()
-                && !same_file(&paths[i], &paths[j])
-        });
-        out.push(match clash {
-            Some(j) => Err(Problem::SameNode {
-                file: paths[i].display().to_string(),
-                other: paths[j].display().to_string(),
-                node: name.clone(),
-            }),
-            None => Ok(name.clone()),
-        });
-    }
-    out
+    (0..paths.len())
+        .map(|i| {
+            let clash = (0..i).find(|&j| {
+                names[j] == names[i]
+                    && paths[i].file_name() == paths[j].file_name()
+                    && !same_file(&paths[i], &paths[j])
+            });
+            (names[i].clone(), clash)
+        })
+        .collect()
 }
 
 /// Reads one input into `analyzer`, in its own order; returns what went wrong.
@@ -444,15 +437,31 @@ impl Inputs {
             open: Vec::with_capacity(paths.len()),
             failed: Vec::new(),
         };
-        for (at, (path, node)) in paths.iter().zip(node_names(paths)).enumerate() {
-            match node.and_then(|node| open(path, &node)) {
-                Ok(source) => inputs.open.push(Open {
+        let mut captures = vec![false; paths.len()];
+        for (at, (path, (node, clash))) in paths.iter().zip(node_names(paths)).enumerate() {
+            let source = match open(path, &node) {
+                Ok(source) => source,
+                Err(problem) => {
+                    inputs.failed.push((at, problem));
+                    continue;
+                }
+            };
+            captures[at] = matches!(source, Source::Capture(_));
+            match clash.filter(|&j| captures[at] && captures[j]) {
+                Some(j) => inputs.failed.push((
+                    at,
+                    Problem::SameNode {
+                        file: path.display().to_string(),
+                        other: paths[j].display().to_string(),
+                        node,
+                    },
+                )),
+                None => inputs.open.push(Open {
                     at,
                     reader: Reader::new(source, window),
                     head: None,
                     late: 0,
                 }),
-                Err(problem) => inputs.failed.push((at, problem)),
             }
         }
         let is_capture = |o: &Open| matches!(o.reader.source, Source::Capture(_));
