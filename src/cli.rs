@@ -179,10 +179,10 @@ pub struct ExplainArgs {
 #[command(
     after_help = "Exit codes: 0 every input read and a connection found; 1 partial answer \
 (lines or frames skipped, or no SYN found); 2 an input could not be used (missing, unreadable, \
-unknown format or link type). See docs/analyze.md."
+unknown format or link type, or two capture files naming one node). See docs/analyze.md."
 )]
 pub struct AnalyzeArgs {
-    /// Probe JSONL, pcap or pcapng files (- for JSONL on stdin).
+    /// Probe JSONL, pcap or pcapng files (- for stdin, any of the three).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     #[arg(short, long, value_enum, default_value_t)]

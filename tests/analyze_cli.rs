@@ -163,6 +163,18 @@ fn streamed_json_is_the_report_byte_for_byte() {
         &["netns/node-a.jsonl", "netns/node-b.jsonl"],
         &["netns/node-a.pcapng", "netns/node-b.pcapng"],
         &["netns/node-a.pcapng", "netns/cooked/node-b.pcap"],
+        &[
+            "netns/node-a.jsonl",
+            "netns/node-b.jsonl",
+            "netns/cooked/node-b.pcap",
+        ],
+        &["lan/node-a.pcap", "lan/node-b.pcap"],
+        &["lan/probe/node-a.jsonl", "lan/dumpcap/node-b.pcapng"],
+        &[
+            "overlay/hello/node-a.jsonl",
+            "overlay/node-a.pcap",
+            "overlay/node-b.jsonl",
+        ],
     ];
     // A truncated capture too: its warning is part of the summary.
     let dir = tempfile::tempdir().unwrap();

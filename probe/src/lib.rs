@@ -1,9 +1,10 @@
 //! realip-probe: the node side of kubectl realip.
 //!
 //! The library always builds without sockets: the wire format ([`wire`]), the frame parser
-//! ([`parse`]), what interface names tell ([`ifname`]), forwarding facts of first data segments ([`l7`]), a capture file reader
-//! ([`pcapfile`]), the in-kernel filter program ([`bpf`]). The capture and echo code behind the
-//! `capture` feature is what the node binary runs.
+//! ([`parse`]), forwarding facts of first data segments ([`l7`]), a capture file reader
+//! ([`pcapfile`]), what interface names suggest ([`ifname`]), the in-kernel filter program
+//! ([`bpf`]). The capture and echo code behind the `capture` feature is what the node binary
+//! runs.
 
 pub mod bpf;
 #[cfg(feature = "capture")]

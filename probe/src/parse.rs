@@ -3,6 +3,12 @@
 //!
 //! Hand-written rather than a general packet library because it runs once per captured frame and
 //! needs only a few fields: link header → IPv4/IPv6 (extension headers, fragments) → TCP.
+//!
+//! Two entry points: [`parse`] reads what the live probe's own filter passed, strictly (the
+//! filter keeps whole TCP headers and no tunnels). [`parse_captured`] reads frames of capture
+//! files written by other tools: it also takes a TCP header whose options were cut by a short
+//! snap length, opens VXLAN, Geneve, GRE and IP-in-IP tunnels, and reports the Ethernet
+//! addresses so that the direction of a frame can be inferred from who owns them.
 
 use crate::wire::Direction;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -64,6 +70,65 @@ impl Segment<'_> {
     }
 }
 
+/// Ethernet addresses of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Macs {
+    pub src: [u8; 6],
+    pub dst: [u8; 6],
+}
+
+impl Macs {
+    /// Sent to one station (not broadcast, not multicast): the I/G bit of the destination.
+    pub fn unicast(&self) -> bool {
+        self.dst[0] & 1 == 0
+    }
+}
+
+/// A tunnel a captured frame carried its TCP segment in, named as Linux names such devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tunnel {
+    /// VXLAN, UDP port 4789 (or 8472, the Linux default flannel uses).
+    Vxlan,
+    /// Geneve, UDP port 6081.
+    Geneve,
+    /// GRE, carrying IP or Ethernet (transparent Ethernet bridging).
+    Gre,
+    /// IPv4 in IPv4.
+    Ipip,
+    /// IPv6 in IPv4.
+    Sit,
+    /// IPv4 or IPv6 in IPv6.
+    Ip6tnl,
+}
+
+impl Tunnel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tunnel::Vxlan => "vxlan",
+            Tunnel::Geneve => "geneve",
+            Tunnel::Gre => "gre",
+            Tunnel::Ipip => "ipip",
+            Tunnel::Sit => "sit",
+            Tunnel::Ip6tnl => "ip6tnl",
+        }
+    }
+}
+
+/// A segment read from a capture file, with what the file's frame said around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Captured<'a> {
+    /// The TCP segment (the innermost one when the frame carried a tunnel).
+    pub segment: Segment<'a>,
+    /// The outer Ethernet addresses; `None` for other framings.
+    pub macs: Option<Macs>,
+    /// The capture's snap length cut the TCP options: a `tsval` of `None` is unknown, not absent,
+    /// and the payload is empty.
+    pub options_cut: bool,
+    /// The innermost tunnel the segment was carried in. Its TTL, IP id and addresses are the
+    /// inner packet's: those are what NAT and routing act on.
+    pub tunnel: Option<Tunnel>,
+}
+
 /// Why a frame yields no TCP segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -94,6 +159,16 @@ const MAX_VLAN_TAGS: usize = 4;
 /// More IPv6 extension headers than this is treated as hostile.
 const MAX_IPV6_EXT: usize = 8;
 const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const PROTO_IPIP: u8 = 4;
+const PROTO_IPV6: u8 = 41;
+const PROTO_GRE: u8 = 47;
+/// Transparent Ethernet bridging: an Ethernet frame inside GRE or Geneve.
+const ETH_TEB: u16 = 0x6558;
+const VXLAN_PORTS: [u16; 2] = [4789, 8472];
+const GENEVE_PORT: u16 = 6081;
+/// Tunnels inside tunnels deeper than this are not followed.
+const MAX_TUNNELS: usize = 3;
 
 #[inline]
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -118,6 +193,7 @@ struct Link<'a> {
     net: Net<'a>,
     dir: Option<Direction>,
     ifindex: Option<u32>,
+    macs: Option<Macs>,
 }
 
 /// Direction of a Linux `sll_pkttype` (PACKET_HOST … PACKET_OUTGOING).
@@ -130,16 +206,22 @@ fn pkttype_dir(pkttype: u16) -> Option<Direction> {
 }
 
 fn link(framing: Framing, frame: &[u8]) -> Result<Link<'_>, ParseError> {
-    let (net, dir, ifindex) = match framing {
+    let (net, dir, ifindex, macs) = match framing {
         Framing::Ethernet => {
             let ty = be16(frame, 12).ok_or(ParseError::Truncated)?;
-            (Net::EtherType(ty, &frame[14..]), None, None)
+            let mut macs = Macs {
+                dst: [0; 6],
+                src: [0; 6],
+            };
+            macs.dst.copy_from_slice(&frame[..6]);
+            macs.src.copy_from_slice(&frame[6..12]);
+            (Net::EtherType(ty, &frame[14..]), None, None, Some(macs))
         }
-        Framing::RawIp => (Net::Ip(frame), None, None),
+        Framing::RawIp => (Net::Ip(frame), None, None, None),
         Framing::LinuxSll => {
             let ty = be16(frame, 14).ok_or(ParseError::Truncated)?;
             let dir = be16(frame, 0).and_then(pkttype_dir);
-            (Net::EtherType(ty, &frame[16..]), dir, None)
+            (Net::EtherType(ty, &frame[16..]), dir, None, None)
         }
         Framing::LinuxSll2 => {
             let (Some(ty), Some(ifindex), Some(&pkttype)) =
@@ -151,7 +233,7 @@ fn link(framing: Framing, frame: &[u8]) -> Result<Link<'_>, ParseError> {
                 return Err(ParseError::Truncated);
             }
             let dir = pkttype_dir(u16::from(pkttype));
-            (Net::EtherType(ty, &frame[20..]), dir, Some(ifindex))
+            (Net::EtherType(ty, &frame[20..]), dir, Some(ifindex), None)
         }
         Framing::Null => {
             let fam = frame.get(..4).ok_or(ParseError::Truncated)?;
@@ -161,10 +243,15 @@ fn link(framing: Framing, frame: &[u8]) -> Result<Link<'_>, ParseError> {
             if !ip(u32::from_le_bytes(fam)) && !ip(u32::from_be_bytes(fam)) {
                 return Err(ParseError::NotIp);
             }
-            (Net::Ip(&frame[4..]), None, None)
+            (Net::Ip(&frame[4..]), None, None, None)
         }
     };
-    Ok(Link { net, dir, ifindex })
+    Ok(Link {
+        net,
+        dir,
+        ifindex,
+        macs,
+    })
 }
 
 /// Skips VLAN tags and returns the IP bytes with their version (4 or 6).
@@ -192,13 +279,15 @@ fn network(net: Net<'_>) -> Result<(u8, &[u8]), ParseError> {
     }
 }
 
-/// The IP facts a segment needs and the bytes of its TCP header onwards.
+/// The IP facts a segment needs and the bytes of its transport header onwards.
 struct Ip<'a> {
     src: IpAddr,
     dst: IpAddr,
     ttl: u8,
     ip_id: Option<u16>,
-    /// From the TCP header to the end of the IP packet (or of the captured bytes).
+    /// The upper-layer protocol (after IPv6 extension headers).
+    proto: u8,
+    /// From the transport header to the end of the IP packet (or of the captured bytes).
     transport: &'a [u8],
     /// The packet runs to the end of the frame, so a short header means a cut capture.
     to_frame_end: bool,
@@ -233,14 +322,12 @@ fn ipv4(b: &[u8]) -> Result<Ip<'_>, ParseError> {
     if frag & 0x1FFF != 0 {
         return Err(ParseError::Fragment);
     }
-    if h[9] != PROTO_TCP {
-        return Err(ParseError::NotTcp);
-    }
     Ok(Ip {
         src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
         dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
         ttl: h[8],
         ip_id: Some(u16::from_be_bytes([h[4], h[5]])),
+        proto: h[9],
         transport: &b[ihl..end],
         to_frame_end: end == b.len(),
     })
@@ -264,16 +351,6 @@ fn ipv6(b: &[u8]) -> Result<Ip<'_>, ParseError> {
     let mut at = 40;
     for _ in 0..=MAX_IPV6_EXT {
         let len = match next {
-            PROTO_TCP => {
-                return Ok(Ip {
-                    src: addr(8),
-                    dst: addr(24),
-                    ttl: h[7],
-                    ip_id: None,
-                    transport: &b[at..end],
-                    to_frame_end: end == b.len(),
-                })
-            }
             // Hop-by-hop, routing, destination options, mobility, HIP, shim6.
             0 | 43 | 60 | 135 | 139 | 140 => {
                 usize::from(*b.get(at + 1).ok_or(ParseError::Truncated)?) * 8 + 8
@@ -287,7 +364,17 @@ fn ipv6(b: &[u8]) -> Result<Ip<'_>, ParseError> {
             }
             // Authentication header: length in 4-octet units, minus 2.
             51 => (usize::from(*b.get(at + 1).ok_or(ParseError::Truncated)?) + 2) * 4,
-            _ => return Err(ParseError::NotTcp),
+            proto => {
+                return Ok(Ip {
+                    src: addr(8),
+                    dst: addr(24),
+                    ttl: h[7],
+                    ip_id: None,
+                    proto,
+                    transport: &b[at..end],
+                    to_frame_end: end == b.len(),
+                })
+            }
         };
         next = *b.get(at).ok_or(ParseError::Truncated)?;
         at += len;
@@ -296,6 +383,76 @@ fn ipv6(b: &[u8]) -> Result<Ip<'_>, ParseError> {
         }
     }
     Err(ParseError::Malformed)
+}
+
+/// The IP packet a network layer leads to.
+fn ip_packet(net: Net<'_>) -> Result<Ip<'_>, ParseError> {
+    match network(net)? {
+        (4, b) => ipv4(b),
+        (_, b) => ipv6(b),
+    }
+}
+
+/// The network layer inside a tunnel packet, when `ip` is one this parser opens.
+fn decapsulate<'a>(ip: &Ip<'a>) -> Result<(Tunnel, Net<'a>), ParseError> {
+    let t = ip.transport;
+    let cut = || short(ip.to_frame_end);
+    // An inner Ethernet frame: only its EtherType matters, its addresses are the tunnel's.
+    let ethernet = |inner: &'a [u8]| link(Framing::Ethernet, inner).map(|l| l.net);
+    let in_v4 = ip.src.is_ipv4();
+    match ip.proto {
+        PROTO_IPIP if in_v4 => Ok((Tunnel::Ipip, Net::Ip(t))),
+        PROTO_IPV6 if in_v4 => Ok((Tunnel::Sit, Net::Ip(t))),
+        PROTO_IPIP | PROTO_IPV6 => Ok((Tunnel::Ip6tnl, Net::Ip(t))),
+        PROTO_GRE => {
+            let flags = be16(t, 0).ok_or_else(cut)?;
+            let proto = be16(t, 2).ok_or_else(cut)?;
+            // Version 0 only (1 is PPTP's); no RFC 1701 source routing.
+            if flags & 0x0007 != 0 || flags & 0x4000 != 0 {
+                return Err(ParseError::NotTcp);
+            }
+            // Checksum (with its reserved half), key and sequence number each add 4 bytes.
+            let len = 4 + [0x8000u16, 0x2000, 0x1000]
+                .iter()
+                .filter(|&&bit| flags & bit != 0)
+                .count()
+                * 4;
+            let inner = t.get(len..).ok_or_else(cut)?;
+            match proto {
+                ETH_TEB => Ok((Tunnel::Gre, ethernet(inner)?)),
+                ty => Ok((Tunnel::Gre, Net::EtherType(ty, inner))),
+            }
+        }
+        PROTO_UDP => {
+            let dport = be16(t, 2).ok_or_else(cut)?;
+            let udp = t.get(8..).ok_or_else(cut)?;
+            if VXLAN_PORTS.contains(&dport) {
+                // Flags (the I bit says a VNI is present), reserved, VNI, reserved.
+                let flags = *udp.first().ok_or_else(cut)?;
+                if flags & 0x08 == 0 {
+                    return Err(ParseError::NotTcp);
+                }
+                let inner = udp.get(8..).ok_or_else(cut)?;
+                Ok((Tunnel::Vxlan, ethernet(inner)?))
+            } else if dport == GENEVE_PORT {
+                // Version and option length (4-byte units), flags, protocol type, VNI.
+                let first = *udp.first().ok_or_else(cut)?;
+                let proto = be16(udp, 2).ok_or_else(cut)?;
+                if first >> 6 != 0 {
+                    return Err(ParseError::NotTcp);
+                }
+                let len = 8 + usize::from(first & 0x3F) * 4;
+                let inner = udp.get(len..).ok_or_else(cut)?;
+                match proto {
+                    ETH_TEB => Ok((Tunnel::Geneve, ethernet(inner)?)),
+                    ty => Ok((Tunnel::Geneve, Net::EtherType(ty, inner))),
+                }
+            } else {
+                Err(ParseError::NotTcp)
+            }
+        }
+        _ => Err(ParseError::NotTcp),
+    }
 }
 
 /// Reads the TCP timestamp value from the option bytes; malformed options end the search.
@@ -316,23 +473,63 @@ fn tsval(mut opts: &[u8]) -> Option<u32> {
     }
 }
 
-/// Parses one frame. Lax about IP length fields (GRO/TSO frames carry total length 0) and strict
-/// about everything that decides where a header starts.
+/// The Ethernet addresses of any frame (ARP, IPv6 neighbour discovery, …), when it has them.
+pub fn macs(framing: Framing, frame: &[u8]) -> Option<Macs> {
+    match framing {
+        Framing::Ethernet if frame.len() >= 14 => link(framing, frame).ok()?.macs,
+        _ => None,
+    }
+}
+
+/// Parses one frame the live probe captured. Lax about IP length fields (GRO/TSO frames carry
+/// total length 0) and strict about everything that decides where a header starts.
 pub fn parse(framing: Framing, frame: &[u8]) -> Result<Segment<'_>, ParseError> {
+    read(framing, frame, false).map(|c| c.segment)
+}
+
+/// Parses one frame of a capture file written by another tool: as [`parse`], and also a TCP
+/// header whose options a short snap length cut (at least the 14 bytes up to the flags must be
+/// there), and a segment inside VXLAN, Geneve, GRE, IPIP, SIT or ip6tnl tunnels.
+pub fn parse_captured(framing: Framing, frame: &[u8]) -> Result<Captured<'_>, ParseError> {
+    read(framing, frame, true)
+}
+
+fn read(framing: Framing, frame: &[u8], captured: bool) -> Result<Captured<'_>, ParseError> {
     let link = link(framing, frame)?;
-    let ip = match network(link.net)? {
-        (4, b) => ipv4(b)?,
-        (_, b) => ipv6(b)?,
-    };
+    let mut ip = ip_packet(link.net)?;
+    let mut tunnel = None;
+    let mut depth = 0;
+    while ip.proto != PROTO_TCP {
+        if !captured || depth == MAX_TUNNELS {
+            return Err(ParseError::NotTcp);
+        }
+        let (kind, net) = decapsulate(&ip)?;
+        let outer_cut = ip.to_frame_end;
+        ip = ip_packet(net)?;
+        // The inner packet ends where the outer one does: cut only if that was cut.
+        ip.to_frame_end &= outer_cut;
+        tunnel = Some(kind);
+        depth += 1;
+    }
     let t = ip.transport;
-    let h = t.get(..20).ok_or(short(ip.to_frame_end))?;
+    let cut_ok = captured && ip.to_frame_end;
+    let h = match t.get(..20) {
+        Some(h) => h,
+        // Ports, sequence number, data offset and flags are in the first 14 bytes.
+        None if cut_ok && t.len() >= 14 => t,
+        None => return Err(short(ip.to_frame_end)),
+    };
     let doff = usize::from(h[12] >> 4) * 4;
     if doff < 20 {
         return Err(ParseError::Malformed);
     }
-    let opts = t.get(20..doff).ok_or(short(ip.to_frame_end))?;
+    let (opts, payload, options_cut) = match t.get(20..doff) {
+        Some(opts) => (opts, &t[doff..], false),
+        None if cut_ok => (t.get(20..).unwrap_or_default(), &t[t.len()..], true),
+        None => return Err(short(ip.to_frame_end)),
+    };
     let flags = h[13];
-    Ok(Segment {
+    let segment = Segment {
         src: ip.src,
         dst: ip.dst,
         sport: u16::from_be_bytes([h[0], h[1]]),
@@ -345,9 +542,15 @@ pub fn parse(framing: Framing, frame: &[u8]) -> Result<Segment<'_>, ParseError> 
         tsval: tsval(opts),
         ttl: ip.ttl,
         ip_id: ip.ip_id,
-        payload: &t[doff..],
+        payload,
         link_dir: link.dir,
         link_ifindex: link.ifindex,
+    };
+    Ok(Captured {
+        segment,
+        macs: link.macs,
+        options_cut: options_cut && segment.tsval.is_none(),
+        tunnel,
     })
 }
 

@@ -256,6 +256,13 @@ impl<R: Read> PcapReader<R> {
         self.offset
     }
 
+    /// The interfaces of the file (of its current section, for pcapng) described so far, by
+    /// interface id: their `if_name` (none in pcap files) and framing (none for an unknown link
+    /// type). A pcapng file describes them before their first packet, used or not.
+    pub fn interfaces(&self) -> impl Iterator<Item = (Option<&str>, Option<Framing>)> {
+        self.ifaces.iter().map(|i| (i.name.as_deref(), i.framing))
+    }
+
     /// Fills `out` completely (`Ok(true)`) or finds the end of the file before its first byte
     /// (`Ok(false)`); a partial fill is a truncated `what` that began at byte `at`.
     fn read_exact_or_eof(

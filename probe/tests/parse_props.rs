@@ -1,10 +1,11 @@
-//! Properties over arbitrary input: the parser, the forwarding-facts reader and the capture file
-//! reader never panic; a frame built from random facts parses back to those facts.
+//! Properties over arbitrary input: the parsers (live and capture-file), the forwarding-facts
+//! reader and the capture file reader never panic; a frame built from random facts parses back
+//! to those facts; the capture-file parser agrees with the live one wherever that one reads.
 
 use etherparse::{PacketBuilder, TcpOptionElement};
 use proptest::prelude::*;
 use realip_probe::l7;
-use realip_probe::parse::{parse, Framing};
+use realip_probe::parse::{parse, parse_captured, Framing};
 use realip_probe::pcapfile::PcapReader;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -38,6 +39,22 @@ fn framelike() -> impl Strategy<Value = Vec<u8>> {
             0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 4, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x45,
         ],
         vec![2, 0, 0, 0, 0x45],
+        // Tunnels: IPv4 carrying IPIP, GRE, and UDP to the VXLAN and Geneve ports.
+        vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 4, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0x45,
+        ],
+        vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 47, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0, 0, 0x65, 0x58,
+        ],
+        vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0xC3, 0x50, 0x12,
+            0xB5, 0, 0, 0, 0, 8,
+        ],
+        vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0xC3, 0x50, 0x17,
+            0xC1, 0, 0, 0, 0,
+        ],
+        vec![0x60, 0, 0, 0, 0, 0, 41, 64],
     ];
     (
         prop::sample::select(prefixes),
@@ -55,9 +72,21 @@ proptest! {
     #[test]
     fn parse_never_panics(frame in framelike()) {
         for framing in FRAMINGS {
-            if let Ok(seg) = parse(framing, &frame) {
+            let live = parse(framing, &frame);
+            if let Ok(seg) = live {
                 // What is returned lies inside the frame.
                 prop_assert!(seg.payload.len() <= frame.len());
+            }
+            match parse_captured(framing, &frame) {
+                Ok(c) => {
+                    prop_assert!(c.segment.payload.len() <= frame.len());
+                    // Whatever the live parser reads, the file parser reads the same way.
+                    if let Ok(seg) = live {
+                        prop_assert_eq!(c.segment, seg);
+                        prop_assert!(c.tunnel.is_none() && !c.options_cut);
+                    }
+                }
+                Err(_) => prop_assert!(live.is_err()),
             }
         }
     }

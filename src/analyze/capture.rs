@@ -1,78 +1,88 @@
 //! Capture files (pcap, pcapng) → SYN sightings. The file is read by the probe crate's reader and
-//! each frame parsed by its frame parser; this module only decides what a frame means for
-//! analysis: which node and interface saw it, in which direction.
+//! each frame parsed by its capture-file parser; this module only decides what a frame means
+//! for analysis: which node and interface saw it, in which direction.
+//!
+//! - The interface: the pcapng interface name; else a Linux cooked v2 header's interface index,
+//!   named by the `hello` of the same node when there is one (`if3` otherwise); else the node.
+//!   A SYN found inside a tunnel is seen on `IFACE+vxlan` (geneve, gre, ipip, sit, ip6tnl).
+//! - The direction: as the capture recorded it (cooked packet type, pcapng flags); else, for
+//!   Ethernet, by who owns the frame's addresses: the node's announced hardware addresses, then
+//!   what the file's own frames prove ([`HostMacs`]). A frame waits (until [`MAX_PENDING`]
+//!   SYNs and data segments wait) until its direction is known, so that evidence found a little
+//!   later in the file still counts; what stays unknown is guessed later from the path and
+//!   marked so.
 
-use super::input::{Item, Problem};
+use super::host_macs::HostMacs;
+use super::input::{Item, Pos, Problem};
+use super::node_ifaces::{NodeIfaces, TUNNEL_SEPARATOR};
 use super::sighting::{Names, Sighting};
 use realip_probe::l7::forwarding_facts;
-use realip_probe::parse::{parse, Framing, ParseError};
+use realip_probe::parse::{self, parse_captured, Framing, Macs, ParseError, Tunnel};
 use realip_probe::pcapfile::{PcapError, PcapReader};
-use realip_probe::wire::{Direction, Event, L7};
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
+use realip_probe::wire::{Direction, Event, IfaceKind, L7};
+use std::collections::{HashSet, VecDeque};
+use std::io::Read;
+
+/// What an interface name is derived from: interface id, cooked index, tunnel, and the
+/// announcements seen so far.
+type NameKey = (u32, Option<u32>, Option<Tunnel>, u64);
+
+/// SYNs and data segments held at most while the direction of the oldest is unknown.
+pub const MAX_PENDING: usize = 4096;
 
 /// What the capture file says about one frame besides its bytes.
 #[derive(Debug, Clone, Copy)]
-pub struct FrameMeta<'a> {
+pub struct FrameMeta {
     pub ts_ns: u64,
-    /// The pcapng interface name, when the file has one.
-    pub iface: Option<&'a str>,
+    pub pos: Pos,
+    /// The interface's id within the file (its pcapng interface block; 0 in pcap files).
+    pub iface_id: u32,
     /// Direction from pcapng packet flags, when recorded.
     pub dir: Option<Direction>,
 }
 
-/// The node a capture file stands for: its name without extension (`node-a.pcapng` → `node-a`).
-pub fn node_name(path: &Path) -> String {
-    let stem = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "capture".into());
-    let stem = stem
-        .trim_end_matches(".pcapng")
-        .trim_end_matches(".pcap")
-        .trim_end_matches(".cap");
-    if stem.is_empty() {
-        "capture".into()
-    } else {
-        stem.to_string()
-    }
+/// A frame that matters, before its interface is named and its direction settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pos: Pos,
+    iface_id: u32,
+    /// Interface index of a Linux cooked v2 header.
+    ifindex: Option<u32>,
+    tunnel: Option<Tunnel>,
+    macs: Option<Macs>,
+    /// As the capture recorded it.
+    dir: Option<Direction>,
+    /// The snap length cut the TCP options, TSval included.
+    options_cut: bool,
+    what: What,
 }
 
-/// What one frame means for analysis.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// A connection's opening SYN.
+enum What {
+    /// A connection's opening SYN; its interface and direction are filled in on release.
     Syn(Sighting),
     /// A data segment carrying forwarding headers or a PROXY protocol header.
     L7(Box<L7>),
-    /// Anything else (SYN-ACK, ACK, data without forwarding facts).
-    Other,
 }
 
-/// Reads one frame: its SYN sighting or the forwarding facts of its payload.
+/// Reads one frame of node `node` (an interned name): its SYN or the forwarding facts of its
+/// payload; `None` for anything else (SYN-ACK, ACK, data without forwarding facts).
 pub fn frame(
-    names: &mut Names,
-    node: &str,
-    meta: FrameMeta<'_>,
+    node: u32,
+    meta: FrameMeta,
     framing: Framing,
     bytes: &[u8],
-) -> Result<Frame, ParseError> {
-    let seg = parse(framing, bytes)?;
-    let iface = match (meta.iface, seg.link_ifindex) {
-        (Some(name), _) if !name.is_empty() && name != "any" => name.to_string(),
-        (_, Some(index)) => format!("if{index}"),
-        (Some(name), None) => name.to_string(),
-        (None, None) => node.to_string(),
-    };
+) -> Result<Option<Pending>, ParseError> {
+    let c = parse_captured(framing, bytes)?;
+    let seg = c.segment;
     let dir = seg.link_dir.or(meta.dir);
-    if seg.is_syn() {
-        return Ok(Frame::Syn(Sighting {
+    let what = if seg.is_syn() {
+        What::Syn(Sighting {
             ts_ns: meta.ts_ns,
-            node: names.id(node),
-            iface: names.id(&iface),
-            dir: dir.unwrap_or(Direction::In),
-            dir_known: dir.is_some(),
+            node,
+            iface: 0,
+            dir: Direction::In,
+            dir_known: false,
             src: seg.src,
             sport: seg.sport,
             dst: seg.dst,
@@ -81,17 +91,34 @@ pub fn frame(
             tsval: seg.tsval,
             ttl: seg.ttl,
             ip_id: seg.ip_id,
-        }));
-    }
-    if seg.payload.is_empty() || seg.syn || seg.rst {
-        return Ok(Frame::Other);
-    }
-    let facts = forwarding_facts(seg.payload);
-    if facts.is_empty() {
-        return Ok(Frame::Other);
-    }
-    let l7 = facts.into_event(&seg, meta.ts_ns, node.to_string(), iface, dir);
-    Ok(Frame::L7(Box::new(l7)))
+        })
+    } else {
+        if seg.payload.is_empty() || seg.syn || seg.rst {
+            return Ok(None);
+        }
+        let facts = forwarding_facts(seg.payload);
+        if facts.is_empty() {
+            return Ok(None);
+        }
+        // Node and interface are named on release.
+        What::L7(Box::new(facts.into_event(
+            &seg,
+            meta.ts_ns,
+            String::new(),
+            String::new(),
+            dir,
+        )))
+    };
+    Ok(Some(Pending {
+        pos: meta.pos,
+        iface_id: meta.iface_id,
+        ifindex: seg.link_ifindex,
+        tunnel: c.tunnel,
+        macs: c.macs,
+        dir,
+        options_cut: c.options_cut,
+        what,
+    }))
 }
 
 /// One capture file, read a frame at a time: every SYN frame becomes a sighting of the node
@@ -100,28 +127,55 @@ pub fn frame(
 pub struct CaptureSource {
     name: String,
     node: String,
-    pcap: PcapReader<BufReader<File>>,
+    /// `node`, interned.
+    node_id: Option<u32>,
+    pcap: PcapReader<Box<dyn Read>>,
+    frames: u64,
     problems: Vec<Problem>,
     bad_frames: u64,
     first_bad: Option<(u64, ParseError)>,
     unknown_links: u64,
+    /// SYNs whose TSval the snap length cut, and where the first was.
+    cut: u64,
+    first_cut: Option<Pos>,
+    /// Interface names by id within the file, as its frames named them.
+    iface_names: Vec<Option<String>>,
+    /// Interface names given to sightings, recorded as captured.
+    named: HashSet<String>,
+    /// The last interface name given, interned, with what it was derived from.
+    last_name: Option<(NameKey, u32)>,
+    /// Linux cooked frames: a capture of every interface (`-i any`).
+    all: bool,
+    host: HostMacs,
+    pending: VecDeque<Pending>,
     done: bool,
 }
 
 impl CaptureSource {
-    pub fn new(path: &Path, name: String, reader: BufReader<File>) -> Result<Self, Problem> {
-        let pcap = PcapReader::new(reader).map_err(|err| Problem::Format {
+    /// A capture of node `node`, read from `input` (the file named `name`, or stdin).
+    pub fn new(name: String, node: String, input: Box<dyn Read>) -> Result<Self, Problem> {
+        let pcap = PcapReader::new(input).map_err(|err| Problem::Format {
             file: name.clone(),
             message: err.to_string(),
         })?;
         Ok(CaptureSource {
             name,
-            node: node_name(path),
+            node,
+            node_id: None,
             pcap,
+            frames: 0,
             problems: Vec::new(),
             bad_frames: 0,
             first_bad: None,
             unknown_links: 0,
+            cut: 0,
+            first_cut: None,
+            iface_names: Vec::new(),
+            named: HashSet::new(),
+            last_name: None,
+            all: false,
+            host: HostMacs::default(),
+            pending: VecDeque::new(),
             done: false,
         })
     }
@@ -143,55 +197,197 @@ impl CaptureSource {
         }
     }
 
-    /// The next SYN sighting or L7 event.
-    pub fn next(&mut self, names: &mut Names) -> Option<Item> {
-        while !self.done {
-            let offset = self.pcap.offset();
-            let record = match self.pcap.next_record() {
-                Ok(Some(record)) => record,
-                Ok(None) => break,
-                Err(PcapError::UnknownLinkType { .. }) if self.unknown_links > 0 => {
-                    self.unknown_links += 1;
-                    continue;
+    /// The next SYN sighting or L7 event, in the file's order.
+    pub fn next(&mut self, names: &mut Names, ifaces: &mut NodeIfaces) -> Option<(Item, Pos)> {
+        loop {
+            match self.pending.front() {
+                Some(head) if self.ready(head, ifaces) => {
+                    let head = self.pending.pop_front()?;
+                    return Some(self.release(head, names, ifaces));
                 }
-                Err(err @ PcapError::UnknownLinkType { .. }) => {
-                    // The stream goes on after such a record; say it once.
-                    self.unknown_links += 1;
-                    let problem = self.problem(err.offset(), err.to_string());
-                    self.problems.push(problem);
-                    continue;
-                }
-                Err(err) => {
-                    let problem = self.problem(
-                        err.offset(),
-                        format!("{err}; the frames before it were analyzed"),
-                    );
-                    self.problems.push(problem);
-                    break;
-                }
-            };
-            let meta = FrameMeta {
-                ts_ns: record.ts_ns,
-                iface: record.iface,
-                dir: record.dir,
-            };
-            match frame(names, &self.node, meta, record.framing, record.data) {
-                Ok(Frame::Syn(s)) => return Some(Item::Sighting(s)),
-                Ok(Frame::L7(l7)) => return Some(Item::Event(Event::L7(*l7))),
-                Ok(Frame::Other) => {}
-                Err(ParseError::NotIp | ParseError::NotTcp | ParseError::Fragment) => {}
-                Err(err) => {
-                    self.bad_frames += 1;
-                    self.first_bad.get_or_insert((offset, err));
-                }
+                None if self.done => return None,
+                _ => self.read_frame(names, ifaces),
             }
         }
-        self.done = true;
-        None
     }
 
-    /// The problems met, summed up.
-    pub fn finish(mut self) -> Vec<Problem> {
+    /// Whether the oldest frame held can leave: its direction is known or cannot be learnt
+    /// from what is still to come within reach.
+    fn ready(&self, p: &Pending, ifaces: &NodeIfaces) -> bool {
+        self.done
+            || self.pending.len() > MAX_PENDING
+            || p.dir.is_some()
+            || p.macs
+                .is_none_or(|m| self.direction_by_macs(p.iface_id, &m, ifaces).is_some())
+    }
+
+    /// An Ethernet frame's direction: by the addresses the node's probe announced, then by
+    /// what this file proved.
+    fn direction_by_macs(
+        &self,
+        iface_id: u32,
+        macs: &Macs,
+        ifaces: &NodeIfaces,
+    ) -> Option<Direction> {
+        ifaces
+            .direction(&self.node, macs)
+            .or_else(|| self.host.direction(iface_id, macs))
+    }
+
+    /// The interface a frame was seen on: the file's name for it, else the announced name of
+    /// its cooked header's index (`if3` when nothing names it), else the node's; the tunnel it
+    /// was carried in after a `+`.
+    fn iface_name(&self, p: &Pending, ifaces: &NodeIfaces) -> String {
+        let file_name = self
+            .iface_names
+            .get(p.iface_id as usize)
+            .and_then(Option::as_deref);
+        let base = match (file_name, p.ifindex) {
+            (Some(name), _) if !name.is_empty() && name != "any" => name.to_string(),
+            (_, Some(index)) => ifaces
+                .name_of_index(&self.node, index)
+                .map_or_else(|| format!("if{index}"), str::to_string),
+            (Some(name), None) if !name.is_empty() => name.to_string(),
+            _ => self.node.clone(),
+        };
+        match p.tunnel {
+            Some(tunnel) => format!("{base}{TUNNEL_SEPARATOR}{}", tunnel.name()),
+            None => base,
+        }
+    }
+
+    fn release(&mut self, p: Pending, names: &mut Names, ifaces: &mut NodeIfaces) -> (Item, Pos) {
+        let dir = p.dir.or_else(|| {
+            p.macs
+                .and_then(|m| self.direction_by_macs(p.iface_id, &m, ifaces))
+        });
+        let key = (p.iface_id, p.ifindex, p.tunnel, ifaces.generation());
+        let id = match self.last_name {
+            Some((last, id)) if last == key => id,
+            _ => {
+                let name = self.iface_name(&p, ifaces);
+                if !self.named.contains(&name) {
+                    ifaces.captured(&self.node, &name);
+                    self.named.insert(name.clone());
+                }
+                let id = names.id(&name);
+                self.last_name = Some((key, id));
+                id
+            }
+        };
+        let item = match p.what {
+            What::Syn(mut s) => {
+                s.iface = id;
+                s.dir = dir.unwrap_or(Direction::In);
+                s.dir_known = dir.is_some();
+                Item::Sighting(s)
+            }
+            What::L7(mut l7) => {
+                l7.node = self.node.clone();
+                l7.iface = names.get(id).to_string();
+                l7.dir = dir;
+                Item::Event(Event::L7(*l7))
+            }
+        };
+        (item, p.pos)
+    }
+
+    /// Reads one record: what it proves about the host's addresses, and the frame to hold if
+    /// it matters.
+    fn read_frame(&mut self, names: &mut Names, ifaces: &NodeIfaces) {
+        let offset = self.pcap.offset();
+        let record = match self.pcap.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                self.done = true;
+                return;
+            }
+            Err(PcapError::UnknownLinkType { .. }) if self.unknown_links > 0 => {
+                self.unknown_links += 1;
+                return;
+            }
+            Err(err @ PcapError::UnknownLinkType { .. }) => {
+                // The stream goes on after such a record; say it once.
+                self.unknown_links += 1;
+                let problem = self.problem(err.offset(), err.to_string());
+                self.problems.push(problem);
+                return;
+            }
+            Err(err) => {
+                let problem = self.problem(
+                    err.offset(),
+                    format!("{err}; the frames before it were analyzed"),
+                );
+                self.problems.push(problem);
+                self.done = true;
+                return;
+            }
+        };
+        self.frames += 1;
+        let meta = FrameMeta {
+            ts_ns: record.ts_ns,
+            pos: Pos::Frame {
+                number: self.frames,
+                offset,
+            },
+            iface_id: record.iface_id,
+            dir: record.dir,
+        };
+        let id = record.iface_id as usize;
+        if self.iface_names.len() <= id {
+            self.iface_names.resize(id + 1, None);
+        }
+        if self.iface_names[id].is_none() {
+            self.iface_names[id] = record.iface.map(str::to_string);
+        }
+        self.all |= matches!(record.framing, Framing::LinuxSll | Framing::LinuxSll2);
+        // Evidence of whose addresses are whose serves frames whose direction was not recorded.
+        let macs = record
+            .dir
+            .is_none()
+            .then(|| parse::macs(record.framing, record.data))
+            .flatten();
+        if let Some(macs) = macs {
+            let name = self.iface_names[id].as_deref();
+            let node = &self.node;
+            self.host.frame(record.iface_id, &macs, || {
+                name.and_then(|n| ifaces.kind(node, n))
+                    .is_some_and(|k| matches!(k, IfaceKind::Veth | IfaceKind::Eni))
+            });
+        }
+        let node = *self.node_id.get_or_insert_with(|| names.id(&self.node));
+        match frame(node, meta, record.framing, record.data) {
+            Ok(Some(p)) => {
+                if let (What::Syn(s), Some(macs), None) = (&p.what, &p.macs, p.dir) {
+                    self.host
+                        .syn(s.ts_ns, macs, (s.isn, s.tsval, s.ip_id), s.ttl);
+                }
+                if p.options_cut && matches!(p.what, What::Syn(_)) {
+                    self.cut += 1;
+                    self.first_cut.get_or_insert(p.pos);
+                }
+                self.pending.push_back(p);
+            }
+            Ok(None) | Err(ParseError::NotIp | ParseError::NotTcp | ParseError::Fragment) => {}
+            Err(err) => {
+                self.bad_frames += 1;
+                self.first_bad.get_or_insert((offset, err));
+            }
+        }
+    }
+
+    /// The problems met, summed up; what the file captured of its node is recorded.
+    pub fn finish(mut self, ifaces: &mut NodeIfaces) -> Vec<Problem> {
+        for (name, _) in self.pcap.interfaces() {
+            match name {
+                Some("any") => self.all = true,
+                Some(name) if !name.is_empty() => ifaces.captured(&self.node, name),
+                _ => {}
+            }
+        }
+        if self.all {
+            ifaces.captured_all(&self.node);
+        }
         if self.unknown_links > 1 {
             let problem = self.problem(
                 self.pcap.offset(),
@@ -211,6 +407,16 @@ impl CaptureSource {
                 ),
             );
             self.problems.push(problem);
+        }
+        if let Some(first) = self.first_cut {
+            self.problems.push(Problem::Note {
+                file: self.name.clone(),
+                message: format!(
+                    "the snap length cut the TCP timestamp of {} SYN(s), the first at {first}: \
+                     they are joined without their TSval (ISN, addresses, TTL and IPv4 id)",
+                    self.cut
+                ),
+            });
         }
         self.problems
     }
@@ -243,83 +449,66 @@ mod tests {
         out
     }
 
-    fn syn_of(f: Result<Frame, ParseError>) -> Sighting {
-        match f {
-            Ok(Frame::Syn(s)) => s,
-            other => panic!("not a SYN: {other:?}"),
+    fn meta(dir: Option<Direction>) -> FrameMeta {
+        FrameMeta {
+            ts_ns: 5,
+            pos: Pos::Frame {
+                number: 1,
+                offset: 24,
+            },
+            iface_id: 0,
+            dir,
         }
     }
 
     #[test]
-    fn syn_frames_become_sightings_with_file_facts() {
-        let mut names = Names::default();
-        let meta = FrameMeta {
-            ts_ns: 5,
-            iface: Some("ens5"),
-            dir: None,
+    fn syn_frames_carry_their_facts_and_recorded_direction() {
+        let p = frame(3, meta(None), Framing::Ethernet, &bytes(true, false))
+            .unwrap()
+            .unwrap();
+        let What::Syn(s) = &p.what else {
+            panic!("{p:?}")
         };
-        let s = syn_of(frame(
-            &mut names,
-            "node-a",
-            meta,
-            Framing::Ethernet,
-            &bytes(true, false),
-        ));
         assert_eq!(
-            (s.isn, s.tsval, s.ttl, s.ts_ns),
-            (629_798_247, Some(2_657_712_186), 64, 5)
+            (s.isn, s.tsval, s.ttl, s.ts_ns, s.node),
+            (629_798_247, Some(2_657_712_186), 64, 5, 3)
         );
-        assert_eq!(names.get(s.iface), "ens5");
-        assert_eq!(names.get(s.node), "node-a");
-        assert!(!s.dir_known);
-        let out = FrameMeta {
-            dir: Some(Direction::Out),
-            iface: None,
-            ..meta
-        };
-        let s = syn_of(frame(
-            &mut names,
-            "node-a",
-            out,
+        assert_eq!(p.dir, None);
+        assert_eq!(
+            p.macs.map(|m| (m.src, m.dst)),
+            Some(([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]))
+        );
+        let out = frame(
+            3,
+            meta(Some(Direction::Out)),
             Framing::Ethernet,
             &bytes(true, false),
-        ));
-        assert_eq!((s.dir, s.dir_known), (Direction::Out, true));
-        assert_eq!(names.get(s.iface), "node-a");
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(out.dir, Some(Direction::Out));
     }
 
     #[test]
-    fn syn_ack_and_plain_data_are_other_forwarding_data_is_l7_garbage_an_error() {
-        let mut names = Names::default();
-        let meta = FrameMeta {
-            ts_ns: 0,
-            iface: None,
-            dir: None,
-        };
-        let mut read = |b: &[u8]| frame(&mut names, "n", meta, Framing::Ethernet, b);
-        assert_eq!(read(&bytes(true, true)), Ok(Frame::Other));
-        assert_eq!(read(&bytes(false, true)), Ok(Frame::Other));
+    fn syn_ack_and_plain_data_are_nothing_forwarding_data_is_l7_garbage_an_error() {
+        let read = |b: &[u8]| frame(0, meta(None), Framing::Ethernet, b);
+        assert_eq!(read(&bytes(true, true)), Ok(None));
+        assert_eq!(read(&bytes(false, true)), Ok(None));
         assert_eq!(
             read(&bytes_with(false, true, b"GET / HTTP/1.1\r\n\r\n")),
-            Ok(Frame::Other)
+            Ok(None)
         );
         let request =
             b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\n\r\n";
         match read(&bytes_with(false, true, request)) {
-            Ok(Frame::L7(l7)) => {
+            Ok(Some(Pending {
+                what: What::L7(l7), ..
+            })) => {
                 assert_eq!(l7.seq, 629_798_247);
                 assert_eq!(l7.x_forwarded_for.as_deref(), Some("203.0.113.9, 10.0.0.1"));
-                assert_eq!(l7.iface, "n");
             }
             other => panic!("{other:?}"),
         }
         assert!(read(&[1, 2, 3]).is_err());
-    }
-
-    #[test]
-    fn node_is_the_file_name_without_extension() {
-        assert_eq!(node_name(Path::new("/tmp/node-a.pcapng")), "node-a");
-        assert_eq!(node_name(Path::new("b.pcap")), "b");
-        assert_eq!(node_name(Path::new(".pcap")), "capture");
     }
 }

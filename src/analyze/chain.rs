@@ -388,7 +388,7 @@ fn judge_proxied(leg: &mut Flow, prev: &Flow, origin: &Flow, ambiguous: bool, ow
     leg.reason = reason;
     leg.lost = lost;
     leg.client_ip_preserved = verdict::preserved(verdict);
-    verdict::apply_l7(leg, client, owners);
+    verdict::apply_l7(leg, client, true, owners);
 }
 
 /// The verdict of a proxied leg that reached no pod, or went on unseen.

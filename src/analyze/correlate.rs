@@ -41,7 +41,17 @@ pub fn correlate(sightings: &[Sighting]) -> Correlation {
     let mut out = Correlation::default();
     for bucket in order.chunk_by(|&a, &b| sightings[a].isn == sightings[b].isn) {
         let mut chains = Vec::new();
-        for group in bucket.chunk_by(|&a, &b| sightings[a].tsval == sightings[b].tsval) {
+        // A sighting without TSval (a snap length cut it, or the client sends none) may be any
+        // transmission's: the ISN's sightings are then linked together, and each step still
+        // refuses TSvals that differ.
+        let groups: Vec<&[usize]> = if bucket.iter().any(|&i| sightings[i].tsval.is_none()) {
+            vec![bucket]
+        } else {
+            bucket
+                .chunk_by(|&a, &b| sightings[a].tsval == sightings[b].tsval)
+                .collect()
+        };
+        for group in groups {
             if group.len() > MAX_GROUP {
                 out.warnings.push(format!(
                     "ISN {} seen {} times: correlated in time windows of {MAX_GROUP} sightings",
@@ -125,8 +135,10 @@ pub fn follows(a: &Sighting, b: &Sighting) -> Option<(u32, u64)> {
         if a.same_tuple(b) {
             return Some((90 * 16, gap)); // address continuity on the wire between nodes
         }
-        // An uncaptured rewrite in between (a load balancer): only with the TSval as witness.
-        if a.tsval.is_some() && (a.same_source(b) || a.same_destination(b)) {
+        // An uncaptured rewrite in between (a load balancer): only with the TSval of both
+        // sightings as witness.
+        let witness = matches!((a.tsval, b.tsval), (Some(x), Some(y)) if x == y);
+        if witness && (a.same_source(b) || a.same_destination(b)) {
             return Some((20 * 16 + bonus, gap));
         }
         None
@@ -508,6 +520,68 @@ mod tests {
         let mut input = hairpin();
         input[2].ts_ns += SAME_NODE_WINDOW_NS;
         assert_eq!(correlate(&input).chains.len(), 2);
+    }
+
+    /// A capture whose snap length cut the TCP options (node 1's) joins the hops of a capture
+    /// that has them (node 0's) by ISN, address continuity, TTL and IPv4 id.
+    #[test]
+    fn sightings_without_tsval_join_those_with_it() {
+        let mut input = cross_node();
+        for hop in &mut input[2..] {
+            hop.tsval = None;
+        }
+        let c = correlate(&input);
+        assert_eq!(c.chains.len(), 1, "{:?}", c.chains);
+        assert_eq!(c.chains[0].hops.len(), 5);
+        // Two transmissions of node 0 (TSvals 99 and 1099), one each of node 1 without TSval:
+        // each joins the transmission its IPv4 id names; the later is a retry.
+        let mut again: Vec<Sighting> = cross_node()
+            .into_iter()
+            .map(|s| Sighting {
+                ts_ns: s.ts_ns + 1_000_000_000,
+                tsval: s.tsval.map(|t| t + 1000),
+                ip_id: Some(2),
+                ..s
+            })
+            .collect();
+        for hop in &mut again[2..] {
+            hop.tsval = None;
+        }
+        input.extend(again);
+        let c = correlate(&input);
+        assert_eq!(c.chains.len(), 1, "{:?}", c.chains);
+        assert_eq!((c.chains[0].hops.len(), c.chains[0].retries), (5, 1));
+        for &i in &c.chains[0].hops {
+            assert_eq!(input[i].ip_id, input[c.chains[0].hops[0]].ip_id);
+        }
+    }
+
+    /// An unseen rewrite between nodes needs the TSval on both sides: a sighting whose TSval
+    /// is unknown is no witness.
+    #[test]
+    fn an_unseen_rewrite_needs_the_tsval_on_both_sides() {
+        let sent = s(0, 10, Out, 0, "198.51.100.7", 41770, "203.0.113.1", 80, 60);
+        let received = s(1, 10, In, 0, "10.0.0.4", 41770, "203.0.113.1", 80, 58);
+        assert!(follows(&sent, &received).is_some());
+        for (a, b) in [
+            (
+                Sighting {
+                    tsval: None,
+                    ..sent
+                },
+                received,
+            ),
+            (
+                sent,
+                Sighting {
+                    tsval: None,
+                    ..received
+                },
+            ),
+        ] {
+            assert_eq!(follows(&a, &b), None);
+            assert_eq!(correlate(&[a, b]).chains.len(), 2);
+        }
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! One correlated chain of sightings → the flow of the report: hops, rewrites, verdict.
 
-use super::model::{
-    ClientKind, EndsAt, Flow, Hop, LastSeen, Translation, TranslationKind, Verdict,
-};
+use super::model::{EndsAt, Flow, Hop, LastSeen, Translation, TranslationKind};
 use super::owners::Owners;
 use super::reach;
 use super::sighting::{Names, Sighting};
@@ -97,31 +95,14 @@ pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners
         .as_ref()
         .map_or(EndsAt::Unknown, |(_, _, ends_at, _)| *ends_at);
     Flow {
-        isn: first.isn,
         translations,
         pod_sees,
-        client_ip_preserved: None,
         reached_pod,
         last_seen: last_seen.map(|(_, _, _, at)| at),
         ends_at,
-        l7_client_ip: None,
-        client: Some(client),
-        entry: SocketAddr::new(first.dst, first.dport),
         lost_at: path.iter().position(|s| s.src != client),
         retries,
-        hops,
-        first_seen: None,
-        client_kind: ClientKind::Unknown,
-        client_established: false,
-        evidence: Vec::new(),
-        verdict: Verdict::Unknown,
-        reason: String::new(),
-        lost: None,
-        l7_client_preserved: None,
-        connection: 0,
-        leg: 1,
-        legs: 1,
-        proxied_by: None,
+        ..Flow::of_hops(first.isn, hops)
     }
 }
 

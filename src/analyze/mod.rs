@@ -10,16 +10,21 @@
 //! Exit codes of `kubectl realip analyze`: 0 every input read and at least one connection found;
 //! 1 the report is partial (some lines, frames or files skipped, input out of time order, or no
 //! connection found); 2 an input could not be used at all (missing, unreadable, not a known
-//! format), or a bad flag.
+//! format, a capture file that would name the same node as another), or a bad flag. Notes on
+//! input used whole (a glitched timestamp, a TSval cut by the snap length) change no exit code.
 
 mod capture;
 mod chain;
+mod clock;
 mod correlate;
+mod coverage;
 mod flow;
 mod groups;
+mod host_macs;
 mod input;
 mod l7;
 pub mod model;
+mod node_ifaces;
 mod owners;
 mod progress;
 mod reach;
@@ -41,9 +46,11 @@ use crate::cli::AnalyzeArgs;
 use crate::error::{Failure, Kind, Result};
 use crate::output::OutputFormat;
 use chain::Chains;
+use coverage::Coverage;
 use groups::Groups;
 use input::{Inputs, Item};
 use model::{Flow, Report, Summary};
+use node_ifaces::NodeIfaces;
 use owners::Owners;
 use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
@@ -59,9 +66,12 @@ pub struct Analyzer {
     groups: Groups,
     /// Connections correlated and judged, waiting for the proxy legs that may continue them.
     chains: Chains,
+    /// Who owns an address, and each node's interfaces: announced, and captured.
     owners: Owners,
     /// Capture points (node, interface ids) already told to `owners`.
     captured: HashSet<(u32, u32)>,
+    /// What the captures lacked, per node, by the connections found.
+    coverage: Coverage,
     /// Latest cumulative drop counter per (node, interface).
     drops: HashMap<(String, String), u64>,
     warnings: Vec<String>,
@@ -96,6 +106,7 @@ impl Analyzer {
             chains: Chains::default(),
             owners: Owners::default(),
             captured: HashSet::new(),
+            coverage: Coverage::default(),
             drops: HashMap::new(),
             warnings: Vec::new(),
         }
@@ -146,7 +157,7 @@ impl Analyzer {
 
     fn push_sighting(&mut self, sighting: Sighting) {
         if self.captured.insert((sighting.node, sighting.iface)) {
-            self.owners.add_captured(
+            self.owners.ifaces_mut().captured(
                 self.names.get(sighting.node),
                 self.names.get(sighting.iface),
             );
@@ -161,8 +172,9 @@ impl Analyzer {
         }
     }
 
-    pub(crate) fn names_mut(&mut self) -> &mut Names {
-        &mut self.names
+    /// What readers of input update: interned names, and what each node's interfaces are.
+    pub(crate) fn reading(&mut self) -> (&mut Names, &mut NodeIfaces) {
+        (&mut self.names, self.owners.ifaces_mut())
     }
 
     /// The next connection whose story is complete, in output order: with a window, while
@@ -177,6 +189,7 @@ impl Analyzer {
                     let mut flow =
                         flow::build(&ready.hops, ready.retries, &self.names, &mut self.owners);
                     flow.l7_client_ip = ready.l7_client;
+                    self.coverage.flow(&flow, self.owners.ifaces());
                     verdict::judge(&mut flow, &mut self.owners);
                     self.chains.push(flow, &mut self.owners);
                 }
@@ -209,11 +222,12 @@ impl Analyzer {
     fn summary(&mut self, tally: summary::Tally) -> Summary {
         let mut warnings = std::mem::take(&mut self.warnings);
         warnings.append(&mut self.groups.warnings);
+        warnings.extend(self.coverage.warnings(self.owners.ifaces()));
         tally.finish(self.drops.values().sum(), warnings)
     }
 }
 
-/// Reads one input file (probe JSONL, pcap or pcapng; `-` is JSONL on stdin) into `analyzer`,
+/// Reads one input file (probe JSONL, pcap or pcapng; `-` is stdin, any of them) into `analyzer`,
 /// returning the problems met; what could be read safely has been pushed.
 pub fn read_file(path: &std::path::Path, analyzer: &mut Analyzer) -> Vec<InputProblem> {
     input::read(path, analyzer)
@@ -239,7 +253,8 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         .hint("the window must cover SYN retransmissions and clock skew between nodes: at least 1s, 3m by default"));
     }
     let mut analyzer = Analyzer::windowed(args.window);
-    let mut inputs = Inputs::open(&args.files, analyzer.names_mut());
+    let (names, ifaces) = analyzer.reading();
+    let mut inputs = Inputs::open(&args.files, args.window, names, ifaces);
     let mut sink = render::sink(args.output);
     let mut tally = summary::Tally::default();
     // Text on a terminal shows itself as it comes; the problems are in its summary too.
@@ -252,11 +267,14 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         sink.flow(flow)
     });
     progress.finish();
-    let problems = inputs.finish(args.window);
+    let problems = inputs.finish(args.window, analyzer.owners.ifaces_mut());
     let mut worst: Option<Kind> = None;
     for problem in &problems {
         if !on_screen {
             eprintln!("warning: {problem}");
+        }
+        if problem.is_note() {
+            continue;
         }
         if problem.unusable() {
             worst = Some(Kind::Usage);
@@ -283,7 +301,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     match worst {
         Some(kind) => Err(Failure::new(
             kind,
-            format!("{} input problem(s); the report covers only what could be read", problems.len()),
+            format!("{} input problem(s); the report covers only what could be read", problems.iter().filter(|p| !p.is_note()).count()),
         )
         .hint("fix or remove the named files and lines, then run analyze again")),
         None if connections == 0 => Err(Failure::new(
@@ -304,7 +322,11 @@ fn stream(
     mut out: impl FnMut(&Flow) -> io::Result<()>,
 ) -> io::Result<()> {
     let (mut items, mut syns, mut written) = (0u64, 0u64, 0usize);
-    while let Some((source, item)) = inputs.next(analyzer.names_mut()) {
+    loop {
+        let (names, ifaces) = analyzer.reading();
+        let Some((source, item)) = inputs.next(names, ifaces) else {
+            break;
+        };
         items += 1;
         if matches!(item, Item::Sighting(_)) {
             syns += 1;

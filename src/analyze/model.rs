@@ -119,6 +119,48 @@ fn one() -> usize {
     1
 }
 
+impl Flow {
+    /// A flow of `hops` and nothing else known yet: no rewrite, no verdict (what correlation
+    /// starts from; tests build on it).
+    pub fn of_hops(isn: u32, hops: Vec<Hop>) -> Flow {
+        let first = hops.first();
+        let entry = first.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |h| {
+            SocketAddr::new(h.dst, h.dport)
+        });
+        Flow {
+            isn,
+            translations: Vec::new(),
+            pod_sees: None,
+            client_ip_preserved: None,
+            l7_client_ip: None,
+            client: first.map(|h| h.src),
+            entry,
+            lost_at: None,
+            retries: 0,
+            reached_pod: true,
+            last_seen: hops.last().map(|h| LastSeen {
+                node: h.node.clone(),
+                iface: h.iface.clone(),
+                dir: h.dir,
+            }),
+            ends_at: EndsAt::Unknown,
+            first_seen: None,
+            client_kind: ClientKind::Unknown,
+            client_established: false,
+            evidence: Vec::new(),
+            verdict: Verdict::Unknown,
+            reason: String::new(),
+            lost: None,
+            l7_client_preserved: None,
+            connection: 0,
+            leg: 1,
+            legs: 1,
+            proxied_by: None,
+            hops,
+        }
+    }
+}
+
 /// What the source address at a flow's first capture point is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

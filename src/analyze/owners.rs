@@ -3,6 +3,7 @@
 //! ([`ClusterView`]), so that a rewrite can say "cbr0 of node-a" instead of a bare address, and a
 //! verdict can tell a node's, a pod's or the load balancer's address from a client's.
 
+use super::node_ifaces::NodeIfaces;
 use super::view::{contains, parse_cidr, ClusterView};
 use realip_probe::wire::{IfaceKind, Interface};
 use std::collections::{HashMap, HashSet};
@@ -41,12 +42,11 @@ pub struct Owners {
     owned: Vec<Owned>,
     view: ClusterView,
     nodes: HashSet<String>,
-    /// Every announced interface's kind, addressed or not (a pod's veth often has no address).
-    kinds: HashMap<(String, String), IfaceKind>,
-    /// Capture points with at least one sighting, per node.
-    captured: HashMap<String, HashSet<String>>,
-    /// [`Owners::pod_side_seen`] per node, until the interfaces or capture points change.
-    pod_side: HashMap<String, bool>,
+    /// Each node's interfaces, announced (addressed or not: a pod's veth often has none) and
+    /// captured.
+    ifaces: NodeIfaces,
+    /// [`Owners::pod_side_seen`] per node, as of the interfaces' generation it was found at.
+    pod_side: HashMap<String, (u64, bool)>,
     cache: HashMap<IpAddr, Option<String>>,
 }
 
@@ -62,6 +62,15 @@ impl Owners {
         &self.view
     }
 
+    pub fn ifaces(&self) -> &NodeIfaces {
+        &self.ifaces
+    }
+
+    /// Readers of capture files name interfaces and mark what they captured through it.
+    pub fn ifaces_mut(&mut self) -> &mut NodeIfaces {
+        &mut self.ifaces
+    }
+
     pub fn add_node(&mut self, node: &str, interfaces: &[Interface]) {
         self.nodes.insert(node.to_string());
         for iface in interfaces {
@@ -71,9 +80,7 @@ impl Owners {
 
     pub fn add_interface(&mut self, node: &str, iface: &Interface) {
         self.cache.clear();
-        self.pod_side.clear();
-        self.kinds
-            .insert((node.to_string(), iface.name.clone()), iface.kind);
+        self.ifaces.announce_one(node, iface);
         for text in &iface.addresses {
             if let Some((addr, prefix)) = parse_cidr(text) {
                 let owned = Owned {
@@ -102,30 +109,21 @@ impl Owners {
     /// The kind `node`'s probe announced for `iface`; without a `hello` naming it, what the
     /// name says (`eth0`, `cbr0`, `veth…`); `None` when neither tells.
     pub fn kind(&self, node: &str, iface: &str) -> Option<IfaceKind> {
-        self.kinds
-            .get(&(node.to_string(), iface.to_string()))
-            .copied()
-            .or_else(|| realip_probe::ifname::kind_from_name(iface))
-    }
-
-    /// A capture point that holds sightings (called once per point).
-    pub fn add_captured(&mut self, node: &str, iface: &str) {
-        self.pod_side.clear();
-        self.captured
-            .entry(node.to_string())
-            .or_default()
-            .insert(iface.to_string());
+        self.ifaces.kind(node, iface)
     }
 
     /// Whether the way from `node` to its pods could be seen: one of its captured interfaces
     /// (announced, or holding sightings) faces pods, and its datapath does not bypass them.
-    /// A cooked capture of every interface (`-i any`, named `ifN`) counts as seeing it.
+    /// A capture of every interface (`-i any`) counts as seeing it.
     pub fn pod_side_seen(&mut self, node: &str) -> bool {
-        if let Some(&seen) = self.pod_side.get(node) {
-            return seen;
+        let generation = self.ifaces.generation();
+        if let Some(&(at, seen)) = self.pod_side.get(node) {
+            if at == generation {
+                return seen;
+            }
         }
         let seen = self.find_pod_side(node);
-        self.pod_side.insert(node.to_string(), seen);
+        self.pod_side.insert(node.to_string(), (generation, seen));
         seen
     }
 
@@ -144,21 +142,15 @@ impl Owners {
     }
 
     fn has_pod_facing_point(&self, node: &str) -> bool {
-        let announced = self
-            .kinds
-            .iter()
-            .filter(|((n, _), _)| n == node)
-            .map(|((_, iface), kind)| (iface.as_str(), Some(*kind)));
-        let sighted = self
-            .captured
-            .get(node)
-            .into_iter()
-            .flatten()
-            .map(|iface| (iface.as_str(), self.kind(node, iface)));
-        announced.chain(sighted).any(|(iface, kind)| match kind {
-            Some(kind) => matches!(kind, IfaceKind::Veth | IfaceKind::Bridge | IfaceKind::Eni),
-            None => is_any_interface(iface),
-        })
+        match self.ifaces.captured_of(node) {
+            None => true,
+            Some(captured) => captured.iter().any(|iface| {
+                matches!(
+                    self.kind(node, iface),
+                    Some(IfaceKind::Veth | IfaceKind::Bridge | IfaceKind::Eni)
+                )
+            }),
+        }
     }
 
     /// Whether `addr` is one of the addresses of `iface` on `node`.
@@ -285,22 +277,9 @@ impl Owners {
     /// Why `node` delivers to pods where packet capture cannot see, when its interfaces or the
     /// cluster view tell: Cilium's eBPF datapath (cilium_host, lxc*) or netkit devices.
     pub fn unseen_delivery(&self, node: &str) -> Option<String> {
-        let names = self
-            .kinds
-            .keys()
-            .filter(|(n, _)| n == node)
-            .map(|(_, iface)| iface.as_str());
+        let names = self.ifaces.captured_of(node).unwrap_or_default();
         ebpf_datapath(names).or_else(|| self.view.unseen_delivery.clone())
     }
-}
-
-/// A capture point that stands for every interface: `-i any` (cooked frames name the interface
-/// only by index: `if3`).
-fn is_any_interface(iface: &str) -> bool {
-    iface == "any"
-        || iface
-            .strip_prefix("if")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The eBPF datapath a node's interface names betray, if any. Cilium's host routing and netkit

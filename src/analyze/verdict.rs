@@ -247,11 +247,25 @@ fn classify_address(src: IpAddr, first: Option<&Hop>, via_lb: bool, owners: &Own
         }
     }
     let r = range(src);
+    // First seen leaving a machine that forwarded it (TTL below any initial value): its
+    // arrival was not captured, and that machine may have rewritten the source on the way.
+    if let Some(h) = first.filter(|h| !arriving && !INITIAL_TTLS.contains(&h.ttl)) {
+        return Source::new(
+            ClientKind::Unknown,
+            false,
+            format!(
+                "{src} is {} first seen leaving {} (TTL {}: forwarded, its arrival not captured), where it may have been rewritten",
+                range_words(r),
+                point(h),
+                h.ttl
+            ),
+        );
+    }
     match r {
         Range::Public | Range::Documentation => {
             let from = match first {
                 Some(h) if arriving => format!(", arriving at {} from outside the cluster", point(h)),
-                Some(h) => format!(", first seen leaving {} (its arrival was not captured)", point(h)),
+                Some(h) => format!(", sent by {} (TTL {})", h.node, h.ttl),
                 None => String::new(),
             };
             Source::new(
@@ -297,7 +311,7 @@ pub fn judge(flow: &mut Flow, owners: &mut Owners) {
     flow.reason = reason;
     flow.lost = lost;
     flow.client_ip_preserved = preserved(verdict);
-    apply_l7(flow, None, owners);
+    apply_l7(flow, None, source.is_not_client(), owners);
 }
 
 /// `client_ip_preserved` of a verdict.
@@ -477,9 +491,10 @@ pub fn kind_words(kind: ClientKind) -> &'static str {
 
 /// The L7 verdict: whether the forwarding header the pod receives names the client. `client`:
 /// the client connection's established client, when a leg before this one established it.
-/// A header that arrives from the client itself (no proxy on the way wrote it) proves nothing:
-/// anyone can send one.
-pub fn apply_l7(flow: &mut Flow, client: Option<IpAddr>, owners: &Owners) {
+/// `behind_proxy`: the source is known to be a load balancer's, a proxy's or a forwarding
+/// node's, which wrote the header. A header that arrives from the client itself, or from a
+/// source nothing settles, proves nothing: anyone can send one.
+pub fn apply_l7(flow: &mut Flow, client: Option<IpAddr>, behind_proxy: bool, owners: &Owners) {
     flow.l7_client_preserved = None;
     let Some(l7) = flow.l7_client_ip.clone() else {
         return;
@@ -492,6 +507,13 @@ pub fn apply_l7(flow: &mut Flow, client: Option<IpAddr>, owners: &Owners) {
         None if flow.client_established => {
             flow.evidence.push(format!(
                 "{} {value} came from the client itself: no proxy on the captured path wrote it",
+                header_words(&l7)
+            ));
+            return;
+        }
+        None if !behind_proxy => {
+            flow.evidence.push(format!(
+                "{} names {value}, but who wrote it is not settled",
                 header_words(&l7)
             ));
             return;

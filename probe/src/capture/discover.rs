@@ -4,7 +4,7 @@
 
 use super::netlink::{self, Addr, Link};
 use super::socket;
-use crate::ifname::{POD_NAMES, TUNNEL_NAMES};
+use crate::ifname::{ENI_NAMES, POD_NAMES, TUNNEL_NAMES};
 use crate::parse::Framing;
 use crate::wire::{IfaceKind, Interface, LinkType};
 use std::collections::HashSet;
@@ -30,6 +30,7 @@ const TUNNEL_KINDS: [&str; 12] = [
     "tun",
     "ipvtap",
 ];
+
 /// Everything [`classify`] needs, as read from the kernel.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
@@ -70,7 +71,7 @@ fn kind_of(link: &Link, inv: &Inventory, has_global_addr: bool) -> IfaceKind {
         IfaceKind::Bridge
     } else if TUNNEL_KINDS.contains(&kind) || (link.kind.is_none() && named(&TUNNEL_NAMES)) {
         IfaceKind::Tunnel
-    } else if link.name.starts_with("eni") {
+    } else if named(&ENI_NAMES) {
         IfaceKind::Eni
     } else if has_global_addr && link.master.is_none() && kind != "dummy" {
         // A node address on an interface of its own: where NodePort traffic arrives.
