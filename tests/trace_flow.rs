@@ -349,7 +349,11 @@ async fn a_probe_that_cannot_pull_is_reported_and_everything_is_removed() {
     );
     let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Probe);
-    assert!(failure.message.contains("ImagePullBackOff"), "{failure}");
+    assert!(
+        failure.message.contains("ErrImagePull") || failure.message.contains("ImagePullBackOff"),
+        "{failure}"
+    );
+    assert!(failure.message.contains("--ready-timeout"), "{failure}");
     assert!(
         failure.message.contains("no such host"),
         "the pod's Warning event: {failure}"
@@ -760,5 +764,83 @@ async fn max_syns_stops_the_capture_and_says_so() {
         "{json:#}"
     );
     assert_eq!(json["flows"].as_array().map(Vec::len), Some(1), "{json:#}");
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_refused_by_a_rate_limit_is_retried_until_the_probe_runs() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let mut fates = snat_via_node_a(false);
+    // node-a's first two pulls hit the registry's rate limit (429): ErrImagePull, BackOff.
+    if let Some(Fate::Runs(scripts)) = fates.remove("node-a") {
+        fates.insert(
+            "node-a".into(),
+            Fate::PullRetried {
+                failures: 2,
+                then: scripts,
+            },
+        );
+    }
+    cluster::run_daemonsets(&api, fates);
+    let traced = run(&api, &["-o", "json"]).await.unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    assert_eq!(
+        json["probed_nodes"],
+        serde_json::json!(["node-a", "node-b"]),
+        "{json:#}"
+    );
+    assert_eq!(json["skipped_nodes"].get("node-a"), None, "{json:#}");
+    assert_eq!(json["flows"][0]["hops"].as_array().unwrap().len(), 4);
+    // The probe pod really went through the failed pulls before running.
+    let pulls = api
+        .history()
+        .into_iter()
+        .filter(|c| c.key.resource == "pods" && c.key.name.ends_with("node-a"))
+        .filter(|c| {
+            c.object["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                == "ErrImagePull"
+        })
+        .count();
+    assert_eq!(pulls, 2);
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_probe_never_starts_is_named_in_the_report() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let mut fates = snat_via_node_a(false);
+    fates.insert("node-a".into(), Fate::ImagePullBackOff);
+    cluster::run_daemonsets(&api, fates);
+    let started = std::time::Instant::now();
+    let traced = run(&api, &["-o", "json"]).await.unwrap();
+    assert!(
+        started.elapsed() >= options().ready_timeout,
+        "a pull failure is retried until --ready-timeout"
+    );
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    assert_eq!(json["probed_nodes"], serde_json::json!(["node-b"]));
+    let reason = json["skipped_nodes"]["node-a"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("probe not running after 5s (--ready-timeout): probe: "),
+        "{json:#}"
+    );
+    assert!(reason.contains("no such host"), "{reason}");
+
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let mut fates = snat_via_node_a(false);
+    fates.insert("node-a".into(), Fate::ImagePullBackOff);
+    cluster::run_daemonsets(&api, fates);
+    let text = kubectl_realip::output::plain(&run(&api, &[]).await.unwrap().output);
+    assert!(
+        text.starts_with("Trace of shop/web (LoadBalancer, externalTrafficPolicy Cluster) on node-b\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Not probed\n  node-a: probe not running after 5s (--ready-timeout): probe:"),
+        "{text}"
+    );
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }

@@ -114,7 +114,12 @@ pub async fn trace(
         eprintln!("{text}");
     }
 
-    let (events, warnings, mut sent) = outcome?;
+    let Captured {
+        events,
+        warnings,
+        mut sent,
+        probed,
+    } = outcome?;
     send::attach_sightings(&mut sent, &events);
     let mut analyzer = Analyzer::new();
     for event in events {
@@ -132,14 +137,7 @@ pub async fn trace(
         }
         None => None,
     };
-    let traced = TraceReport::new(
-        report,
-        &topology,
-        plan.nodes.clone(),
-        skipped,
-        prediction,
-        sent,
-    );
+    let traced = TraceReport::new(report, &topology, probed, skipped, prediction, sent);
     let output = match args.output {
         OutputFormat::Text => traced.to_text(&topology),
         OutputFormat::Json => traced.to_json(),
@@ -576,11 +574,12 @@ async fn wait_ready(
                 let detail = pod_warning(cluster, &plan.namespace, pod).await;
                 skipped.insert(node.clone(), format!("probe failed: {reason}{detail}"));
             }
-            Some((_, PodState::Pending(reason))) => {
+            Some((pod, PodState::Pending(reason))) => {
+                let detail = pod_warning(cluster, &plan.namespace, pod).await;
                 skipped.insert(
                     node.clone(),
                     format!(
-                        "probe not running after {}s: {reason}",
+                        "probe not running after {}s (--ready-timeout): {reason}{detail}",
                         options.ready_timeout.as_secs()
                     ),
                 );
@@ -683,7 +682,14 @@ async fn pod_warning(cluster: &Cluster, namespace: &str, pod: &str) -> String {
         .unwrap_or_default()
 }
 
-type Captured = (Vec<realip_probe::wire::Event>, Vec<String>, Vec<Sent>);
+/// What a capture brought back.
+struct Captured {
+    events: Vec<realip_probe::wire::Event>,
+    warnings: Vec<String>,
+    sent: Vec<Sent>,
+    /// The nodes whose probe ran: every other planned node is in the report's skipped nodes.
+    probed: Vec<String>,
+}
 
 /// Follows every ready probe's log until the duration is over, `--flows N` connections reached
 /// a backend, or every probe ended its capture.
@@ -769,7 +775,12 @@ async fn capture(
         None => Vec::new(),
     };
     let (events, warnings) = collector.finish();
-    Ok((events, warnings, sent))
+    Ok(Captured {
+        events,
+        warnings,
+        sent,
+        probed: ready.iter().map(|p| p.node.clone()).collect(),
+    })
 }
 
 /// Follows one probe's log; a broken stream or a restarted container is followed again
