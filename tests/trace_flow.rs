@@ -835,12 +835,116 @@ async fn a_node_whose_probe_never_starts_is_named_in_the_report() {
     cluster::run_daemonsets(&api, fates);
     let text = kubectl_realip::output::plain(&run(&api, &[]).await.unwrap().output);
     assert!(
-        text.starts_with("Trace of shop/web (LoadBalancer, externalTrafficPolicy Cluster) on node-b\n"),
+        text.starts_with(
+            "Trace of shop/web (LoadBalancer, externalTrafficPolicy Cluster) on node-b\n"
+        ),
         "{text}"
     );
     assert!(
         text.contains("Not probed\n  node-a: probe not running after 5s (--ready-timeout): probe:"),
         "{text}"
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_in_a_row_in_their_own_probe_namespace() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // The namespace controller takes a while to empty and remove a deleted namespace.
+    api.namespaces_finalize_in(Duration::from_millis(1500));
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    for _ in 0..2 {
+        let traced = run(&api, &["--probe-namespace", "realip"]).await.unwrap();
+        assert!(traced.answered);
+        // The run waited until its namespace was gone: the next one can create it again.
+        assert!(api.get("namespaces", None, "realip").is_none());
+    }
+    let created = added(&api, "namespaces")
+        .iter()
+        .filter(|ns| ns["metadata"]["name"] == "realip")
+        .count();
+    assert_eq!(created, 2);
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_namespace_still_terminating_is_waited_for_then_created_anew() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // An earlier run's namespace, deleted but not gone yet.
+    api.insert(&cluster::namespace(
+        "realip",
+        &[(MANAGED, "kubectl-realip")],
+    ));
+    api.terminate_namespace("realip", Duration::from_millis(1500));
+    let traced = run(&api, &["--probe-namespace", "realip"]).await.unwrap();
+    assert!(traced.answered);
+    // Created anew once the old one was gone, and the run's objects in it.
+    let namespaces = added(&api, "namespaces");
+    let ours = namespaces
+        .iter()
+        .filter(|ns| ns["metadata"]["name"] == "realip")
+        .last()
+        .unwrap();
+    assert_eq!(ours["metadata"]["labels"]["kubectl-realip/run"], "t3st01");
+    assert!(api.history().iter().any(|c| c.kind == "ADDED"
+        && c.key.resource == "jobs"
+        && c.key.namespace.as_deref() == Some("realip")));
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_that_stays_terminating_is_not_taken_for_an_rbac_problem() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    api.insert(&cluster::namespace("realip", &[]));
+    api.terminate_namespace("realip", Duration::from_secs(600));
+    let failure = run(&api, &["--probe-namespace", "realip"])
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure
+            .message
+            .contains("namespace realip is being deleted (Terminating)"),
+        "{failure}"
+    );
+    let hint = failure.hint.unwrap_or_default();
+    assert!(
+        hint.contains("kubectl wait --for=delete namespace/realip"),
+        "{hint}"
+    );
+    assert!(!hint.contains("RBAC verb"), "{hint}");
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_deleted_under_the_run_is_told_by_its_403_status() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // The namespace looked fine, then its deletion began: the API refuses new content with
+    // the namespace lifecycle's 403 (a Status whose cause is NamespaceTerminating).
+    api.fault(support::Fault {
+        verb: "create".into(),
+        resource: "jobs".into(),
+        name: None,
+        code: 403,
+        message: Some(
+            "jobs.batch \"realip-probe-t3st01-expiry\" is forbidden: unable to create new content in namespace shop because it is being terminated"
+                .into(),
+        ),
+        times: None,
+    });
+    let failure = run(&api, &[]).await.unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    let hint = failure.hint.unwrap_or_default();
+    assert!(
+        hint.starts_with("namespace shop is being deleted, not an RBAC problem"),
+        "{hint}"
     );
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }

@@ -16,7 +16,7 @@ use super::{psa, TraceOptions};
 use crate::analyze::Analyzer;
 use crate::cli::{OutputFormat, TraceArgs};
 use crate::error::{Failure, Kind, Result};
-use crate::kube::{self as cluster_api, Cluster, KubeError};
+use crate::kube::{self as cluster_api, Cluster, KubeError, Refusal};
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -74,6 +74,7 @@ pub async fn trace(
             &plan,
             &mut objects,
             args,
+            options,
             &progress,
             &created_namespace,
         )
@@ -99,7 +100,8 @@ pub async fn trace(
     let mut left = removal.left;
     let namespace_to_delete = created_namespace.lock().ok().and_then(|mut ns| ns.take());
     if let Some(ns) = namespace_to_delete {
-        if let Err(err) = teardown::delete_namespace(&cluster, &ns).await {
+        progress.step(format!("removing namespace {ns}"));
+        if let Err(err) = teardown::delete_namespace(&cluster, &ns, options.teardown_wait).await {
             left.push(format!("namespace {ns}: {err}"));
         }
     }
@@ -367,6 +369,7 @@ async fn prepare_namespace(
     plan: &RunPlan,
     objects: &mut Objects,
     args: &TraceArgs,
+    options: &TraceOptions,
     progress: &Progress,
     created: &Mutex<Option<String>>,
 ) -> Result<()> {
@@ -375,7 +378,10 @@ async fn prepare_namespace(
         plan.namespace
     ));
     let namespaces = cluster.all::<Namespace>();
-    let existing = namespaces.get_opt(&plan.namespace).await?;
+    let mut existing = namespaces.get_opt(&plan.namespace).await?;
+    if existing.as_ref().is_some_and(teardown::terminating) {
+        existing = wait_terminated(cluster, plan, args, options, progress).await?;
+    }
     let Some(existing) = existing else {
         // Only a --probe-namespace can be missing; create it ours (and remove it afterwards).
         let namespace: Namespace = serde_json::from_value(json!({
@@ -429,6 +435,47 @@ async fn prepare_namespace(
     Ok(())
 }
 
+/// A probe namespace being deleted (an earlier run's, say) refuses every object: wait until it
+/// is gone, then it is created anew. The Service's own namespace going away ends the trace.
+async fn wait_terminated(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    args: &TraceArgs,
+    options: &TraceOptions,
+    progress: &Progress,
+) -> Result<Option<Namespace>> {
+    let refusal = Refusal::NamespaceTerminating {
+        namespace: plan.namespace.clone(),
+    };
+    let hint = refusal.hint("create", "namespaces", None);
+    if args.probe_namespace.is_none() {
+        return Err(Failure::new(
+            Kind::Cluster,
+            format!(
+                "namespace {} of the Service is being deleted (Terminating); nothing was created",
+                plan.namespace
+            ),
+        )
+        .hint(hint));
+    }
+    progress.step(format!(
+        "namespace {} is being deleted: waiting until it is gone",
+        plan.namespace
+    ));
+    if teardown::wait_namespace_gone(cluster, &plan.namespace, options.teardown_wait).await? {
+        return Ok(None);
+    }
+    Err(Failure::new(
+        Kind::Cluster,
+        format!(
+            "namespace {} is being deleted (Terminating) and was still there after {}s; nothing was created",
+            plan.namespace,
+            options.teardown_wait.as_secs()
+        ),
+    )
+    .hint(hint))
+}
+
 /// Asks admission itself (server-side dry run of one probe pod): the cluster-wide default may
 /// enforce a level no label shows. Only a Pod Security refusal counts; anything else (e.g. no
 /// RBAC for creating pods) leaves the question to the real create.
@@ -445,12 +492,14 @@ async fn dry_run_refusal(cluster: &Cluster, plan: &RunPlan, objects: &Objects) -
         .create_dry_run(&pod)
         .await
     {
-        Err(KubeError::Forbidden { message, .. }) if psa::is_pod_security_refusal(&message) => {
-            Some(format!(
-                "namespace {} refuses the probe: {message}",
-                plan.namespace
-            ))
-        }
+        Err(KubeError::Forbidden {
+            refusal: Refusal::PodSecurity,
+            message,
+            ..
+        }) => Some(format!(
+            "namespace {} refuses the probe: {message}",
+            plan.namespace
+        )),
         Err(err) => {
             tracing::debug!("Pod Security dry run inconclusive: {err}");
             None
@@ -552,7 +601,7 @@ async fn wait_ready(
                 },
                 _ = tick.tick() => {
                     if let Some(reason) = daemon_set_failure(cluster, plan).await? {
-                        if psa::is_pod_security_refusal(&reason) {
+                        if Refusal::of_message(&reason) == Refusal::PodSecurity {
                             return Err(Failure::new(Kind::Cluster, format!("Pod Security refused the probe pods: {reason}"))
                                 .hint(psa::refusal_hint(&plan.namespace)));
                         }

@@ -175,8 +175,8 @@ pub async fn cleanup(args: &CleanupArgs) -> Result<()> {
         out.push_str(&format!("removed {item}\n"));
     }
     for ns in &namespaces {
-        match teardown::delete_namespace(&cluster, ns).await {
-            Ok(_) => out.push_str(&format!("removed namespace {ns}\n")),
+        match teardown::delete_namespace(&cluster, ns, Duration::from_secs(90)).await {
+            Ok(()) => out.push_str(&format!("removed namespace {ns}\n")),
             Err(err) => left.push(format!("namespace {ns}: {err}")),
         }
     }

@@ -29,11 +29,6 @@ pub fn judge(labels: Option<&BTreeMap<String, String>>) -> Verdict {
     }
 }
 
-/// A refusal message of the API that comes from Pod Security rather than RBAC.
-pub fn is_pod_security_refusal(message: &str) -> bool {
-    message.contains("violates PodSecurity")
-}
-
 /// What to tell the user when the namespace refuses the probe.
 pub fn refusal_hint(namespace: &str) -> String {
     format!(
@@ -66,9 +61,6 @@ mod tests {
             Verdict::Rejected { .. }
         ));
         assert_eq!(judge(None), Verdict::ClusterDefault);
-        assert!(is_pod_security_refusal(
-            "pods \"x\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
-        ));
         assert!(refusal_hint("shop").contains("--label-namespace-privileged"));
     }
 }

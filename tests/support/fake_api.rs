@@ -102,6 +102,8 @@ struct State {
     logs: HashMap<(String, String), VecDeque<LogScript>>,
     seen: Vec<Seen>,
     hooks: Vec<(String, Hook)>,
+    /// How long a deleted namespace stays Terminating before it is gone.
+    namespace_finalizing: Duration,
 }
 
 /// Handle to a running fake API server; clones share it.
@@ -142,6 +144,7 @@ impl FakeApi {
                 logs: HashMap::new(),
                 seen: Vec::new(),
                 hooks: Vec::new(),
+                namespace_finalizing: Duration::from_millis(100),
             })),
             changes,
             addr,
@@ -266,6 +269,33 @@ impl FakeApi {
         self.lock()
             .logs
             .insert((namespace.into(), pod.into()), scripts.into());
+    }
+
+    /// How long a deleted namespace stays Terminating (content refused, like the namespace
+    /// lifecycle admission does) before the namespace controller removes it; 100 ms by default.
+    pub fn namespaces_finalize_in(&self, time: Duration) {
+        self.lock().namespace_finalizing = time;
+    }
+
+    /// Marks a namespace Terminating, as its deletion does, and removes it after `time`.
+    pub fn terminate_namespace(&self, name: &str, time: Duration) {
+        let key = Key {
+            resource: "namespaces".into(),
+            namespace: None,
+            name: name.into(),
+        };
+        let mut state = self.lock();
+        state.start_terminating(&key);
+        drop(state);
+        self.finish_terminating(key, time);
+    }
+
+    fn finish_terminating(&self, key: Key, time: Duration) {
+        let api = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(time).await;
+            api.lock().remove_cascading(&key);
+        });
     }
 
     /// Runs `hook` after every create of `resource` (not on dry runs).
@@ -530,12 +560,30 @@ impl FakeApi {
                 namespace: None,
                 name: ns.clone(),
             };
-            if !state.objects.contains_key(&ns_key) {
+            let Some(namespace) = state.objects.get(&ns_key) else {
                 drop(state);
                 return status(
                     404,
                     "NotFound",
                     &format!("namespaces \"{ns}\" not found"),
+                    Some(route),
+                );
+            };
+            // NamespaceLifecycle admission, dry runs included.
+            if !namespace["metadata"]["deletionTimestamp"].is_null() {
+                drop(state);
+                let group = route
+                    .group
+                    .as_deref()
+                    .map(|g| format!(".{g}"))
+                    .unwrap_or_default();
+                return status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{}{group} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        route.resource, key.name
+                    ),
                     Some(route),
                 );
             }
@@ -587,6 +635,17 @@ impl FakeApi {
     fn delete(&self, route: &Route) -> Response<Body> {
         let key = route.key();
         let mut state = self.lock();
+        if key.resource == "namespaces" {
+            // A namespace goes Terminating; the namespace controller removes it later.
+            let Some(namespace) = state.start_terminating(&key) else {
+                drop(state);
+                return not_found(route);
+            };
+            let time = state.namespace_finalizing;
+            drop(state);
+            self.finish_terminating(key, time);
+            return ok(200, &namespace);
+        }
         let Some(object) = state.remove_cascading(&key) else {
             drop(state);
             return not_found(route);
@@ -675,6 +734,26 @@ impl FakeApi {
 }
 
 impl State {
+    /// Sets a namespace's deletionTimestamp and phase Terminating, and deletes what it holds.
+    fn start_terminating(&mut self, key: &Key) -> Option<Value> {
+        let mut namespace = self.objects.get(key)?.clone();
+        if namespace["metadata"]["deletionTimestamp"].is_null() {
+            namespace["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:05Z");
+            namespace["status"]["phase"] = json!("Terminating");
+            namespace = self.put(key.clone(), namespace, "MODIFIED");
+            let content: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|k| k.namespace.as_deref() == Some(key.name.as_str()))
+                .cloned()
+                .collect();
+            for child in content {
+                self.remove_cascading(&child);
+            }
+        }
+        Some(namespace)
+    }
+
     fn record(&mut self, change: Change) {
         let _ = self.changes.send(change.clone());
         self.history.push(change);
@@ -1006,6 +1085,16 @@ fn status(code: u16, reason: &str, message: &str, route: Option<&Route>) -> Resp
     });
     if let Some(route) = route {
         body["details"] = json!({"kind": route.resource});
+        // The namespace lifecycle admission names its cause (metav1.NamespaceTerminatingCause).
+        if let Some((_, rest)) = message.split_once("in namespace ") {
+            if let Some(ns) = rest.strip_suffix(" because it is being terminated") {
+                body["details"]["causes"] = json!([{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }]);
+            }
+        }
         if let Some(name) = &route.name {
             body["details"]["name"] = json!(name);
         }
