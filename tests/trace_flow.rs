@@ -230,10 +230,11 @@ fn leftovers(api: &FakeApi) -> Vec<String> {
     left
 }
 
+/// What was stored: creates that are neither dry runs nor access reviews.
 fn created(api: &FakeApi) -> Vec<String> {
     api.seen()
         .iter()
-        .filter(|s| s.verb == "create" && !s.dry_run)
+        .filter(|s| s.verb == "create" && !s.dry_run && s.resource != "selfsubjectaccessreviews")
         .map(|s| s.resource.clone())
         .collect()
 }
@@ -384,14 +385,20 @@ async fn rbac_refusal_names_verb_and_resource_and_cleans_up() {
     api.forbid("create", "daemonsets");
     let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure.message.starts_with(
+            "the run could not finish: not allowed to\n  create daemonsets.apps in namespace shop (the probe)\n"
+        ),
+        "{failure}"
+    );
     let hint = failure.hint.clone().unwrap_or_default();
     assert!(
-        hint.contains("\"create\" on \"daemonsets.apps\" in namespace shop"),
+        hint.contains("`kubectl auth can-i create daemonsets.apps -n shop`"),
         "{hint}"
     );
     assert!(hint.contains("docs/rbac.md"), "{hint}");
-    // The Job and ConfigMap created before the refusal are gone.
-    assert_eq!(created(&api), ["jobs", "configmaps", "daemonsets"]);
+    // Asked before anything was stored: nothing to remove.
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
@@ -885,8 +892,7 @@ async fn a_probe_namespace_still_terminating_is_waited_for_then_created_anew() {
     let namespaces = added(&api, "namespaces");
     let ours = namespaces
         .iter()
-        .filter(|ns| ns["metadata"]["name"] == "realip")
-        .last()
+        .rfind(|ns| ns["metadata"]["name"] == "realip")
         .unwrap();
     assert_eq!(ours["metadata"]["labels"]["kubectl-realip/run"], "t3st01");
     assert!(api.history().iter().any(|c| c.kind == "ADDED"
@@ -947,4 +953,73 @@ async fn a_namespace_deleted_under_the_run_is_told_by_its_403_status() {
         "{hint}"
     );
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_verb_is_found_before_anything_is_created() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // Creating is allowed, removing and reading the logs is not: the run could not finish.
+    api.forbid("delete", "daemonsets");
+    api.forbid("get", "pods/log");
+    let failure = run(&api, &[]).await.unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert_eq!(
+        failure.message,
+        "the run could not finish: not allowed to\n  \
+         delete daemonsets.apps in namespace shop (the probe)\n  \
+         get pods/log in namespace shop (the probes' event streams)\n\
+         nothing was created"
+    );
+    let reviews = api
+        .seen()
+        .iter()
+        .filter(|s| s.resource == "selfsubjectaccessreviews")
+        .count();
+    assert_eq!(reviews, 13, "one review per call the run makes");
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
+    assert!(
+        !api.seen().iter().any(|s| s.dry_run),
+        "not even a dry run when a permission is missing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_admission_refuses_is_found_by_a_dry_run_before_anything_is_created() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // A policy engine's webhook refuses the DaemonSet (RBAC allows it).
+    api.fault(support::Fault {
+        verb: "create".into(),
+        resource: "daemonsets".into(),
+        name: None,
+        code: 403,
+        message: Some(
+            "admission webhook \"validate.kyverno.svc-fail\" denied the request: policy DaemonSet/shop/realip-probe-t3st01 for resource violation: disallow-host-namespaces"
+                .into(),
+        ),
+        times: None,
+    });
+    let failure = run(&api, &[]).await.unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure.message.ends_with("; nothing was created"),
+        "{failure}"
+    );
+    let hint = failure.hint.unwrap_or_default();
+    assert!(
+        hint.starts_with("the admission webhook \"validate.kyverno.svc-fail\" denied it, not RBAC"),
+        "{hint}"
+    );
+    let dry_runs: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.dry_run)
+        .map(|s| s.resource.clone())
+        .collect();
+    assert_eq!(dry_runs, ["pods", "jobs", "configmaps", "daemonsets"]);
+    // The 1.4 MB of ConfigMaps and the expiry Job were never stored.
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
 }

@@ -12,7 +12,7 @@ use super::report::TraceReport;
 use super::send::{self, Sent};
 use super::teardown::{self, Scope};
 use super::topology::{self, Choice, Topology, TopologyError};
-use super::{psa, TraceOptions};
+use super::{preflight, psa, TraceOptions};
 use crate::analyze::Analyzer;
 use crate::cli::{OutputFormat, TraceArgs};
 use crate::error::{Failure, Kind, Result};
@@ -69,10 +69,10 @@ pub async fn trace(
 
     let created_namespace = Mutex::new(None::<String>);
     let work = async {
-        prepare_namespace(
+        prepare(
             &cluster,
             &plan,
-            &mut objects,
+            &objects,
             args,
             options,
             &progress,
@@ -363,44 +363,103 @@ fn dry_run_text(
     Ok(out)
 }
 
-/// Makes sure the probe may run in its namespace before anything else is created.
-async fn prepare_namespace(
+/// Everything checked before the first object is stored: the namespace (a Terminating one is
+/// waited for), the permission of every call the run makes, Pod Security, and a server-side dry
+/// run of every object. A missing `--probe-namespace` is created here (ours, removed at the end).
+async fn prepare(
     cluster: &Cluster,
     plan: &RunPlan,
-    objects: &mut Objects,
+    objects: &Objects,
     args: &TraceArgs,
     options: &TraceOptions,
     progress: &Progress,
     created: &Mutex<Option<String>>,
 ) -> Result<()> {
     progress.step(format!(
-        "checking Pod Security in namespace {}",
+        "checking namespace {}, permissions and objects",
         plan.namespace
     ));
-    let namespaces = cluster.all::<Namespace>();
-    let mut existing = namespaces.get_opt(&plan.namespace).await?;
+    let mut existing = cluster.all::<Namespace>().get_opt(&plan.namespace).await?;
     if existing.as_ref().is_some_and(teardown::terminating) {
         existing = wait_terminated(cluster, plan, args, options, progress).await?;
     }
-    let Some(existing) = existing else {
-        // Only a --probe-namespace can be missing; create it ours (and remove it afterwards).
-        let namespace: Namespace = serde_json::from_value(json!({
-            "metadata": {
-                "name": plan.namespace,
-                "labels": {
-                    MANAGED_LABEL: MANAGED_VALUE,
-                    RUN_LABEL: plan.run_id,
-                    psa::ENFORCE_LABEL: "privileged",
-                },
-            },
-        }))
-        .map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
-        namespaces.create(&namespace).await?;
-        if let Ok(mut slot) = created.lock() {
-            *slot = Some(plan.namespace.clone());
+    check_access(cluster, plan, existing.is_none()).await?;
+    match existing {
+        None => create_namespace(cluster, plan, created).await?,
+        Some(existing) => {
+            check_pod_security(cluster, plan, objects, args, progress, &existing).await?;
         }
+    }
+    preflight::dry_run_objects(cluster, plan, objects)
+        .await
+        .map_err(|err| {
+            let mut failure = Failure::from(err);
+            failure.message = format!("{}; nothing was created", failure.message);
+            failure
+        })
+}
+
+/// Every call the run makes, allowed? Asked before anything exists: a run that could create but
+/// not delete would leave its objects until the cluster's expiry.
+async fn check_access(cluster: &Cluster, plan: &RunPlan, create_namespace: bool) -> Result<()> {
+    let denied = preflight::denied(cluster, &preflight::needed(plan, create_namespace)).await;
+    let Some((first, _)) = denied.first() else {
         return Ok(());
     };
+    let lines: Vec<String> = denied
+        .iter()
+        .map(|(access, reason)| match reason.as_str() {
+            "" => access.to_string(),
+            reason => format!("{access}: {reason}"),
+        })
+        .collect();
+    Err(Failure::new(
+        Kind::Cluster,
+        format!(
+            "the run could not finish: not allowed to\n  {}\nnothing was created",
+            lines.join("\n  ")
+        ),
+    )
+    .hint(format!(
+        "grant these verbs ({} has a minimal Role/ClusterRole); `kubectl auth can-i {}` asks the same",
+        cluster_api::RBAC_DOC,
+        first.can_i()
+    )))
+}
+
+/// Creates a missing `--probe-namespace`, labelled ours and privileged.
+async fn create_namespace(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    created: &Mutex<Option<String>>,
+) -> Result<()> {
+    let namespace: Namespace = serde_json::from_value(json!({
+        "metadata": {
+            "name": plan.namespace,
+            "labels": {
+                MANAGED_LABEL: MANAGED_VALUE,
+                RUN_LABEL: plan.run_id,
+                psa::ENFORCE_LABEL: "privileged",
+            },
+        },
+    }))
+    .map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
+    cluster.all::<Namespace>().create(&namespace).await?;
+    if let Ok(mut slot) = created.lock() {
+        *slot = Some(plan.namespace.clone());
+    }
+    Ok(())
+}
+
+/// Makes sure Pod Security lets the probe run in an existing namespace.
+async fn check_pod_security(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    objects: &Objects,
+    args: &TraceArgs,
+    progress: &Progress,
+    existing: &Namespace,
+) -> Result<()> {
     let refused = match psa::judge(existing.metadata.labels.as_ref()) {
         psa::Verdict::Allowed => None,
         psa::Verdict::Rejected { level } => Some(format!(
@@ -418,7 +477,8 @@ async fn prepare_namespace(
                 .hint(psa::refusal_hint(&plan.namespace)),
         );
     }
-    namespaces
+    cluster
+        .all::<Namespace>()
         .merge_patch(
             &plan.namespace,
             &json!({"metadata": {"labels": {psa::ENFORCE_LABEL: "privileged"}}}),
@@ -480,13 +540,7 @@ async fn wait_terminated(
 /// enforce a level no label shows. Only a Pod Security refusal counts; anything else (e.g. no
 /// RBAC for creating pods) leaves the question to the real create.
 async fn dry_run_refusal(cluster: &Cluster, plan: &RunPlan, objects: &Objects) -> Option<String> {
-    let template = objects.daemon_set.spec.as_ref()?.template.clone();
-    let mut pod = Pod {
-        metadata: template.metadata.unwrap_or_default(),
-        spec: template.spec,
-        status: None,
-    };
-    pod.metadata.name = Some(format!("{}-admission-check", plan.base_name()));
+    let pod = preflight::probe_pod(plan, objects)?;
     match cluster
         .namespaced::<Pod>(&plan.namespace)
         .create_dry_run(&pod)

@@ -1,6 +1,7 @@
 //! Deploy the probe to a live cluster, measure, report, leave nothing behind.
 //!
-//! Pure parts: [`topology`] (what to probe), [`manifests`] (what to create), [`psa`],
+//! Pure parts: [`topology`] (what to probe), [`manifests`] (what to create), [`preflight`]'s
+//! list of needed permissions, [`psa`],
 //! [`readiness`], [`collect`], [`report`]. The flow in [`flow`] drives them through the cluster
 //! adapter in [`crate::kube`].
 //!
@@ -12,6 +13,7 @@
 pub mod collect;
 pub mod flow;
 pub mod manifests;
+pub mod preflight;
 pub mod progress;
 pub mod psa;
 pub mod readiness;

@@ -524,6 +524,9 @@ impl FakeApi {
                 Some(route),
             );
         };
+        if route.resource == "selfsubjectaccessreviews" {
+            return self.access_review(object);
+        }
         let meta = &mut object["metadata"];
         if meta.get("name").and_then(Value::as_str).is_none() {
             let Some(prefix) = meta
@@ -603,6 +606,36 @@ impl FakeApi {
             hook(self.clone(), stored.clone());
         }
         ok(201, &stored)
+    }
+
+    /// A SelfSubjectAccessReview, answered by the RBAC this server plays: what [`forbid`]
+    /// refused is denied (other 403 faults are admission's, which reviews do not see).
+    ///
+    /// [`forbid`]: FakeApi::forbid
+    fn access_review(&self, mut review: Value) -> Response<Body> {
+        let attributes = &review["spec"]["resourceAttributes"];
+        let verb = attributes["verb"].as_str().unwrap_or_default();
+        let mut resource = attributes["resource"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(sub) = attributes["subresource"].as_str().filter(|s| !s.is_empty()) {
+            resource = format!("{resource}/{sub}");
+        }
+        let denied = self.lock().faults.iter().any(|fault| {
+            fault.code == 403
+                && fault.message.is_none()
+                && fault.name.is_none()
+                && fault.times != Some(0)
+                && fault.verb == verb
+                && fault.resource == resource
+        });
+        review["status"] = if denied {
+            json!({"allowed": false})
+        } else {
+            json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"tester\" of ClusterRole \"cluster-admin\" to User \"tester\""})
+        };
+        ok(201, &review)
     }
 
     fn modify(&self, route: &Route, body: &[u8], patch: bool) -> Response<Body> {
