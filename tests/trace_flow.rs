@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 use support::cluster::{self, Fate};
-use support::{FakeApi, LogScript};
+use support::{FakeApi, LogScript, PodSecurity};
 
 const MANAGED: &str = "app.kubernetes.io/managed-by";
 
@@ -451,37 +451,73 @@ async fn service_errors_are_clear_and_create_nothing() {
 async fn pod_security_refusal_is_told_before_anything_is_created() {
     let api = FakeApi::start().await;
     cluster(&api);
+    api.pod_security(PodSecurity {
+        default_level: "privileged".into(),
+        exempt_namespaces: vec![],
+    });
     api.update("namespaces", None, "shop", |ns| {
         ns["metadata"]["labels"] =
             serde_json::json!({"pod-security.kubernetes.io/enforce": "baseline"});
     });
     let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
-    assert!(failure.message.contains("\"baseline\""), "{failure}");
+    assert!(
+        failure.message.starts_with(
+            "namespace shop refuses the probe (its label pod-security.kubernetes.io/enforce=baseline): \
+             pods \"realip-probe-t3st01-admission-check\" is forbidden: violates PodSecurity \"baseline:latest\": \
+             host namespaces (hostNetwork=true), non-default capabilities"
+        ),
+        "{failure}"
+    );
+    assert!(
+        failure.message.ends_with("; nothing was created"),
+        "{failure}"
+    );
     assert!(failure.hint.unwrap().contains("--probe-namespace"));
     assert!(created(&api).is_empty());
 
-    // The cluster-wide default can refuse too: admission says so on a dry run.
+    // The cluster-wide default can refuse too, where no label shows it.
     api.update("namespaces", None, "shop", |ns| {
         ns["metadata"]["labels"] = Value::Null
     });
-    api.fault(support::Fault {
-        verb: "create".into(),
-        resource: "pods".into(),
-        name: None,
-        code: 403,
-        message: Some(
-            "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true)"
-                .into(),
-        ),
-        times: None,
+    api.pod_security(PodSecurity {
+        default_level: "restricted".into(),
+        exempt_namespaces: vec![],
     });
     let failure = run(&api, &[]).await.unwrap_err();
     assert!(
-        failure.message.contains("violates PodSecurity"),
+        failure.message.contains(
+            "(no pod-security.kubernetes.io/enforce label: the cluster's default level): "
+        ) && failure
+            .message
+            .contains("violates PodSecurity \"restricted:latest\""),
         "{failure}"
     );
     assert!(created(&api).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_exempted_by_the_cluster_is_trusted_over_its_label() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // Labelled baseline, but the AdmissionConfiguration exempts it: admission admits the probe.
+    api.update("namespaces", None, "shop", |ns| {
+        ns["metadata"]["labels"] =
+            serde_json::json!({"pod-security.kubernetes.io/enforce": "baseline"});
+    });
+    api.pod_security(PodSecurity {
+        default_level: "restricted".into(),
+        exempt_namespaces: vec!["shop".into()],
+    });
+    let traced = run(&api, &[]).await.unwrap();
+    assert!(traced.answered);
+    assert_eq!(created(&api), ["jobs", "configmaps", "daemonsets"]);
+    assert!(
+        api.seen().iter().any(|s| s.dry_run && s.resource == "pods"),
+        "admission was asked, not the label"
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
 #[tokio::test(flavor = "multi_thread")]

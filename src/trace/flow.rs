@@ -6,13 +6,14 @@ use super::collect::Collector;
 use super::manifests::{
     Delivery, Objects, RunPlan, MANAGED_LABEL, MANAGED_VALUE, PROBE_CONTAINER, RUN_LABEL,
 };
+use super::preflight::{self, PodAdmission};
 use super::progress::{NodeLines, Progress};
 use super::readiness::{pod_state, PodState};
 use super::report::TraceReport;
 use super::send::{self, Sent};
 use super::teardown::{self, Scope};
 use super::topology::{self, Choice, Topology, TopologyError};
-use super::{preflight, psa, TraceOptions};
+use super::{psa, TraceOptions};
 use crate::analyze::Analyzer;
 use crate::cli::{OutputFormat, TraceArgs};
 use crate::error::{Failure, Kind, Result};
@@ -451,7 +452,10 @@ async fn create_namespace(
     Ok(())
 }
 
-/// Makes sure Pod Security lets the probe run in an existing namespace.
+/// Makes sure admission lets the probe pods run in an existing namespace. The server decides
+/// (a dry run of the probe pod): a namespace labelled `baseline` may be exempted by the
+/// cluster's AdmissionConfiguration, one without a label may get a restrictive default. The
+/// label only explains a refusal, or decides when the dry run cannot be asked.
 async fn check_pod_security(
     cluster: &Cluster,
     plan: &RunPlan,
@@ -460,16 +464,46 @@ async fn check_pod_security(
     progress: &Progress,
     existing: &Namespace,
 ) -> Result<()> {
-    let refused = match psa::judge(existing.metadata.labels.as_ref()) {
-        psa::Verdict::Allowed => None,
-        psa::Verdict::Rejected { level } => Some(format!(
-            "namespace {} enforces Pod Security level \"{level}\", which rejects the hostNetwork and NET_RAW the probe needs",
-            plan.namespace
-        )),
-        psa::Verdict::ClusterDefault => dry_run_refusal(cluster, plan, objects).await,
-    };
-    let Some(refused) = refused else {
-        return Ok(());
+    let label = psa::judge(existing.metadata.labels.as_ref());
+    let refused = match preflight::admit_probe_pod(cluster, plan, objects).await {
+        PodAdmission::Admitted => {
+            if let psa::Verdict::Rejected { level } = &label {
+                progress.println(&format!(
+                    "note: namespace {} is labelled {}={level}, yet admission accepts the probe \
+                     (an exemption of the cluster's Pod Security configuration)",
+                    plan.namespace,
+                    psa::ENFORCE_LABEL
+                ));
+            }
+            return Ok(());
+        }
+        PodAdmission::Refused(KubeError::Forbidden {
+            refusal: Refusal::PodSecurity,
+            message,
+            ..
+        }) => format!(
+            "namespace {} refuses the probe ({}): {message}",
+            plan.namespace,
+            psa::explain_level(&label)
+        ),
+        PodAdmission::Refused(err) => {
+            let mut failure = Failure::from(err);
+            failure.message = format!(
+                "admission refuses the probe pod: {}; nothing was created",
+                failure.message
+            );
+            return Err(failure);
+        }
+        PodAdmission::NotAsked(why) => match &label {
+            psa::Verdict::Rejected { level } => format!(
+                "namespace {} enforces Pod Security level \"{level}\", which rejects the hostNetwork and NET_RAW the probe needs (admission could not be asked: {why})",
+                plan.namespace
+            ),
+            _ => {
+                tracing::info!("Pod Security not asked ({why}); the namespace's label allows the probe");
+                return Ok(());
+            }
+        },
     };
     if !args.label_namespace_privileged {
         return Err(
@@ -534,32 +568,6 @@ async fn wait_terminated(
         ),
     )
     .hint(hint))
-}
-
-/// Asks admission itself (server-side dry run of one probe pod): the cluster-wide default may
-/// enforce a level no label shows. Only a Pod Security refusal counts; anything else (e.g. no
-/// RBAC for creating pods) leaves the question to the real create.
-async fn dry_run_refusal(cluster: &Cluster, plan: &RunPlan, objects: &Objects) -> Option<String> {
-    let pod = preflight::probe_pod(plan, objects)?;
-    match cluster
-        .namespaced::<Pod>(&plan.namespace)
-        .create_dry_run(&pod)
-        .await
-    {
-        Err(KubeError::Forbidden {
-            refusal: Refusal::PodSecurity,
-            message,
-            ..
-        }) => Some(format!(
-            "namespace {} refuses the probe: {message}",
-            plan.namespace
-        )),
-        Err(err) => {
-            tracing::debug!("Pod Security dry run inconclusive: {err}");
-            None
-        }
-        Ok(_) => None,
-    }
 }
 
 /// The Job first (it owns the rest, for the cluster's own expiry), then ConfigMaps, DaemonSet.

@@ -8,7 +8,7 @@
 //! (`?dryRun=All`: validation and admission, nothing stored).
 
 use super::manifests::{Delivery, Objects, RunPlan};
-use crate::kube::{Cluster, KubeError};
+use crate::kube::{Cluster, KubeError, Refusal};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -169,6 +169,42 @@ pub fn probe_pod(plan: &RunPlan, objects: &Objects) -> Option<Pod> {
     pod.metadata.name = Some(format!("{}-admission-check", plan.base_name()));
     pod.metadata.namespace = Some(plan.namespace.clone());
     Some(pod)
+}
+
+/// What admission says of the probe pod.
+#[derive(Debug)]
+pub enum PodAdmission {
+    Admitted,
+    /// Pod Security, a quota, a webhook, validation: the DaemonSet's pods would be refused too.
+    Refused(KubeError),
+    /// The dry run could not be asked (no grant to create pods, an API error): why.
+    NotAsked(String),
+}
+
+/// A server-side dry run of the probe pod: admission as it stands, exemptions and cluster
+/// defaults included, which no namespace label shows.
+pub async fn admit_probe_pod(cluster: &Cluster, plan: &RunPlan, objects: &Objects) -> PodAdmission {
+    let Some(pod) = probe_pod(plan, objects) else {
+        return PodAdmission::NotAsked("the DaemonSet has no pod template".into());
+    };
+    match cluster
+        .namespaced::<Pod>(&plan.namespace)
+        .create_dry_run(&pod)
+        .await
+    {
+        Ok(_) => PodAdmission::Admitted,
+        Err(err) => match err {
+            KubeError::Forbidden {
+                refusal: Refusal::Rbac,
+                ..
+            } => PodAdmission::NotAsked("no grant to create pods (dry run)".into()),
+            KubeError::Forbidden { .. } => PodAdmission::Refused(err),
+            KubeError::Api { code, .. } if (400..500).contains(&code) && code != 429 => {
+                PodAdmission::Refused(err)
+            }
+            other => PodAdmission::NotAsked(other.to_string()),
+        },
+    }
 }
 
 /// Server-side dry runs of the Job, every ConfigMap and the DaemonSet, in creation order: the

@@ -104,6 +104,17 @@ struct State {
     hooks: Vec<(String, Hook)>,
     /// How long a deleted namespace stays Terminating before it is gone.
     namespace_finalizing: Duration,
+    /// Pod Security admission, when played.
+    pod_security: Option<PodSecurity>,
+}
+
+/// Pod Security admission as the API server's AdmissionConfiguration sets it up.
+#[derive(Debug, Clone)]
+pub struct PodSecurity {
+    /// The level of namespaces without a `pod-security.kubernetes.io/enforce` label.
+    pub default_level: String,
+    /// Namespaces exempted (`exemptions.namespaces`): never refused, whatever their label.
+    pub exempt_namespaces: Vec<String>,
 }
 
 /// Handle to a running fake API server; clones share it.
@@ -145,6 +156,7 @@ impl FakeApi {
                 seen: Vec::new(),
                 hooks: Vec::new(),
                 namespace_finalizing: Duration::from_millis(100),
+                pod_security: None,
             })),
             changes,
             addr,
@@ -275,6 +287,13 @@ impl FakeApi {
     /// lifecycle admission does) before the namespace controller removes it; 100 ms by default.
     pub fn namespaces_finalize_in(&self, time: Duration) {
         self.lock().namespace_finalizing = time;
+    }
+
+    /// Plays Pod Security admission for pod creates (dry runs included): a pod with
+    /// hostNetwork or an added NET_RAW is refused in a namespace whose enforce level (its label,
+    /// else the default) is baseline or restricted, unless the namespace is exempt.
+    pub fn pod_security(&self, policy: PodSecurity) {
+        self.lock().pod_security = Some(policy);
     }
 
     /// Marks a namespace Terminating, as its deletion does, and removes it after `time`.
@@ -572,6 +591,16 @@ impl FakeApi {
                     Some(route),
                 );
             };
+            if route.resource == "pods" {
+                if let Some(refusal) = state
+                    .pod_security
+                    .as_ref()
+                    .and_then(|policy| pod_security_refusal(policy, namespace, &object))
+                {
+                    drop(state);
+                    return status(403, "Forbidden", &refusal, Some(route));
+                }
+            }
             // NamespaceLifecycle admission, dry runs included.
             if !namespace["metadata"]["deletionTimestamp"].is_null() {
                 drop(state);
@@ -846,6 +875,43 @@ impl State {
         }
         Some(object)
     }
+}
+
+/// What Pod Security admission says of a pod in `namespace`, when it refuses it.
+fn pod_security_refusal(policy: &PodSecurity, namespace: &Value, pod: &Value) -> Option<String> {
+    let name = namespace["metadata"]["name"].as_str().unwrap_or_default();
+    if policy.exempt_namespaces.iter().any(|exempt| exempt == name) {
+        return None;
+    }
+    let level = namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        .as_str()
+        .unwrap_or(&policy.default_level);
+    if level == "privileged" {
+        return None;
+    }
+    let mut violations = Vec::new();
+    if pod["spec"]["hostNetwork"] == true {
+        violations.push("host namespaces (hostNetwork=true)".to_string());
+    }
+    for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let added = &container["securityContext"]["capabilities"]["add"];
+        if added
+            .as_array()
+            .is_some_and(|caps| caps.iter().any(|c| c == "NET_RAW"))
+        {
+            violations.push(format!(
+                "non-default capabilities (container \"{}\" must not include \"NET_RAW\" in securityContext.capabilities.add)",
+                container["name"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    (!violations.is_empty()).then(|| {
+        format!(
+            "pods \"{}\" is forbidden: violates PodSecurity \"{level}:latest\": {}",
+            pod["metadata"]["name"].as_str().unwrap_or_default(),
+            violations.join(", ")
+        )
+    })
 }
 
 /// `/api/v1/...` or `/apis/GROUP/VERSION/...`, then `[namespaces/NS/]RESOURCE[/NAME[/SUB]]`.

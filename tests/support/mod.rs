@@ -5,4 +5,4 @@ pub mod cluster;
 pub mod fake_api;
 
 #[allow(unused_imports)]
-pub use fake_api::{Change, FakeApi, Fault, Key, LogScript, Seen};
+pub use fake_api::{Change, FakeApi, Fault, Key, LogScript, PodSecurity, Seen};
