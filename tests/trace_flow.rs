@@ -1059,3 +1059,57 @@ async fn an_object_admission_refuses_is_found_by_a_dry_run_before_anything_is_cr
     // The 1.4 MB of ConfigMaps and the expiry Job were never stored.
     assert!(created(&api).is_empty(), "{:?}", created(&api));
 }
+
+/// A probe's stats: its heartbeat, carrying its clock.
+fn heartbeat(node: &str, ts: u64) -> String {
+    encode_line(&Event::Stats(realip_probe::wire::Stats {
+        ts_ns: ts,
+        node: node.into(),
+        interfaces: vec![],
+        last: false,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flows_1_waits_for_a_slow_second_node_before_analysing() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // node-a's stream shows the connection reaching the pod's address at once; node-b's log
+    // lags 1.5 s behind with the same connection's last two hops. Both keep capturing.
+    let mut fates = cluster::never_ending(snat_via_node_a(true));
+    for (node, lag) in [
+        ("node-a", Duration::ZERO),
+        ("node-b", Duration::from_millis(1500)),
+    ] {
+        if let Some(Fate::Runs(scripts)) = fates.get_mut(node) {
+            let script = &mut scripts[0];
+            script.lines[1].0 = lag;
+            script
+                .lines
+                .push((Duration::ZERO, heartbeat(node, 2_000_000_000)));
+        }
+    }
+    cluster::run_daemonsets(&api, fates);
+    let started = std::time::Instant::now();
+    let traced = run(&api, &["--duration", "10m", "--flows", "1", "-o", "json"])
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    let flow = &json["flows"][0];
+    let nodes: Vec<&str> = flow["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["node-a", "node-a", "node-b", "node-b"], "{json:#}");
+    assert_eq!(flow["pod_sees"], "198.51.100.1");
+    assert_eq!(flow["reached_pod"], true);
+    assert_eq!(
+        json["summary"]["warnings"],
+        serde_json::json!([]),
+        "{json:#}"
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}

@@ -802,8 +802,13 @@ struct Captured {
     probed: Vec<String>,
 }
 
+/// How long the streams may take to come past the stop moment before the capture ends without
+/// them (a node's log lagging more than this is said in the report).
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
 /// Follows every ready probe's log until the duration is over, `--flows N` connections reached
-/// a backend, or every probe ended its capture.
+/// a backend (and the test connections of `--send` are done), or every probe ended its capture;
+/// then drains every stream up to the stop moment.
 async fn capture(
     cluster: &Cluster,
     plan: &RunPlan,
@@ -834,18 +839,20 @@ async fn capture(
     let mut lines = Progress::node_lines(progress);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + args.duration;
-    let mut sending = None;
+    let mut sending: Option<tokio::task::JoinHandle<Vec<Sent>>> = None;
     let send_targets = if args.send {
         send::entry_points(topology, &plan.nodes, &args.send_to)
     } else {
         Vec::new()
     };
+    // Reached: the duration is over or --flows connections reached a backend.
+    let mut reached = false;
     progress.step(format!("capturing for {}s", args.duration.as_secs()));
-    loop {
-        // Test connections go out once every probe listens (or after 5 s at most).
+    let drain = loop {
+        // Test connections go out once every probe listens (or after 5 s at most, or now).
         if args.send && sending.is_none() {
             let listening = collector.nodes().values().all(|n| n.said_hello);
-            if listening || started.elapsed() > Duration::from_secs(5) {
+            if listening || reached || started.elapsed() > Duration::from_secs(5) {
                 let run_id = plan.run_id.clone();
                 let targets = send_targets.clone();
                 sending = Some(tokio::spawn(async move {
@@ -853,21 +860,31 @@ async fn capture(
                 }));
             }
         }
+        // Done once the test connections are: their sightings belong to the capture.
+        if reached && sending.as_ref().is_none_or(|h| h.is_finished()) {
+            break true;
+        }
         let line = tokio::select! {
             line = rx.recv() => line,
-            () = tokio::time::sleep_until(deadline) => break,
-            () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            () = tokio::time::sleep_until(deadline), if !reached => {
+                reached = true;
+                continue;
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => continue,
         };
         let Some((pod, node, line)) = line else {
-            break;
+            break false;
         };
         if collector.push_line(&pod, &node, &line) {
             if let Some(count) = collector.nodes().get(&node) {
                 lines.set(&node, &format!("capturing: {} SYNs", count.syns));
             }
         }
-        if args.flows.is_some_and(|n| collector.complete_flows() >= n) || collector.all_done() {
-            break;
+        if collector.all_done() {
+            break false;
+        }
+        if args.flows.is_some_and(|n| collector.complete_flows() >= n) {
+            reached = true;
         }
         if collector.syns() >= args.max_syns {
             collector.warn_once(format!(
@@ -875,8 +892,12 @@ async fn capture(
                  first connections; narrow it with --flows or raise --max-syns",
                 args.max_syns
             ));
-            break;
+            break false;
         }
+    };
+    if drain {
+        progress.step("collecting what the probes saw up to now");
+        drain_streams(&mut collector, &mut rx).await;
     }
     for follower in followers {
         follower.abort();
@@ -892,6 +913,35 @@ async fn capture(
         sent,
         probed: ready.iter().map(|p| p.node.clone()).collect(),
     })
+}
+
+/// Takes every stream up to the stop moment: each probe's heartbeat (or its end) must come
+/// past it, so that a connection's hops on a node whose log lags are not missed.
+async fn drain_streams(
+    collector: &mut Collector,
+    rx: &mut mpsc::Receiver<(String, String, String)>,
+) {
+    collector.stop();
+    let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+    while !collector.lagging().is_empty() {
+        tokio::select! {
+            line = rx.recv() => match line {
+                Some((pod, node, line)) => {
+                    collector.push_line(&pod, &node, &line);
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                let lagging = collector.lagging().join(", ");
+                collector.warn_once(format!(
+                    "the probe stream of {lagging} had not come up to the end of the capture \
+                     {}s later: its last sightings may be missing",
+                    DRAIN_WAIT.as_secs()
+                ));
+                break;
+            }
+        }
+    }
 }
 
 /// Follows one probe's log; a broken stream or a restarted container is followed again
