@@ -1113,3 +1113,42 @@ async fn flows_1_waits_for_a_slow_second_node_before_analysing() {
     );
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_past_their_deadline_stay_quietly_and_expire_soon_after() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // Probes whose capture reached its deadline: they said bye and stay, idle, until deleted.
+    cluster::run_daemonsets(&api, snat_via_node_a(true));
+    let started = std::time::Instant::now();
+    let traced = run(&api, &["--duration", "10m"]).await.unwrap();
+    assert!(traced.answered);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "every probe said bye: nothing to wait for"
+    );
+    // The cluster's expiry follows the probes' deadline closely.
+    let job = &added(&api, "jobs")[0];
+    let ds = &added(&api, "daemonsets")[0];
+    let args: Vec<&str> = ds["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let until: i64 = args[args.iter().position(|a| *a == "--until").unwrap() + 1]
+        .parse()
+        .unwrap();
+    let capture_secs = until - options().now_unix;
+    let expiry = job["spec"]["activeDeadlineSeconds"].as_i64().unwrap();
+    assert_eq!(
+        expiry - capture_secs,
+        30,
+        "expiry 30 s after the capture's end"
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["sleep", expiry.to_string()])
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}

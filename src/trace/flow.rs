@@ -320,6 +320,7 @@ fn make_plan(
     }
     let ready_secs = options.ready_timeout.as_secs();
     let capture_secs = ready_secs + args.duration.as_secs().max(1) + 60;
+    // Past the capture's end the probes idle; the cluster removes them soon after.
     let plan = RunPlan {
         run_id: options.run_id.clone(),
         namespace: args
@@ -330,7 +331,7 @@ fn make_plan(
         nodes,
         started_unix: options.now_unix,
         capture_secs,
-        expiry_secs: capture_secs + 240,
+        expiry_secs: capture_secs + EXPIRY_MARGIN_SECS,
         l7: args.l7 || args.send,
         ports: ports.into_iter().collect(),
         delivery,
@@ -338,6 +339,9 @@ fn make_plan(
     };
     Ok((plan, dropped))
 }
+
+/// How long after the probes' deadline the cluster's expiry removes a run nobody removed.
+const EXPIRY_MARGIN_SECS: u64 = 30;
 
 fn dry_run_text(
     plan: &RunPlan,
