@@ -1152,3 +1152,86 @@ async fn probes_past_their_deadline_stay_quietly_and_expire_soon_after() {
     );
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_test_connections_say_what_became_of_them() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // Refused: nothing listens there.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    // Reset: accepted, then closed with a RST.
+    let resetting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reset = resetting.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = resetting.accept().await {
+            let _ = stream.set_zero_linger();
+        }
+    });
+    // Timeout: a full accept queue drops the SYN.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let timeout = full.local_addr().unwrap().to_string();
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(&timeout),
+        )
+        .await
+        {
+            queued.push(stream);
+        }
+    }
+    let extra = [
+        "--send",
+        "--send-to",
+        &refused,
+        "--send-to",
+        &reset,
+        "--send-to",
+        &timeout,
+        "-o",
+        "json",
+    ];
+    let traced = run(&api, &extra).await.unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    let sent = json["sent"].as_array().unwrap();
+    let results: Vec<&str> = sent.iter().map(|s| s["result"].as_str().unwrap()).collect();
+    assert_eq!(results, ["refused", "reset", "timeout"], "{json:#}");
+    assert!(sent[0]["outcome"]
+        .as_str()
+        .unwrap()
+        .starts_with("refused: "));
+    assert_eq!(sent[2]["outcome"], "no answer within 5s");
+    for s in sent {
+        assert!(
+            s["local"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{s}"
+        );
+        // These probes never saw them: no connection, and never a verdict on the client.
+        assert!(s.get("connection").is_none(), "{s}");
+        assert!(s.get("pod_sees").is_none(), "{s}");
+        assert!(s.get("client_ip_preserved").is_none(), "{s}");
+    }
+
+    let api2 = FakeApi::start().await;
+    cluster(&api2);
+    cluster::run_daemonsets(&api2, snat_via_node_a(false));
+    let traced = run(&api2, &["--send", "--send-to", &refused])
+        .await
+        .unwrap();
+    let text = kubectl_realip::output::plain(&traced.output);
+    assert!(
+        text.contains(&format!(
+            "Test connections (--send)\n  {refused}  refused: "
+        )) && text.contains("    its SYN was not seen by any probe\n"),
+        "{text}"
+    );
+    drop(full);
+}

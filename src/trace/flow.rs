@@ -132,6 +132,7 @@ pub async fn trace(
         analyzer.warn(warning);
     }
     let report = analyzer.finish();
+    send::attach_flows(&mut sent, &report);
     let answered = !report.flows.is_empty();
     let prediction = match &options.prediction {
         Some(given) => Some(given.clone()),

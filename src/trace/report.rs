@@ -305,13 +305,7 @@ impl TraceReport {
         if !self.sent.is_empty() {
             let _ = writeln!(out, "\n{}", paint(HEAD, "Test connections (--send)"));
             for sent in &self.sent {
-                let _ = writeln!(out, "  {}  {}", sent.target, paint(DIM, &sent.outcome));
-                if sent.seen_at.is_empty() {
-                    let _ = writeln!(out, "    token {} not seen by any probe", sent.token);
-                }
-                for place in &sent.seen_at {
-                    let _ = writeln!(out, "    token {} seen on {place}", sent.token);
-                }
+                sent_text(&mut out, sent);
             }
         }
         if !self.skipped_nodes.is_empty() {
@@ -339,6 +333,41 @@ impl TraceReport {
             }
         }
         out
+    }
+}
+
+/// One test connection: what became of it, and where the probes saw its SYN last. A client
+/// verdict only for one that reached a pod.
+fn sent_text(out: &mut String, sent: &super::send::Sent) {
+    let _ = writeln!(out, "  {}  {}", sent.target, paint(DIM, &sent.outcome));
+    match &sent.path {
+        Some(path) => {
+            let last = path.last_seen.as_ref().map(|at| {
+                let dir = match at.dir {
+                    realip_probe::wire::Direction::In => "in",
+                    realip_probe::wire::Direction::Out => "out",
+                };
+                format!("{} {} ({dir})", at.node, at.iface)
+            });
+            let line = match (path.pod_sees, last) {
+                (Some(seen), _) => format!("connection {}: the pod sees {seen}", path.connection),
+                (None, _) if path.reached_pod => {
+                    format!("connection {}: it reached a pod", path.connection)
+                }
+                (None, Some(last)) => format!(
+                    "connection {}: its SYN was last seen on {last}, it reached no pod",
+                    path.connection
+                ),
+                (None, None) => format!("connection {}: it reached no pod", path.connection),
+            };
+            let _ = writeln!(out, "    {line}");
+        }
+        None => {
+            let _ = writeln!(out, "    its SYN was not seen by any probe");
+        }
+    }
+    for place in &sent.seen_at {
+        let _ = writeln!(out, "    token {} seen on {place}", sent.token);
     }
 }
 
