@@ -1235,3 +1235,63 @@ async fn failed_test_connections_say_what_became_of_them() {
     );
     drop(full);
 }
+
+/// The connection of [`snat_via_node_a`], and two more entering at node-b, where the pod runs:
+/// masqueraded to its bridge (10.244.1.1).
+fn entering_at_both_nodes() -> HashMap<String, Fate> {
+    let mut fates = snat_via_node_a(false);
+    if let Some(Fate::Runs(scripts)) = fates.get_mut("node-b") {
+        let lines = &mut scripts[0].lines;
+        let bye = lines.pop().unwrap();
+        for (n, sport) in [(1u32, 40001u16), (2, 40002)] {
+            for (iface, src, dst, dport, ts) in [
+                ("eth0", "203.0.113.50", "198.51.100.2", 31080, 5_000),
+                ("veth1a2b", "10.244.1.1", "10.244.1.5", 8080, 6_000),
+            ] {
+                let line = syn("node-b", iface, Direction::In, src, sport, dst, dport, ts)
+                    .replace("629798247", &(700_000_000 + n).to_string());
+                lines.push((Duration::ZERO, line));
+            }
+        }
+        lines.push(bye);
+    }
+    fates
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_measurement_is_set_beside_the_prediction_for_its_own_path() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, entering_at_both_nodes());
+    let traced = run(&api, &["-o", "json"]).await.unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    assert_eq!(json["flows"].as_array().unwrap().len(), 3, "{json:#}");
+    let by_node = &json["predictions_by_entry_node"];
+    let node_port = |node: &str| {
+        by_node[node]["origins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["origin"] == "node-port")
+            .map(|v| v["l4_source_seen_by_pod"].clone())
+            .unwrap()
+    };
+    assert_eq!(node_port("node-a"), "node", "{by_node:#}");
+    assert_eq!(node_port("node-b"), "bridge", "{by_node:#}");
+    // The general prediction is the one of the node most entered at (node-b: the bridge); the
+    // connection that entered at node-a is compared with node-a's (node), and agrees.
+    assert_eq!(json["prediction"], by_node["node-b"]);
+    assert_eq!(json["disagreements"], serde_json::json!([]), "{json:#}");
+
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, entering_at_both_nodes());
+    let text = kubectl_realip::output::plain(&run(&api, &[]).await.unwrap().output);
+    assert!(!text.contains("MEASURED ≠ PREDICTED"), "{text}");
+    assert!(
+        text.contains(
+            "  for connections entering at node-a:\n    internet-via-lb via lb: pod sees node"
+        ) && text.contains("\n    node-port via node-port: pod sees node"),
+        "{text}"
+    );
+}

@@ -134,14 +134,16 @@ pub async fn trace(
     let report = analyzer.finish();
     send::attach_flows(&mut sent, &report);
     let answered = !report.flows.is_empty();
-    let prediction = match &options.prediction {
-        Some(given) => Some(given.clone()),
-        None if options.predict_live => {
-            predict(&cluster, &topology, entry_node(&report).as_deref()).await
-        }
-        None => None,
-    };
-    let traced = TraceReport::new(report, &topology, probed, skipped, prediction, sent);
+    let (prediction, by_entry_node) = predictions(&cluster, &topology, &report, options).await;
+    let traced = TraceReport::new(
+        report,
+        &topology,
+        probed,
+        skipped,
+        prediction,
+        by_entry_node,
+        sent,
+    );
     let output = match args.output {
         OutputFormat::Text => traced.to_text(&topology),
         OutputFormat::Json => traced.to_json(),
@@ -150,18 +152,56 @@ pub async fn trace(
     Ok(Traced { output, answered })
 }
 
-/// The node most measured connections entered at: explain then tells node IP from bridge IP.
-fn entry_node(report: &crate::analyze::model::Report) -> Option<String> {
+/// The nodes measured connections entered at, most entered first.
+fn entry_nodes(report: &crate::analyze::model::Report) -> Vec<String> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for flow in &report.flows {
         if let Some(first) = flow.hops.first() {
             *counts.entry(first.node.as_str()).or_default() += 1;
         }
     }
-    counts
+    let mut nodes: Vec<(&str, usize)> = counts.into_iter().collect();
+    nodes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    nodes
         .into_iter()
-        .max_by_key(|(_, count)| *count)
         .map(|(node, _)| node.to_string())
+        .collect()
+}
+
+/// Entry nodes explain is asked about, at most (each asks the API again).
+const MAX_ENTRY_PREDICTIONS: usize = 4;
+
+/// explain's prediction for the node most connections entered at, and, when they entered at
+/// several, one per entry node: the entry node decides between the node's and the bridge's
+/// address, so each measurement is set beside the prediction for its own path.
+async fn predictions(
+    cluster: &Cluster,
+    topology: &Topology,
+    report: &crate::analyze::model::Report,
+    options: &TraceOptions,
+) -> (
+    Option<crate::explain::model::Explanation>,
+    BTreeMap<String, crate::explain::model::Explanation>,
+) {
+    if let Some(given) = &options.prediction {
+        return (Some(given.clone()), BTreeMap::new());
+    }
+    if !options.predict_live {
+        return (None, BTreeMap::new());
+    }
+    let entries = entry_nodes(report);
+    if entries.len() < 2 {
+        let main = predict(cluster, topology, entries.first().map(String::as_str)).await;
+        return (main, BTreeMap::new());
+    }
+    let mut by_entry_node = BTreeMap::new();
+    for node in entries.iter().take(MAX_ENTRY_PREDICTIONS) {
+        if let Some(prediction) = predict(cluster, topology, Some(node)).await {
+            by_entry_node.insert(node.clone(), prediction);
+        }
+    }
+    let main = by_entry_node.get(&entries[0]).cloned();
+    (main, by_entry_node)
 }
 
 /// explain's prediction for the traced Service, from the same cluster; a failure only costs
