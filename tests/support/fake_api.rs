@@ -16,7 +16,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -91,6 +91,40 @@ pub struct Change {
 
 type Hook = Arc<dyn Fn(FakeApi, Value) + Send + Sync>;
 
+/// A pod log written while it is read: a real process's stdout.
+#[derive(Clone)]
+pub struct LiveLog {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// (lines written, ended): readers wake on every change.
+    progress: Arc<watch::Sender<(usize, bool)>>,
+}
+
+impl LiveLog {
+    fn new() -> LiveLog {
+        LiveLog {
+            lines: Arc::new(Mutex::new(Vec::new())),
+            progress: Arc::new(watch::channel((0, false)).0),
+        }
+    }
+
+    pub fn push(&self, line: String) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.push(line);
+        let count = lines.len();
+        drop(lines);
+        self.progress.send_modify(|(written, _)| *written = count);
+    }
+
+    /// The process ended: readers get what is left, then the end of the stream.
+    pub fn close(&self) {
+        self.progress.send_modify(|(_, ended)| *ended = true);
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 struct State {
     /// Every change is published under the lock: watchers see them once and in order.
     changes: broadcast::Sender<Change>,
@@ -106,6 +140,8 @@ struct State {
     namespace_finalizing: Duration,
     /// Pod Security admission, when played.
     pod_security: Option<PodSecurity>,
+    /// Logs of pods whose container really runs, by (namespace, pod).
+    live_logs: HashMap<(String, String), LiveLog>,
 }
 
 /// Pod Security admission as the API server's AdmissionConfiguration sets it up.
@@ -133,6 +169,31 @@ impl FakeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding 127.0.0.1:0");
+        FakeApi::serve(listener)
+    }
+
+    /// Starts the server on 127.0.0.1 inside the network namespace `netns` (an `ip netns`
+    /// name): a plugin run in that namespace reaches it. The listening socket is made by a
+    /// thread that enters the namespace; it stays there, served from this process.
+    pub async fn start_in_netns(netns: &str) -> std::io::Result<FakeApi> {
+        let path = format!("/run/netns/{netns}");
+        let listener = std::thread::spawn(move || -> std::io::Result<std::net::TcpListener> {
+            use std::os::fd::AsFd;
+            let namespace = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                namespace.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the thread entering the namespace panicked"))??;
+        Ok(FakeApi::serve(tokio::net::TcpListener::from_std(listener)?))
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> FakeApi {
         let addr = listener.local_addr().expect("local address");
         let (changes, _) = broadcast::channel(4096);
         let mut file = tempfile::NamedTempFile::new().expect("kubeconfig file");
@@ -157,6 +218,7 @@ impl FakeApi {
                 hooks: Vec::new(),
                 namespace_finalizing: Duration::from_millis(100),
                 pod_security: None,
+                live_logs: HashMap::new(),
             })),
             changes,
             addr,
@@ -274,6 +336,29 @@ impl FakeApi {
             message: None,
             times: None,
         });
+    }
+
+    /// Every store change from now on (ADDED/MODIFIED/DELETED), as watches see them.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// A log the pod serves as it is written (each request from its first line on).
+    pub fn live_log(&self, namespace: &str, pod: &str) -> LiveLog {
+        let log = LiveLog::new();
+        self.lock()
+            .live_logs
+            .insert((namespace.into(), pod.into()), log.clone());
+        log
+    }
+
+    /// What a pod's live log holds so far (empty when it has none).
+    pub fn live_lines(&self, namespace: &str, pod: &str) -> Vec<String> {
+        self.lock()
+            .live_logs
+            .get(&(namespace.to_string(), pod.to_string()))
+            .map(LiveLog::lines)
+            .unwrap_or_default()
     }
 
     /// The logs a pod serves, one script per `logs` request.
@@ -742,6 +827,15 @@ impl FakeApi {
         if self.get_key(&route.key()).is_none() {
             return not_found(route);
         }
+        let follow = matches!(query.get("follow").map(String::as_str), Some("true" | "1"));
+        let live = self
+            .lock()
+            .live_logs
+            .get(&(namespace.clone(), pod.clone()))
+            .cloned();
+        if let Some(live) = live {
+            return self.live_log_response(route, live, follow);
+        }
         let script = {
             let mut state = self.lock();
             match state.logs.get_mut(&(namespace.clone(), pod.clone())) {
@@ -750,7 +844,6 @@ impl FakeApi {
                 None => LogScript::default(),
             }
         };
-        let follow = matches!(query.get("follow").map(String::as_str), Some("true" | "1"));
         if !follow {
             let text: String = script
                 .lines
@@ -789,6 +882,43 @@ impl FakeApi {
                     Ok(Err(broadcast::error::RecvError::Closed)) => return,
                     _ => {}
                 }
+            }
+        });
+        streaming(rx, "text/plain")
+    }
+}
+
+impl FakeApi {
+    /// A live log: what was written so far, and with `follow` what comes, until the process
+    /// ends or the pod is deleted.
+    fn live_log_response(&self, route: &Route, live: LiveLog, follow: bool) -> Response<Body> {
+        if !follow {
+            let text: String = live.lines().iter().map(|l| format!("{l}\n")).collect();
+            return Response::builder()
+                .status(200)
+                .header("content-type", "text/plain")
+                .body(Full::new(Bytes::from(text)).boxed())
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()));
+        }
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        let api = self.clone();
+        let key = route.key();
+        tokio::spawn(async move {
+            let mut progress = live.progress.subscribe();
+            let mut sent = 0;
+            loop {
+                let (written, ended) = *progress.borrow_and_update();
+                let new: Vec<String> = live.lines()[sent..written].to_vec();
+                sent = written;
+                for line in new {
+                    if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+                        return;
+                    }
+                }
+                if ended || api.get_key(&key).is_none() {
+                    return;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(200), progress.changed()).await;
             }
         });
         streaming(rx, "text/plain")
