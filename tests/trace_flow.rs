@@ -541,6 +541,14 @@ async fn a_missing_probe_namespace_is_created_and_removed() {
         api.get("namespaces", None, "shop").is_some(),
         "never a namespace it did not create"
     );
+    // Its own namespace too: admission was asked about the probe pod before the first object.
+    let dry_runs: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.dry_run && s.namespace.as_deref() == Some("realip-t3st01"))
+        .map(|s| s.resource.clone())
+        .collect();
+    assert_eq!(dry_runs, ["pods", "jobs", "configmaps", "daemonsets"]);
     assert!(leftovers(&api).is_empty());
 }
 

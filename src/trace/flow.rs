@@ -430,12 +430,11 @@ async fn prepare(
         existing = wait_terminated(cluster, plan, args, options, progress).await?;
     }
     check_access(cluster, plan, existing.is_none()).await?;
-    match existing {
+    let namespace = match existing {
+        Some(existing) => existing,
         None => create_namespace(cluster, plan, created).await?,
-        Some(existing) => {
-            check_pod_security(cluster, plan, objects, args, progress, &existing).await?;
-        }
-    }
+    };
+    check_pod_security(cluster, plan, objects, args, progress, &namespace).await?;
     preflight::dry_run_objects(cluster, plan, objects)
         .await
         .map_err(|err| {
@@ -478,7 +477,7 @@ async fn create_namespace(
     cluster: &Cluster,
     plan: &RunPlan,
     created: &Mutex<Option<String>>,
-) -> Result<()> {
+) -> Result<Namespace> {
     let namespace: Namespace = serde_json::from_value(json!({
         "metadata": {
             "name": plan.namespace,
@@ -490,14 +489,14 @@ async fn create_namespace(
         },
     }))
     .map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
-    cluster.all::<Namespace>().create(&namespace).await?;
+    let namespace = cluster.all::<Namespace>().create(&namespace).await?;
     if let Ok(mut slot) = created.lock() {
         *slot = Some(plan.namespace.clone());
     }
-    Ok(())
+    Ok(namespace)
 }
 
-/// Makes sure admission lets the probe pods run in an existing namespace. The server decides
+/// Makes sure admission lets the probe pods run in the probe namespace. The server decides
 /// (a dry run of the probe pod): a namespace labelled `baseline` may be exempted by the
 /// cluster's AdmissionConfiguration, one without a label may get a restrictive default. The
 /// label only explains a refusal, or decides when the dry run cannot be asked.
