@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 use support::cluster::{self, Fate};
-use support::{FakeApi, LogScript};
+use support::{FakeApi, LogScript, PodSecurity};
 
 const MANAGED: &str = "app.kubernetes.io/managed-by";
 
@@ -230,10 +230,11 @@ fn leftovers(api: &FakeApi) -> Vec<String> {
     left
 }
 
+/// What was stored: creates that are neither dry runs nor access reviews.
 fn created(api: &FakeApi) -> Vec<String> {
     api.seen()
         .iter()
-        .filter(|s| s.verb == "create" && !s.dry_run)
+        .filter(|s| s.verb == "create" && !s.dry_run && s.resource != "selfsubjectaccessreviews")
         .map(|s| s.resource.clone())
         .collect()
 }
@@ -349,7 +350,11 @@ async fn a_probe_that_cannot_pull_is_reported_and_everything_is_removed() {
     );
     let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Probe);
-    assert!(failure.message.contains("ImagePullBackOff"), "{failure}");
+    assert!(
+        failure.message.contains("ErrImagePull") || failure.message.contains("ImagePullBackOff"),
+        "{failure}"
+    );
+    assert!(failure.message.contains("--ready-timeout"), "{failure}");
     assert!(
         failure.message.contains("no such host"),
         "the pod's Warning event: {failure}"
@@ -380,14 +385,20 @@ async fn rbac_refusal_names_verb_and_resource_and_cleans_up() {
     api.forbid("create", "daemonsets");
     let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure.message.starts_with(
+            "the run could not finish: not allowed to\n  create daemonsets.apps in namespace shop (the probe)\n"
+        ),
+        "{failure}"
+    );
     let hint = failure.hint.clone().unwrap_or_default();
     assert!(
-        hint.contains("\"create\" on \"daemonsets.apps\" in namespace shop"),
+        hint.contains("`kubectl auth can-i create daemonsets.apps -n shop`"),
         "{hint}"
     );
     assert!(hint.contains("docs/rbac.md"), "{hint}");
-    // The Job and ConfigMap created before the refusal are gone.
-    assert_eq!(created(&api), ["jobs", "configmaps", "daemonsets"]);
+    // Asked before anything was stored: nothing to remove.
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
@@ -440,37 +451,73 @@ async fn service_errors_are_clear_and_create_nothing() {
 async fn pod_security_refusal_is_told_before_anything_is_created() {
     let api = FakeApi::start().await;
     cluster(&api);
+    api.pod_security(PodSecurity {
+        default_level: "privileged".into(),
+        exempt_namespaces: vec![],
+    });
     api.update("namespaces", None, "shop", |ns| {
         ns["metadata"]["labels"] =
             serde_json::json!({"pod-security.kubernetes.io/enforce": "baseline"});
     });
     let failure = run(&api, &[]).await.unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
-    assert!(failure.message.contains("\"baseline\""), "{failure}");
+    assert!(
+        failure.message.starts_with(
+            "namespace shop refuses the probe (its label pod-security.kubernetes.io/enforce=baseline): \
+             pods \"realip-probe-t3st01-admission-check\" is forbidden: violates PodSecurity \"baseline:latest\": \
+             host namespaces (hostNetwork=true), non-default capabilities"
+        ),
+        "{failure}"
+    );
+    assert!(
+        failure.message.ends_with("; nothing was created"),
+        "{failure}"
+    );
     assert!(failure.hint.unwrap().contains("--probe-namespace"));
     assert!(created(&api).is_empty());
 
-    // The cluster-wide default can refuse too: admission says so on a dry run.
+    // The cluster-wide default can refuse too, where no label shows it.
     api.update("namespaces", None, "shop", |ns| {
         ns["metadata"]["labels"] = Value::Null
     });
-    api.fault(support::Fault {
-        verb: "create".into(),
-        resource: "pods".into(),
-        name: None,
-        code: 403,
-        message: Some(
-            "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true)"
-                .into(),
-        ),
-        times: None,
+    api.pod_security(PodSecurity {
+        default_level: "restricted".into(),
+        exempt_namespaces: vec![],
     });
     let failure = run(&api, &[]).await.unwrap_err();
     assert!(
-        failure.message.contains("violates PodSecurity"),
+        failure.message.contains(
+            "(no pod-security.kubernetes.io/enforce label: the cluster's default level): "
+        ) && failure
+            .message
+            .contains("violates PodSecurity \"restricted:latest\""),
         "{failure}"
     );
     assert!(created(&api).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_exempted_by_the_cluster_is_trusted_over_its_label() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // Labelled baseline, but the AdmissionConfiguration exempts it: admission admits the probe.
+    api.update("namespaces", None, "shop", |ns| {
+        ns["metadata"]["labels"] =
+            serde_json::json!({"pod-security.kubernetes.io/enforce": "baseline"});
+    });
+    api.pod_security(PodSecurity {
+        default_level: "restricted".into(),
+        exempt_namespaces: vec!["shop".into()],
+    });
+    let traced = run(&api, &[]).await.unwrap();
+    assert!(traced.answered);
+    assert_eq!(created(&api), ["jobs", "configmaps", "daemonsets"]);
+    assert!(
+        api.seen().iter().any(|s| s.dry_run && s.resource == "pods"),
+        "admission was asked, not the label"
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -494,6 +541,14 @@ async fn a_missing_probe_namespace_is_created_and_removed() {
         api.get("namespaces", None, "shop").is_some(),
         "never a namespace it did not create"
     );
+    // Its own namespace too: admission was asked about the probe pod before the first object.
+    let dry_runs: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.dry_run && s.namespace.as_deref() == Some("realip-t3st01"))
+        .map(|s| s.resource.clone())
+        .collect();
+    assert_eq!(dry_runs, ["pods", "jobs", "configmaps", "daemonsets"]);
     assert!(leftovers(&api).is_empty());
 }
 
@@ -761,4 +816,490 @@ async fn max_syns_stops_the_capture_and_says_so() {
     );
     assert_eq!(json["flows"].as_array().map(Vec::len), Some(1), "{json:#}");
     assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_refused_by_a_rate_limit_is_retried_until_the_probe_runs() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let mut fates = snat_via_node_a(false);
+    // node-a's first two pulls hit the registry's rate limit (429): ErrImagePull, BackOff.
+    if let Some(Fate::Runs(scripts)) = fates.remove("node-a") {
+        fates.insert(
+            "node-a".into(),
+            Fate::PullRetried {
+                failures: 2,
+                then: scripts,
+            },
+        );
+    }
+    cluster::run_daemonsets(&api, fates);
+    let traced = run(&api, &["-o", "json"]).await.unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    assert_eq!(
+        json["probed_nodes"],
+        serde_json::json!(["node-a", "node-b"]),
+        "{json:#}"
+    );
+    assert_eq!(json["skipped_nodes"].get("node-a"), None, "{json:#}");
+    assert_eq!(json["flows"][0]["hops"].as_array().unwrap().len(), 4);
+    // The probe pod really went through the failed pulls before running.
+    let pulls = api
+        .history()
+        .into_iter()
+        .filter(|c| c.key.resource == "pods" && c.key.name.ends_with("node-a"))
+        .filter(|c| {
+            c.object["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                == "ErrImagePull"
+        })
+        .count();
+    assert_eq!(pulls, 2);
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_probe_never_starts_is_named_in_the_report() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let mut fates = snat_via_node_a(false);
+    fates.insert("node-a".into(), Fate::ImagePullBackOff);
+    cluster::run_daemonsets(&api, fates);
+    let started = std::time::Instant::now();
+    let traced = run(&api, &["-o", "json"]).await.unwrap();
+    assert!(
+        started.elapsed() >= options().ready_timeout,
+        "a pull failure is retried until --ready-timeout"
+    );
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    assert_eq!(json["probed_nodes"], serde_json::json!(["node-b"]));
+    let reason = json["skipped_nodes"]["node-a"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("probe not running after 5s (--ready-timeout): probe: "),
+        "{json:#}"
+    );
+    assert!(reason.contains("no such host"), "{reason}");
+
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let mut fates = snat_via_node_a(false);
+    fates.insert("node-a".into(), Fate::ImagePullBackOff);
+    cluster::run_daemonsets(&api, fates);
+    let text = kubectl_realip::output::plain(&run(&api, &[]).await.unwrap().output);
+    assert!(
+        text.starts_with(
+            "Trace of shop/web (LoadBalancer, externalTrafficPolicy Cluster) on node-b\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Not probed\n  node-a: probe not running after 5s (--ready-timeout): probe:"),
+        "{text}"
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_in_a_row_in_their_own_probe_namespace() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // The namespace controller takes a while to empty and remove a deleted namespace.
+    api.namespaces_finalize_in(Duration::from_millis(1500));
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    for _ in 0..2 {
+        let traced = run(&api, &["--probe-namespace", "realip"]).await.unwrap();
+        assert!(traced.answered);
+        // The run waited until its namespace was gone: the next one can create it again.
+        assert!(api.get("namespaces", None, "realip").is_none());
+    }
+    let created = added(&api, "namespaces")
+        .iter()
+        .filter(|ns| ns["metadata"]["name"] == "realip")
+        .count();
+    assert_eq!(created, 2);
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_namespace_still_terminating_is_waited_for_then_created_anew() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // An earlier run's namespace, deleted but not gone yet.
+    api.insert(&cluster::namespace(
+        "realip",
+        &[(MANAGED, "kubectl-realip")],
+    ));
+    api.terminate_namespace("realip", Duration::from_millis(1500));
+    let traced = run(&api, &["--probe-namespace", "realip"]).await.unwrap();
+    assert!(traced.answered);
+    // Created anew once the old one was gone, and the run's objects in it.
+    let namespaces = added(&api, "namespaces");
+    let ours = namespaces
+        .iter()
+        .rfind(|ns| ns["metadata"]["name"] == "realip")
+        .unwrap();
+    assert_eq!(ours["metadata"]["labels"]["kubectl-realip/run"], "t3st01");
+    assert!(api.history().iter().any(|c| c.kind == "ADDED"
+        && c.key.resource == "jobs"
+        && c.key.namespace.as_deref() == Some("realip")));
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_that_stays_terminating_is_not_taken_for_an_rbac_problem() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    api.insert(&cluster::namespace("realip", &[]));
+    api.terminate_namespace("realip", Duration::from_secs(600));
+    let failure = run(&api, &["--probe-namespace", "realip"])
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure
+            .message
+            .contains("namespace realip is being deleted (Terminating)"),
+        "{failure}"
+    );
+    let hint = failure.hint.unwrap_or_default();
+    assert!(
+        hint.contains("kubectl wait --for=delete namespace/realip"),
+        "{hint}"
+    );
+    assert!(!hint.contains("RBAC verb"), "{hint}");
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_deleted_under_the_run_is_told_by_its_403_status() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // The namespace looked fine, then its deletion began: the API refuses new content with
+    // the namespace lifecycle's 403 (a Status whose cause is NamespaceTerminating).
+    api.fault(support::Fault {
+        verb: "create".into(),
+        resource: "jobs".into(),
+        name: None,
+        code: 403,
+        message: Some(
+            "jobs.batch \"realip-probe-t3st01-expiry\" is forbidden: unable to create new content in namespace shop because it is being terminated"
+                .into(),
+        ),
+        times: None,
+    });
+    let failure = run(&api, &[]).await.unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    let hint = failure.hint.unwrap_or_default();
+    assert!(
+        hint.starts_with("namespace shop is being deleted, not an RBAC problem"),
+        "{hint}"
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_verb_is_found_before_anything_is_created() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // Creating is allowed, removing and reading the logs is not: the run could not finish.
+    api.forbid("delete", "daemonsets");
+    api.forbid("get", "pods/log");
+    let failure = run(&api, &[]).await.unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert_eq!(
+        failure.message,
+        "the run could not finish: not allowed to\n  \
+         delete daemonsets.apps in namespace shop (the probe)\n  \
+         get pods/log in namespace shop (the probes' event streams)\n\
+         nothing was created"
+    );
+    let reviews = api
+        .seen()
+        .iter()
+        .filter(|s| s.resource == "selfsubjectaccessreviews")
+        .count();
+    assert_eq!(reviews, 13, "one review per call the run makes");
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
+    assert!(
+        !api.seen().iter().any(|s| s.dry_run),
+        "not even a dry run when a permission is missing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_admission_refuses_is_found_by_a_dry_run_before_anything_is_created() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // A policy engine's webhook refuses the DaemonSet (RBAC allows it).
+    api.fault(support::Fault {
+        verb: "create".into(),
+        resource: "daemonsets".into(),
+        name: None,
+        code: 403,
+        message: Some(
+            "admission webhook \"validate.kyverno.svc-fail\" denied the request: policy DaemonSet/shop/realip-probe-t3st01 for resource violation: disallow-host-namespaces"
+                .into(),
+        ),
+        times: None,
+    });
+    let failure = run(&api, &[]).await.unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure.message.ends_with("; nothing was created"),
+        "{failure}"
+    );
+    let hint = failure.hint.unwrap_or_default();
+    assert!(
+        hint.starts_with("the admission webhook \"validate.kyverno.svc-fail\" denied it, not RBAC"),
+        "{hint}"
+    );
+    let dry_runs: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.dry_run)
+        .map(|s| s.resource.clone())
+        .collect();
+    assert_eq!(dry_runs, ["pods", "jobs", "configmaps", "daemonsets"]);
+    // The 1.4 MB of ConfigMaps and the expiry Job were never stored.
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
+}
+
+/// A probe's stats: its heartbeat, carrying its clock.
+fn heartbeat(node: &str, ts: u64) -> String {
+    encode_line(&Event::Stats(realip_probe::wire::Stats {
+        ts_ns: ts,
+        node: node.into(),
+        interfaces: vec![],
+        last: false,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flows_1_waits_for_a_slow_second_node_before_analysing() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // node-a's stream shows the connection reaching the pod's address at once; node-b's log
+    // lags 1.5 s behind with the same connection's last two hops. Both keep capturing.
+    let mut fates = cluster::never_ending(snat_via_node_a(true));
+    for (node, lag) in [
+        ("node-a", Duration::ZERO),
+        ("node-b", Duration::from_millis(1500)),
+    ] {
+        if let Some(Fate::Runs(scripts)) = fates.get_mut(node) {
+            let script = &mut scripts[0];
+            script.lines[1].0 = lag;
+            script
+                .lines
+                .push((Duration::ZERO, heartbeat(node, 2_000_000_000)));
+        }
+    }
+    cluster::run_daemonsets(&api, fates);
+    let started = std::time::Instant::now();
+    let traced = run(&api, &["--duration", "10m", "--flows", "1", "-o", "json"])
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    let flow = &json["flows"][0];
+    let nodes: Vec<&str> = flow["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["node-a", "node-a", "node-b", "node-b"], "{json:#}");
+    assert_eq!(flow["pod_sees"], "198.51.100.1");
+    assert_eq!(flow["reached_pod"], true);
+    assert_eq!(
+        json["summary"]["warnings"],
+        serde_json::json!([]),
+        "{json:#}"
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_past_their_deadline_stay_quietly_and_expire_soon_after() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    // Probes whose capture reached its deadline: they said bye and stay, idle, until deleted.
+    cluster::run_daemonsets(&api, snat_via_node_a(true));
+    let started = std::time::Instant::now();
+    let traced = run(&api, &["--duration", "10m"]).await.unwrap();
+    assert!(traced.answered);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "every probe said bye: nothing to wait for"
+    );
+    // The cluster's expiry follows the probes' deadline closely.
+    let job = &added(&api, "jobs")[0];
+    let ds = &added(&api, "daemonsets")[0];
+    let args: Vec<&str> = ds["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let until: i64 = args[args.iter().position(|a| *a == "--until").unwrap() + 1]
+        .parse()
+        .unwrap();
+    let capture_secs = until - options().now_unix;
+    let expiry = job["spec"]["activeDeadlineSeconds"].as_i64().unwrap();
+    assert_eq!(
+        expiry - capture_secs,
+        30,
+        "expiry 30 s after the capture's end"
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["sleep", expiry.to_string()])
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_test_connections_say_what_became_of_them() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // Refused: nothing listens there.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    // Reset: accepted, then closed with a RST.
+    let resetting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reset = resetting.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = resetting.accept().await {
+            let _ = stream.set_zero_linger();
+        }
+    });
+    // Timeout: a full accept queue drops the SYN.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let timeout = full.local_addr().unwrap().to_string();
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(&timeout),
+        )
+        .await
+        {
+            queued.push(stream);
+        }
+    }
+    let extra = [
+        "--send",
+        "--send-to",
+        &refused,
+        "--send-to",
+        &reset,
+        "--send-to",
+        &timeout,
+        "-o",
+        "json",
+    ];
+    let traced = run(&api, &extra).await.unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    let sent = json["sent"].as_array().unwrap();
+    let results: Vec<&str> = sent.iter().map(|s| s["result"].as_str().unwrap()).collect();
+    assert_eq!(results, ["refused", "reset", "timeout"], "{json:#}");
+    assert!(sent[0]["outcome"]
+        .as_str()
+        .unwrap()
+        .starts_with("refused: "));
+    assert_eq!(sent[2]["outcome"], "no answer within 5s");
+    for s in sent {
+        assert!(
+            s["local"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{s}"
+        );
+        // These probes never saw them: no connection, and never a verdict on the client.
+        assert!(s.get("connection").is_none(), "{s}");
+        assert!(s.get("pod_sees").is_none(), "{s}");
+        assert!(s.get("client_ip_preserved").is_none(), "{s}");
+    }
+
+    let api2 = FakeApi::start().await;
+    cluster(&api2);
+    cluster::run_daemonsets(&api2, snat_via_node_a(false));
+    let traced = run(&api2, &["--send", "--send-to", &refused])
+        .await
+        .unwrap();
+    let text = kubectl_realip::output::plain(&traced.output);
+    assert!(
+        text.contains(&format!(
+            "Test connections (--send)\n  {refused}  refused: "
+        )) && text.contains("    its SYN was not seen by any probe\n"),
+        "{text}"
+    );
+    drop(full);
+}
+
+/// The connection of [`snat_via_node_a`], and two more entering at node-b, where the pod runs:
+/// masqueraded to its bridge (10.244.1.1).
+fn entering_at_both_nodes() -> HashMap<String, Fate> {
+    let mut fates = snat_via_node_a(false);
+    if let Some(Fate::Runs(scripts)) = fates.get_mut("node-b") {
+        let lines = &mut scripts[0].lines;
+        let bye = lines.pop().unwrap();
+        for (n, sport) in [(1u32, 40001u16), (2, 40002)] {
+            for (iface, src, dst, dport, ts) in [
+                ("eth0", "203.0.113.50", "198.51.100.2", 31080, 5_000),
+                ("veth1a2b", "10.244.1.1", "10.244.1.5", 8080, 6_000),
+            ] {
+                let line = syn("node-b", iface, Direction::In, src, sport, dst, dport, ts)
+                    .replace("629798247", &(700_000_000 + n).to_string());
+                lines.push((Duration::ZERO, line));
+            }
+        }
+        lines.push(bye);
+    }
+    fates
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_measurement_is_set_beside_the_prediction_for_its_own_path() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, entering_at_both_nodes());
+    let traced = run(&api, &["-o", "json"]).await.unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    assert_eq!(json["flows"].as_array().unwrap().len(), 3, "{json:#}");
+    let by_node = &json["predictions_by_entry_node"];
+    let node_port = |node: &str| {
+        by_node[node]["origins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["origin"] == "node-port")
+            .map(|v| v["l4_source_seen_by_pod"].clone())
+            .unwrap()
+    };
+    assert_eq!(node_port("node-a"), "node", "{by_node:#}");
+    assert_eq!(node_port("node-b"), "bridge", "{by_node:#}");
+    // The general prediction is the one of the node most entered at (node-b: the bridge); the
+    // connection that entered at node-a is compared with node-a's (node), and agrees.
+    assert_eq!(json["prediction"], by_node["node-b"]);
+    assert_eq!(json["disagreements"], serde_json::json!([]), "{json:#}");
+
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, entering_at_both_nodes());
+    let text = kubectl_realip::output::plain(&run(&api, &[]).await.unwrap().output);
+    assert!(!text.contains("MEASURED ≠ PREDICTED"), "{text}");
+    assert!(
+        text.contains(
+            "  for connections entering at node-a:\n    internet-via-lb via lb: pod sees node"
+        ) && text.contains("\n    node-port via node-port: pod sees node"),
+        "{text}"
+    );
 }

@@ -32,8 +32,9 @@ struct CaptureArgs {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     duration: Option<u64>,
     /// Stop at this time, in seconds since the epoch, however often the probe is restarted:
-    /// a restart captures only what is left, and once it has passed the probe captures nothing
-    /// and waits for SIGTERM (a DaemonSet would restart a probe that exits).
+    /// a restart captures only what is left. Once it has passed (a capture that reached it, or
+    /// a restart after it) the probe captures nothing and waits for SIGTERM: a DaemonSet would
+    /// restart a probe that exits, again and again.
     #[arg(long, value_name = "UNIX_SECS")]
     until: Option<u64>,
     /// Watch only this TCP port, either end (repeatable; compiled into the kernel filter).
@@ -102,17 +103,12 @@ fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
             code: 4,
         })?;
     }
-    let left = args.until.map(|until| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Duration::from_secs(until.saturating_sub(now))
-    });
+    let left = args
+        .until
+        .map(|until| Duration::from_secs(until.saturating_sub(unix_now())));
     if left == Some(Duration::ZERO) {
         eprintln!("realip-probe: the deadline (--until) has passed: not capturing");
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        idle(&stop);
         return Ok(());
     }
     let mut opts = capture::Options::new(args.node.unwrap_or_else(hostname));
@@ -129,10 +125,29 @@ fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
     };
     // Line-buffered stdout: the capture hands it whole batches of lines, written without a copy.
     match capture::run(&opts, &stop, io::stdout().lock()) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            // Ended by the deadline (not by a signal or a shorter --duration): stay, quietly.
+            if args.until.is_some_and(|until| unix_now() >= until) {
+                idle(&stop);
+            }
+            Ok(())
+        }
         // The reader went away (`| head`): nothing left to tell anyone.
         Err(CaptureError::Output(err)) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(err) => Err(capture_failure(err)),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Waits for SIGINT or SIGTERM, capturing nothing.
+fn idle(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

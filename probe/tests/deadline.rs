@@ -48,11 +48,13 @@ fn past_the_deadline_nothing_is_captured_until_sigterm() {
     );
 }
 
-/// Before the deadline it captures only what is left, however long `--duration` says.
+/// Before the deadline it captures only what is left, however long `--duration` says; at the
+/// deadline it says bye, then stays, capturing nothing, until SIGTERM.
 #[test]
-fn a_deadline_ahead_ends_the_capture_on_time() {
-    if !common::is_root() {
-        eprintln!("SKIPPED a_deadline_ahead_ends_the_capture_on_time: capturing needs root");
+fn a_deadline_ahead_ends_the_capture_on_time_and_the_probe_stays_quietly() {
+    let test = "a_deadline_ahead_ends_the_capture_on_time_and_the_probe_stays_quietly";
+    let root = (!common::is_root()).then(|| "capturing needs root".to_string());
+    if !common::runnable(test, root) {
         return;
     }
     let netns = format!("rpd-{}", std::process::id());
@@ -64,23 +66,44 @@ fn a_deadline_ahead_ends_the_capture_on_time() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !made {
-        eprintln!("SKIPPED a_deadline_ahead_ends_the_capture_on_time: no network namespaces");
+    if !common::runnable(test, (!made).then(|| "no network namespaces".to_string())) {
         return;
     }
     let started = Instant::now();
-    let out = Command::new("ip")
+    let mut child = Command::new("ip")
         .args(["netns", "exec", &netns, PROBE, "capture", "--iface", "lo"])
         .args(["--duration", "600", "--until", &(now() + 2).to_string()])
-        .output();
-    let _ = Command::new("ip").args(["netns", "del", &netns]).status();
-    let out = out.unwrap();
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said_bye = false;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        if matches!(decode_line(&line), Ok(Event::Bye(_))) {
+            said_bye = true;
+            break;
+        }
+    }
     let took = started.elapsed();
-    assert!(out.status.success(), "{out:?}");
+    // Past its deadline the probe neither exits (a restart loop) nor writes anything.
+    std::thread::sleep(Duration::from_millis(1500));
+    let still_running = child.try_wait().unwrap().is_none();
+    let quiet = rx.try_recv().is_err();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let _ = Command::new("ip").args(["netns", "del", &netns]).status();
+    assert!(said_bye, "no bye at the deadline");
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let last = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| decode_line(l).ok())
-        .next_back();
-    assert!(matches!(last, Some(Event::Bye(_))), "{last:?}");
+    assert!(still_running, "the probe exited at its deadline: {status}");
+    assert!(quiet, "the probe wrote after its bye");
+    assert!(status.success(), "{status}");
 }

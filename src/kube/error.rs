@@ -1,5 +1,6 @@
 //! API errors that know which call failed, so a 403 can name the missing verb and resource.
 
+use super::refusal::Refusal;
 use crate::error::{Failure, Kind};
 use std::fmt;
 
@@ -67,7 +68,12 @@ pub enum KubeError {
     #[error("cannot reach the Kubernetes API ({call}): {message}")]
     Unreachable { call: Box<ApiCall>, message: String },
     #[error("forbidden: cannot {call}: {message}")]
-    Forbidden { call: Box<ApiCall>, message: String },
+    Forbidden {
+        call: Box<ApiCall>,
+        /// RBAC, or which admission refused it.
+        refusal: Refusal,
+        message: String,
+    },
     #[error("not found: {call}: {message}")]
     NotFound { call: Box<ApiCall>, message: String },
     #[error("conflict: {call}: {message}")]
@@ -91,7 +97,11 @@ impl KubeError {
             ::kube::Error::Api(status) => {
                 let message = status.message.clone();
                 match status.code {
-                    403 => KubeError::Forbidden { call, message },
+                    403 => KubeError::Forbidden {
+                        call,
+                        refusal: Refusal::of(&status),
+                        message,
+                    },
                     404 => KubeError::NotFound { call, message },
                     409 => KubeError::Conflict { call, message },
                     code => KubeError::Api {
@@ -123,6 +133,14 @@ impl KubeError {
 
     pub fn is_forbidden(&self) -> bool {
         matches!(self, KubeError::Forbidden { .. })
+    }
+
+    /// Why a 403 was given.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            KubeError::Forbidden { refusal, .. } => Some(refusal),
+            _ => None,
+        }
     }
 }
 
@@ -162,16 +180,8 @@ impl From<KubeError> for Failure {
             KubeError::Unreachable { .. } => failure.hint(
                 "is the cluster up and the context right? `kubectl cluster-info` should answer",
             ),
-            KubeError::Forbidden { call, .. } => {
-                let scope = match &call.namespace {
-                    Some(ns) => format!(" in namespace {ns}"),
-                    None => String::new(),
-                };
-                failure.hint(format!(
-                    "you need RBAC verb \"{}\" on \"{}\"{scope}; {RBAC_DOC} has a minimal Role/ClusterRole \
-                     (check with `kubectl auth can-i {} {}`)",
-                    call.verb, call.resource, call.verb, call.resource
-                ))
+            KubeError::Forbidden { call, refusal, .. } => {
+                failure.hint(refusal.hint(call.verb, &call.resource, call.namespace.as_deref()))
             }
             KubeError::NotFound { .. }
             | KubeError::Conflict { .. }

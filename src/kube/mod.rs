@@ -7,10 +7,12 @@
 mod calls;
 mod client;
 mod error;
+mod refusal;
 
 pub use calls::{Cluster, Kind, Scoped};
 pub use client::{client, clients, Clients};
 pub use error::{rbac_resource, ApiCall, CallContext, KubeError, RBAC_DOC};
+pub use refusal::Refusal;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
 

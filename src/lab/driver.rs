@@ -110,7 +110,8 @@ fn get(
     })
 }
 
-fn host_of(from: From) -> Host {
+/// The namespace a connection of a scenario is opened from.
+pub fn host_of(from: From) -> Host {
     match from {
         From::Client => Host::Client,
         From::NodeHost(node) => Host::Node(node),
@@ -130,7 +131,9 @@ pub fn apply_rules(lab: &Lab, scenario: &Scenario) -> LabResult<()> {
     Ok(())
 }
 
-fn start_proxies(lab: &Lab, tools: &Tools, scenario: &Scenario) -> LabResult<Vec<Proc>> {
+/// Starts the scenario's L7 proxies (the load balancer's, an ingress controller) and waits
+/// until each listens.
+pub fn start_proxies(lab: &Lab, tools: &Tools, scenario: &Scenario) -> LabResult<Vec<Proc>> {
     let mut procs = Vec::new();
     for proxy in &scenario.proxies {
         let host = proxy.pod.map_or(Host::Clb, Host::Pod);
@@ -228,7 +231,14 @@ pub fn run_scenario(
         .connections
         .iter()
         .zip(&outcomes)
-        .map(|(conn, outcome)| verdict::check(conn, outcome, &report, &partials))
+        .map(|(conn, outcome)| {
+            verdict::check(
+                conn,
+                outcome,
+                &report,
+                verdict::Evidence::Complete(&partials),
+            )
+        })
         .collect();
     Ok(ScenarioRun {
         scenario: scenario.clone(),

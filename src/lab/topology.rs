@@ -176,6 +176,8 @@ impl Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     pub id: String,
+    /// [`NS_PREFIX`] for the lab; another for a test that builds the topology for itself.
+    ns_prefix: &'static str,
 }
 
 /// Every lab namespace starts with this; `--down` and the tests look for it.
@@ -183,11 +185,20 @@ pub const NS_PREFIX: &str = "rip-";
 
 impl Names {
     pub fn new(id: impl Into<String>) -> Self {
-        Names { id: id.into() }
+        Names::with_prefix(NS_PREFIX, id)
+    }
+
+    /// The same topology under another namespace prefix (e.g. trace's end-to-end test, whose
+    /// namespaces must not be taken for the lab's).
+    pub fn with_prefix(ns_prefix: &'static str, id: impl Into<String>) -> Self {
+        Names {
+            id: id.into(),
+            ns_prefix,
+        }
     }
 
     pub fn prefix(&self) -> String {
-        format!("{NS_PREFIX}{}-", self.id)
+        format!("{}{}-", self.ns_prefix, self.id)
     }
 
     pub fn ns(&self, host: Host) -> String {

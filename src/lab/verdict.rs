@@ -158,12 +158,24 @@ fn rightmost(xff: &str) -> Option<IpAddr> {
     xff.rsplit(',').next()?.trim().parse().ok()
 }
 
+/// What a report was made from.
+#[derive(Debug, Clone, Copy)]
+pub enum Evidence<'a> {
+    /// Every machine on the path probed (the lab): the verdict must be settled, and right.
+    /// `partials` are partial captures of the same run, judged as [`Evidence::Partial`].
+    Complete(&'a [(Variant, Report)]),
+    /// Some machines not probed (`trace` probes the Service's nodes): the verdict may stay
+    /// open, never be wrong.
+    Partial,
+}
+
 /// Whether the analysis's verdict on the client connection agrees with what the pod saw.
 fn verdict_problems(
     flow: &Flow,
     origin: IpAddr,
     saw: Option<IpAddr>,
     xff: Option<IpAddr>,
+    complete: bool,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     let kept = saw == Some(origin);
@@ -173,7 +185,7 @@ fn verdict_problems(
             if claim { "kept" } else { "lost" },
             show(saw)
         )),
-        None => problems.push(format!(
+        None if complete => problems.push(format!(
             "the full capture left the verdict unsettled: {}",
             flow.reason
         )),
@@ -192,13 +204,17 @@ fn verdict_problems(
     problems
 }
 
-/// Judges one connection, on the full capture's `report` and on each partial one.
+/// Judges one connection on `report`, and on each partial capture of a complete one.
 pub fn check(
     conn: &Connection,
     outcome: &GetOutcome,
     report: &Report,
-    partials: &[(Variant, Report)],
+    evidence: Evidence<'_>,
 ) -> Check {
+    let (partials, complete) = match evidence {
+        Evidence::Complete(partials) => (partials, true),
+        Evidence::Partial => (&[][..], false),
+    };
     let mut check = Check {
         from: conn.from.to_string(),
         to: conn.to.to_string(),
@@ -245,6 +261,7 @@ pub fn check(
                     origin,
                     answer.remote_addr.parse().ok(),
                     xff,
+                    complete,
                 ));
                 for (variant, partial) in partials {
                     check.partial.push(super::partial::check(
@@ -530,7 +547,7 @@ mod tests {
             &conn,
             &outcome("198.18.1.1", 5555, None),
             &report(flows),
-            &[],
+            Evidence::Complete(&[]),
         );
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(
@@ -559,7 +576,7 @@ mod tests {
             &conn,
             &outcome("192.0.2.10", 40000, None),
             &report(flows),
-            &[],
+            Evidence::Complete(&[]),
         );
         assert!(!check.matches);
         assert!(
@@ -576,7 +593,7 @@ mod tests {
             &conn,
             &outcome("192.0.2.10", 40000, None),
             &report(vec![]),
-            &[],
+            Evidence::Complete(&[]),
         );
         assert!(!check.matches);
         assert!(
@@ -654,7 +671,7 @@ mod tests {
             &conn,
             &outcome("198.51.100.11", 6000, Some("192.0.2.10")),
             &report(vec![client, proxied]),
-            &[],
+            Evidence::Complete(&[]),
         );
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(
@@ -709,7 +726,7 @@ mod tests {
             &conn,
             &outcome("198.18.1.1", 30564, None),
             &report(vec![hairpin]),
-            &[],
+            Evidence::Complete(&[]),
         );
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(
@@ -737,7 +754,7 @@ mod tests {
             &conn,
             &outcome("192.0.2.10", 40000, None),
             &report(vec![dropped]),
-            &[],
+            Evidence::Complete(&[]),
         );
         assert!(!check.matches);
         assert!(
@@ -780,14 +797,14 @@ mod tests {
         // the scenario claims.
         let mut accepted = flows.clone();
         accepted[0].ends_at = EndsAt::Host;
-        let taken = check(&conn, &failed, &report(accepted), &[]);
+        let taken = check(&conn, &failed, &report(accepted), Evidence::Complete(&[]));
         assert!(!taken.matches);
         assert!(
             taken.problems.iter().any(|p| p.contains("local socket")),
             "{:?}",
             taken.problems
         );
-        let check = check(&conn, &failed, &report(flows), &[]);
+        let check = check(&conn, &failed, &report(flows), Evidence::Complete(&[]));
         assert!(check.matches, "{:?}", check.problems);
         assert_eq!(check.last_seen.as_deref(), Some("node-b eth0 (in)"));
         assert_eq!(conn.expect, Expect::Dropped { at: Node::B });
@@ -810,7 +827,7 @@ mod tests {
         let mut flows = flows;
         flows[0].entry = "203.0.113.100:81".parse().unwrap();
         // The analysis says this one reached a pod: not a drop either.
-        let refused = super::check(&conn, &refused, &report(flows), &[]);
+        let refused = super::check(&conn, &refused, &report(flows), Evidence::Complete(&[]));
         assert!(!refused.matches);
         assert!(
             refused

@@ -1,5 +1,10 @@
 //! Probe log lines in, events out: decoded, deduplicated across reconnects, counted per node,
 //! and checked against the stop conditions (`--flows N`, every probe said bye).
+//!
+//! A stop does not end the capture at once: each probe's stream is drained up to the moment
+//! of the stop, which its heartbeat (the `stats` it writes every second, carrying its clock)
+//! proves. Another node's stream may lag: without the drain a connection that crossed two
+//! nodes would show only its first.
 
 use realip_probe::wire::{self, Event};
 use std::collections::hash_map::DefaultHasher;
@@ -13,7 +18,13 @@ pub struct NodeCount {
     pub syns: u64,
     pub said_hello: bool,
     pub said_bye: bool,
+    /// The probe's clock at its latest event (ns since the epoch): how far its stream has come.
+    pub clock_ns: u64,
 }
+
+/// How far past the stop every stream must have come: room for clock skew between nodes and
+/// for a SYN's way from one node to the next.
+pub const STOP_MARGIN_NS: u64 = 500_000_000;
 
 #[derive(Debug, Default)]
 pub struct Collector {
@@ -28,6 +39,12 @@ pub struct Collector {
     undecodable: usize,
     /// The probe version this plugin speaks; another one (a `--image`) is worth a warning.
     expected_version: Option<String>,
+    /// The stop moment, in the probes' clock: connections that began later are left out.
+    stop_ns: Option<u64>,
+    /// Connections (ISNs) sighted so far: a stopped capture still takes their later hops.
+    isns: HashSet<u32>,
+    /// The latest event time of any probe.
+    clock_ns: u64,
 }
 
 impl Collector {
@@ -77,7 +94,21 @@ impl Collector {
     }
 
     fn take(&mut self, node: &str, event: Event) {
+        let ts = event.ts_ns().unwrap_or(0);
         let count = self.nodes.entry(node.to_string()).or_default();
+        count.clock_ns = count.clock_ns.max(ts);
+        self.clock_ns = self.clock_ns.max(ts);
+        if let Some(stop) = self.stop_ns {
+            // After the stop only the connections already seen are followed further.
+            let known = match &event {
+                Event::Syn(syn) => ts <= stop || self.isns.contains(&syn.isn),
+                Event::L7(l7) => self.isns.contains(&l7.seq.wrapping_sub(1)),
+                _ => true,
+            };
+            if !known {
+                return;
+            }
+        }
         match &event {
             Event::Hello(hello) => {
                 count.said_hello = true;
@@ -95,6 +126,7 @@ impl Collector {
             Event::Bye(_) => count.said_bye = true,
             Event::Syn(syn) => {
                 count.syns += 1;
+                self.isns.insert(syn.isn);
                 if self.backends.contains(&syn.dst) {
                     self.complete.insert(syn.isn);
                 }
@@ -123,6 +155,23 @@ impl Collector {
     /// Connections seen reaching a backend.
     pub fn complete_flows(&self) -> usize {
         self.complete.len()
+    }
+
+    /// Stops taking new connections: the latest moment any probe has reported is the stop.
+    pub fn stop(&mut self) {
+        self.stop_ns.get_or_insert(self.clock_ns);
+    }
+
+    /// The nodes whose stream has not yet come past the stop (nor ended).
+    pub fn lagging(&self) -> Vec<String> {
+        let Some(stop) = self.stop_ns else {
+            return Vec::new();
+        };
+        self.nodes
+            .iter()
+            .filter(|(_, n)| !n.said_bye && n.clock_ns < stop.saturating_add(STOP_MARGIN_NS))
+            .map(|(node, _)| node.clone())
+            .collect()
     }
 
     /// Every expected probe has ended its capture.
@@ -155,8 +204,12 @@ mod tests {
     use realip_probe::wire::{encode_line, Bye, Direction, Hello, Syn};
 
     fn syn(node: &str, isn: u32, dst: &str) -> String {
+        syn_at(node, isn, dst, u64::from(isn))
+    }
+
+    fn syn_at(node: &str, isn: u32, dst: &str, ts_ns: u64) -> String {
         encode_line(&Event::Syn(Syn {
-            ts_ns: u64::from(isn),
+            ts_ns,
             node: node.into(),
             iface: "eth0".into(),
             dir: Direction::In,
@@ -231,5 +284,45 @@ mod tests {
                 "no event came from the probe on b: its capture is missing"
             ]
         );
+    }
+
+    fn heartbeat(node: &str, ts_ns: u64) -> String {
+        encode_line(&Event::Stats(realip_probe::wire::Stats {
+            ts_ns,
+            node: node.into(),
+            interfaces: vec![],
+            last: false,
+        }))
+    }
+
+    #[test]
+    fn a_stop_waits_for_every_stream_and_takes_only_connections_already_begun() {
+        const S: u64 = 1_000_000_000;
+        let mut c = Collector::new(["10.244.1.5".parse().unwrap()]);
+        c.expect("a");
+        c.expect("b");
+        c.push_line("pa", "a", &hello("a"));
+        // node-a forwards connection 7 to the pod: it looks complete, node-b has said nothing.
+        c.push_line("pa", "a", &syn_at("a", 7, "10.244.1.5", 10 * S));
+        assert_eq!(c.complete_flows(), 1);
+        c.stop();
+        assert_eq!(c.lagging(), ["a", "b"]);
+        // node-a's heartbeat comes past the stop and margin; node-b's stream is still behind.
+        c.push_line("pa", "a", &heartbeat("a", 10 * S + STOP_MARGIN_NS));
+        assert_eq!(c.lagging(), ["b"]);
+        // A connection that began after the stop is not taken; connection 7's next hop is.
+        c.push_line("pa", "a", &syn_at("a", 8, "10.244.1.5", 11 * S));
+        c.push_line("pb", "b", &syn_at("b", 7, "10.244.1.5", 10 * S + 1_000));
+        c.push_line("pb", "b", &heartbeat("b", 11 * S));
+        assert!(c.lagging().is_empty());
+        let (events, _) = c.finish();
+        let isns: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Syn(syn) => Some(syn.isn),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(isns, [7, 7]);
     }
 }

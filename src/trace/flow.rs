@@ -6,6 +6,7 @@ use super::collect::Collector;
 use super::manifests::{
     Delivery, Objects, RunPlan, MANAGED_LABEL, MANAGED_VALUE, PROBE_CONTAINER, RUN_LABEL,
 };
+use super::preflight::{self, PodAdmission};
 use super::progress::{NodeLines, Progress};
 use super::readiness::{pod_state, PodState};
 use super::report::TraceReport;
@@ -16,7 +17,7 @@ use super::{psa, TraceOptions};
 use crate::analyze::Analyzer;
 use crate::cli::{OutputFormat, TraceArgs};
 use crate::error::{Failure, Kind, Result};
-use crate::kube::{self as cluster_api, Cluster, KubeError};
+use crate::kube::{self as cluster_api, Cluster, KubeError, Refusal};
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -69,11 +70,12 @@ pub async fn trace(
 
     let created_namespace = Mutex::new(None::<String>);
     let work = async {
-        prepare_namespace(
+        prepare(
             &cluster,
             &plan,
-            &mut objects,
+            &objects,
             args,
+            options,
             &progress,
             &created_namespace,
         )
@@ -99,7 +101,8 @@ pub async fn trace(
     let mut left = removal.left;
     let namespace_to_delete = created_namespace.lock().ok().and_then(|mut ns| ns.take());
     if let Some(ns) = namespace_to_delete {
-        if let Err(err) = teardown::delete_namespace(&cluster, &ns).await {
+        progress.step(format!("removing namespace {ns}"));
+        if let Err(err) = teardown::delete_namespace(&cluster, &ns, options.teardown_wait).await {
             left.push(format!("namespace {ns}: {err}"));
         }
     }
@@ -114,10 +117,22 @@ pub async fn trace(
         eprintln!("{text}");
     }
 
-    let (events, warnings, mut sent) = outcome?;
+    let Captured {
+        events,
+        warnings,
+        mut sent,
+        probed,
+    } = outcome?;
     send::attach_sightings(&mut sent, &events);
     let mut analyzer = Analyzer::new();
-    analyzer.set_view(topology.cluster_view());
+    // The addresses test connections left from are the client by construction.
+    let mut view = topology.cluster_view();
+    view.senders = sent
+        .iter()
+        .filter_map(|s| s.local.as_deref()?.parse::<std::net::SocketAddr>().ok())
+        .map(|local| local.ip())
+        .collect();
+    analyzer.set_view(view);
     for event in events {
         analyzer.push(event);
     }
@@ -125,20 +140,16 @@ pub async fn trace(
         analyzer.warn(warning);
     }
     let report = analyzer.finish();
+    send::attach_flows(&mut sent, &report);
     let answered = !report.flows.is_empty();
-    let prediction = match &options.prediction {
-        Some(given) => Some(given.clone()),
-        None if options.predict_live => {
-            predict(&cluster, &topology, entry_node(&report).as_deref()).await
-        }
-        None => None,
-    };
+    let (prediction, by_entry_node) = predictions(&cluster, &topology, &report, options).await;
     let traced = TraceReport::new(
         report,
         &topology,
-        plan.nodes.clone(),
+        probed,
         skipped,
         prediction,
+        by_entry_node,
         sent,
     );
     let output = match args.output {
@@ -149,18 +160,56 @@ pub async fn trace(
     Ok(Traced { output, answered })
 }
 
-/// The node most measured connections entered at: explain then tells node IP from bridge IP.
-fn entry_node(report: &crate::analyze::model::Report) -> Option<String> {
+/// The nodes measured connections entered at, most entered first.
+fn entry_nodes(report: &crate::analyze::model::Report) -> Vec<String> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for flow in &report.flows {
         if let Some(first) = flow.hops.first() {
             *counts.entry(first.node.as_str()).or_default() += 1;
         }
     }
-    counts
+    let mut nodes: Vec<(&str, usize)> = counts.into_iter().collect();
+    nodes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    nodes
         .into_iter()
-        .max_by_key(|(_, count)| *count)
         .map(|(node, _)| node.to_string())
+        .collect()
+}
+
+/// Entry nodes explain is asked about, at most (each asks the API again).
+const MAX_ENTRY_PREDICTIONS: usize = 4;
+
+/// explain's prediction for the node most connections entered at, and, when they entered at
+/// several, one per entry node: the entry node decides between the node's and the bridge's
+/// address, so each measurement is set beside the prediction for its own path.
+async fn predictions(
+    cluster: &Cluster,
+    topology: &Topology,
+    report: &crate::analyze::model::Report,
+    options: &TraceOptions,
+) -> (
+    Option<crate::explain::model::Explanation>,
+    BTreeMap<String, crate::explain::model::Explanation>,
+) {
+    if let Some(given) = &options.prediction {
+        return (Some(given.clone()), BTreeMap::new());
+    }
+    if !options.predict_live {
+        return (None, BTreeMap::new());
+    }
+    let entries = entry_nodes(report);
+    if entries.len() < 2 {
+        let main = predict(cluster, topology, entries.first().map(String::as_str)).await;
+        return (main, BTreeMap::new());
+    }
+    let mut by_entry_node = BTreeMap::new();
+    for node in entries.iter().take(MAX_ENTRY_PREDICTIONS) {
+        if let Some(prediction) = predict(cluster, topology, Some(node)).await {
+            by_entry_node.insert(node.clone(), prediction);
+        }
+    }
+    let main = by_entry_node.get(&entries[0]).cloned();
+    (main, by_entry_node)
 }
 
 /// explain's prediction for the traced Service, from the same cluster; a failure only costs
@@ -320,6 +369,7 @@ fn make_plan(
     }
     let ready_secs = options.ready_timeout.as_secs();
     let capture_secs = ready_secs + args.duration.as_secs().max(1) + 60;
+    // Past the capture's end the probes idle; the cluster removes them soon after.
     let plan = RunPlan {
         run_id: options.run_id.clone(),
         namespace: args
@@ -330,7 +380,7 @@ fn make_plan(
         nodes,
         started_unix: options.now_unix,
         capture_secs,
-        expiry_secs: capture_secs + 240,
+        expiry_secs: capture_secs + EXPIRY_MARGIN_SECS,
         l7: args.l7 || args.send,
         ports: ports.into_iter().collect(),
         delivery,
@@ -338,6 +388,9 @@ fn make_plan(
     };
     Ok((plan, dropped))
 }
+
+/// How long after the probes' deadline the cluster's expiry removes a run nobody removed.
+const EXPIRY_MARGIN_SECS: u64 = 30;
 
 fn dry_run_text(
     plan: &RunPlan,
@@ -364,50 +417,145 @@ fn dry_run_text(
     Ok(out)
 }
 
-/// Makes sure the probe may run in its namespace before anything else is created.
-async fn prepare_namespace(
+/// Everything checked before the first object is stored: the namespace (a Terminating one is
+/// waited for), the permission of every call the run makes, Pod Security, and a server-side dry
+/// run of every object. A missing `--probe-namespace` is created here (ours, removed at the end).
+async fn prepare(
     cluster: &Cluster,
     plan: &RunPlan,
-    objects: &mut Objects,
+    objects: &Objects,
     args: &TraceArgs,
+    options: &TraceOptions,
     progress: &Progress,
     created: &Mutex<Option<String>>,
 ) -> Result<()> {
     progress.step(format!(
-        "checking Pod Security in namespace {}",
+        "checking namespace {}, permissions and objects",
         plan.namespace
     ));
-    let namespaces = cluster.all::<Namespace>();
-    let existing = namespaces.get_opt(&plan.namespace).await?;
-    let Some(existing) = existing else {
-        // Only a --probe-namespace can be missing; create it ours (and remove it afterwards).
-        let namespace: Namespace = serde_json::from_value(json!({
-            "metadata": {
-                "name": plan.namespace,
-                "labels": {
-                    MANAGED_LABEL: MANAGED_VALUE,
-                    RUN_LABEL: plan.run_id,
-                    psa::ENFORCE_LABEL: "privileged",
-                },
+    let mut existing = cluster.all::<Namespace>().get_opt(&plan.namespace).await?;
+    if existing.as_ref().is_some_and(teardown::terminating) {
+        existing = wait_terminated(cluster, plan, args, options, progress).await?;
+    }
+    check_access(cluster, plan, existing.is_none()).await?;
+    let namespace = match existing {
+        Some(existing) => existing,
+        None => create_namespace(cluster, plan, created).await?,
+    };
+    check_pod_security(cluster, plan, objects, args, progress, &namespace).await?;
+    preflight::dry_run_objects(cluster, plan, objects)
+        .await
+        .map_err(|err| {
+            let mut failure = Failure::from(err);
+            failure.message = format!("{}; nothing was created", failure.message);
+            failure
+        })
+}
+
+/// Every call the run makes, allowed? Asked before anything exists: a run that could create but
+/// not delete would leave its objects until the cluster's expiry.
+async fn check_access(cluster: &Cluster, plan: &RunPlan, create_namespace: bool) -> Result<()> {
+    let denied = preflight::denied(cluster, &preflight::needed(plan, create_namespace)).await;
+    let Some((first, _)) = denied.first() else {
+        return Ok(());
+    };
+    let lines: Vec<String> = denied
+        .iter()
+        .map(|(access, reason)| match reason.as_str() {
+            "" => access.to_string(),
+            reason => format!("{access}: {reason}"),
+        })
+        .collect();
+    Err(Failure::new(
+        Kind::Cluster,
+        format!(
+            "the run could not finish: not allowed to\n  {}\nnothing was created",
+            lines.join("\n  ")
+        ),
+    )
+    .hint(format!(
+        "grant these verbs ({} has a minimal Role/ClusterRole); `kubectl auth can-i {}` asks the same",
+        cluster_api::RBAC_DOC,
+        first.can_i()
+    )))
+}
+
+/// Creates a missing `--probe-namespace`, labelled ours and privileged.
+async fn create_namespace(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    created: &Mutex<Option<String>>,
+) -> Result<Namespace> {
+    let namespace: Namespace = serde_json::from_value(json!({
+        "metadata": {
+            "name": plan.namespace,
+            "labels": {
+                MANAGED_LABEL: MANAGED_VALUE,
+                RUN_LABEL: plan.run_id,
+                psa::ENFORCE_LABEL: "privileged",
             },
-        }))
-        .map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
-        namespaces.create(&namespace).await?;
-        if let Ok(mut slot) = created.lock() {
-            *slot = Some(plan.namespace.clone());
+        },
+    }))
+    .map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
+    let namespace = cluster.all::<Namespace>().create(&namespace).await?;
+    if let Ok(mut slot) = created.lock() {
+        *slot = Some(plan.namespace.clone());
+    }
+    Ok(namespace)
+}
+
+/// Makes sure admission lets the probe pods run in the probe namespace. The server decides
+/// (a dry run of the probe pod): a namespace labelled `baseline` may be exempted by the
+/// cluster's AdmissionConfiguration, one without a label may get a restrictive default. The
+/// label only explains a refusal, or decides when the dry run cannot be asked.
+async fn check_pod_security(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    objects: &Objects,
+    args: &TraceArgs,
+    progress: &Progress,
+    existing: &Namespace,
+) -> Result<()> {
+    let label = psa::judge(existing.metadata.labels.as_ref());
+    let refused = match preflight::admit_probe_pod(cluster, plan, objects).await {
+        PodAdmission::Admitted => {
+            if let psa::Verdict::Rejected { level } = &label {
+                progress.println(&format!(
+                    "note: namespace {} is labelled {}={level}, yet admission accepts the probe \
+                     (an exemption of the cluster's Pod Security configuration)",
+                    plan.namespace,
+                    psa::ENFORCE_LABEL
+                ));
+            }
+            return Ok(());
         }
-        return Ok(());
-    };
-    let refused = match psa::judge(existing.metadata.labels.as_ref()) {
-        psa::Verdict::Allowed => None,
-        psa::Verdict::Rejected { level } => Some(format!(
-            "namespace {} enforces Pod Security level \"{level}\", which rejects the hostNetwork and NET_RAW the probe needs",
-            plan.namespace
-        )),
-        psa::Verdict::ClusterDefault => dry_run_refusal(cluster, plan, objects).await,
-    };
-    let Some(refused) = refused else {
-        return Ok(());
+        PodAdmission::Refused(KubeError::Forbidden {
+            refusal: Refusal::PodSecurity,
+            message,
+            ..
+        }) => format!(
+            "namespace {} refuses the probe ({}): {message}",
+            plan.namespace,
+            psa::explain_level(&label)
+        ),
+        PodAdmission::Refused(err) => {
+            let mut failure = Failure::from(err);
+            failure.message = format!(
+                "admission refuses the probe pod: {}; nothing was created",
+                failure.message
+            );
+            return Err(failure);
+        }
+        PodAdmission::NotAsked(why) => match &label {
+            psa::Verdict::Rejected { level } => format!(
+                "namespace {} enforces Pod Security level \"{level}\", which rejects the hostNetwork and NET_RAW the probe needs (admission could not be asked: {why})",
+                plan.namespace
+            ),
+            _ => {
+                tracing::info!("Pod Security not asked ({why}); the namespace's label allows the probe");
+                return Ok(());
+            }
+        },
     };
     if !args.label_namespace_privileged {
         return Err(
@@ -415,7 +563,8 @@ async fn prepare_namespace(
                 .hint(psa::refusal_hint(&plan.namespace)),
         );
     }
-    namespaces
+    cluster
+        .all::<Namespace>()
         .merge_patch(
             &plan.namespace,
             &json!({"metadata": {"labels": {psa::ENFORCE_LABEL: "privileged"}}}),
@@ -432,34 +581,45 @@ async fn prepare_namespace(
     Ok(())
 }
 
-/// Asks admission itself (server-side dry run of one probe pod): the cluster-wide default may
-/// enforce a level no label shows. Only a Pod Security refusal counts; anything else (e.g. no
-/// RBAC for creating pods) leaves the question to the real create.
-async fn dry_run_refusal(cluster: &Cluster, plan: &RunPlan, objects: &Objects) -> Option<String> {
-    let template = objects.daemon_set.spec.as_ref()?.template.clone();
-    let mut pod = Pod {
-        metadata: template.metadata.unwrap_or_default(),
-        spec: template.spec,
-        status: None,
+/// A probe namespace being deleted (an earlier run's, say) refuses every object: wait until it
+/// is gone, then it is created anew. The Service's own namespace going away ends the trace.
+async fn wait_terminated(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    args: &TraceArgs,
+    options: &TraceOptions,
+    progress: &Progress,
+) -> Result<Option<Namespace>> {
+    let refusal = Refusal::NamespaceTerminating {
+        namespace: plan.namespace.clone(),
     };
-    pod.metadata.name = Some(format!("{}-admission-check", plan.base_name()));
-    match cluster
-        .namespaced::<Pod>(&plan.namespace)
-        .create_dry_run(&pod)
-        .await
-    {
-        Err(KubeError::Forbidden { message, .. }) if psa::is_pod_security_refusal(&message) => {
-            Some(format!(
-                "namespace {} refuses the probe: {message}",
+    let hint = refusal.hint("create", "namespaces", None);
+    if args.probe_namespace.is_none() {
+        return Err(Failure::new(
+            Kind::Cluster,
+            format!(
+                "namespace {} of the Service is being deleted (Terminating); nothing was created",
                 plan.namespace
-            ))
-        }
-        Err(err) => {
-            tracing::debug!("Pod Security dry run inconclusive: {err}");
-            None
-        }
-        Ok(_) => None,
+            ),
+        )
+        .hint(hint));
     }
+    progress.step(format!(
+        "namespace {} is being deleted: waiting until it is gone",
+        plan.namespace
+    ));
+    if teardown::wait_namespace_gone(cluster, &plan.namespace, options.teardown_wait).await? {
+        return Ok(None);
+    }
+    Err(Failure::new(
+        Kind::Cluster,
+        format!(
+            "namespace {} is being deleted (Terminating) and was still there after {}s; nothing was created",
+            plan.namespace,
+            options.teardown_wait.as_secs()
+        ),
+    )
+    .hint(hint))
 }
 
 /// The Job first (it owns the rest, for the cluster's own expiry), then ConfigMaps, DaemonSet.
@@ -555,7 +715,7 @@ async fn wait_ready(
                 },
                 _ = tick.tick() => {
                     if let Some(reason) = daemon_set_failure(cluster, plan).await? {
-                        if psa::is_pod_security_refusal(&reason) {
+                        if Refusal::of_message(&reason) == Refusal::PodSecurity {
                             return Err(Failure::new(Kind::Cluster, format!("Pod Security refused the probe pods: {reason}"))
                                 .hint(psa::refusal_hint(&plan.namespace)));
                         }
@@ -577,11 +737,12 @@ async fn wait_ready(
                 let detail = pod_warning(cluster, &plan.namespace, pod).await;
                 skipped.insert(node.clone(), format!("probe failed: {reason}{detail}"));
             }
-            Some((_, PodState::Pending(reason))) => {
+            Some((pod, PodState::Pending(reason))) => {
+                let detail = pod_warning(cluster, &plan.namespace, pod).await;
                 skipped.insert(
                     node.clone(),
                     format!(
-                        "probe not running after {}s: {reason}",
+                        "probe not running after {}s (--ready-timeout): {reason}{detail}",
                         options.ready_timeout.as_secs()
                     ),
                 );
@@ -684,10 +845,22 @@ async fn pod_warning(cluster: &Cluster, namespace: &str, pod: &str) -> String {
         .unwrap_or_default()
 }
 
-type Captured = (Vec<realip_probe::wire::Event>, Vec<String>, Vec<Sent>);
+/// What a capture brought back.
+struct Captured {
+    events: Vec<realip_probe::wire::Event>,
+    warnings: Vec<String>,
+    sent: Vec<Sent>,
+    /// The nodes whose probe ran: every other planned node is in the report's skipped nodes.
+    probed: Vec<String>,
+}
+
+/// How long the streams may take to come past the stop moment before the capture ends without
+/// them (a node's log lagging more than this is said in the report).
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Follows every ready probe's log until the duration is over, `--flows N` connections reached
-/// a backend, or every probe ended its capture.
+/// a backend (and the test connections of `--send` are done), or every probe ended its capture;
+/// then drains every stream up to the stop moment.
 async fn capture(
     cluster: &Cluster,
     plan: &RunPlan,
@@ -718,18 +891,20 @@ async fn capture(
     let mut lines = Progress::node_lines(progress);
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + args.duration;
-    let mut sending = None;
+    let mut sending: Option<tokio::task::JoinHandle<Vec<Sent>>> = None;
     let send_targets = if args.send {
         send::entry_points(topology, &plan.nodes, &args.send_to)
     } else {
         Vec::new()
     };
+    // Reached: the duration is over or --flows connections reached a backend.
+    let mut reached = false;
     progress.step(format!("capturing for {}s", args.duration.as_secs()));
-    loop {
-        // Test connections go out once every probe listens (or after 5 s at most).
+    let drain = loop {
+        // Test connections go out once every probe listens (or after 5 s at most, or now).
         if args.send && sending.is_none() {
             let listening = collector.nodes().values().all(|n| n.said_hello);
-            if listening || started.elapsed() > Duration::from_secs(5) {
+            if listening || reached || started.elapsed() > Duration::from_secs(5) {
                 let run_id = plan.run_id.clone();
                 let targets = send_targets.clone();
                 sending = Some(tokio::spawn(async move {
@@ -737,21 +912,31 @@ async fn capture(
                 }));
             }
         }
+        // Done once the test connections are: their sightings belong to the capture.
+        if reached && sending.as_ref().is_none_or(|h| h.is_finished()) {
+            break true;
+        }
         let line = tokio::select! {
             line = rx.recv() => line,
-            () = tokio::time::sleep_until(deadline) => break,
-            () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            () = tokio::time::sleep_until(deadline), if !reached => {
+                reached = true;
+                continue;
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => continue,
         };
         let Some((pod, node, line)) = line else {
-            break;
+            break false;
         };
         if collector.push_line(&pod, &node, &line) {
             if let Some(count) = collector.nodes().get(&node) {
                 lines.set(&node, &format!("capturing: {} SYNs", count.syns));
             }
         }
-        if args.flows.is_some_and(|n| collector.complete_flows() >= n) || collector.all_done() {
-            break;
+        if collector.all_done() {
+            break false;
+        }
+        if args.flows.is_some_and(|n| collector.complete_flows() >= n) {
+            reached = true;
         }
         if collector.syns() >= args.max_syns {
             collector.warn_once(format!(
@@ -759,8 +944,12 @@ async fn capture(
                  first connections; narrow it with --flows or raise --max-syns",
                 args.max_syns
             ));
-            break;
+            break false;
         }
+    };
+    if drain {
+        progress.step("collecting what the probes saw up to now");
+        drain_streams(&mut collector, &mut rx).await;
     }
     for follower in followers {
         follower.abort();
@@ -770,7 +959,41 @@ async fn capture(
         None => Vec::new(),
     };
     let (events, warnings) = collector.finish();
-    Ok((events, warnings, sent))
+    Ok(Captured {
+        events,
+        warnings,
+        sent,
+        probed: ready.iter().map(|p| p.node.clone()).collect(),
+    })
+}
+
+/// Takes every stream up to the stop moment: each probe's heartbeat (or its end) must come
+/// past it, so that a connection's hops on a node whose log lags are not missed.
+async fn drain_streams(
+    collector: &mut Collector,
+    rx: &mut mpsc::Receiver<(String, String, String)>,
+) {
+    collector.stop();
+    let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+    while !collector.lagging().is_empty() {
+        tokio::select! {
+            line = rx.recv() => match line {
+                Some((pod, node, line)) => {
+                    collector.push_line(&pod, &node, &line);
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                let lagging = collector.lagging().join(", ");
+                collector.warn_once(format!(
+                    "the probe stream of {lagging} had not come up to the end of the capture \
+                     {}s later: its last sightings may be missing",
+                    DRAIN_WAIT.as_secs()
+                ));
+                break;
+            }
+        }
+    }
 }
 
 /// Follows one probe's log; a broken stream or a restarted container is followed again

@@ -267,7 +267,8 @@ fn resources(cpu: (&str, &str), memory: (&str, &str)) -> Value {
 }
 
 /// The probe's arguments. Its deadline is absolute: a restarted container captures only what is
-/// left of it, and nothing after it.
+/// left of it, and nothing after it. Its stats come every second: they are the heartbeat that
+/// shows how far its stream has come when the capture stops.
 fn probe_args(plan: &RunPlan) -> Vec<String> {
     let deadline = plan
         .started_unix
@@ -278,6 +279,8 @@ fn probe_args(plan: &RunPlan) -> Vec<String> {
         "$(NODE_NAME)".into(),
         "--until".into(),
         deadline.to_string(),
+        "--stats-interval".into(),
+        "1".into(),
     ];
     for port in &plan.ports {
         args.push("--port".into());
@@ -532,6 +535,8 @@ mod tests {
                     "$(NODE_NAME)",
                     "--until",
                     "1800000180",
+                    "--stats-interval",
+                    "1",
                     "--port",
                     "80",
                     "--port",

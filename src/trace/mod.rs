@@ -1,6 +1,7 @@
 //! Deploy the probe to a live cluster, measure, report, leave nothing behind.
 //!
-//! Pure parts: [`topology`] (what to probe), [`manifests`] (what to create), [`psa`],
+//! Pure parts: [`topology`] (what to probe), [`manifests`] (what to create), [`preflight`]'s
+//! list of needed permissions, [`psa`],
 //! [`readiness`], [`collect`], [`report`]. The flow in [`flow`] drives them through the cluster
 //! adapter in [`crate::kube`].
 //!
@@ -12,6 +13,7 @@
 pub mod collect;
 pub mod flow;
 pub mod manifests;
+pub mod preflight;
 pub mod progress;
 pub mod psa;
 pub mod readiness;
@@ -175,8 +177,8 @@ pub async fn cleanup(args: &CleanupArgs) -> Result<()> {
         out.push_str(&format!("removed {item}\n"));
     }
     for ns in &namespaces {
-        match teardown::delete_namespace(&cluster, ns).await {
-            Ok(_) => out.push_str(&format!("removed namespace {ns}\n")),
+        match teardown::delete_namespace(&cluster, ns, Duration::from_secs(90)).await {
+            Ok(()) => out.push_str(&format!("removed namespace {ns}\n")),
             Err(err) => left.push(format!("namespace {ns}: {err}")),
         }
     }

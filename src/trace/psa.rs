@@ -1,5 +1,7 @@
-//! Will Pod Security Admission let the probe run in this namespace? Decided before anything is
-//! created: the probe needs hostNetwork and NET_RAW, which only the `privileged` level allows.
+//! What a namespace's Pod Security label says. The probe needs hostNetwork and NET_RAW, which
+//! only the `privileged` level allows; but admission (a dry run) decides, as the cluster's
+//! configuration may exempt a namespace or set a default no label shows. The label explains a
+//! refusal, and decides only when the dry run cannot be asked.
 
 use std::collections::BTreeMap;
 
@@ -11,8 +13,7 @@ pub enum Verdict {
     Allowed,
     /// `enforce=baseline` or `restricted`: both reject hostNetwork and NET_RAW.
     Rejected { level: String },
-    /// No enforce label: the cluster-wide default decides (privileged unless configured);
-    /// a server-side dry run tells.
+    /// No enforce label: the cluster-wide default decides (privileged unless configured).
     ClusterDefault,
 }
 
@@ -29,9 +30,17 @@ pub fn judge(labels: Option<&BTreeMap<String, String>>) -> Verdict {
     }
 }
 
-/// A refusal message of the API that comes from Pod Security rather than RBAC.
-pub fn is_pod_security_refusal(message: &str) -> bool {
-    message.contains("violates PodSecurity")
+/// Where the refusing level comes from, in words, for a refusal message.
+pub fn explain_level(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Rejected { level } => format!("its label {ENFORCE_LABEL}={level}"),
+        Verdict::Allowed => format!(
+            "its label says {ENFORCE_LABEL}=privileged, so a policy of the cluster enforces more"
+        ),
+        Verdict::ClusterDefault => {
+            format!("no {ENFORCE_LABEL} label: the cluster's default level")
+        }
+    }
 }
 
 /// What to tell the user when the namespace refuses the probe.
@@ -66,9 +75,11 @@ mod tests {
             Verdict::Rejected { .. }
         ));
         assert_eq!(judge(None), Verdict::ClusterDefault);
-        assert!(is_pod_security_refusal(
-            "pods \"x\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
-        ));
         assert!(refusal_hint("shop").contains("--label-namespace-privileged"));
+        assert_eq!(
+            explain_level(&judge(Some(&labels("baseline")))),
+            "its label pod-security.kubernetes.io/enforce=baseline"
+        );
+        assert!(explain_level(&Verdict::ClusterDefault).contains("the cluster's default level"));
     }
 }

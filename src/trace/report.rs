@@ -160,9 +160,23 @@ pub struct Disagreement {
     pub connections: Vec<usize>,
 }
 
+/// The prediction for the path a connection took: explain's for the node it entered at (the
+/// node decides between the node's and the bridge's address), else the general one.
+pub fn prediction_for<'a>(
+    flow: &Flow,
+    prediction: &'a Explanation,
+    by_entry_node: &'a BTreeMap<String, Explanation>,
+) -> &'a Explanation {
+    flow.hops
+        .first()
+        .and_then(|hop| by_entry_node.get(&hop.node))
+        .unwrap_or(prediction)
+}
+
 pub fn disagreements(
     report: &Report,
     prediction: &Explanation,
+    by_entry_node: &BTreeMap<String, Explanation>,
     topology: &Topology,
     book: &AddressBook,
 ) -> Vec<Disagreement> {
@@ -171,6 +185,7 @@ pub fn disagreements(
         let Some(origin) = origin_of(flow, topology, book) else {
             continue;
         };
+        let prediction = prediction_for(flow, prediction, by_entry_node);
         // The plain way in of that origin (not an Ingress in front of it) when there are several.
         let Some(verdict) = prediction
             .origins
@@ -214,6 +229,10 @@ pub struct TraceReport {
     pub skipped_nodes: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction: Option<Explanation>,
+    /// explain's prediction for each node connections entered at, when they entered at several:
+    /// each connection is compared with the one of its own path.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub predictions_by_entry_node: BTreeMap<String, Explanation>,
     pub disagreements: Vec<Disagreement>,
     /// Test connections opened by `--send`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -227,12 +246,13 @@ impl TraceReport {
         probed_nodes: Vec<String>,
         skipped_nodes: BTreeMap<String, String>,
         prediction: Option<Explanation>,
+        predictions_by_entry_node: BTreeMap<String, Explanation>,
         sent: Vec<super::send::Sent>,
     ) -> Self {
         let book = AddressBook::from_topology(topology);
         let disagreements = prediction
             .as_ref()
-            .map(|p| disagreements(&report, p, topology, &book))
+            .map(|p| disagreements(&report, p, &predictions_by_entry_node, topology, &book))
             .unwrap_or_default();
         TraceReport {
             addresses: book.mentioned(&report),
@@ -240,6 +260,7 @@ impl TraceReport {
             probed_nodes,
             skipped_nodes,
             prediction,
+            predictions_by_entry_node,
             disagreements,
             sent,
         }
@@ -303,13 +324,7 @@ impl TraceReport {
         if !self.sent.is_empty() {
             let _ = writeln!(out, "\n{}", paint(HEAD, "Test connections (--send)"));
             for sent in &self.sent {
-                let _ = writeln!(out, "  {}  {}", sent.target, paint(DIM, &sent.outcome));
-                if sent.seen_at.is_empty() {
-                    let _ = writeln!(out, "    token {} not seen by any probe", sent.token);
-                }
-                for place in &sent.seen_at {
-                    let _ = writeln!(out, "    token {} seen on {place}", sent.token);
-                }
+                sent_text(&mut out, sent);
             }
         }
         if !self.skipped_nodes.is_empty() {
@@ -335,8 +350,67 @@ impl TraceReport {
                     let _ = writeln!(out, "  {line}");
                 }
             }
+            entry_predictions_text(&mut out, prediction, &self.predictions_by_entry_node);
         }
         out
+    }
+}
+
+/// Where the prediction differs for connections entering at another node: those lines only.
+fn entry_predictions_text(
+    out: &mut String,
+    prediction: &Explanation,
+    by_entry_node: &BTreeMap<String, Explanation>,
+) {
+    for (node, other) in by_entry_node {
+        let differing: Vec<String> = other
+            .origins
+            .iter()
+            .filter(|verdict| !prediction.origins.contains(verdict))
+            .map(crate::explain::verdict_summary)
+            .collect();
+        if differing.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "  for connections entering at {node}:");
+        for line in differing {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+}
+
+/// One test connection: what became of it, and where the probes saw its SYN last. A client
+/// verdict only for one that reached a pod.
+fn sent_text(out: &mut String, sent: &super::send::Sent) {
+    let _ = writeln!(out, "  {}  {}", sent.target, paint(DIM, &sent.outcome));
+    match &sent.path {
+        Some(path) => {
+            let last = path.last_seen.as_ref().map(|at| {
+                let dir = match at.dir {
+                    realip_probe::wire::Direction::In => "in",
+                    realip_probe::wire::Direction::Out => "out",
+                };
+                format!("{} {} ({dir})", at.node, at.iface)
+            });
+            let line = match (path.pod_sees, last) {
+                (Some(seen), _) => format!("connection {}: the pod sees {seen}", path.connection),
+                (None, _) if path.reached_pod => {
+                    format!("connection {}: it reached a pod", path.connection)
+                }
+                (None, Some(last)) => format!(
+                    "connection {}: its SYN was last seen on {last}, it reached no pod",
+                    path.connection
+                ),
+                (None, None) => format!("connection {}: it reached no pod", path.connection),
+            };
+            let _ = writeln!(out, "    {line}");
+        }
+        None => {
+            let _ = writeln!(out, "    its SYN was not seen by any probe");
+        }
+    }
+    for place in &sent.seen_at {
+        let _ = writeln!(out, "    token {} seen on {place}", sent.token);
     }
 }
 

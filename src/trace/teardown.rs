@@ -197,6 +197,49 @@ pub async fn created_namespaces(
         .collect())
 }
 
-pub async fn delete_namespace(cluster: &Cluster, name: &str) -> Result<bool, KubeError> {
-    cluster.all::<Namespace>().delete(name).await
+/// Whether a namespace is being deleted: it stays, Terminating, while its content goes, and
+/// refuses anything new meanwhile.
+pub fn terminating(namespace: &Namespace) -> bool {
+    namespace.metadata.deletion_timestamp.is_some()
+        || namespace
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|phase| phase == "Terminating")
+}
+
+/// Deletes a namespace a run created and waits (up to `wait`) until it is gone, so that the
+/// next run can create it again.
+pub async fn delete_namespace(cluster: &Cluster, name: &str, wait: Duration) -> Result<(), String> {
+    cluster
+        .all::<Namespace>()
+        .delete(name)
+        .await
+        .map_err(|err| err.to_string())?;
+    match wait_namespace_gone(cluster, name, wait).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "still terminating after {}s (it goes by itself)",
+            wait.as_secs()
+        )),
+        Err(err) => Err(format!("could not check that it is gone: {err}")),
+    }
+}
+
+/// Waits until the namespace no longer exists; false when it still does after `wait`.
+pub async fn wait_namespace_gone(
+    cluster: &Cluster,
+    name: &str,
+    wait: Duration,
+) -> Result<bool, KubeError> {
+    let started = Instant::now();
+    loop {
+        if cluster.all::<Namespace>().get_opt(name).await?.is_none() {
+            return Ok(true);
+        }
+        if started.elapsed() >= wait {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -173,10 +173,129 @@ pub fn endpoint_slice(
 pub enum Fate {
     /// Pending, then Running with these log streams (one per logs request, last repeats).
     Runs(Vec<LogScript>),
-    /// The image cannot be pulled: Waiting ImagePullBackOff, and a Warning event.
+    /// The registry refuses the pull `failures` times (429 Too Many Requests: ErrImagePull,
+    /// then ImagePullBackOff, with the kubelet's Warning events), then the pull succeeds and
+    /// the probe runs with these log streams.
+    PullRetried {
+        failures: usize,
+        then: Vec<LogScript>,
+    },
+    /// The image can never be pulled: ErrImagePull and ImagePullBackOff in turn, with Warning
+    /// events, for as long as the pod exists.
     ImagePullBackOff,
     /// The scheduler cannot place it: PodScheduled=False Unschedulable.
     Unschedulable,
+}
+
+/// How long the fake kubelet takes between two status changes of a pod.
+const KUBELET_STEP: Duration = Duration::from_millis(150);
+
+fn running_status() -> Value {
+    json!({
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [{
+            "name": "probe", "ready": true, "restartCount": 0, "image": "x", "imageID": "",
+            "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}
+        }],
+    })
+}
+
+/// The probe container waiting for its image, as the kubelet reports a failed pull.
+fn pull_status(reason: &str, message: &str) -> Value {
+    json!({
+        "phase": "Pending",
+        "containerStatuses": [{
+            "name": "probe", "ready": false, "restartCount": 0, "image": "busybox:1.37", "imageID": "",
+            "state": {"waiting": {"reason": reason, "message": message}}
+        }],
+    })
+}
+
+/// A Warning event about `pod`, as the kubelet records one.
+fn pod_event(api: &FakeApi, namespace: &str, pod: &str, n: usize, reason: &str, message: &str) {
+    api.insert(&json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{pod}.{n}"), "namespace": namespace},
+        "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace},
+        "reason": reason, "type": "Warning", "message": message,
+    }));
+}
+
+const RATE_LIMITED: &str = "failed to pull and unpack image \"docker.io/library/busybox:1.37\": \
+    failed to copy: httpReadSeeker: failed open: unexpected status code \
+    https://registry-1.docker.io/v2/library/busybox/manifests/1.37: 429 Too Many Requests - \
+    Server message: toomanyrequests: You have reached your unauthenticated pull rate limit";
+
+/// Plays a pod's fate: its status changes (and events) one kubelet step apart.
+async fn play(api: FakeApi, namespace: String, pod: String, fate: Fate) {
+    let set = |status: Value| {
+        api.update("pods", Some(&namespace), &pod, |p| p["status"] = status);
+    };
+    match fate {
+        Fate::Runs(_) => {
+            tokio::time::sleep(KUBELET_STEP).await;
+            set(running_status());
+        }
+        Fate::PullRetried { failures, .. } => {
+            for n in 0..failures {
+                tokio::time::sleep(KUBELET_STEP).await;
+                pod_event(
+                    &api,
+                    &namespace,
+                    &pod,
+                    2 * n,
+                    "Failed",
+                    &format!("Failed to pull image \"busybox:1.37\": {RATE_LIMITED}"),
+                );
+                set(pull_status("ErrImagePull", RATE_LIMITED));
+                tokio::time::sleep(KUBELET_STEP).await;
+                pod_event(
+                    &api,
+                    &namespace,
+                    &pod,
+                    2 * n + 1,
+                    "BackOff",
+                    "Back-off pulling image \"busybox:1.37\"",
+                );
+                set(pull_status(
+                    "ImagePullBackOff",
+                    "Back-off pulling image \"busybox:1.37\"",
+                ));
+            }
+            tokio::time::sleep(KUBELET_STEP).await;
+            set(running_status());
+        }
+        Fate::ImagePullBackOff => {
+            let mut n = 0;
+            while api.get("pods", Some(&namespace), &pod).is_some() {
+                tokio::time::sleep(KUBELET_STEP).await;
+                pod_event(
+                    &api,
+                    &namespace,
+                    &pod,
+                    n,
+                    "Failed",
+                    "Failed to pull image \"busybox\": no such host",
+                );
+                set(pull_status("ErrImagePull", "no such host"));
+                tokio::time::sleep(KUBELET_STEP).await;
+                set(pull_status(
+                    "ImagePullBackOff",
+                    "Back-off pulling image \"busybox\"",
+                ));
+                n += 1;
+            }
+        }
+        Fate::Unschedulable => {
+            tokio::time::sleep(KUBELET_STEP).await;
+            set(json!({
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "0/3 nodes are available: 3 Insufficient memory."}],
+            }));
+        }
+    }
 }
 
 /// Acts as the DaemonSet controller, scheduler and kubelets: every DaemonSet created gets one pod
@@ -184,8 +303,14 @@ pub enum Fate {
 pub fn run_daemonsets(api: &FakeApi, fates: HashMap<String, Fate>) {
     let fates = Arc::new(Mutex::new(fates));
     api.on_create("daemonsets", move |api, ds| {
-        let namespace = ds["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-        let ds_name = ds["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let namespace = ds["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ds_name = ds["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let template = ds["spec"]["template"].clone();
         for node in affinity_nodes(&ds) {
             let fate = fates
@@ -212,48 +337,11 @@ pub fn run_daemonsets(api: &FakeApi, fates: HashMap<String, Fate>) {
                 "status": {"phase": "Pending"},
             });
             pod["spec"]["nodeName"] = json!(node);
-            if let Fate::Runs(scripts) = &fate {
+            if let Fate::Runs(scripts) | Fate::PullRetried { then: scripts, .. } = &fate {
                 api.logs(&namespace, &pod_name, scripts.clone());
             }
             api.insert(&pod);
-            let api = api.clone();
-            let namespace = namespace.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let status = match &fate {
-                    Fate::Runs(_) => json!({
-                        "phase": "Running",
-                        "conditions": [{"type": "Ready", "status": "True"}],
-                        "containerStatuses": [{
-                            "name": "probe", "ready": true, "restartCount": 0, "image": "x", "imageID": "",
-                            "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}
-                        }],
-                    }),
-                    Fate::ImagePullBackOff => json!({
-                        "phase": "Pending",
-                        "containerStatuses": [{
-                            "name": "probe", "ready": false, "restartCount": 0, "image": "x", "imageID": "",
-                            "state": {"waiting": {"reason": "ImagePullBackOff",
-                                "message": "Back-off pulling image \"busybox\""}}
-                        }],
-                    }),
-                    Fate::Unschedulable => json!({
-                        "phase": "Pending",
-                        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                            "message": "0/3 nodes are available: 3 Insufficient memory."}],
-                    }),
-                };
-                if matches!(fate, Fate::ImagePullBackOff) {
-                    api.insert(&json!({
-                        "apiVersion": "v1", "kind": "Event",
-                        "metadata": {"name": format!("{pod_name}.pull"), "namespace": namespace},
-                        "involvedObject": {"kind": "Pod", "name": pod_name, "namespace": namespace},
-                        "reason": "Failed", "type": "Warning",
-                        "message": "Failed to pull image \"busybox\": no such host",
-                    }));
-                }
-                api.update("pods", Some(&namespace), &pod_name, |pod| pod["status"] = status);
-            });
+            tokio::spawn(play(api.clone(), namespace.clone(), pod_name, fate));
         }
     });
 }

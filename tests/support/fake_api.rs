@@ -16,7 +16,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -91,6 +91,40 @@ pub struct Change {
 
 type Hook = Arc<dyn Fn(FakeApi, Value) + Send + Sync>;
 
+/// A pod log written while it is read: a real process's stdout.
+#[derive(Clone)]
+pub struct LiveLog {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// (lines written, ended): readers wake on every change.
+    progress: Arc<watch::Sender<(usize, bool)>>,
+}
+
+impl LiveLog {
+    fn new() -> LiveLog {
+        LiveLog {
+            lines: Arc::new(Mutex::new(Vec::new())),
+            progress: Arc::new(watch::channel((0, false)).0),
+        }
+    }
+
+    pub fn push(&self, line: String) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        lines.push(line);
+        let count = lines.len();
+        drop(lines);
+        self.progress.send_modify(|(written, _)| *written = count);
+    }
+
+    /// The process ended: readers get what is left, then the end of the stream.
+    pub fn close(&self) {
+        self.progress.send_modify(|(_, ended)| *ended = true);
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 struct State {
     /// Every change is published under the lock: watchers see them once and in order.
     changes: broadcast::Sender<Change>,
@@ -102,6 +136,21 @@ struct State {
     logs: HashMap<(String, String), VecDeque<LogScript>>,
     seen: Vec<Seen>,
     hooks: Vec<(String, Hook)>,
+    /// How long a deleted namespace stays Terminating before it is gone.
+    namespace_finalizing: Duration,
+    /// Pod Security admission, when played.
+    pod_security: Option<PodSecurity>,
+    /// Logs of pods whose container really runs, by (namespace, pod).
+    live_logs: HashMap<(String, String), LiveLog>,
+}
+
+/// Pod Security admission as the API server's AdmissionConfiguration sets it up.
+#[derive(Debug, Clone)]
+pub struct PodSecurity {
+    /// The level of namespaces without a `pod-security.kubernetes.io/enforce` label.
+    pub default_level: String,
+    /// Namespaces exempted (`exemptions.namespaces`): never refused, whatever their label.
+    pub exempt_namespaces: Vec<String>,
 }
 
 /// Handle to a running fake API server; clones share it.
@@ -120,6 +169,31 @@ impl FakeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding 127.0.0.1:0");
+        FakeApi::serve(listener)
+    }
+
+    /// Starts the server on 127.0.0.1 inside the network namespace `netns` (an `ip netns`
+    /// name): a plugin run in that namespace reaches it. The listening socket is made by a
+    /// thread that enters the namespace; it stays there, served from this process.
+    pub async fn start_in_netns(netns: &str) -> std::io::Result<FakeApi> {
+        let path = format!("/run/netns/{netns}");
+        let listener = std::thread::spawn(move || -> std::io::Result<std::net::TcpListener> {
+            use std::os::fd::AsFd;
+            let namespace = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                namespace.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("the thread entering the namespace panicked"))??;
+        Ok(FakeApi::serve(tokio::net::TcpListener::from_std(listener)?))
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> FakeApi {
         let addr = listener.local_addr().expect("local address");
         let (changes, _) = broadcast::channel(4096);
         let mut file = tempfile::NamedTempFile::new().expect("kubeconfig file");
@@ -142,6 +216,9 @@ impl FakeApi {
                 logs: HashMap::new(),
                 seen: Vec::new(),
                 hooks: Vec::new(),
+                namespace_finalizing: Duration::from_millis(100),
+                pod_security: None,
+                live_logs: HashMap::new(),
             })),
             changes,
             addr,
@@ -261,11 +338,68 @@ impl FakeApi {
         });
     }
 
+    /// Every store change from now on (ADDED/MODIFIED/DELETED), as watches see them.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// A log the pod serves as it is written (each request from its first line on).
+    pub fn live_log(&self, namespace: &str, pod: &str) -> LiveLog {
+        let log = LiveLog::new();
+        self.lock()
+            .live_logs
+            .insert((namespace.into(), pod.into()), log.clone());
+        log
+    }
+
+    /// What a pod's live log holds so far (empty when it has none).
+    pub fn live_lines(&self, namespace: &str, pod: &str) -> Vec<String> {
+        self.lock()
+            .live_logs
+            .get(&(namespace.to_string(), pod.to_string()))
+            .map(LiveLog::lines)
+            .unwrap_or_default()
+    }
+
     /// The logs a pod serves, one script per `logs` request.
     pub fn logs(&self, namespace: &str, pod: &str, scripts: Vec<LogScript>) {
         self.lock()
             .logs
             .insert((namespace.into(), pod.into()), scripts.into());
+    }
+
+    /// How long a deleted namespace stays Terminating (content refused, like the namespace
+    /// lifecycle admission does) before the namespace controller removes it; 100 ms by default.
+    pub fn namespaces_finalize_in(&self, time: Duration) {
+        self.lock().namespace_finalizing = time;
+    }
+
+    /// Plays Pod Security admission for pod creates (dry runs included): a pod with
+    /// hostNetwork or an added NET_RAW is refused in a namespace whose enforce level (its label,
+    /// else the default) is baseline or restricted, unless the namespace is exempt.
+    pub fn pod_security(&self, policy: PodSecurity) {
+        self.lock().pod_security = Some(policy);
+    }
+
+    /// Marks a namespace Terminating, as its deletion does, and removes it after `time`.
+    pub fn terminate_namespace(&self, name: &str, time: Duration) {
+        let key = Key {
+            resource: "namespaces".into(),
+            namespace: None,
+            name: name.into(),
+        };
+        let mut state = self.lock();
+        state.start_terminating(&key);
+        drop(state);
+        self.finish_terminating(key, time);
+    }
+
+    fn finish_terminating(&self, key: Key, time: Duration) {
+        let api = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(time).await;
+            api.lock().remove_cascading(&key);
+        });
     }
 
     /// Runs `hook` after every create of `resource` (not on dry runs).
@@ -494,6 +628,9 @@ impl FakeApi {
                 Some(route),
             );
         };
+        if route.resource == "selfsubjectaccessreviews" {
+            return self.access_review(object);
+        }
         let meta = &mut object["metadata"];
         if meta.get("name").and_then(Value::as_str).is_none() {
             let Some(prefix) = meta
@@ -530,12 +667,40 @@ impl FakeApi {
                 namespace: None,
                 name: ns.clone(),
             };
-            if !state.objects.contains_key(&ns_key) {
+            let Some(namespace) = state.objects.get(&ns_key) else {
                 drop(state);
                 return status(
                     404,
                     "NotFound",
                     &format!("namespaces \"{ns}\" not found"),
+                    Some(route),
+                );
+            };
+            if route.resource == "pods" {
+                if let Some(refusal) = state
+                    .pod_security
+                    .as_ref()
+                    .and_then(|policy| pod_security_refusal(policy, namespace, &object))
+                {
+                    drop(state);
+                    return status(403, "Forbidden", &refusal, Some(route));
+                }
+            }
+            // NamespaceLifecycle admission, dry runs included.
+            if !namespace["metadata"]["deletionTimestamp"].is_null() {
+                drop(state);
+                let group = route
+                    .group
+                    .as_deref()
+                    .map(|g| format!(".{g}"))
+                    .unwrap_or_default();
+                return status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{}{group} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        route.resource, key.name
+                    ),
                     Some(route),
                 );
             }
@@ -555,6 +720,36 @@ impl FakeApi {
             hook(self.clone(), stored.clone());
         }
         ok(201, &stored)
+    }
+
+    /// A SelfSubjectAccessReview, answered by the RBAC this server plays: what [`forbid`]
+    /// refused is denied (other 403 faults are admission's, which reviews do not see).
+    ///
+    /// [`forbid`]: FakeApi::forbid
+    fn access_review(&self, mut review: Value) -> Response<Body> {
+        let attributes = &review["spec"]["resourceAttributes"];
+        let verb = attributes["verb"].as_str().unwrap_or_default();
+        let mut resource = attributes["resource"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(sub) = attributes["subresource"].as_str().filter(|s| !s.is_empty()) {
+            resource = format!("{resource}/{sub}");
+        }
+        let denied = self.lock().faults.iter().any(|fault| {
+            fault.code == 403
+                && fault.message.is_none()
+                && fault.name.is_none()
+                && fault.times != Some(0)
+                && fault.verb == verb
+                && fault.resource == resource
+        });
+        review["status"] = if denied {
+            json!({"allowed": false})
+        } else {
+            json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"tester\" of ClusterRole \"cluster-admin\" to User \"tester\""})
+        };
+        ok(201, &review)
     }
 
     fn modify(&self, route: &Route, body: &[u8], patch: bool) -> Response<Body> {
@@ -587,6 +782,17 @@ impl FakeApi {
     fn delete(&self, route: &Route) -> Response<Body> {
         let key = route.key();
         let mut state = self.lock();
+        if key.resource == "namespaces" {
+            // A namespace goes Terminating; the namespace controller removes it later.
+            let Some(namespace) = state.start_terminating(&key) else {
+                drop(state);
+                return not_found(route);
+            };
+            let time = state.namespace_finalizing;
+            drop(state);
+            self.finish_terminating(key, time);
+            return ok(200, &namespace);
+        }
         let Some(object) = state.remove_cascading(&key) else {
             drop(state);
             return not_found(route);
@@ -621,6 +827,15 @@ impl FakeApi {
         if self.get_key(&route.key()).is_none() {
             return not_found(route);
         }
+        let follow = matches!(query.get("follow").map(String::as_str), Some("true" | "1"));
+        let live = self
+            .lock()
+            .live_logs
+            .get(&(namespace.clone(), pod.clone()))
+            .cloned();
+        if let Some(live) = live {
+            return self.live_log_response(route, live, follow);
+        }
         let script = {
             let mut state = self.lock();
             match state.logs.get_mut(&(namespace.clone(), pod.clone())) {
@@ -629,7 +844,6 @@ impl FakeApi {
                 None => LogScript::default(),
             }
         };
-        let follow = matches!(query.get("follow").map(String::as_str), Some("true" | "1"));
         if !follow {
             let text: String = script
                 .lines
@@ -674,7 +888,64 @@ impl FakeApi {
     }
 }
 
+impl FakeApi {
+    /// A live log: what was written so far, and with `follow` what comes, until the process
+    /// ends or the pod is deleted.
+    fn live_log_response(&self, route: &Route, live: LiveLog, follow: bool) -> Response<Body> {
+        if !follow {
+            let text: String = live.lines().iter().map(|l| format!("{l}\n")).collect();
+            return Response::builder()
+                .status(200)
+                .header("content-type", "text/plain")
+                .body(Full::new(Bytes::from(text)).boxed())
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()));
+        }
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        let api = self.clone();
+        let key = route.key();
+        tokio::spawn(async move {
+            let mut progress = live.progress.subscribe();
+            let mut sent = 0;
+            loop {
+                let (written, ended) = *progress.borrow_and_update();
+                let new: Vec<String> = live.lines()[sent..written].to_vec();
+                sent = written;
+                for line in new {
+                    if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+                        return;
+                    }
+                }
+                if ended || api.get_key(&key).is_none() {
+                    return;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(200), progress.changed()).await;
+            }
+        });
+        streaming(rx, "text/plain")
+    }
+}
+
 impl State {
+    /// Sets a namespace's deletionTimestamp and phase Terminating, and deletes what it holds.
+    fn start_terminating(&mut self, key: &Key) -> Option<Value> {
+        let mut namespace = self.objects.get(key)?.clone();
+        if namespace["metadata"]["deletionTimestamp"].is_null() {
+            namespace["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:05Z");
+            namespace["status"]["phase"] = json!("Terminating");
+            namespace = self.put(key.clone(), namespace, "MODIFIED");
+            let content: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|k| k.namespace.as_deref() == Some(key.name.as_str()))
+                .cloned()
+                .collect();
+            for child in content {
+                self.remove_cascading(&child);
+            }
+        }
+        Some(namespace)
+    }
+
     fn record(&mut self, change: Change) {
         let _ = self.changes.send(change.clone());
         self.history.push(change);
@@ -734,6 +1005,43 @@ impl State {
         }
         Some(object)
     }
+}
+
+/// What Pod Security admission says of a pod in `namespace`, when it refuses it.
+fn pod_security_refusal(policy: &PodSecurity, namespace: &Value, pod: &Value) -> Option<String> {
+    let name = namespace["metadata"]["name"].as_str().unwrap_or_default();
+    if policy.exempt_namespaces.iter().any(|exempt| exempt == name) {
+        return None;
+    }
+    let level = namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        .as_str()
+        .unwrap_or(&policy.default_level);
+    if level == "privileged" {
+        return None;
+    }
+    let mut violations = Vec::new();
+    if pod["spec"]["hostNetwork"] == true {
+        violations.push("host namespaces (hostNetwork=true)".to_string());
+    }
+    for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let added = &container["securityContext"]["capabilities"]["add"];
+        if added
+            .as_array()
+            .is_some_and(|caps| caps.iter().any(|c| c == "NET_RAW"))
+        {
+            violations.push(format!(
+                "non-default capabilities (container \"{}\" must not include \"NET_RAW\" in securityContext.capabilities.add)",
+                container["name"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    (!violations.is_empty()).then(|| {
+        format!(
+            "pods \"{}\" is forbidden: violates PodSecurity \"{level}:latest\": {}",
+            pod["metadata"]["name"].as_str().unwrap_or_default(),
+            violations.join(", ")
+        )
+    })
 }
 
 /// `/api/v1/...` or `/apis/GROUP/VERSION/...`, then `[namespaces/NS/]RESOURCE[/NAME[/SUB]]`.
@@ -1006,6 +1314,16 @@ fn status(code: u16, reason: &str, message: &str, route: Option<&Route>) -> Resp
     });
     if let Some(route) = route {
         body["details"] = json!({"kind": route.resource});
+        // The namespace lifecycle admission names its cause (metav1.NamespaceTerminatingCause).
+        if let Some((_, rest)) = message.split_once("in namespace ") {
+            if let Some(ns) = rest.strip_suffix(" because it is being terminated") {
+                body["details"]["causes"] = json!([{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }]);
+            }
+        }
         if let Some(name) = &route.name {
             body["details"]["name"] = json!(name);
         }

@@ -3,6 +3,10 @@
 
 pub mod cluster;
 pub mod fake_api;
+/// What the kernel tests need of the machine: the probe crate's one check helper.
+#[path = "../../probe/tests/common/mod.rs"]
+pub mod kernel;
+pub mod netns_kubelet;
 
 #[allow(unused_imports)]
-pub use fake_api::{Change, FakeApi, Fault, Key, LogScript, Seen};
+pub use fake_api::{Change, FakeApi, Fault, Key, LiveLog, LogScript, PodSecurity, Seen};

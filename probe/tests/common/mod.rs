@@ -21,3 +21,17 @@ pub fn has_tool(tool: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// Whether a test that needs `missing`'s capability may run: false (the test returns) when it
+/// is missing, said on stderr; under `CI=true` a missing capability fails the test instead, so
+/// that a skipped test never stands in for a passing one.
+pub fn runnable(test: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else {
+        return true;
+    };
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{test} cannot run here ({why}), and CI=true requires it");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
