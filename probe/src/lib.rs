@@ -2,7 +2,8 @@
 //!
 //! The library always builds without sockets: the wire format ([`wire`]), the frame parser
 //! ([`parse`]), forwarding facts of first data segments ([`l7`]), a capture file reader
-//! ([`pcapfile`]), the in-kernel filter program ([`bpf`]). The capture and echo code behind the
+//! ([`pcapfile`]), the in-kernel filter program ([`bpf`]), the readers and renderers of the
+//! node's netfilter evidence ([`evidence`]). The capture and echo code behind the
 //! `capture` feature is what the node binary runs.
 
 pub mod bpf;
@@ -10,6 +11,7 @@ pub mod bpf;
 pub mod capture;
 #[cfg(feature = "capture")]
 pub mod echo;
+pub mod evidence;
 pub mod l7;
 pub mod parse;
 pub mod pcapfile;

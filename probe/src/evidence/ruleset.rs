@@ -1,0 +1,347 @@
+//! The node's NAT tables from what the readers fetched: nf_tables dumps (native tables and
+//! iptables-nft's) and iptables-legacy blobs, each rule rendered in the syntax its users read,
+//! with its counters, NAT target, jump and comment.
+
+use super::nft::{self, Data, Expr, NftChain, NftElem, NftRule, NftSet, NftSetElems, NftTable};
+use super::{hook_name, legacy, nft_ipt, nft_text, nl, xt, Chain, Counters, Hook, Rule, Table};
+use crate::wire::{Backend, NatKind, NatTarget, Syntax};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Everything an nf_tables dump returned.
+#[derive(Debug, Clone, Default)]
+pub struct NftDump {
+    pub tables: Vec<NftTable>,
+    pub chains: Vec<NftChain>,
+    pub rules: Vec<NftRule>,
+    pub sets: Vec<NftSet>,
+    pub elems: Vec<NftSetElems>,
+}
+
+impl NftDump {
+    /// Sorts reply messages (header included, as the socket returns them) by kind.
+    pub fn add_messages<'a>(&mut self, messages: impl IntoIterator<Item = &'a [u8]>) {
+        for buf in messages {
+            for m in nl::messages(buf) {
+                if let Some(t) = nft::parse_table(&m) {
+                    self.tables.push(t);
+                } else if let Some(c) = nft::parse_chain(&m) {
+                    self.chains.push(c);
+                } else if let Some(r) = nft::parse_rule(&m) {
+                    self.rules.push(r);
+                } else if let Some(s) = nft::parse_set(&m) {
+                    self.sets.push(s);
+                } else if let Some(e) = nft::parse_set_elems(&m) {
+                    self.elems.push(e);
+                }
+            }
+        }
+    }
+
+    /// Tables that hold a NAT base chain: the only ones a NAT path goes through.
+    pub fn nat_tables(&self) -> Vec<&NftTable> {
+        self.tables
+            .iter()
+            .filter(|t| {
+                self.chains.iter().any(|c| {
+                    c.family == t.family
+                        && c.table == t.name
+                        && c.hook.is_some()
+                        && c.kind.as_deref() == Some("nat")
+                })
+            })
+            .collect()
+    }
+
+    /// Anonymous sets of the NAT tables, whose elements a rule prints inline.
+    pub fn anonymous_sets(&self) -> Vec<&NftSet> {
+        let nat = self.nat_tables();
+        self.sets
+            .iter()
+            .filter(|s| s.anonymous())
+            .filter(|s| {
+                nat.iter()
+                    .any(|t| t.family == s.family && t.name == s.table)
+            })
+            .collect()
+    }
+}
+
+const IPTABLES_TABLES: [&str; 5] = ["nat", "filter", "mangle", "raw", "security"];
+const IPTABLES_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+
+/// iptables-nft's tables: an x_tables expression in any rule (what `nft` itself warns about),
+/// or an iptables table name with only iptables' built-in chain names as base chains.
+fn is_iptables_nft(t: &NftTable, chains: &[&NftChain], rules: &[&NftRule]) -> bool {
+    if !matches!(t.family, 2 | 10) {
+        return false;
+    }
+    let xt = rules.iter().any(|r| {
+        r.exprs
+            .iter()
+            .any(|e| matches!(e, Expr::Match { .. } | Expr::Target { .. }))
+    });
+    let named = IPTABLES_TABLES.contains(&t.name.as_str())
+        && chains
+            .iter()
+            .filter(|c| c.hook.is_some())
+            .all(|c| IPTABLES_CHAINS.contains(&c.name.as_str()));
+    xt || named
+}
+
+/// The NAT tables of an nf_tables dump, every rule rendered.
+pub fn nft_tables(dump: &NftDump, ifnames: &HashMap<u32, String>, xcx: &xt::Context) -> Vec<Table> {
+    let mut out = vec![];
+    for t in dump.nat_tables() {
+        let chains: Vec<&NftChain> = dump
+            .chains
+            .iter()
+            .filter(|c| c.family == t.family && c.table == t.name)
+            .collect();
+        let rules: Vec<&NftRule> = dump
+            .rules
+            .iter()
+            .filter(|r| r.family == t.family && r.table == t.name)
+            .collect();
+        let backend = if is_iptables_nft(t, &chains, &rules) {
+            Backend::IptablesNft
+        } else {
+            Backend::Nftables
+        };
+        let mut sets = nft_text::Sets::default();
+        for s in dump
+            .sets
+            .iter()
+            .filter(|s| s.family == t.family && s.table == t.name)
+        {
+            let elems: Vec<NftElem> = dump
+                .elems
+                .iter()
+                .filter(|e| e.family == s.family && e.table == s.table && e.set == s.name)
+                .flat_map(|e| e.elems.iter().cloned())
+                .collect();
+            sets.sets.insert(s.name.clone(), (s.clone(), elems));
+        }
+        let cx = nft_text::Context {
+            family: t.family,
+            sets,
+            ifnames: ifnames.clone(),
+        };
+        let xfamily = if t.family == 10 {
+            xt::Family::V6
+        } else {
+            xt::Family::V4
+        };
+        let chains = chains
+            .iter()
+            .map(|c| Chain {
+                name: c.name.clone(),
+                hook: c.hook.as_ref().map(|h| Hook {
+                    hook: hook_name(h.num),
+                    priority: h.priority,
+                    kind: c.kind.clone().unwrap_or_default(),
+                    policy: match c.policy {
+                        Some(0) => "drop".into(),
+                        _ => "accept".into(),
+                    },
+                }),
+                counters: c
+                    .counters
+                    .map(|(packets, bytes)| Counters { packets, bytes }),
+                rules: rules
+                    .iter()
+                    .filter(|r| r.chain == c.name)
+                    .map(|r| nft_rule(r, backend, xfamily, &cx, xcx))
+                    .collect(),
+            })
+            .collect();
+        out.push(Table {
+            backend,
+            family: nft::family_name(t.family),
+            name: t.name.clone(),
+            chains,
+        });
+    }
+    out
+}
+
+/// One nf_tables rule: in iptables syntax when iptables-nft wrote it and every expression
+/// translates, in nft syntax otherwise.
+fn nft_rule(
+    r: &NftRule,
+    backend: Backend,
+    family: xt::Family,
+    cx: &nft_text::Context,
+    xcx: &xt::Context,
+) -> Rule {
+    let counters = r.exprs.iter().find_map(|e| match e {
+        Expr::Counter { packets, bytes } => Some(Counters {
+            packets: *packets,
+            bytes: *bytes,
+        }),
+        _ => None,
+    });
+    if backend == Backend::IptablesNft {
+        if let Some(ipt) = nft_ipt::to_ipt(&r.chain, &r.exprs, family) {
+            return legacy::from_ipt(&ipt, family, counters, Some(r.handle), xcx);
+        }
+    }
+    let (jump, goto) = r
+        .exprs
+        .iter()
+        .find_map(|e| match e {
+            Expr::Immediate {
+                dreg: 0,
+                data: Data::Verdict(v),
+            } => match v.code {
+                nft::NFT_JUMP => Some((v.chain.clone(), false)),
+                nft::NFT_GOTO => Some((v.chain.clone(), true)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or((None, false));
+    Rule {
+        handle: Some(r.handle),
+        syntax: Syntax::Nft,
+        text: nft_text::render(&r.exprs, r.comment.as_deref(), cx),
+        counters,
+        nat: nft_nat(&r.exprs, family),
+        jump,
+        goto,
+        comment: r.comment.clone(),
+        ifaces: nft_ifaces(&r.exprs),
+    }
+}
+
+/// The NAT target of a native rule: the nat/masq/redir expression with the addresses and
+/// ports its registers were loaded with; or an x_tables NAT target.
+pub fn nft_nat(exprs: &[Expr], family: xt::Family) -> Option<NatTarget> {
+    let mut regs: HashMap<u32, Vec<u8>> = HashMap::new();
+    let port = |regs: &HashMap<u32, Vec<u8>>, r: Option<u32>| -> Option<u16> {
+        let b = regs.get(&r?)?;
+        Some(u16::from_be_bytes(b.get(..2)?.try_into().ok()?))
+    };
+    let flags = |f: u32| -> Vec<String> {
+        let r = xt::NatRange {
+            flags: f,
+            min_addr: None,
+            max_addr: None,
+            min_port: 0,
+            max_port: 0,
+        };
+        r.flag_names().into_iter().map(String::from).collect()
+    };
+    for e in exprs {
+        match e {
+            Expr::Immediate {
+                dreg,
+                data: Data::Value(v),
+            } => {
+                regs.insert(*dreg, v.clone());
+            }
+            Expr::Nat {
+                dnat,
+                family: f,
+                addr_min,
+                addr_max,
+                proto_min,
+                proto_max,
+                flags: fl,
+            } => {
+                let addr = |r: Option<u32>| -> Option<IpAddr> {
+                    let b = regs.get(&r?)?;
+                    if *f == 10 {
+                        Some(IpAddr::V6(Ipv6Addr::from(
+                            <[u8; 16]>::try_from(b.get(..16)?).ok()?,
+                        )))
+                    } else {
+                        Some(IpAddr::V4(Ipv4Addr::from(
+                            <[u8; 4]>::try_from(b.get(..4)?).ok()?,
+                        )))
+                    }
+                };
+                let min = addr(*addr_min);
+                return Some(NatTarget {
+                    kind: if *dnat { NatKind::Dnat } else { NatKind::Snat },
+                    addr_min: min,
+                    addr_max: addr(*addr_max).or(min),
+                    port_min: port(&regs, *proto_min),
+                    port_max: port(&regs, *proto_max).or(port(&regs, *proto_min)),
+                    flags: flags(*fl),
+                });
+            }
+            Expr::Masq {
+                flags: fl,
+                proto_min,
+                proto_max,
+            }
+            | Expr::Redir {
+                flags: fl,
+                proto_min,
+                proto_max,
+            } => {
+                return Some(NatTarget {
+                    kind: if matches!(e, Expr::Masq { .. }) {
+                        NatKind::Masquerade
+                    } else {
+                        NatKind::Redirect
+                    },
+                    addr_min: None,
+                    addr_max: None,
+                    port_min: port(&regs, *proto_min),
+                    port_max: port(&regs, *proto_max).or(port(&regs, *proto_min)),
+                    flags: flags(*fl),
+                });
+            }
+            Expr::Target { name, rev, info } => {
+                return legacy::nat_target(name, *rev, info, family)
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Interface names a native rule compares `iifname`/`oifname` with.
+fn nft_ifaces(exprs: &[Expr]) -> Vec<String> {
+    let mut out = vec![];
+    let mut name_loaded = false;
+    for e in exprs {
+        match e {
+            Expr::Meta {
+                key: 6 | 7,
+                dreg: Some(_),
+                ..
+            } => name_loaded = true,
+            Expr::Cmp { data, .. } if name_loaded => {
+                out.push(nl::string(data));
+                name_loaded = false;
+            }
+            _ => name_loaded = false,
+        }
+    }
+    out
+}
+
+/// An iptables-legacy NAT table.
+pub fn legacy_table(v6: bool, info: &legacy::Info, entries: &[u8], xcx: &xt::Context) -> Table {
+    Table {
+        backend: Backend::IptablesLegacy,
+        family: if v6 { "ip6" } else { "ip" }.into(),
+        name: "nat".into(),
+        chains: legacy::parse_table(info, entries, v6, xcx),
+    }
+}
+
+/// Indexes of the ipsets an x_tables `set` match refers to, so their names can be fetched.
+pub fn ipset_indexes(matches: impl IntoIterator<Item = (String, Vec<u8>)>) -> Vec<u16> {
+    let mut out: Vec<u16> = matches
+        .into_iter()
+        .filter(|(name, _)| name == "set")
+        .filter_map(|(_, info)| Some(u16::from_ne_bytes(info.get(..2)?.try_into().ok()?)))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
