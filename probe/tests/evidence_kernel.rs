@@ -11,7 +11,7 @@
 //!
 //! Reading happens inside the namespace: the test re-runs itself there (`ip netns exec … <this
 //! test binary> --exact NAME`) with `REALIP_EVIDENCE_CHILD` set, and the child prints what the
-//! readers returned. Needs root, iproute2, nft, iptables-legacy and iptables-nft, bash and
+//! readers returned. Needs root, iproute2, nft, iptables-legacy, iptables-nft, ipset, bash and
 //! setpriv; skips with a reason otherwise (and fails under `CI=true`).
 
 use realip_probe::capture::evidence::read_snapshot;
@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::listing::{nft_listing, save_listing};
+
 const PROBE: &str = env!("CARGO_BIN_EXE_realip-probe");
 const CHILD: &str = "REALIP_EVIDENCE_CHILD";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/evidence");
@@ -42,6 +44,7 @@ fn missing() -> Option<String> {
         "iptables-legacy-restore",
         "iptables-nft-restore",
         "ip6tables-legacy-restore",
+        "ipset",
         "bash",
         "setpriv",
     ] {
@@ -202,10 +205,15 @@ impl Drop for Lab {
     }
 }
 
-/// In the child: prints every rule the readers return, then the test returns.
+/// In the child: prints every rule the readers return (or, as `record`, writes the raw
+/// replies as golden fixtures), then the test returns.
 fn child_prints_rules() -> bool {
-    if std::env::var(CHILD).is_err() {
+    let Ok(mode) = std::env::var(CHILD) else {
         return false;
+    };
+    if mode == "record" {
+        record_raw();
+        return true;
     }
     let (snap, sources) = read_snapshot(&HashMap::new());
     for s in &sources {
@@ -229,51 +237,103 @@ fn child_prints_rules() -> bool {
     true
 }
 
-/// `nft list table` output → chain → rule lines, in order.
-fn nft_listing(text: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut chain: Option<String> = None;
-    let mut depth = 0;
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix("chain ").and_then(|r| r.strip_suffix(" {")) {
-            chain = Some(name.to_string());
-            out.entry(name.to_string()).or_default();
-            depth = 0;
-            continue;
-        }
-        let Some(c) = &chain else { continue };
-        if t.ends_with('{') {
-            depth += 1;
-            continue;
-        }
-        if t == "}" {
-            if depth == 0 {
-                chain = None;
-            } else {
-                depth -= 1;
-            }
-            continue;
-        }
-        if t.is_empty() || t.starts_with("type ") || t.starts_with("comment ") || t.starts_with('#')
-        {
-            continue;
-        }
-        out.entry(c.clone()).or_default().push(t.to_string());
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/evidence/golden"
+);
+
+/// Writes what the kernel answered, byte for byte: the nf_tables replies (each message padded
+/// to 4 bytes, as netlink lays them out), the iptables-legacy `ipt_getinfo` + entries of both
+/// families, and the ipset names by index.
+fn record_raw() {
+    let (messages, _) = realip_probe::capture::evidence::nft_messages().expect("nft dump");
+    let mut bytes = vec![];
+    for m in messages {
+        bytes.extend_from_slice(&m);
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
     }
-    out
+    std::fs::write(format!("{GOLDEN}/nft-dump.bin"), bytes).expect("write");
+    for (v6, name) in [(false, "legacy-ip.bin"), (true, "legacy-ip6.bin")] {
+        let (info, blob) =
+            realip_probe::capture::kernel::iptables_table(v6, "nat").expect("legacy");
+        std::fs::write(format!("{GOLDEN}/{name}"), [info, blob].concat()).expect("write");
+    }
+    let names = realip_probe::capture::kernel::ipset_names(&[0, 1, 2]).expect("ipsets");
+    let text: String = names.iter().map(|(i, n)| format!("{i} {n}\n")).collect();
+    std::fs::write(format!("{GOLDEN}/ipsets.txt"), text).expect("write");
 }
 
-/// `iptables-save` output → chain → `-A` lines, in order.
-fn save_listing(text: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("-A ")) {
-        let chain = line.split_whitespace().nth(1).unwrap_or_default();
-        out.entry(chain.to_string())
-            .or_default()
-            .push(line.to_string());
+/// Regenerates `tests/fixtures/evidence/golden/`: one namespace holding every fixture's rules
+/// (native nftables, iptables-nft, iptables-legacy for IPv4 and IPv6), its raw replies, and what
+/// `nft list ruleset` and the `*-save` tools print for them. Run it after changing the rule
+/// fixtures: `cargo test -p realip-probe --test evidence_kernel -- --ignored record_golden`.
+#[test]
+#[ignore = "rewrites the golden fixtures"]
+fn record_golden_fixtures() {
+    if child_prints_rules() {
+        return;
     }
-    out
+    require!();
+    let lab = Lab::new("rec", &["node"]);
+    lab.run(
+        "node",
+        &["nft", "-f", &format!("{FIXTURES}/kube-proxy.nft")],
+    );
+    load_iptables(&lab, "node", "iptables-nft-restore");
+    lab.feed(
+        "node",
+        &["iptables-legacy-restore"],
+        &fixture("kube-proxy.rules"),
+    );
+    lab.feed(
+        "node",
+        &["ip6tables-legacy-restore"],
+        &fixture("kube-proxy6.rules"),
+    );
+    std::fs::create_dir_all(GOLDEN).expect("golden dir");
+    let exe = std::env::current_exe().expect("test binary");
+    let out = lab
+        .exec(
+            "node",
+            &[
+                exe.to_str().expect("utf-8"),
+                "--exact",
+                "record_golden_fixtures",
+                "--ignored",
+            ],
+        )
+        .env(CHILD, "record")
+        .output()
+        .expect("child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for (file, cmd) in [
+        ("nft-list-ruleset.txt", vec!["nft", "list", "ruleset"]),
+        (
+            "iptables-nft-save.txt",
+            vec!["iptables-nft-save", "-t", "nat"],
+        ),
+        (
+            "iptables-legacy-save.txt",
+            vec!["iptables-legacy-save", "-t", "nat"],
+        ),
+        (
+            "ip6tables-legacy-save.txt",
+            vec!["ip6tables-legacy-save", "-t", "nat"],
+        ),
+    ] {
+        let text = lab.run("node", &cmd);
+        // Drop the date lines so regenerating changes nothing that matters.
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("# Generated") && !l.starts_with("# Completed"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(format!("{GOLDEN}/{file}"), kept).expect("write");
+    }
 }
 
 /// The readers' rules of one table, by chain, empty chains left out (listings omit them too).
@@ -295,6 +355,16 @@ fn nonempty(m: BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<String>> {
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{FIXTURES}/{name}")).expect("fixture")
+}
+
+/// Loads the kube-proxy-shaped iptables rules (and the ipsets Calico's rules match on) with
+/// `restore` (iptables-legacy-restore or iptables-nft-restore).
+fn load_iptables(lab: &Lab, role: &str, restore: &str) {
+    for set in ["cali40masq-ipam-pools", "cali40all-ipam-pools"] {
+        lab.run(role, &["ipset", "create", set, "hash:net"]);
+        lab.run(role, &["ipset", "add", set, "10.244.0.0/16"]);
+    }
+    lab.feed(role, &[restore], &fixture("kube-proxy.rules"));
 }
 
 #[test]
@@ -326,11 +396,7 @@ fn iptables_nft_rules_render_as_iptables_save_prints_them() {
     }
     require!();
     let lab = Lab::new("ipn", &["node"]);
-    lab.feed(
-        "node",
-        &["iptables-nft-restore"],
-        &fixture("kube-proxy.rules"),
-    );
+    load_iptables(&lab, "node", "iptables-nft-restore");
     let read = lab.read_rules(
         "node",
         "iptables_nft_rules_render_as_iptables_save_prints_them",
@@ -346,11 +412,7 @@ fn iptables_legacy_rules_render_as_iptables_save_prints_them() {
     }
     require!();
     let lab = Lab::new("ipl", &["node"]);
-    lab.feed(
-        "node",
-        &["iptables-legacy-restore"],
-        &fixture("kube-proxy.rules"),
-    );
+    load_iptables(&lab, "node", "iptables-legacy-restore");
     lab.feed(
         "node",
         &["ip6tables-legacy-restore"],
@@ -555,7 +617,7 @@ fn nodeport_connection(s: &Stream) -> &Conntrack {
 fn iptables_nodeport(tag: &str, restore: &str, save: &str, backend: Backend) {
     let mut lab = Lab::new(tag, &["client", "node", "pod"]);
     build_node(&lab);
-    lab.feed("node", &[restore], &fixture("kube-proxy.rules"));
+    load_iptables(&lab, "node", restore);
     lab.echo("pod", "0.0.0.0:8080");
     thread::sleep(Duration::from_millis(300));
     let s = capture(
@@ -726,11 +788,7 @@ fn a_natoutgoing_masquerade_on_a_second_nic_is_named_with_its_route() {
          ip -n {srv} addr add 203.0.113.9/24 dev eth0; ip -n {srv} link set eth0 up
          ip -n {srv} route add default via 203.0.113.1"
     ));
-    lab.feed(
-        "node",
-        &["iptables-legacy-restore"],
-        &fixture("kube-proxy.rules"),
-    );
+    load_iptables(&lab, "node", "iptables-legacy-restore");
     lab.echo("server", "0.0.0.0:9000");
     thread::sleep(Duration::from_millis(300));
     let s = capture(&mut lab, "node", &["--port", "9000"], |lab| {
@@ -779,11 +837,7 @@ fn a_natoutgoing_masquerade_on_a_second_nic_is_named_with_its_route() {
 fn without_net_admin_the_probe_captures_and_says_why_there_is_no_evidence() {
     require!();
     let lab = Lab::new("cap", &["node"]);
-    lab.feed(
-        "node",
-        &["iptables-legacy-restore"],
-        &fixture("kube-proxy.rules"),
-    );
+    load_iptables(&lab, "node", "iptables-legacy-restore");
     let out = lab
         .exec(
             "node",

@@ -75,11 +75,12 @@ fn failure(name: &str, err: &io::Error) -> EvidenceSource {
     source(name, state, Some(err.to_string()))
 }
 
-/// Every nf_tables object the NAT tables need: tables, chains, rules, sets, and the elements
-/// of anonymous sets (printed inline).
-fn nft_dump() -> io::Result<(NftDump, Option<String>)> {
+/// The nf_tables replies the NAT tables need, as the kernel sent them (each message whole):
+/// tables, chains, rules, sets, and the elements of anonymous sets (printed inline); with a note
+/// when the bound on anonymous sets was reached.
+pub fn nft_messages() -> io::Result<(Vec<Vec<u8>>, Option<String>)> {
     let mut sock = NlSocket::open(NETLINK_NETFILTER, 5000)?;
-    let mut dump = NftDump::default();
+    let mut messages = vec![];
     for msg in [
         nft::NFT_MSG_GETTABLE,
         nft::NFT_MSG_GETCHAIN,
@@ -87,10 +88,11 @@ fn nft_dump() -> io::Result<(NftDump, Option<String>)> {
         nft::NFT_MSG_GETSET,
     ] {
         let seq = sock.next_seq();
-        let replies = sock.dump(&nft::dump_request(msg, seq), seq)?;
-        dump.add_messages(replies.iter().map(Vec::as_slice));
+        messages.extend(sock.dump(&nft::dump_request(msg, seq), seq)?);
     }
-    let anonymous: Vec<(u8, String, String)> = dump
+    let mut sets = NftDump::default();
+    sets.add_messages(messages.iter().map(Vec::as_slice));
+    let anonymous: Vec<(u8, String, String)> = sets
         .anonymous_sets()
         .iter()
         .map(|s| (s.family, s.table.clone(), s.name.clone()))
@@ -104,9 +106,15 @@ fn nft_dump() -> io::Result<(NftDump, Option<String>)> {
     }
     for (family, table, set) in anonymous.iter().take(MAX_ANONYMOUS_SETS) {
         let seq = sock.next_seq();
-        let replies = sock.dump(&nft::set_elems_request(*family, table, set, seq), seq)?;
-        dump.add_messages(replies.iter().map(Vec::as_slice));
+        messages.extend(sock.dump(&nft::set_elems_request(*family, table, set, seq), seq)?);
     }
+    Ok((messages, note))
+}
+
+fn nft_dump() -> io::Result<(NftDump, Option<String>)> {
+    let (messages, note) = nft_messages()?;
+    let mut dump = NftDump::default();
+    dump.add_messages(messages.iter().map(Vec::as_slice));
     Ok((dump, note))
 }
 
