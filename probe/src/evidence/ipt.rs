@@ -157,7 +157,7 @@ impl IptRule {
         self.matches.iter().find_map(|m| match m {
             Match::Xt { name, info, .. } if name == "comment" => {
                 let end = info.iter().position(|&c| c == 0).unwrap_or(info.len());
-                Some(String::from_utf8_lossy(&info[..end]).into_owned())
+                Some(super::nl::text(&info[..end]))
             }
             _ => None,
         })

@@ -124,7 +124,7 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 fn name_at(b: &[u8], at: usize) -> Option<String> {
     let field = b.get(at..at + 29)?;
     let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
-    Some(String::from_utf8_lossy(&field[..end]).into_owned())
+    Some(super::nl::text(&field[..end]))
 }
 
 /// An `xt_entry_match`/`xt_entry_target`: size, name, revision, data.
@@ -175,7 +175,7 @@ fn ip_part(e: &[u8], l: &Layout) -> Option<IpPart> {
             .collect();
         let wildcard = covered < 16 && covered > 0 && name[covered - 1] != 0;
         Some(Some(Iface {
-            name: String::from_utf8_lossy(&shown).into_owned(),
+            name: super::nl::text(&shown),
             wildcard,
             invert,
         }))
@@ -267,7 +267,7 @@ pub fn parse_table(info: &Info, blob: &[u8], v6: bool, cx: &xt::Context) -> Vec<
     let mut first_rule_of: HashMap<u32, String> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         if e.target.0 == "ERROR" {
-            let name = super::nl::string(e.target.2);
+            let name = super::nl::text(e.target.2);
             if name != "ERROR" {
                 if let Some(n) = entries.get(i + 1) {
                     first_rule_of.insert(n.offset, name.clone());

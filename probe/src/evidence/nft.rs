@@ -4,7 +4,7 @@
 //!
 //! nf_tables attributes are big-endian; register data is the raw bytes the kernel compares.
 
-use super::nl::{self, attr, attrs, string, u32_be, u64_be};
+use super::nl::{self, attr, attrs, text as string, u32_be, u64_be};
 
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 pub const NFT_MSG_NEWTABLE: u16 = 0;

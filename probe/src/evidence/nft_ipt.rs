@@ -183,7 +183,7 @@ fn cmp(
         Loaded::Meta(key @ (6 | 7)) if mask.is_none() => {
             let end = data.iter().position(|&c| c == 0);
             let iface = Iface {
-                name: String::from_utf8_lossy(&data[..end.unwrap_or(data.len())]).into_owned(),
+                name: super::nl::text(&data[..end.unwrap_or(data.len())]),
                 wildcard: end.is_none(),
                 invert,
             };

@@ -881,7 +881,7 @@ impl Folder<'_> {
             Ty::Mark => format!("0x{:08x}", host_u32()),
             Ty::Ifname => {
                 let end = data.iter().position(|&c| c == 0);
-                let name = String::from_utf8_lossy(&data[..end.unwrap_or(data.len())]).into_owned();
+                let name = super::nl::text(&data[..end.unwrap_or(data.len())]);
                 if end.is_some() {
                     format!("\"{name}\"")
                 } else {

@@ -102,6 +102,25 @@ pub fn string(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
+/// A string from the kernel made safe to print: up to its NUL, control characters written as
+/// `\xNN` (a rule comment or a chain name may hold anything; the report must stay one line
+/// and carry no terminal escape).
+pub fn text(b: &[u8]) -> String {
+    let raw = string(b);
+    if !raw.chars().any(char::is_control) {
+        return raw;
+    }
+    raw.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\x{:02x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Builds one request message: header, a fixed family header, then attributes.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -194,6 +213,12 @@ mod tests {
         assert_eq!(messages(&msg).count(), 0);
         assert_eq!(attrs(&[8, 0, 1, 0, 1]).count(), 0);
         assert_eq!(attrs(&[2, 0, 1, 0]).count(), 0);
+    }
+
+    #[test]
+    fn kernel_strings_print_on_one_line() {
+        assert_eq!(text(b"cali:x\0junk"), "cali:x");
+        assert_eq!(text(b"a\nb\x1b[31m"), "a\\x0ab\\x1b[31m");
     }
 
     #[test]

@@ -315,7 +315,7 @@ fn nft_ifaces(exprs: &[Expr]) -> Vec<String> {
                 ..
             } => name_loaded = true,
             Expr::Cmp { data, .. } if name_loaded => {
-                out.push(nl::string(data));
+                out.push(nl::text(data));
                 name_loaded = false;
             }
             _ => name_loaded = false,

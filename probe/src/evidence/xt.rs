@@ -103,7 +103,7 @@ fn inet_at(b: &[u8], at: usize, family: Family) -> Option<IpAddr> {
 fn cstr_at(b: &[u8], at: usize, len: usize) -> Option<String> {
     let field = b.get(at..at + len)?;
     let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
-    Some(String::from_utf8_lossy(&field[..end]).into_owned())
+    Some(super::nl::text(&field[..end]))
 }
 
 /// `xtables_save_string`: bare when made of `[A-Za-z0-9_-]`, else double-quoted with `"`, `\`
