@@ -586,12 +586,6 @@ pub(crate) mod build {
         (name.to_string(), data.to_vec())
     }
 
-    pub fn table(family: u8, name: &str) -> Vec<u8> {
-        Request::new(super::msg_type(0), 0, &[family, 0, 0, 0])
-            .attr(1, &cstr(name))
-            .finish(1)
-    }
-
     pub fn chain(
         family: u8,
         table: &str,
@@ -610,11 +604,6 @@ pub(crate) mod build {
             r = r.attr(7, &cstr(kind));
         }
         r.finish(1)
-    }
-
-    /// A nested data attribute holding `bytes` (NFTA_DATA_VALUE).
-    pub fn value(bytes: &[u8]) -> Vec<u8> {
-        Request::new(0, 0, &[]).attr(1, bytes).finish(0)[16..].to_vec()
     }
 
     /// A nested data attribute holding a verdict.

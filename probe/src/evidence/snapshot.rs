@@ -300,3 +300,142 @@ fn entry(p: &Pick<'_>) -> RuleEntry {
         why: p.why.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::{Chain, Hook};
+    use crate::wire::{NatTarget, Syntax};
+
+    fn rule(text: &str, packets: u64, nat: Option<NatTarget>) -> Rule {
+        Rule {
+            handle: None,
+            syntax: Syntax::Iptables,
+            text: text.into(),
+            counters: Some(Counters {
+                packets,
+                bytes: packets * 60,
+            }),
+            nat,
+            jump: None,
+            goto: false,
+            comment: None,
+            ifaces: vec![],
+        }
+    }
+
+    fn nat(kind: NatKind, addr: Option<&str>) -> Option<NatTarget> {
+        Some(NatTarget {
+            kind,
+            addr_min: addr.map(|a| a.parse().unwrap()),
+            addr_max: addr.map(|a| a.parse().unwrap()),
+            port_min: None,
+            port_max: None,
+            flags: vec![],
+        })
+    }
+
+    /// A nat table: POSTROUTING with one masquerade, and `n` service chains of one DNAT each.
+    fn table(n: usize, hits: impl Fn(usize) -> u64) -> Snapshot {
+        let mut chains = vec![Chain {
+            name: "POSTROUTING".into(),
+            hook: Some(Hook {
+                hook: "postrouting".into(),
+                priority: 100,
+                kind: "nat".into(),
+                policy: "accept".into(),
+            }),
+            counters: Some(Counters::default()),
+            rules: vec![rule(
+                "-A POSTROUTING -j MASQUERADE",
+                0,
+                nat(NatKind::Masquerade, None),
+            )],
+        }];
+        for i in 0..n {
+            let ip = format!("10.244.{}.{}", i / 250, i % 250 + 1);
+            chains.push(Chain {
+                name: format!("KUBE-SEP-{i}"),
+                hook: None,
+                counters: None,
+                rules: vec![rule(
+                    &format!("-A KUBE-SEP-{i} -j DNAT --to-destination {ip}:80"),
+                    hits(i),
+                    nat(NatKind::Dnat, Some(&ip)),
+                )],
+            });
+        }
+        Snapshot {
+            tables: vec![Table {
+                backend: Backend::IptablesLegacy,
+                family: "ip".into(),
+                name: "nat".into(),
+                chains,
+            }],
+            errors: vec![],
+        }
+    }
+
+    #[test]
+    fn the_start_lists_hooks_and_source_nat_and_counts_the_rest() {
+        let snap = table(10, |_| 0);
+        let e = start_event(&snap, "n", 1);
+        assert_eq!(e.rules.len(), 1);
+        assert_eq!(e.rules[0].why, vec![Why::Hook, Why::SourceNat]);
+        assert_eq!((e.summarised, e.left_out), (10, 0));
+        assert_eq!(
+            e.tables[0].chains.len(),
+            1,
+            "only the hook's chain is listed"
+        );
+        assert_eq!(e.tables[0].others[0].chains, 10);
+    }
+
+    #[test]
+    fn the_end_lists_what_moved_what_is_new_and_dnats_seen() {
+        let start = table(10, |_| 0);
+        let mut end = table(10, |i| u64::from(i == 3) * 2);
+        end.tables[0].chains.push(Chain {
+            name: "KUBE-SEP-NEW".into(),
+            hook: None,
+            counters: None,
+            rules: vec![rule("-A KUBE-SEP-NEW -j RETURN", 1, None)],
+        });
+        let seen = HashSet::from(["10.244.0.8".parse().unwrap()]);
+        let e = end_event(&start, &end, &seen, "n", 2);
+        let by_chain: HashMap<&str, &RuleEntry> =
+            e.rules.iter().map(|r| (r.chain.as_str(), r)).collect();
+        let moved = by_chain["KUBE-SEP-3"];
+        assert_eq!(
+            (moved.delta_packets, moved.delta_bytes),
+            (Some(2), Some(120))
+        );
+        assert_eq!(moved.why, vec![Why::Moved]);
+        let new = by_chain["KUBE-SEP-NEW"];
+        assert!(new.new && new.delta_packets == Some(1), "{new:?}");
+        assert_eq!(by_chain["KUBE-SEP-7"].why, vec![Why::DnatSeen]);
+        assert_eq!(by_chain["POSTROUTING"].delta_packets, Some(0));
+        assert_eq!(e.rules.len(), 4);
+        assert_eq!(e.summarised, 12 - 4);
+    }
+
+    #[test]
+    fn a_node_with_fifty_thousand_rules_stays_bounded() {
+        let start = table(50_000, |_| 0);
+        let end = table(50_000, |i| (i % 7) as u64);
+        let e = end_event(&start, &end, &HashSet::new(), "n", 2);
+        assert_eq!(e.rules.len(), MAX_RULES);
+        let moved = (0..50_000).filter(|i| i % 7 != 0).count();
+        assert_eq!(e.left_out as usize, moved + 1 - MAX_RULES);
+        assert_eq!(
+            e.rules[0].chain, "POSTROUTING",
+            "hooks and source NAT come first"
+        );
+        assert!(
+            e.rules[1..].iter().all(|r| r.delta_packets == Some(6)),
+            "then the rules that moved most"
+        );
+        let json = crate::wire::encode_evidence_line(&crate::wire::EvidenceEvent::Ruleset(e));
+        assert!(json.len() < 400_000, "{} bytes", json.len());
+    }
+}
