@@ -11,10 +11,10 @@
 
 use super::kernel::{self, NlSocket, NETLINK_NETFILTER, NETLINK_ROUTE};
 use crate::evidence::conntrack::{self, Side, IPS_DST_NAT, IPS_SRC_NAT};
-use crate::evidence::nft::{self, Expr};
+use crate::evidence::nft;
 use crate::evidence::ruleset::{self, NftDump};
-use crate::evidence::snapshot::{self, Snapshot};
-use crate::evidence::{legacy, route, xt};
+use crate::evidence::snapshot::{self, Baseline, Snapshot};
+use crate::evidence::{legacy, nl, route, xt, Table};
 use crate::parse::Segment;
 use crate::wire::{
     Conntrack, CtTuple, Direction, EvidenceEvent, EvidenceSource, EvidenceStatus, Interface, Route,
@@ -75,24 +75,34 @@ fn failure(name: &str, err: &io::Error) -> EvidenceSource {
     source(name, state, Some(err.to_string()))
 }
 
-/// The nf_tables replies the NAT tables need, as the kernel sent them (each message whole):
-/// tables, chains, rules, sets, and the elements of anonymous sets (printed inline); with a note
-/// when the bound on anonymous sets was reached.
-pub fn nft_messages() -> io::Result<(Vec<Vec<u8>>, Option<String>)> {
+/// Reads the NAT tables of nf_tables, rendered: tables, chains and sets first (and the
+/// elements of anonymous sets, printed inline), then the rules chain by chain — only in tables a
+/// NAT hook enters, each chain's rules rendered and let go before the next is fetched. With
+/// `raw`, each reply message is also kept as the kernel sent it. Returns a note when the bound
+/// on anonymous sets was reached.
+pub fn nft_read(
+    ifnames: &HashMap<u32, String>,
+    mut raw: Option<&mut Vec<Vec<u8>>>,
+) -> io::Result<(Vec<Table>, Option<String>)> {
     let mut sock = NlSocket::open(NETLINK_NETFILTER, 5000)?;
-    let mut messages = vec![];
+    let mut keep = |m: &[u8]| {
+        if let Some(raw) = raw.as_deref_mut() {
+            raw.push(m.to_vec());
+        }
+    };
+    let mut dump = NftDump::default();
     for msg in [
         nft::NFT_MSG_GETTABLE,
         nft::NFT_MSG_GETCHAIN,
-        nft::NFT_MSG_GETRULE,
         nft::NFT_MSG_GETSET,
     ] {
         let seq = sock.next_seq();
-        messages.extend(sock.dump(&nft::dump_request(msg, seq), seq)?);
+        sock.dump_each(&nft::dump_request(msg, seq), seq, |m| {
+            dump.add_messages([m]);
+            keep(m);
+        })?;
     }
-    let mut sets = NftDump::default();
-    sets.add_messages(messages.iter().map(Vec::as_slice));
-    let anonymous: Vec<(u8, String, String)> = sets
+    let anonymous: Vec<(u8, String, String)> = dump
         .anonymous_sets()
         .iter()
         .map(|s| (s.family, s.table.clone(), s.name.clone()))
@@ -106,35 +116,49 @@ pub fn nft_messages() -> io::Result<(Vec<Vec<u8>>, Option<String>)> {
     }
     for (family, table, set) in anonymous.iter().take(MAX_ANONYMOUS_SETS) {
         let seq = sock.next_seq();
-        messages.extend(sock.dump(&nft::set_elems_request(*family, table, set, seq), seq)?);
+        sock.dump_each(
+            &nft::set_elems_request(*family, table, set, seq),
+            seq,
+            |m| {
+                dump.add_messages([m]);
+                keep(m);
+            },
+        )?;
     }
-    Ok((messages, note))
-}
-
-fn nft_dump() -> io::Result<(NftDump, Option<String>)> {
-    let (messages, note) = nft_messages()?;
-    let mut dump = NftDump::default();
-    dump.add_messages(messages.iter().map(Vec::as_slice));
-    Ok((dump, note))
+    let mut tables = vec![];
+    for plan in ruleset::nat_plans(&dump, ifnames) {
+        let mut chains = vec![];
+        for c in plan.chains() {
+            let mut rules = vec![];
+            let seq = sock.next_seq();
+            let request = nft::chain_rules_request(c.family, &c.table, &c.name, seq);
+            sock.dump_each(&request, seq, |m| {
+                rules.extend(nl::messages(m).filter_map(|msg| nft::parse_rule(&msg)));
+                keep(m);
+            })?;
+            chains.push(plan.chain(c, &rules, &xt::Context::default()));
+        }
+        tables.push(plan.into_table(chains));
+    }
+    Ok((tables, note))
 }
 
 /// Reads the node's NAT tables from every front-end in use, and how each reader fared.
 pub fn read_snapshot(ifnames: &HashMap<u32, String>) -> (Snapshot, Vec<EvidenceSource>) {
     let mut sources = vec![];
     let mut errors = vec![];
-    let dump = match nft_dump() {
-        Ok((dump, note)) => {
+    let mut tables = match nft_read(ifnames, None) {
+        Ok((tables, note)) => {
             sources.push(source("nftables", SourceState::Read, note.clone()));
             errors.extend(note);
-            Some(dump)
+            tables
         }
         Err(err) => {
             errors.push(format!("nftables: {err}"));
             sources.push(failure("nftables", &err));
-            None
+            vec![]
         }
     };
-    let mut legacy_raw = vec![];
     for (v6, names, name) in [
         (false, "/proc/net/ip_tables_names", "iptables-legacy"),
         (true, "/proc/net/ip6_tables_names", "ip6tables-legacy"),
@@ -155,7 +179,12 @@ pub fn read_snapshot(ifnames: &HashMap<u32, String>) -> (Snapshot, Vec<EvidenceS
             Ok((info, blob)) => match legacy::parse_info(&info) {
                 Some(info) => {
                     sources.push(source(name, SourceState::Read, None));
-                    legacy_raw.push((v6, info, blob));
+                    tables.push(ruleset::legacy_table(
+                        v6,
+                        &info,
+                        &blob,
+                        &xt::Context::default(),
+                    ));
                 }
                 None => sources.push(source(
                     name,
@@ -169,33 +198,13 @@ pub fn read_snapshot(ifnames: &HashMap<u32, String>) -> (Snapshot, Vec<EvidenceS
             }
         }
     }
-    // Names of the ipsets `-m set` matches refer to.
-    let mut infos: Vec<(String, Vec<u8>)> = vec![];
-    if let Some(d) = &dump {
-        for r in &d.rules {
-            for e in &r.exprs {
-                if let Expr::Match { name, info, .. } = e {
-                    infos.push((name.clone(), info.clone()));
-                }
-            }
-        }
-    }
-    for (v6, info, blob) in &legacy_raw {
-        infos.extend(legacy::match_infos(info, blob, *v6));
-    }
-    let indexes = ruleset::ipset_indexes(infos);
-    let mut xcx = xt::Context::default();
+    // `-m set` matches name their ipsets by index; the names are asked for afterwards.
+    let indexes = ruleset::unnamed_ipsets(&tables);
     if !indexes.is_empty() {
         match kernel::ipset_names(&indexes) {
-            Ok(names) => xcx.ipsets = names.into_iter().collect(),
+            Ok(names) => ruleset::name_ipsets(&mut tables, &names.into_iter().collect()),
             Err(err) => errors.push(format!("ipset names: {err}")),
         }
-    }
-    let mut tables = dump
-        .map(|d| ruleset::nft_tables(&d, ifnames, &xcx))
-        .unwrap_or_default();
-    for (v6, info, blob) in &legacy_raw {
-        tables.push(ruleset::legacy_table(*v6, info, blob, &xcx));
     }
     (Snapshot { tables, errors }, sources)
 }
@@ -225,7 +234,8 @@ pub struct Evidence {
     reason: Option<String>,
     sources: Vec<EvidenceSource>,
     ifaces: HashMap<u32, Interface>,
-    start: Snapshot,
+    /// The start snapshot's counters, for the end's deltas.
+    start: Baseline,
     ct: Option<NlSocket>,
     route: Option<NlSocket>,
     /// Connections (by ISN) waiting for their lookup, and when each is due.
@@ -251,7 +261,7 @@ impl Evidence {
             reason: None,
             sources: vec![],
             ifaces: HashMap::new(),
-            start: Snapshot::default(),
+            start: Baseline::default(),
             ct: None,
             route: None,
             pending: HashMap::new(),
@@ -308,7 +318,7 @@ impl Evidence {
                 &snap, node, now_ns,
             )));
         }
-        ev.start = snap;
+        ev.start = Baseline::of(&snap);
         (ev, events)
     }
 

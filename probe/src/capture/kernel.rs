@@ -111,11 +111,16 @@ impl NlSocket {
         }
     }
 
-    /// Sends a dump request (built with sequence number `seq`) and returns every reply
-    /// message, header included, until `NLMSG_DONE`. A netlink error ends it as an error.
-    pub fn dump(&mut self, request: &[u8], seq: u32) -> io::Result<Vec<Vec<u8>>> {
+    /// Sends a dump request (built with sequence number `seq`) and hands every reply message
+    /// (header included) to `each` as it arrives, until `NLMSG_DONE`. A netlink error ends it
+    /// as an error. Nothing is kept: a dump of tens of thousands of rules is parsed as it comes.
+    pub fn dump_each(
+        &mut self,
+        request: &[u8],
+        seq: u32,
+        mut each: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
         self.send(request)?;
-        let mut out = vec![];
         loop {
             let n = self.recv()?;
             for m in nl::messages(&self.buf[..n]) {
@@ -123,15 +128,22 @@ impl NlSocket {
                     continue;
                 }
                 match m.kind {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => match m.error() {
                         Some(0) | None => {}
                         Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
                     },
-                    _ => out.push(message_bytes(&m)),
+                    _ => each(m.bytes),
                 }
             }
         }
+    }
+
+    /// [`NlSocket::dump_each`], keeping every message.
+    pub fn dump(&mut self, request: &[u8], seq: u32) -> io::Result<Vec<Vec<u8>>> {
+        let mut out = vec![];
+        self.dump_each(request, seq, |m| out.push(m.to_vec()))?;
+        Ok(out)
     }
 
     /// Sends a single GET request and returns its one reply; `Ok(None)` when the kernel says
@@ -148,23 +160,11 @@ impl NlSocket {
                     Some(libc::ENOENT) => Ok(None),
                     Some(0) => continue,
                     Some(errno) => Err(io::Error::from_raw_os_error(errno)),
-                    None => Ok(Some(message_bytes(&m))),
+                    None => Ok(Some(m.bytes.to_vec())),
                 };
             }
         }
     }
-}
-
-/// The whole message again (header and payload), as the parsers take it.
-fn message_bytes(m: &nl::Message<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nl::NLMSG_HDRLEN + m.payload.len());
-    out.extend_from_slice(&((nl::NLMSG_HDRLEN + m.payload.len()) as u32).to_ne_bytes());
-    out.extend_from_slice(&m.kind.to_ne_bytes());
-    out.extend_from_slice(&m.flags.to_ne_bytes());
-    out.extend_from_slice(&m.seq.to_ne_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(m.payload);
-    out
 }
 
 /// Sends one route-netlink dump request (`RTM_GETLINK`, `RTM_GETADDR`, …) for `family` and
@@ -233,8 +233,9 @@ pub fn iptables_table(v6: bool, table: &str) -> io::Result<(Vec<u8>, Vec<u8>)> {
         let mut entries = legacy::entries_request(table, parsed.size);
         match getsockopt_into(fd.as_raw_fd(), level, IPT_SO_GET_ENTRIES, &mut entries) {
             Ok(_) => {
-                let blob = entries.split_off(legacy::GET_ENTRIES_HEAD);
-                return Ok((info, blob));
+                // In place: the blob may be megabytes.
+                entries.drain(..legacy::GET_ENTRIES_HEAD);
+                return Ok((info, entries));
             }
             Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => {
                 info = legacy::info_request(table).to_vec();

@@ -227,32 +227,58 @@ fn verdict_of(data: &[u8]) -> Option<i32> {
     Some(i32::from_ne_bytes(data.get(..4)?.try_into().ok()?))
 }
 
-fn entries<'a>(blob: &'a [u8], l: &Layout, limit: u32) -> Vec<Entry<'a>> {
-    let mut out = vec![];
+/// Walks the entries one at a time, each parsed when reached: a table of tens of thousands of
+/// rules is never held parsed all at once.
+fn walk<'a>(blob: &'a [u8], l: &'a Layout, limit: u32) -> impl Iterator<Item = Entry<'a>> + 'a {
     let mut offset = 0u32;
-    while (offset as usize) < blob.len() && out.len() <= limit as usize {
-        let Some(e) = entry(blob, offset, l) else {
-            break;
-        };
+    let mut seen = 0usize;
+    std::iter::from_fn(move || {
+        if offset as usize >= blob.len() || seen > limit as usize {
+            return None;
+        }
+        let e = entry(blob, offset, l)?;
         offset = offset.saturating_add(e.next);
-        out.push(e);
-    }
-    out
+        seen += 1;
+        Some(e)
+    })
 }
 
-/// Every match of a table's entries, by name and info (to find the ipsets `-m set` names).
-pub fn match_infos(info: &Info, blob: &[u8], v6: bool) -> Vec<(String, Vec<u8>)> {
-    let l = if v6 { &V6 } else { &V4 };
-    entries(blob, l, info.num_entries)
-        .iter()
-        .flat_map(|e| e.matches.iter().map(|(n, _, d)| (n.clone(), d.to_vec())))
-        .collect()
+/// What the chain structure needs of an entry.
+struct Head {
+    offset: u32,
+    /// The chain name of an `ERROR` head (`ERROR` for the table's end).
+    error: Option<String>,
+    /// A user chain's closing RETURN (no match, no address, standard RETURN verdict).
+    closing: bool,
+    /// What the entry says as a built-in chain's policy: its verdict and counters.
+    policy: (&'static str, Counters),
+}
+
+fn head(e: &Entry<'_>) -> Head {
+    let verdict = if e.target.0.is_empty() {
+        verdict_of(e.target.2)
+    } else {
+        None
+    };
+    Head {
+        offset: e.offset,
+        error: (e.target.0 == "ERROR").then(|| super::nl::text(e.target.2)),
+        closing: verdict == Some(-5) && e.matches.is_empty() && e.ip == IpPart::default(),
+        policy: (
+            if verdict == Some(-1) {
+                "drop"
+            } else {
+                "accept"
+            },
+            e.counters,
+        ),
+    }
 }
 
 /// Reads the chains of a table from its entries. `v6` selects the ip6t layout.
 pub fn parse_table(info: &Info, blob: &[u8], v6: bool, cx: &xt::Context) -> Vec<Chain> {
     let l = if v6 { &V6 } else { &V4 };
-    let entries = entries(blob, l, info.num_entries);
+    let heads: Vec<Head> = walk(blob, l, info.num_entries).map(|e| head(&e)).collect();
     // Built-in chains begin at their hooks' offsets; user chains right after an ERROR head.
     let mut starts: Vec<(u32, String, Option<u32>)> = vec![];
     for h in 0..5 {
@@ -265,19 +291,20 @@ pub fn parse_table(info: &Info, blob: &[u8], v6: bool, cx: &xt::Context) -> Vec<
         }
     }
     let mut first_rule_of: HashMap<u32, String> = HashMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        if e.target.0 == "ERROR" {
-            let name = super::nl::text(e.target.2);
-            if name != "ERROR" {
-                if let Some(n) = entries.get(i + 1) {
-                    first_rule_of.insert(n.offset, name.clone());
-                    starts.push((n.offset, name, None));
-                }
+    for (i, h) in heads.iter().enumerate() {
+        if let Some(name) = h.error.as_ref().filter(|n| *n != "ERROR") {
+            if let Some(n) = heads.get(i + 1) {
+                first_rule_of.insert(n.offset, name.clone());
+                starts.push((n.offset, name.clone(), None));
             }
         }
     }
     starts.sort_by_key(|s| s.0);
-    let ends: Vec<u32> = info.underflow.to_vec();
+    let index_of: HashMap<u32, usize> = heads
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.offset, i))
+        .collect();
     let mut chains = vec![];
     for (start, name, hook) in starts {
         let mut chain = Chain {
@@ -292,32 +319,27 @@ pub fn parse_table(info: &Info, blob: &[u8], v6: bool, cx: &xt::Context) -> Vec<
             counters: None,
             rules: vec![],
         };
-        let from = entries.iter().position(|e| e.offset == start);
-        for e in entries.iter().skip(from.unwrap_or(entries.len())) {
-            if let Some(h) = hook {
-                if e.offset == ends[h as usize] {
+        let from = index_of.get(&start).copied().unwrap_or(heads.len());
+        for h in &heads[from..] {
+            if let Some(hook) = hook {
+                if h.offset == info.underflow[hook as usize] {
                     // The policy entry: its verdict and counters belong to the chain.
                     if let Some(hk) = chain.hook.as_mut() {
-                        hk.policy = match verdict_of(e.target.2) {
-                            Some(-1) => "drop".into(),
-                            _ => "accept".into(),
-                        };
+                        hk.policy = h.policy.0.into();
                     }
-                    chain.counters = Some(e.counters);
+                    chain.counters = Some(h.policy.1);
                     break;
                 }
-            } else if e.target.0.is_empty()
-                && verdict_of(e.target.2) == Some(-5)
-                && e.matches.is_empty()
-                && e.ip == IpPart::default()
-            {
-                // A user chain's closing RETURN.
+            } else if h.closing {
                 break;
             }
-            if e.target.0 == "ERROR" {
+            if h.error.is_some() {
                 break;
             }
-            chain.rules.push(rule(e, &name, l, &first_rule_of, cx));
+            let Some(e) = entry(blob, h.offset, l) else {
+                break;
+            };
+            chain.rules.push(rule(&e, &name, l, &first_rule_of, cx));
         }
         chains.push(chain);
     }

@@ -550,6 +550,23 @@ pub fn dump_request(msg: u16, seq: u32) -> Vec<u8> {
     nl::Request::new(msg_type(msg), nl::NLM_F_DUMP, &[0, 0, 0, 0]).finish(seq)
 }
 
+/// A dump request for the rules of one chain: the kernel walks only that chain (a dump of every
+/// rule resumes each batch by skipping over all rules already sent, quadratic on big rulesets).
+pub fn chain_rules_request(family: u8, table: &str, chain: &str, seq: u32) -> Vec<u8> {
+    let mut t = table.as_bytes().to_vec();
+    t.push(0);
+    let mut c = chain.as_bytes().to_vec();
+    c.push(0);
+    nl::Request::new(
+        msg_type(NFT_MSG_GETRULE),
+        nl::NLM_F_DUMP,
+        &[family, 0, 0, 0],
+    )
+    .attr(1, &t)
+    .attr(2, &c)
+    .finish(seq)
+}
+
 /// A dump request for the elements of one set.
 pub fn set_elems_request(family: u8, table: &str, set: &str, seq: u32) -> Vec<u8> {
     let mut t = table.as_bytes().to_vec();

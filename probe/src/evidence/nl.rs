@@ -18,6 +18,8 @@ pub struct Message<'a> {
     pub flags: u16,
     pub seq: u32,
     pub payload: &'a [u8],
+    /// The whole message, header included.
+    pub bytes: &'a [u8],
 }
 
 impl Message<'_> {
@@ -38,12 +40,14 @@ pub fn messages(mut buf: &[u8]) -> impl Iterator<Item = Message<'_>> {
             return None;
         }
         let payload = buf.get(NLMSG_HDRLEN..len)?;
+        let bytes = &buf[..len];
         buf = buf.get(align(len)..).unwrap_or_default();
         Some(Message {
             kind,
             flags,
             seq,
             payload,
+            bytes,
         })
     })
 }

@@ -70,105 +70,192 @@ impl NftDump {
 const IPTABLES_TABLES: [&str; 5] = ["nat", "filter", "mangle", "raw", "security"];
 const IPTABLES_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 
-/// iptables-nft's tables: an x_tables expression in any rule (what `nft` itself warns about),
-/// or an iptables table name with only iptables' built-in chain names as base chains.
-fn is_iptables_nft(t: &NftTable, chains: &[&NftChain], rules: &[&NftRule]) -> bool {
-    if !matches!(t.family, 2 | 10) {
-        return false;
-    }
-    let xt = rules.iter().any(|r| {
-        r.exprs
-            .iter()
-            .any(|e| matches!(e, Expr::Match { .. } | Expr::Target { .. }))
-    });
-    let named = IPTABLES_TABLES.contains(&t.name.as_str())
+/// iptables-nft's tables: an iptables table name (`nat`, …) in the ip or ip6 family whose base
+/// chains all carry iptables' built-in names. Known from the table and its chains alone, before
+/// any rule is read.
+fn is_iptables_nft(t: &NftTable, chains: &[NftChain]) -> bool {
+    matches!(t.family, 2 | 10)
+        && IPTABLES_TABLES.contains(&t.name.as_str())
         && chains
             .iter()
             .filter(|c| c.hook.is_some())
-            .all(|c| IPTABLES_CHAINS.contains(&c.name.as_str()));
-    xt || named
+            .all(|c| IPTABLES_CHAINS.contains(&c.name.as_str()))
 }
 
-/// The NAT tables of an nf_tables dump, every rule rendered.
-pub fn nft_tables(dump: &NftDump, ifnames: &HashMap<u32, String>, xcx: &xt::Context) -> Vec<Table> {
-    let mut out = vec![];
-    for t in dump.nat_tables() {
-        let chains: Vec<&NftChain> = dump
-            .chains
-            .iter()
-            .filter(|c| c.family == t.family && c.table == t.name)
-            .collect();
-        let rules: Vec<&NftRule> = dump
-            .rules
-            .iter()
-            .filter(|r| r.family == t.family && r.table == t.name)
-            .collect();
-        let backend = if is_iptables_nft(t, &chains, &rules) {
-            Backend::IptablesNft
-        } else {
-            Backend::Nftables
-        };
-        let mut sets = nft_text::Sets::default();
-        for s in dump
-            .sets
-            .iter()
-            .filter(|s| s.family == t.family && s.table == t.name)
-        {
-            let elems: Vec<NftElem> = dump
-                .elems
-                .iter()
-                .filter(|e| e.family == s.family && e.table == s.table && e.set == s.name)
-                .flat_map(|e| e.elems.iter().cloned())
-                .collect();
-            sets.sets.insert(s.name.clone(), (s.clone(), elems));
-        }
-        let cx = nft_text::Context {
-            family: t.family,
-            sets,
-            ifnames: ifnames.clone(),
-        };
-        let xfamily = if t.family == 10 {
+/// One NAT table ready to render its rules chain by chain: its front-end, chains, sets (with
+/// the elements of anonymous ones) and interface names. The reader fetches a chain's rules,
+/// renders them, and lets them go before the next chain.
+#[derive(Debug, Clone)]
+pub struct NatTablePlan {
+    table: NftTable,
+    backend: Backend,
+    chains: Vec<NftChain>,
+    cx: nft_text::Context,
+}
+
+impl NatTablePlan {
+    pub fn chains(&self) -> &[NftChain] {
+        &self.chains
+    }
+
+    /// One chain with its rules rendered.
+    pub fn chain(&self, c: &NftChain, rules: &[NftRule], xcx: &xt::Context) -> Chain {
+        let family = if self.table.family == 10 {
             xt::Family::V6
         } else {
             xt::Family::V4
         };
-        let chains = chains
-            .iter()
-            .map(|c| Chain {
-                name: c.name.clone(),
-                hook: c.hook.as_ref().map(|h| Hook {
-                    hook: hook_name(h.num),
-                    priority: h.priority,
-                    kind: c.kind.clone().unwrap_or_default(),
-                    policy: match c.policy {
-                        Some(0) => "drop".into(),
-                        _ => "accept".into(),
-                    },
-                }),
-                counters: c
-                    .counters
-                    .map(|(packets, bytes)| Counters { packets, bytes }),
-                rules: rules
-                    .iter()
-                    .filter(|r| r.chain == c.name)
-                    .map(|r| nft_rule(r, backend, xfamily, &cx, xcx))
-                    .collect(),
-            })
-            .collect();
-        out.push(Table {
-            backend,
-            family: nft::family_name(t.family),
-            name: t.name.clone(),
-            chains,
-        });
+        Chain {
+            name: c.name.clone(),
+            hook: c.hook.as_ref().map(|h| Hook {
+                hook: hook_name(h.num),
+                priority: h.priority,
+                kind: c.kind.clone().unwrap_or_default(),
+                policy: match c.policy {
+                    Some(0) => "drop".into(),
+                    _ => "accept".into(),
+                },
+            }),
+            counters: c
+                .counters
+                .map(|(packets, bytes)| Counters { packets, bytes }),
+            rules: rules
+                .iter()
+                .map(|r| nft_rule(r, &c.name, self.backend, family, &self.cx, xcx))
+                .collect(),
+        }
     }
+
+    pub fn into_table(self, chains: Vec<Chain>) -> Table {
+        Table {
+            backend: self.backend,
+            family: nft::family_name(self.table.family),
+            name: self.table.name,
+            chains,
+        }
+    }
+}
+
+/// The NAT tables of a dump of tables, chains and sets (rules not needed yet).
+pub fn nat_plans(dump: &NftDump, ifnames: &HashMap<u32, String>) -> Vec<NatTablePlan> {
+    let mut elems_of: HashMap<(u8, &str, &str), Vec<NftElem>> = HashMap::new();
+    for e in &dump.elems {
+        elems_of
+            .entry((e.family, e.table.as_str(), e.set.as_str()))
+            .or_default()
+            .extend(e.elems.iter().cloned());
+    }
+    dump.nat_tables()
+        .into_iter()
+        .map(|t| {
+            let chains: Vec<NftChain> = dump
+                .chains
+                .iter()
+                .filter(|c| c.family == t.family && c.table == t.name)
+                .cloned()
+                .collect();
+            let mut sets = nft_text::Sets::default();
+            for s in dump
+                .sets
+                .iter()
+                .filter(|s| s.family == t.family && s.table == t.name)
+            {
+                let elems = elems_of
+                    .remove(&(s.family, s.table.as_str(), s.name.as_str()))
+                    .unwrap_or_default();
+                sets.sets.insert(s.name.clone(), (s.clone(), elems));
+            }
+            NatTablePlan {
+                backend: if is_iptables_nft(t, &chains) {
+                    Backend::IptablesNft
+                } else {
+                    Backend::Nftables
+                },
+                table: t.clone(),
+                chains,
+                cx: nft_text::Context {
+                    family: t.family,
+                    sets,
+                    ifnames: ifnames.clone(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The NAT tables of a whole nf_tables dump, every rule rendered.
+pub fn nft_tables(dump: &NftDump, ifnames: &HashMap<u32, String>, xcx: &xt::Context) -> Vec<Table> {
+    // Grouped once: a node may have tens of thousands of rules and chains.
+    let mut rules_of: HashMap<(u8, &str, &str), Vec<NftRule>> = HashMap::new();
+    for r in &dump.rules {
+        rules_of
+            .entry((r.family, r.table.as_str(), r.chain.as_str()))
+            .or_default()
+            .push(r.clone());
+    }
+    nat_plans(dump, ifnames)
+        .into_iter()
+        .map(|plan| {
+            let chains = plan
+                .chains()
+                .iter()
+                .map(|c| {
+                    let rules = rules_of
+                        .get(&(c.family, c.table.as_str(), c.name.as_str()))
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    plan.chain(c, rules, xcx)
+                })
+                .collect();
+            plan.into_table(chains)
+        })
+        .collect()
+}
+
+/// The ipsets rules refer to by index when their names were not known at rendering: printed
+/// `[ipset #N]`, named afterwards by [`name_ipsets`].
+pub fn unnamed_ipsets(tables: &[Table]) -> Vec<u16> {
+    let mut out: Vec<u16> = tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| {
+            r.text
+                .match_indices(xt::IPSET_PLACEHOLDER)
+                .map(move |(at, _)| &r.text[at..])
+        })
+        .filter_map(|rest| {
+            let digits = rest.strip_prefix(xt::IPSET_PLACEHOLDER)?;
+            digits.split(']').next()?.parse().ok()
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
     out
+}
+
+/// Writes the ipsets' names where their indexes stand.
+pub fn name_ipsets(tables: &mut [Table], names: &HashMap<u16, String>) {
+    for r in tables
+        .iter_mut()
+        .flat_map(|t| &mut t.chains)
+        .flat_map(|c| &mut c.rules)
+    {
+        if r.text.contains(xt::IPSET_PLACEHOLDER) {
+            for (index, name) in names {
+                r.text = r
+                    .text
+                    .replace(&format!("{}{index}]", xt::IPSET_PLACEHOLDER), name);
+            }
+        }
+    }
 }
 
 /// One nf_tables rule: in iptables syntax when iptables-nft wrote it and every expression
 /// translates, in nft syntax otherwise.
 fn nft_rule(
     r: &NftRule,
+    chain: &str,
     backend: Backend,
     family: xt::Family,
     cx: &nft_text::Context,
@@ -182,7 +269,7 @@ fn nft_rule(
         _ => None,
     });
     if backend == Backend::IptablesNft {
-        if let Some(ipt) = nft_ipt::to_ipt(&r.chain, &r.exprs, family) {
+        if let Some(ipt) = nft_ipt::to_ipt(chain, &r.exprs, family) {
             return legacy::from_ipt(&ipt, family, counters, Some(r.handle), xcx);
         }
     }
@@ -332,16 +419,4 @@ pub fn legacy_table(v6: bool, info: &legacy::Info, entries: &[u8], xcx: &xt::Con
         name: "nat".into(),
         chains: legacy::parse_table(info, entries, v6, xcx),
     }
-}
-
-/// Indexes of the ipsets an x_tables `set` match refers to, so their names can be fetched.
-pub fn ipset_indexes(matches: impl IntoIterator<Item = (String, Vec<u8>)>) -> Vec<u16> {
-    let mut out: Vec<u16> = matches
-        .into_iter()
-        .filter(|(name, _)| name == "set")
-        .filter_map(|(_, info)| Some(u16::from_ne_bytes(info.get(..2)?.try_into().ok()?)))
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
 }

@@ -4,10 +4,10 @@
 //! address a captured connection went to — and counts the rest per chain and owner.
 
 use super::{owner, Counters, Rule, Table};
-use crate::wire::{
-    Backend, ChainEntry, NatKind, OwnerTally, Phase, RuleEntry, RuleTable, Ruleset, Why,
-};
+use crate::wire::{ChainEntry, NatKind, OwnerTally, Phase, RuleEntry, RuleTable, Ruleset, Why};
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 /// At most this many rules in full per event (each ≈ 0.3–0.5 KB of JSON).
@@ -20,18 +20,10 @@ pub struct Snapshot {
     pub errors: Vec<String>,
 }
 
-/// Identifies a rule across two snapshots: the nftables handle, or for iptables-legacy (no
-/// handles) its text and how many identical rules come before it in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RuleKey {
-    backend: Backend,
-    family: String,
-    table: String,
-    chain: String,
-    handle: Option<u64>,
-    text: String,
-    nth: usize,
-}
+/// Identifies a rule across two snapshots, hashed: its table and chain with the nftables
+/// handle, or for iptables-legacy (no handles) its text and how many identical rules come
+/// before it in the chain.
+type RuleKey = u64;
 
 fn keys(t: &Table) -> Vec<(RuleKey, &str, usize, &Rule)> {
     let mut out = vec![];
@@ -39,24 +31,36 @@ fn keys(t: &Table) -> Vec<(RuleKey, &str, usize, &Rule)> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, r) in c.rules.iter().enumerate() {
             let nth = seen.entry(r.text.as_str()).or_default();
-            let key = RuleKey {
-                backend: t.backend,
-                family: t.family.clone(),
-                table: t.name.clone(),
-                chain: c.name.clone(),
-                handle: r.handle,
-                text: if r.handle.is_some() {
-                    String::new()
-                } else {
-                    r.text.clone()
-                },
-                nth: if r.handle.is_some() { 0 } else { *nth },
-            };
+            let mut h = DefaultHasher::new();
+            (t.backend, &t.family, &t.name, &c.name).hash(&mut h);
+            match r.handle {
+                Some(handle) => handle.hash(&mut h),
+                None => (&r.text, *nth).hash(&mut h),
+            }
             *nth += 1;
-            out.push((key, c.name.as_str(), i, r));
+            out.push((h.finish(), c.name.as_str(), i, r));
         }
     }
     out
+}
+
+/// What the end snapshot is compared with: each rule's counters at the start, by key. A few
+/// bytes per rule, so the probe holds no copy of the rules while it captures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Baseline {
+    counters: HashMap<RuleKey, Option<Counters>>,
+}
+
+impl Baseline {
+    pub fn of(snap: &Snapshot) -> Baseline {
+        Baseline {
+            counters: snap
+                .tables
+                .iter()
+                .flat_map(|t| keys(t).into_iter().map(|(k, _, _, r)| (k, r.counters)))
+                .collect(),
+        }
+    }
 }
 
 /// A rule chosen for the event, with what it is chosen for.
@@ -77,7 +81,7 @@ pub fn start_event(snap: &Snapshot, node: &str, ts_ns: u64) -> Ruleset {
 
 /// The event at the end: counters compared with `start`, DNAT rules to `dnat_seen` listed.
 pub fn end_event(
-    start: &Snapshot,
+    start: &Baseline,
     end: &Snapshot,
     dnat_seen: &HashSet<IpAddr>,
     node: &str,
@@ -99,19 +103,13 @@ fn in_range(nat: &crate::wire::NatTarget, addr: &IpAddr) -> bool {
 
 fn event(
     snap: &Snapshot,
-    start: Option<&Snapshot>,
+    start: Option<&Baseline>,
     dnat_seen: &HashSet<IpAddr>,
     node: &str,
     ts_ns: u64,
 ) -> Ruleset {
-    let before: HashMap<RuleKey, Option<Counters>> = start
-        .map(|s| {
-            s.tables
-                .iter()
-                .flat_map(|t| keys(t).into_iter().map(|(k, _, _, r)| (k, r.counters)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let empty = HashMap::new();
+    let before = start.map_or(&empty, |b| &b.counters);
     let mut picks: Vec<Pick<'_>> = vec![];
     let mut total = 0u64;
     for t in &snap.tables {
@@ -305,7 +303,7 @@ fn entry(p: &Pick<'_>) -> RuleEntry {
 mod tests {
     use super::*;
     use crate::evidence::{Chain, Hook};
-    use crate::wire::{NatTarget, Syntax};
+    use crate::wire::{Backend, NatTarget, Syntax};
 
     fn rule(text: &str, packets: u64, nat: Option<NatTarget>) -> Rule {
         Rule {
@@ -402,7 +400,7 @@ mod tests {
             rules: vec![rule("-A KUBE-SEP-NEW -j RETURN", 1, None)],
         });
         let seen = HashSet::from(["10.244.0.8".parse().unwrap()]);
-        let e = end_event(&start, &end, &seen, "n", 2);
+        let e = end_event(&Baseline::of(&start), &end, &seen, "n", 2);
         let by_chain: HashMap<&str, &RuleEntry> =
             e.rules.iter().map(|r| (r.chain.as_str(), r)).collect();
         let moved = by_chain["KUBE-SEP-3"];
@@ -423,7 +421,7 @@ mod tests {
     fn a_node_with_fifty_thousand_rules_stays_bounded() {
         let start = table(50_000, |_| 0);
         let end = table(50_000, |i| (i % 7) as u64);
-        let e = end_event(&start, &end, &HashSet::new(), "n", 2);
+        let e = end_event(&Baseline::of(&start), &end, &HashSet::new(), "n", 2);
         assert_eq!(e.rules.len(), MAX_RULES);
         let moved = (0..50_000).filter(|i| i % 7 != 0).count();
         assert_eq!(e.left_out as usize, moved + 1 - MAX_RULES);

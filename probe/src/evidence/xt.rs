@@ -20,6 +20,9 @@ pub enum Family {
     V6,
 }
 
+/// How `-m set` prints an ipset whose name is not known: `[ipset #N]`.
+pub const IPSET_PLACEHOLDER: &str = "[ipset #";
+
 /// What rendering needs beyond the bytes: names of ipsets by index (`-m set`).
 #[derive(Debug, Clone, Default)]
 pub struct Context {
@@ -258,7 +261,7 @@ fn match_options(
             match cx.ipsets.get(&index) {
                 Some(set) => out.push_str(set),
                 None => {
-                    let _ = write!(out, "[ipset #{index}]");
+                    let _ = write!(out, "{IPSET_PLACEHOLDER}{index}]");
                 }
             }
             for i in 1..=dim.min(6) {
