@@ -210,6 +210,11 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
     let inventory = discover::scan().map_err(CaptureError::Discover)?;
     let all = discover::classify(&inventory);
     let wanted = select(opts, &all)?;
+    // The start snapshot is read before any ring opens: rings are not drained meanwhile, and a
+    // large ruleset takes a while to read.
+    let evidence = opts
+        .evidence
+        .then(|| Evidence::start(&opts.node, &all, now_ns()));
     let mut cap = Capture {
         opts,
         out: Out { w: out },
@@ -239,8 +244,7 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         filter: opts.spec.to_string(),
         l7: opts.spec.l7,
     }))?;
-    if opts.evidence {
-        let (ev, events) = Evidence::start(&opts.node, &all, now_ns());
+    if let Some((ev, events)) = evidence {
         if let Some(reason) = ev.reason() {
             eprintln!("realip-probe: --evidence: {reason}");
         }
@@ -312,12 +316,15 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         }
     };
     cap.drain_all()?;
+    // Counters as the capture ends, before the end snapshot (which takes a while on a large
+    // ruleset and is no part of the capture).
+    let last = cap.collect_stats();
     if let Some(ev) = cap.evidence.as_mut() {
         for e in ev.finish(now_ns) {
             cap.out.emit_evidence(&e)?;
         }
     }
-    cap.stats(true)?;
+    cap.emit_stats(last, true)?;
     cap.out.emit(&Event::Bye(Bye {
         ts_ns: now_ns(),
         node: opts.node.clone(),
@@ -468,6 +475,10 @@ impl<W: Write> Capture<'_, W> {
 
     fn stats(&mut self, last: bool) -> Result<(), CaptureError> {
         let interfaces = self.collect_stats();
+        self.emit_stats(interfaces, last)
+    }
+
+    fn emit_stats(&mut self, interfaces: Vec<IfaceStats>, last: bool) -> Result<(), CaptureError> {
         self.out.emit(&Event::Stats(Stats {
             ts_ns: now_ns(),
             node: self.opts.node.clone(),
