@@ -434,6 +434,6 @@ mod tests {
             "then the rules that moved most"
         );
         let json = crate::wire::encode_evidence_line(&crate::wire::EvidenceEvent::Ruleset(e));
-        assert!(json.len() < 400_000, "{} bytes", json.len());
+        assert!(json.len() < 300_000, "{} bytes", json.len());
     }
 }
