@@ -526,13 +526,11 @@ pub fn parse_set_elems(m: &nl::Message<'_>) -> Option<NftSetElems> {
         .map(|list| {
             attrs(list)
                 .filter(|(k, _)| *k == 1)
-                .filter_map(|(_, e)| {
-                    Some(NftElem {
-                        key: value(attr(e, 1)),
-                        key_end: attr(e, 10).map(|k| value(Some(k))),
-                        data: attr(e, 2).and_then(data),
-                        interval_end: attr(e, 3).and_then(be32).unwrap_or(0) & 1 != 0,
-                    })
+                .map(|(_, e)| NftElem {
+                    key: value(attr(e, 1)),
+                    key_end: attr(e, 10).map(|k| value(Some(k))),
+                    data: attr(e, 2).and_then(data),
+                    interval_end: attr(e, 3).and_then(be32).unwrap_or(0) & 1 != 0,
                 })
                 .collect()
         })
@@ -598,8 +596,11 @@ pub(crate) mod build {
         v
     }
 
+    /// An expression: its name and data attributes (type, encoded payload).
+    pub type ExprSpec = (String, Vec<(u16, Vec<u8>)>);
+
     /// An expression list element: `name` with its data attributes already encoded.
-    pub fn expr(name: &str, data: &[(u16, Vec<u8>)]) -> (String, Vec<(u16, Vec<u8>)>) {
+    pub fn expr(name: &str, data: &[(u16, Vec<u8>)]) -> ExprSpec {
         (name.to_string(), data.to_vec())
     }
 
@@ -637,7 +638,7 @@ pub(crate) mod build {
         table: &str,
         chain: &str,
         handle: u64,
-        exprs: &[(String, Vec<(u16, Vec<u8>)>)],
+        exprs: &[ExprSpec],
         comment: Option<&str>,
     ) -> Vec<u8> {
         let mut r = Request::new(super::msg_type(6), 0, &[family, 0, 0, 0])

@@ -316,9 +316,6 @@ impl Folder<'_> {
             parts.push((sym.clone(), *words));
             bytes += words * 4;
             next += *words as u32;
-            if key_len.is_none() && !matches!(self.regs.get(&next), Some(_)) {
-                break;
-            }
         }
         parts
     }
@@ -637,7 +634,7 @@ impl Folder<'_> {
                 } else {
                     format!("limit rate {over}{rate}/{unit}")
                 };
-                if *burst != 0 && !(*burst == 5 && !*bytes) {
+                if *burst != 0 && (*bytes || *burst != 5) {
                     let what = if *bytes { "bytes" } else { "packets" };
                     let _ = write!(t, " burst {burst} {what}");
                 }
