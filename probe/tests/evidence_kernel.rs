@@ -893,3 +893,50 @@ fn without_net_admin_the_probe_captures_and_says_why_there_is_no_evidence() {
         .contains("CAP_NET_ADMIN"));
     assert!(!stdout.contains(r#""type":"ruleset""#), "{stdout}");
 }
+
+/// IPv6: a connection to the node itself (no NAT) finds its conntrack entry by its IPv6 tuple,
+/// and no route is reported for it (nothing was source-NATed). The IPv6 nat table is loaded
+/// because a namespace tracks connections only once some rule needs conntrack.
+#[test]
+fn an_ipv6_connection_finds_its_conntrack_entry() {
+    require!();
+    let mut lab = Lab::new("v6", &["client", "node"]);
+    let (c, n) = (lab.ns("client"), lab.ns("node"));
+    sh(&format!(
+        "ip link add eth0 netns {c} type veth peer name eth0 netns {n}
+         ip -n {c} addr add 2001:db8:1::7/64 dev eth0 nodad; ip -n {n} addr add 2001:db8:1::1/64 dev eth0 nodad
+         ip -n {c} link set eth0 up; ip -n {n} link set eth0 up"
+    ));
+    lab.feed(
+        "node",
+        &["ip6tables-legacy-restore"],
+        &fixture("kube-proxy6.rules"),
+    );
+    lab.echo("node", "[2001:db8:1::1]:8081");
+    thread::sleep(Duration::from_millis(300));
+    let s = capture(&mut lab, "node", &["--port", "8081"], |lab| {
+        let answer = connect(lab, "client", "2001:db8:1::1", 8081);
+        assert!(answer.contains("2001:db8:1::7"), "{answer}");
+    });
+    let syn = s
+        .syns
+        .iter()
+        .find(|x| x.iface == "eth0")
+        .expect("the SYN on eth0");
+    let ct = s
+        .conntrack
+        .iter()
+        .find(|c| c.isn == syn.isn)
+        .unwrap_or_else(|| panic!("its conntrack entry: {:#?}", s.status));
+    assert_eq!(
+        (
+            ct.orig.src.to_string(),
+            ct.orig.dst.to_string(),
+            ct.orig.dport
+        ),
+        ("2001:db8:1::7".into(), "2001:db8:1::1".into(), 8081)
+    );
+    assert_eq!(ct.reply.src.to_string(), "2001:db8:1::1");
+    assert!(!ct.src_nat && !ct.dst_nat, "{ct:?}");
+    assert!(s.routes.is_empty(), "{:?}", s.routes);
+}
