@@ -697,6 +697,51 @@ mod tests {
     }
 
     #[test]
+    fn evidence_events_round_trip_and_older_readers_skip_them() {
+        let event = EvidenceEvent::Conntrack(Conntrack {
+            ts_ns: 1,
+            node: "node-a".into(),
+            isn: 629798247,
+            iface: "eth0".into(),
+            dir: Direction::In,
+            orig: CtTuple {
+                src: "198.51.100.7".parse().unwrap(),
+                sport: 41770,
+                dst: "198.51.100.1".parse().unwrap(),
+                dport: 31908,
+                proto: 6,
+            },
+            reply: CtTuple {
+                src: "10.244.0.5".parse().unwrap(),
+                sport: 8080,
+                dst: "10.244.0.1".parse().unwrap(),
+                dport: 41770,
+                proto: 6,
+            },
+            status: vec!["src-nat".into(), "dst-nat".into()],
+            status_bits: 0x30,
+            mark: 0x4000,
+            zone: 0,
+            src_nat: true,
+            dst_nat: true,
+            id: None,
+            tcp_state: Some("SYN_SENT".into()),
+        });
+        let line = encode_evidence_line(&event);
+        assert!(line.starts_with(r#"{"v":1,"type":"conntrack","#), "{line}");
+        assert_eq!(decode_evidence_line(&line).unwrap(), Some(event));
+        // A reader that knows only `Event` passes over it.
+        assert_eq!(decode_line(&line).unwrap(), Event::Unknown);
+        // And `decode_evidence_line` passes over the others.
+        let syn = encode_line(&Event::Syn(syn()));
+        assert_eq!(decode_evidence_line(&syn).unwrap(), None);
+        assert!(matches!(
+            decode_evidence_line(r#"{"v":2,"type":"ruleset"}"#),
+            Err(DecodeError::NewerSchema { found: 2 })
+        ));
+    }
+
+    #[test]
     fn unknown_type_is_tolerated_and_newer_schema_is_refused() {
         assert_eq!(
             decode_line(r#"{"v":1,"type":"later","x":1}"#).unwrap(),
