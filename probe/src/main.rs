@@ -47,6 +47,12 @@ struct CaptureArgs {
     /// forwarding facts (X-Forwarded-For, X-Real-IP, Forwarded, PROXY protocol source).
     #[arg(long)]
     l7: bool,
+    /// Also read the node's NAT evidence, read-only: the NAT rules with their counters at the
+    /// start and the end, the conntrack entry of each connection whose SYN was seen, and the
+    /// route of each source-NATed one. Needs CAP_NET_ADMIN besides CAP_NET_RAW; without it the
+    /// capture goes on and says the evidence was not available.
+    #[arg(long)]
+    evidence: bool,
     /// Seconds between stats events.
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     stats_interval: u64,
@@ -123,6 +129,7 @@ fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
         hosts: args.host,
         l7: args.l7,
     };
+    opts.evidence = args.evidence;
     // Line-buffered stdout: the capture hands it whole batches of lines, written without a copy.
     match capture::run(&opts, &stop, io::stdout().lock()) {
         Ok(_) => {

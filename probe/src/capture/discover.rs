@@ -2,8 +2,8 @@
 //! loopback. Classification is pure ([`classify`]); [`scan`] gathers its inputs from netlink and
 //! `/proc/net/{route,ipv6_route}`.
 
+use super::kernel;
 use super::netlink::{self, Addr, Link};
-use super::socket;
 use crate::ifname::{ENI_NAMES, POD_NAMES, TUNNEL_NAMES};
 use crate::parse::Framing;
 use crate::wire::{IfaceKind, Interface, LinkType};
@@ -131,11 +131,11 @@ pub fn default_routes_v6(text: &str) -> impl Iterator<Item = &str> {
 
 /// Reads the current interfaces, addresses and default routes of this network namespace.
 pub fn scan() -> io::Result<Inventory> {
-    let links = socket::netlink_dump(netlink::RTM_GETLINK, 0)?
+    let links = kernel::netlink_dump(netlink::RTM_GETLINK, 0)?
         .iter()
         .filter_map(|m| netlink::parse_link(m))
         .collect();
-    let addrs = socket::netlink_dump(netlink::RTM_GETADDR, 0)?
+    let addrs = kernel::netlink_dump(netlink::RTM_GETADDR, 0)?
         .iter()
         .filter_map(|m| netlink::parse_addr(m))
         .collect();

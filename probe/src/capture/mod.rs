@@ -3,20 +3,28 @@
 //! The stream is `hello`, then `syn` / `l7` / `iface` events as they happen and `stats` every
 //! few seconds, then a last `stats` and `bye`. Interfaces are rescanned every couple of seconds:
 //! new pods' interfaces join, vanished ones leave with their counters kept in `stats`.
+//!
+//! With `--evidence` ([`evidence`]), `hello` is followed by an `evidence` status and the start
+//! `ruleset`; `conntrack` and `route` events follow the SYNs they explain; the end `ruleset`
+//! and the last `evidence` status come before the last `stats`.
 
 pub mod discover;
 pub mod emit;
+pub mod evidence;
 pub mod flows;
+pub mod kernel;
 pub mod netlink;
 pub mod socket;
 
 use crate::bpf::{self, Admit, FilterSpec};
 use crate::l7;
 use crate::parse::{self, Framing, ParseError};
+use crate::wire::EvidenceEvent;
 use crate::wire::{
     Bye, Change, Direction, Event, Hello, IfaceChange, IfaceKind, IfaceStats, Interface, Stats,
 };
 use emit::{Batch, SynWriter};
+use evidence::Evidence;
 use flows::{FirstSegments, FlowKey};
 use socket::{PacketRing, Poller, RingSize, SocketError};
 use std::collections::HashMap;
@@ -37,6 +45,8 @@ pub struct Options {
     pub rescan_every: Duration,
     /// Bytes of receive rings all interfaces may use together.
     pub ring_budget: usize,
+    /// Also read the node's NAT rules, conntrack entries and routes (`--evidence`).
+    pub evidence: bool,
 }
 
 impl Options {
@@ -49,6 +59,7 @@ impl Options {
             stats_every: Duration::from_secs(5),
             rescan_every: Duration::from_secs(2),
             ring_budget: 12 << 20,
+            evidence: false,
         }
     }
 }
@@ -147,7 +158,7 @@ fn ring_size(kind: IfaceKind, used: usize, budget: usize) -> RingSize {
         .unwrap_or(tiny)
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -168,6 +179,13 @@ impl<W: Write> Out<W> {
             .and_then(|()| self.w.write_all(b"\n"))
             .map_err(CaptureError::Output)
     }
+    fn emit_evidence(&mut self, event: &EvidenceEvent) -> Result<(), CaptureError> {
+        let line = crate::wire::encode_evidence_line(event);
+        self.w
+            .write_all(line.as_bytes())
+            .and_then(|()| self.w.write_all(b"\n"))
+            .map_err(CaptureError::Output)
+    }
     fn flush(&mut self) -> Result<(), CaptureError> {
         self.w.flush().map_err(CaptureError::Output)
     }
@@ -183,6 +201,7 @@ struct Capture<'a, W: Write> {
     ring_bytes: usize,
     /// Lines waiting to be written: out in one piece per [`FLUSH_AT`] bytes and after a drain.
     batch: Batch,
+    evidence: Option<Evidence>,
 }
 
 /// Runs the capture until `stop` is set or the duration ends. Writes the whole stream to `out`.
@@ -191,6 +210,11 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
     let inventory = discover::scan().map_err(CaptureError::Discover)?;
     let all = discover::classify(&inventory);
     let wanted = select(opts, &all)?;
+    // The start snapshot is read before any ring opens: rings are not drained meanwhile, and a
+    // large ruleset takes a while to read.
+    let evidence = opts
+        .evidence
+        .then(|| Evidence::start(&opts.node, &all, now_ns()));
     let mut cap = Capture {
         opts,
         out: Out { w: out },
@@ -199,6 +223,7 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         flows: FirstSegments::new(L7_PENDING_FLOWS),
         ring_bytes: 0,
         batch: Batch::with_capacity(FLUSH_AT + (16 << 10)),
+        evidence: None,
     };
     for iface in wanted {
         match cap.open(iface) {
@@ -219,6 +244,15 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         filter: opts.spec.to_string(),
         l7: opts.spec.l7,
     }))?;
+    if let Some((ev, events)) = evidence {
+        if let Some(reason) = ev.reason() {
+            eprintln!("realip-probe: --evidence: {reason}");
+        }
+        for e in &events {
+            cap.out.emit_evidence(e)?;
+        }
+        cap.evidence = Some(ev);
+    }
     cap.out.flush()?;
 
     let mut poller = Poller::default();
@@ -235,6 +269,9 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         let mut wake = next_stats.min(next_scan);
         if let Some(d) = opts.duration {
             wake = wake.min(started + d);
+        }
+        if let Some(due) = cap.evidence.as_ref().and_then(Evidence::next_due) {
+            wake = wake.min(due);
         }
         // Rounded up to whole milliseconds: a zero timeout just before a deadline would spin.
         let timeout_ms = wake
@@ -262,6 +299,11 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
             }
         }
         cap.drain_all()?;
+        if let Some(ev) = cap.evidence.as_mut() {
+            for e in ev.poll(Instant::now(), now_ns()) {
+                cap.out.emit_evidence(&e)?;
+            }
+        }
         cap.out.flush()?;
         let now = Instant::now();
         if now >= next_scan {
@@ -274,7 +316,15 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         }
     };
     cap.drain_all()?;
-    cap.stats(true)?;
+    // Counters as the capture ends, before the end snapshot (which takes a while on a large
+    // ruleset and is no part of the capture).
+    let last = cap.collect_stats();
+    if let Some(ev) = cap.evidence.as_mut() {
+        for e in ev.finish(now_ns) {
+            cap.out.emit_evidence(&e)?;
+        }
+    }
+    cap.emit_stats(last, true)?;
     cap.out.emit(&Event::Bye(Bye {
         ts_ns: now_ns(),
         node: opts.node.clone(),
@@ -358,6 +408,7 @@ impl<W: Write> Capture<'_, W> {
             taps,
             flows,
             batch,
+            evidence,
             ..
         } = self;
         for tap in taps.iter_mut() {
@@ -377,6 +428,7 @@ impl<W: Write> Capture<'_, W> {
                 writer,
                 counters,
                 batch,
+                evidence: evidence.as_mut(),
             };
             // A failed write ends the capture once this ring is drained (its blocks still go
             // back to the kernel); the lines after it are dropped with the rest.
@@ -423,6 +475,10 @@ impl<W: Write> Capture<'_, W> {
 
     fn stats(&mut self, last: bool) -> Result<(), CaptureError> {
         let interfaces = self.collect_stats();
+        self.emit_stats(interfaces, last)
+    }
+
+    fn emit_stats(&mut self, interfaces: Vec<IfaceStats>, last: bool) -> Result<(), CaptureError> {
         self.out.emit(&Event::Stats(Stats {
             ts_ns: now_ns(),
             node: self.opts.node.clone(),
@@ -445,6 +501,9 @@ impl<W: Write> Capture<'_, W> {
             }
         };
         let all = discover::classify(&inventory);
+        if let Some(ev) = self.evidence.as_mut() {
+            ev.set_interfaces(&all);
+        }
         let wanted: Vec<Interface> = all
             .into_iter()
             .filter(|i| discover::framing(i.link_type).is_some())
@@ -515,6 +574,7 @@ struct FrameSink<'a> {
     writer: &'a SynWriter,
     counters: &'a mut Counters,
     batch: &'a mut Batch,
+    evidence: Option<&'a mut Evidence>,
 }
 
 impl FrameSink<'_> {
@@ -541,6 +601,9 @@ impl FrameSink<'_> {
                 self.counters.syns += 1;
                 if self.opts.spec.l7 {
                     self.flows.on_syn(key(), seg.seq);
+                }
+                if let Some(ev) = self.evidence.as_deref_mut() {
+                    ev.on_syn(Instant::now(), &self.iface.name, dir, &seg);
                 }
                 self.writer.write(self.batch, ts_ns, dir, &seg);
             }
@@ -612,6 +675,7 @@ mod tests {
                 writer: &writer,
                 counters: &mut counters,
                 batch: &mut batch,
+                evidence: None,
             }
             .on_frame(1, Direction::In, data);
             let line = std::str::from_utf8(batch.as_bytes())

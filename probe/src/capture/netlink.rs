@@ -1,13 +1,13 @@
 //! Route-netlink replies (`RTM_NEWLINK`, `RTM_NEWADDR`) → plain link and address records.
-//! Pure: the bytes come from [`super::socket::netlink_dump`]; anything malformed is skipped.
+//! Pure: the bytes come from [`super::kernel::netlink_dump`]; anything malformed is skipped.
 
+use crate::evidence::nl::{attrs, string as string_of, u32_ne as u32_of, NLMSG_HDRLEN};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const RTM_GETLINK: u16 = 18;
 pub const RTM_GETADDR: u16 = 22;
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
-const NLMSG_HDRLEN: usize = 16;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
@@ -17,8 +17,6 @@ const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
-/// Attribute types carry flag bits (nested, byte order) above these.
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// One network interface as the kernel describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,26 +41,6 @@ pub struct Addr {
     pub prefix: u8,
     /// RT_SCOPE_*: 0 universe (global), 253 link, 254 host.
     pub scope: u8,
-}
-
-/// Iterates the (type, payload) attributes in `buf`, stopping at the first malformed one.
-fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = usize::from(u16::from_ne_bytes([*buf.first()?, *buf.get(1)?]));
-        let kind = u16::from_ne_bytes([*buf.get(2)?, *buf.get(3)?]) & NLA_TYPE_MASK;
-        let payload = buf.get(4..len)?;
-        buf = buf.get((len + 3) & !3..).unwrap_or_default();
-        Some((kind, payload))
-    })
-}
-
-fn u32_of(b: &[u8]) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
-}
-
-fn string_of(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// Reads an `RTM_NEWLINK` message (header included); `None` for other messages or garbage.

@@ -1,5 +1,6 @@
-//! The probe's only unsafe code: AF_PACKET sockets with a TPACKET_V3 receive ring, `poll`, and
-//! route-netlink dumps. Everything above this module works on safe slices and plain values.
+//! Reviewed unsafe code for packet capture: AF_PACKET sockets with a TPACKET_V3 receive ring and
+//! `poll` (netlink sockets live in the sibling `kernel` module). Everything above this module
+//! works on safe slices and plain values.
 //!
 //! A capture socket is built in the order that leaves no window for unfiltered packets:
 //! `socket(AF_PACKET, SOCK_RAW, 0)` (protocol 0 receives nothing), `SO_ATTACH_FILTER`,
@@ -439,88 +440,6 @@ pub fn take_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
         (0, 0) => None,
         (0, code) => Some(io::Error::from_raw_os_error(code)),
         _ => Some(io::Error::last_os_error()),
-    }
-}
-
-const NLMSG_HDRLEN: usize = 16;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-
-/// Sends one route-netlink dump request (`RTM_GETLINK`, `RTM_GETADDR`, …) for `family` and
-/// returns every reply message (header included) until `NLMSG_DONE`.
-pub fn netlink_dump(msg_type: u16, family: u8) -> io::Result<Vec<Vec<u8>>> {
-    // SAFETY: plain syscall; the result is checked.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor owned from here on.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let timeout = libc::timeval {
-        tv_sec: 2,
-        tv_usec: 0,
-    };
-    setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
-
-    // nlmsghdr + a 16-byte ifinfomsg (ifaddrmsg is a prefix of it); only the family is set.
-    let mut request = [0u8; NLMSG_HDRLEN + 16];
-    request[0..4].copy_from_slice(&((NLMSG_HDRLEN + 16) as u32).to_ne_bytes());
-    request[4..6].copy_from_slice(&msg_type.to_ne_bytes());
-    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    request[NLMSG_HDRLEN] = family;
-    // SAFETY: `request` is readable for its length; the kernel is the implicit destination.
-    let sent = unsafe { libc::send(raw, request.as_ptr().cast(), request.len(), 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-
-    let mut messages = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        // SAFETY: `buf` is writable for its length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        let mut rest = &buf[..n as usize];
-        while rest.len() >= NLMSG_HDRLEN {
-            let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-            if len < NLMSG_HDRLEN || len > rest.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "truncated netlink message",
-                ));
-            }
-            match kind {
-                NLMSG_DONE => return Ok(messages),
-                NLMSG_ERROR => {
-                    let code = rest
-                        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
-                    if code != 0 {
-                        return Err(io::Error::from_raw_os_error(-code));
-                    }
-                }
-                _ => messages.push(rest[..len].to_vec()),
-            }
-            let aligned = (len + 3) & !3;
-            rest = rest.get(aligned..).unwrap_or_default();
-        }
     }
 }
 

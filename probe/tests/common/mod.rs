@@ -1,6 +1,8 @@
 //! What the kernel tests need of the machine, checked the same way everywhere.
 #![allow(dead_code)]
 
+pub mod listing;
+
 use std::process::Command;
 
 /// Whether this process runs as uid 0 (network namespaces, raw sockets).
