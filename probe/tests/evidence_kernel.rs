@@ -16,8 +16,8 @@
 
 use realip_probe::capture::evidence::read_snapshot;
 use realip_probe::wire::{
-    decode_evidence_line, decode_line, Backend, Conntrack, Event, EvidenceEvent, EvidenceStatus,
-    NatKind, Owner, Phase, Route, RuleEntry, Ruleset, Syntax, Why,
+    decode_line, Backend, Conntrack, Event, EvidenceStatus, NatKind, Owner, Phase, Route,
+    RuleEntry, Ruleset, Syntax, Why,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -519,16 +519,11 @@ fn capture(lab: &mut Lab, role: &str, args: &[&str], traffic: impl FnOnce(&Lab))
     lines.extend(wait_for(&rx, "bye", |l| l.contains(r#""type":"bye""#)));
     let mut s = Stream::default();
     for line in &lines {
-        if let Some(ev) = decode_evidence_line(line).expect("evidence line") {
-            match ev {
-                EvidenceEvent::Evidence(e) => s.status.push(e),
-                EvidenceEvent::Ruleset(r) => s.rulesets.push(r),
-                EvidenceEvent::Conntrack(c) => s.conntrack.push(c),
-                EvidenceEvent::Route(r) => s.routes.push(r),
-            }
-            continue;
-        }
         match decode_line(line).expect("event line") {
+            Event::Evidence(e) => s.status.push(e),
+            Event::Ruleset(r) => s.rulesets.push(r),
+            Event::Conntrack(c) => s.conntrack.push(c),
+            Event::Route(r) => s.routes.push(r),
             Event::Syn(syn) => s.syns.push(syn),
             Event::Bye(_) => s.ended = true,
             _ => {}
@@ -875,8 +870,8 @@ fn without_net_admin_the_probe_captures_and_says_why_there_is_no_evidence() {
     );
     let status: Vec<EvidenceStatus> = lines
         .iter()
-        .filter_map(|l| match decode_evidence_line(l) {
-            Ok(Some(EvidenceEvent::Evidence(e))) => Some(e),
+        .filter_map(|l| match decode_line(l) {
+            Ok(Event::Evidence(e)) => Some(e),
             _ => None,
         })
         .collect();
