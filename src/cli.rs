@@ -125,6 +125,10 @@ pub struct TraceArgs {
     /// Read forwarding headers (X-Forwarded-For, X-Real-IP, Forwarded, PROXY) of first data segments.
     #[arg(long)]
     pub l7: bool,
+    /// Also name the netfilter rule behind each rewrite: the probes read each node's NAT rules,
+    /// conntrack entries and routes (read-only), which adds NET_ADMIN to the probe container.
+    #[arg(long)]
+    pub evidence: bool,
     /// Run this prebuilt probe image instead of delivering the probe this plugin carries.
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,

@@ -23,6 +23,7 @@ fn configmap_chunks_unpack_into_the_carried_probe() {
         capture_secs: 60,
         expiry_secs: 120,
         l7: false,
+        evidence: false,
         ports: vec![80],
         delivery: Delivery::Embedded {
             probes: vec![Carried {
