@@ -95,7 +95,7 @@ impl Setup {
             me: PathBuf::from(PLUGIN),
         };
         driver::start_backends(&mut lab, &tools).expect("echo backends");
-        driver::apply_rules(&lab, &scenario).expect("the scenario's rules");
+        driver::apply_rules(&mut lab, &scenario).expect("the scenario's rules");
         let proxies = driver::start_proxies(&lab, &tools, &scenario).expect("the proxies");
         let api = FakeApi::start_in_netns(&lab.ns(Host::Client))
             .await

@@ -90,16 +90,26 @@ fn node_at(ip: Ipv4Addr) -> Option<Node> {
 /// GlobalRouter: the load balancer is modelled on a CLB), and an EndpointSlice per modelled
 /// Service with the node each endpoint runs on.
 fn topology_yaml(scenario: &Scenario) -> String {
-    let mut yaml = String::from(
-        "\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-proxy, namespace: kube-system}\n\
-         data:\n  config.conf: |\n    kind: KubeProxyConfiguration\n    mode: iptables\n",
+    let mode = match scenario.dataplane.proxy {
+        super::dataplane::ProxyMode::Iptables => "iptables",
+        super::dataplane::ProxyMode::Nftables => "nftables",
+    };
+    let mut yaml = format!(
+        "\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kube-proxy, namespace: kube-system}}\n\
+         data:\n  config.conf: |\n    kind: KubeProxyConfiguration\n    mode: {mode}\n",
     );
     for node in Node::ALL {
+        // A node with a second NIC in use lists its address too, as multi-NIC nodes do.
+        let second = if scenario.dataplane.second_nic == Some(node) {
+            format!(", {{type: InternalIP, address: {}}}", node.second_nic_ip())
+        } else {
+            String::new()
+        };
         let _ = write!(
             yaml,
             "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {node}}}\n\
              spec: {{providerID: 'qcloud:///lab/{node}', podCIDR: {}}}\n\
-             status: {{addresses: [{{type: InternalIP, address: {}}}]}}\n",
+             status: {{addresses: [{{type: InternalIP, address: {}}}{second}]}}\n",
             node.pod_cidr(),
             node.ip()
         );
@@ -180,7 +190,7 @@ mod tests {
     fn fits(predicted: L4Source, who: Who) -> bool {
         match who {
             Who::Client => predicted == L4Source::Client,
-            Who::NodeIp(_) => predicted == L4Source::Node,
+            Who::NodeIp(_) | Who::SecondNic(_) => predicted == L4Source::Node,
             Who::Bridge(_) => predicted == L4Source::Bridge,
             Who::Pod(Pod::Ingress) => predicted == L4Source::Proxy,
             Who::Pod(_) => predicted == L4Source::Pod,

@@ -9,9 +9,12 @@
 pub mod capture;
 pub mod cause;
 pub mod clb;
+pub mod dataplane;
 pub mod driver;
+pub mod installed;
 pub mod interrupt;
 pub mod kube_proxy;
+pub mod kube_proxy_nft;
 pub mod net;
 pub mod netns;
 pub mod partial;
@@ -244,7 +247,8 @@ fn down() -> Result<()> {
     }
 }
 
-/// `--rules`: what each scenario loads with `iptables-restore`, namespace by namespace.
+/// `--rules`: what each scenario loads (`iptables-restore`, `nft -f`, `ipset`, `ip route`),
+/// namespace by namespace.
 pub fn rules_text(scenarios: &[Scenario]) -> String {
     let mut out = String::new();
     for s in scenarios {
@@ -252,8 +256,10 @@ pub fn rules_text(scenarios: &[Scenario]) -> String {
         out.push_str("# load balancer (clb)\n");
         out.push_str(&clb::rules(&s.listeners));
         for node in topology::Node::ALL {
-            out.push_str(&format!("# {node} (kube-proxy, iptables mode)\n"));
-            out.push_str(&kube_proxy::node_rules(&s.services, node));
+            for step in driver::node_setup(s, node) {
+                out.push_str(&format!("# {node} ({})\n", step.what()));
+                out.push_str(&step.text());
+            }
         }
         out.push('\n');
     }

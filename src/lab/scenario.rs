@@ -2,6 +2,7 @@
 //! balancer's listeners, the proxies, the connections to open and what each must show.
 
 use super::clb::Listener;
+use super::dataplane::{Dataplane, ProxyMode};
 use super::kube_proxy::{Endpoint, Service, TrafficPolicy};
 use super::topology::{Node, Pod, CLB_VPC_IP, CLIENT_IP, ECHO_PORT, INGRESS_PORT, VIP};
 use crate::cli::XffMode;
@@ -47,6 +48,8 @@ pub enum Who {
     Pod(Pod),
     /// The load balancer's own address in the VPC.
     Lb,
+    /// A node's address on its second NIC (not its InternalIP).
+    SecondNic(Node),
 }
 
 impl Who {
@@ -54,6 +57,7 @@ impl Who {
         match self {
             Who::Client => CLIENT_IP,
             Who::NodeIp(node) => node.ip(),
+            Who::SecondNic(node) => node.second_nic_ip(),
             Who::Bridge(node) => node.cbr0_ip(),
             Who::Pod(pod) => pod.ip(),
             Who::Lb => CLB_VPC_IP,
@@ -69,6 +73,13 @@ impl fmt::Display for Who {
             Who::Bridge(node) => write!(f, "cbr0 of {node} ({})", node.cbr0_ip()),
             Who::Pod(pod) => write!(f, "pod {pod} ({})", pod.ip()),
             Who::Lb => write!(f, "the load balancer's VPC address ({CLB_VPC_IP})"),
+            Who::SecondNic(node) => {
+                write!(
+                    f,
+                    "eth1 of {node}, its second NIC ({})",
+                    node.second_nic_ip()
+                )
+            }
         }
     }
 }
@@ -117,6 +128,8 @@ pub struct Scenario {
     pub connections: Vec<Connection>,
     /// The manifests it models, for explain.
     pub manifest: &'static str,
+    /// How the nodes are programmed: kube-proxy's mode, a CNI's masquerade, a second NIC.
+    pub dataplane: Dataplane,
     /// Whether a probe runs on the load balancer: a cloud's load balancer is out of reach, and
     /// the verdict must then rest on what the nodes saw.
     pub probe_lb: bool,
@@ -203,7 +216,7 @@ fn answered(by: Pod, l4: Who, xff: Option<Who>) -> Expect {
 
 /// Every scenario, in the order `--scenario all` runs them.
 pub fn all() -> Vec<Scenario> {
-    vec![
+    let mut all = vec![
         Scenario {
             name: "cluster-same-node",
             title: "LB → NodePort, externalTrafficPolicy=Cluster, endpoint on the receiving node",
@@ -213,6 +226,7 @@ pub fn all() -> Vec<Scenario> {
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppA, Who::Bridge(Node::A), None))],
             manifest: WEB_CLUSTER_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "externalTrafficPolicy=Cluster: kube-proxy marks external traffic for masquerade \
                     (KUBE-EXT → KUBE-MARK-MASQ) and KUBE-POSTROUTING rewrites the source to the \
@@ -228,6 +242,7 @@ pub fn all() -> Vec<Scenario> {
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppB, Who::NodeIp(Node::A), None))],
             manifest: WEB_CLUSTER_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "externalTrafficPolicy=Cluster: node-a DNATs to a pod on node-b and masquerades \
                     to its own address so that the reply comes back through it",
@@ -260,6 +275,7 @@ pub fn all() -> Vec<Scenario> {
                 },
             ],
             manifest: WEB_LOCAL_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "externalTrafficPolicy=Local: the external chain only jumps to local endpoints \
                     and never marks for masquerade; a node without local endpoints drops the \
@@ -286,6 +302,7 @@ pub fn all() -> Vec<Scenario> {
                 ..from_client(answered(Pod::AppA, Who::Lb, None))
             }],
             manifest: WEB_LOCAL_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: false,
             cause: "the load balancer replaces the client's address with its own before the \
                     first node sees the SYN; externalTrafficPolicy=Local then keeps what it \
@@ -310,6 +327,7 @@ pub fn all() -> Vec<Scenario> {
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppA, Who::Client, None))],
             manifest: WEB_DIRECT_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "the load balancer targets the pod IP: no NodePort, no kube-proxy rule matches, \
                     nothing rewrites the source",
@@ -335,6 +353,7 @@ pub fn all() -> Vec<Scenario> {
                 ..from_client(answered(Pod::AppB, Who::NodeIp(Node::A), Some(Who::Client)))
             }],
             manifest: L7_INGRESS_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "an L7 load balancer terminates the client's connection and opens its own; it \
                     writes the client address into X-Forwarded-For, and the NodePort hop \
@@ -358,6 +377,7 @@ pub fn all() -> Vec<Scenario> {
                 Some(Who::NodeIp(Node::B)),
             ))],
             manifest: NGINX_CLUSTER_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "the controller's own Service uses Cluster: node-b masquerades the client's \
                     connection before the controller accepts it, so the controller writes a node \
@@ -381,6 +401,7 @@ pub fn all() -> Vec<Scenario> {
                 Some(Who::Client),
             ))],
             manifest: NGINX_LOCAL_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "the controller's Service uses Local: the controller accepts the client's own \
                     address and puts it in X-Forwarded-For; the app sees the controller at L4",
@@ -411,6 +432,7 @@ pub fn all() -> Vec<Scenario> {
                 },
             ],
             manifest: WEB_LOCAL_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "kube-proxy captures the LB address on every node (KUBE-SERVICES \"loadbalancer \
                     IP\"): the traffic never reaches the load balancer; the node's own connection \
@@ -434,6 +456,7 @@ pub fn all() -> Vec<Scenario> {
                 explained_by: None,
             }],
             manifest: WEB_CLUSTER_IP_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "pod-to-pod traffic is routed, not translated: no Service, no kube-proxy rule",
             fix: "nothing to fix",
@@ -453,11 +476,123 @@ pub fn all() -> Vec<Scenario> {
                 explained_by: Some((Origin::InClusterPod, "hairpin")),
             }],
             manifest: WEB_CLUSTER_IP_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "hairpin: the endpoint chain masquerades traffic from the endpoint itself \
                     (KUBE-SEP … -s <pod IP> -j KUBE-MARK-MASQ), or its reply would skip the \
                     un-DNAT; the pod sees cbr0",
             fix: "nothing to fix: expected for a pod calling itself through its Service",
+        },
+    ];
+    let variants = nftables_variants(&all);
+    all.extend(variants);
+    all.extend(other_rewriters());
+    all
+}
+
+/// Scenarios again with kube-proxy in nftables mode: the same verdicts from other rules (one
+/// `ip kube-proxy` table, no iptables rule, no rule counters).
+fn nftables_variants(all: &[Scenario]) -> Vec<Scenario> {
+    let variants = [
+        (
+            "cluster-same-node",
+            "cluster-same-node-nft",
+            "cluster-same-node with kube-proxy in nftables mode",
+        ),
+        (
+            "cluster-cross-node",
+            "cluster-cross-node-nft",
+            "cluster-cross-node with kube-proxy in nftables mode",
+        ),
+        (
+            "local",
+            "local-nft",
+            "local with kube-proxy in nftables mode",
+        ),
+    ];
+    variants
+        .into_iter()
+        .filter_map(|(base, name, title)| {
+            let base = all.iter().find(|s| s.name == base)?;
+            Some(Scenario {
+                name,
+                title,
+                models: "the same Service with kube-proxy --proxy-mode=nftables",
+                dataplane: Dataplane {
+                    proxy: ProxyMode::Nftables,
+                    ..base.dataplane
+                },
+                ..base.clone()
+            })
+        })
+        .collect()
+}
+
+/// Rewrites not made by kube-proxy's rules as explain reads them: a CNI's masquerade ahead of
+/// kube-proxy's, and MASQUERADE on a second NIC.
+fn other_rewriters() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "calico-nat-outgoing",
+            title: "a pod calls a Service whose endpoint is in no Calico IP pool",
+            models: "Calico with natOutgoing, while node-a's pods hold addresses of a pool Calico \
+                     no longer lists (deleted, or a pod CIDR added by hand): to node-b's Calico \
+                     they are outside the cluster",
+            services: vec![web(
+                TrafficPolicy::Cluster,
+                Exposure::ClusterIp,
+                &[Pod::AppA],
+            )],
+            listeners: vec![],
+            proxies: vec![],
+            connections: vec![Connection {
+                from: From::Pod(Pod::Toolbox),
+                to: SocketAddrV4::new(WEB_CLUSTER_IP, 80),
+                via: "the Service's cluster IP",
+                expect: answered(Pod::AppA, Who::NodeIp(Node::B), None),
+                explained_by: None,
+            }],
+            manifest: WEB_CLUSTER_IP_YAML,
+            dataplane: Dataplane {
+                cni_masquerade: Some(Node::B),
+                ..Dataplane::KUBE_PROXY
+            },
+            probe_lb: true,
+            cause: "Calico's natOutgoing (cali-nat-outgoing, in POSTROUTING ahead of kube-proxy's \
+                    chain) masquerades pod traffic to addresses outside every IP pool: node-a's \
+                    pods are in none, so toolbox's connection reaches app-a from node-b's \
+                    address; kube-proxy itself does not masquerade pod-to-ClusterIP traffic",
+            fix: "put every pod CIDR in a Calico IP pool (calicoctl get ippools -o wide)",
+        },
+        Scenario {
+            name: "multi-nic",
+            title: "LB → NodePort, Cluster, the other node's pods routed through a second NIC",
+            models: "nodes with several interfaces (a storage or backend network, secondary \
+                     ENIs): MASQUERADE takes the address of the interface the packet leaves by, \
+                     not the node's InternalIP (kubernetes#133024)",
+            services: vec![web(
+                TrafficPolicy::Cluster,
+                Exposure::LoadBalancer,
+                &[Pod::AppB],
+            )],
+            listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
+            proxies: vec![],
+            connections: vec![from_client(answered(
+                Pod::AppB,
+                Who::SecondNic(Node::A),
+                None,
+            ))],
+            manifest: WEB_CLUSTER_YAML,
+            dataplane: Dataplane {
+                second_nic: Some(Node::A),
+                ..Dataplane::KUBE_PROXY
+            },
+            probe_lb: true,
+            cause: "externalTrafficPolicy=Cluster: node-a masquerades, and MASQUERADE takes the \
+                    address of the interface the packet leaves by: node-a routes node-b's pods \
+                    through eth1, so the pod sees eth1's address, not node-a's InternalIP",
+            fix: "set spec.externalTrafficPolicy: Local, or route pod traffic through the \
+                  InternalIP's interface",
         },
     ]
 }
@@ -502,13 +637,13 @@ mod tests {
     use serde::Deserialize;
 
     #[test]
-    fn eleven_scenarios_with_unique_names() {
+    fn sixteen_scenarios_with_unique_names() {
         let all = all();
-        assert_eq!(all.len(), 11);
+        assert_eq!(all.len(), 16);
         let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 16);
         for scenario in &all {
             assert!(!scenario.connections.is_empty(), "{}", scenario.name);
             assert!(
@@ -522,7 +657,7 @@ mod tests {
 
     #[test]
     fn selecting_by_name() {
-        assert_eq!(select("all").map(|s| s.len()), Some(11));
+        assert_eq!(select("all").map(|s| s.len()), Some(16));
         assert_eq!(select("local").unwrap()[0].name, "local");
         assert!(select("nope").is_none());
     }
