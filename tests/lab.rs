@@ -1,6 +1,10 @@
 //! The end-to-end proof: `kubectl realip lab` on the real kernel, with the real probe.
 //!
-//! Needs root and network namespaces; without them each test says so loudly and skips.
+//! Needs root, network namespaces, iptables, nft and ipset; without them each test says so
+//! loudly and skips, and fails under `CI=true`.
+
+#[path = "../probe/tests/common/mod.rs"]
+mod kernel;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -42,24 +46,24 @@ fn missing_capability() -> Option<String> {
         }
         Err(err) => return Some(format!("no `ip` (install iproute2): {err}")),
     }
-    if Command::new("iptables-restore")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        return Some("no iptables-restore (install iptables)".into());
+    for (tool, package) in [
+        ("iptables-restore", "iptables"),
+        ("nft", "nftables"),
+        ("ipset", "ipset"),
+    ] {
+        if !kernel::has_tool(tool) {
+            return Some(format!("no {tool} (install {package})"));
+        }
     }
     None
 }
 
 fn skip(test: &str) -> bool {
-    match missing_capability() {
-        Some(why) => {
-            eprintln!("SKIPPED {test}: the netns lab needs root, iproute2 and iptables ({why})");
-            true
-        }
-        None => false,
-    }
+    !kernel::runnable(
+        test,
+        missing_capability()
+            .map(|why| format!("the netns lab needs root, iproute2, iptables, nft and ipset ({why})")),
+    )
 }
 
 /// The probe binary beside the plugin, built if missing (a plain `cargo test` builds only the
@@ -105,7 +109,7 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
     let value: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|err| panic!("not JSON ({err}):\n{stdout}\nstderr:\n{stderr}"));
     let entries = value.as_array().expect("a list of scenarios");
-    assert_eq!(entries.len(), 11, "{stdout}");
+    assert_eq!(entries.len(), 16, "{stdout}");
     let failed: Vec<String> = entries
         .iter()
         .filter(|entry| entry["matches"] != true)
@@ -127,7 +131,36 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
             entry["flows"].as_array().is_some_and(|f| !f.is_empty()),
             "{entry}"
         );
+        // Every rewrite names its rule, its owner and the conntrack entry that shows it, and
+        // the lab checked each against the rule it installed.
+        for flow in entry["flows"].as_array().into_iter().flatten() {
+            for t in flow["translations"].as_array().into_iter().flatten() {
+                let a = &t["attribution"];
+                assert_eq!(a["status"], "rule", "{}: {t:#}", entry["scenario"]);
+                assert!(a["owner"].is_string() && a["rule"]["text"].is_string(), "{t:#}");
+                assert!(a["conntrack"]["orig"].is_object(), "{t:#}");
+            }
+        }
+        for check in entry["connections"].as_array().into_iter().flatten() {
+            for rule in check["rules"].as_array().into_iter().flatten() {
+                assert_eq!(rule["ok"], true, "{}: {rule:#}", entry["scenario"]);
+            }
+        }
     }
+    let rewrites: usize = entries
+        .iter()
+        .flat_map(|e| e["connections"].as_array().into_iter().flatten())
+        .map(|c| c["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(rewrites >= 20, "{rewrites} rewrites checked");
+    let owners: Vec<&str> = entries
+        .iter()
+        .flat_map(|e| e["connections"].as_array().into_iter().flatten())
+        .flat_map(|c| c["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["expected"].as_str())
+        .collect();
+    assert!(owners.iter().any(|o| o.starts_with("Calico in cali-nat-outgoing")), "{owners:?}");
+    assert!(owners.iter().any(|o| o.contains("in masquerading")), "{owners:?}");
     assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     assert_eq!(lab_namespaces(), before, "namespaces left behind");
     assert!(took < Duration::from_secs(60), "took {took:?}");
@@ -154,6 +187,10 @@ fn text_report_names_the_rewrite_and_its_cause() {
         stdout.contains("node-a: SNAT 192.0.2.10 → 198.51.100.11 (eth0 of node-a)"),
         "{stdout}"
     );
+    // The rule behind it, its conntrack entry and the route that chose the address.
+    assert!(stdout.contains("rule (kube-proxy): iptables-"), "{stdout}");
+    assert!(stdout.contains("-A KUBE-POSTROUTING -m comment"), "{stdout}");
+    assert!(stdout.contains("MASQUERADE takes 198.51.100.11"), "{stdout}");
     assert!(stdout.contains("externalTrafficPolicy"), "{stdout}");
     assert!(stdout.contains("fix:"), "{stdout}");
     assert_eq!(lab_namespaces(), before, "namespaces left behind");
@@ -185,6 +222,9 @@ fn text_report_names_the_rewrite_and_its_cause() {
         text.contains("SNAT on node-a: 192.0.2.10:") && text.contains("(eth0 of node-a)"),
         "{text}"
     );
+    // The saved evidence names the same rule when read back.
+    assert!(text.contains("rule (kube-proxy): iptables-"), "{text}");
+    assert!(text.contains("conntrack: 192.0.2.10:"), "{text}");
 }
 
 #[test]
@@ -286,14 +326,14 @@ fn without_root_the_error_says_what_to_do() {
 }
 
 #[test]
-fn list_names_the_eleven_scenarios() {
+fn list_names_the_sixteen_scenarios() {
     let out = Command::new(PLUGIN)
         .args(["lab", "--list"])
         .output()
         .expect("plugin runs");
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 11, "{stdout}");
+    assert_eq!(stdout.lines().count(), 16, "{stdout}");
     assert!(stdout.contains("nginx-ingress-local"), "{stdout}");
 }
 

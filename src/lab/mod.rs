@@ -50,7 +50,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
     if args.rules {
         return emit(&rules_text(&scenarios));
     }
-    preflight()?;
+    preflight(if args.down { &[] } else { &scenarios })?;
     if args.down {
         return down();
     }
@@ -185,8 +185,9 @@ fn run_id() -> String {
     )
 }
 
-/// Root, iproute2, iptables and sysctl are needed; say which package provides what is missing.
-fn preflight() -> Result<()> {
+/// Root, iproute2, iptables and sysctl are needed, and nft and ipset by the scenarios that use
+/// them; say which package provides what is missing.
+fn preflight(scenarios: &[Scenario]) -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         return Err(Failure::new(
             Kind::Probe,
@@ -194,11 +195,22 @@ fn preflight() -> Result<()> {
         )
         .hint("run it as root, e.g. `sudo ./target/release/kubectl-realip lab`"));
     }
-    for (tool, package) in [
+    let mut tools = vec![
         ("ip", "iproute2"),
         ("iptables-restore", "iptables"),
+        ("iptables-save", "iptables"),
         ("sysctl", "procps"),
-    ] {
+    ];
+    if scenarios
+        .iter()
+        .any(|s| s.dataplane.proxy == dataplane::ProxyMode::Nftables)
+    {
+        tools.push(("nft", "nftables"));
+    }
+    if scenarios.iter().any(|s| s.dataplane.cni_masquerade.is_some()) {
+        tools.push(("ipset", "ipset"));
+    }
+    for (tool, package) in tools {
         if !on_path(tool) {
             return Err(Failure::new(
                 Kind::Probe,
