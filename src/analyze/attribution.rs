@@ -114,12 +114,21 @@ pub fn attribute(evidence: &Evidence, flow: &Flow, t: &Translation) -> Attributi
         }
         _ => {
             attribution.status = AttributionStatus::Ambiguous;
+            let mut how = Vec::new();
+            if !moved.is_empty() {
+                how.push(format!("{} moved during the capture", moved.len()));
+            }
+            if uncounted > 0 {
+                how.push(format!(
+                    "{uncounted} {} no counter",
+                    if uncounted == 1 { "keeps" } else { "keep" }
+                ));
+            }
             attribution.reason = format!(
-                "{} rules on {node} fit and may have made it ({} moved during the capture, {} \
-                 keep no counter): the counters do not tell which took this connection",
+                "{} rules on {node} fit and may have made it ({}): the counters do not tell \
+                 which took this connection",
                 possible.len(),
-                moved.len(),
-                uncounted
+                how.join(", ")
             );
             attribution.candidates = possible.into_iter().cloned().collect();
         }

@@ -155,11 +155,19 @@ pub fn lines(attribution: &Attribution, kind: TranslationKind) -> Vec<String> {
     }
     if kind == TranslationKind::Snat {
         if let Some(route) = &attribution.route {
-            let masquerade = attribution
-                .rule
-                .as_ref()
-                .and_then(|r| r.nat.as_ref())
-                .is_some_and(|n| n.kind == NatKind::Masquerade);
+            // The rule named, or every rule that could have been, is a MASQUERADE.
+            let is_masquerade = |r: &RuleEntry| {
+                r.nat
+                    .as_ref()
+                    .is_some_and(|n| n.kind == NatKind::Masquerade)
+            };
+            let masquerade = match &attribution.rule {
+                Some(rule) => is_masquerade(rule),
+                None => {
+                    !attribution.candidates.is_empty()
+                        && attribution.candidates.iter().all(is_masquerade)
+                }
+            };
             out.push(format!("route: {}", route_words(route, masquerade)));
         }
     }

@@ -1,0 +1,352 @@
+//! The rule behind each rewrite, from real `--evidence` captures of the lab
+//! (`tests/fixtures/analyze/evidence`, written by `kubectl realip lab --scenario NAME --save`):
+//! what the text, the JSON and the diagram say of it, and what is said when the evidence is
+//! missing, cut short or does not settle it (those made from the real captures by taking away
+//! what a probe without NET_ADMIN, or one stopped early, would not have written).
+
+use kubectl_realip::analyze::model::{
+    AttributionBasis, AttributionStatus, Report, TranslationKind,
+};
+use kubectl_realip::analyze::{analyze_events, render_json, render_mermaid, render_text, Analyzer};
+use kubectl_realip::output::plain;
+use realip_probe::wire::{decode_line, Event, Owner, Phase};
+use std::path::Path;
+use std::time::Duration;
+
+fn events(fixture: &str) -> Vec<Event> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/analyze/evidence")
+        .join(fixture);
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| decode_line(l).unwrap())
+        .collect()
+}
+
+/// Snapshots live with the fixtures they come from.
+macro_rules! golden {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({ snapshot_path => "fixtures/analyze/snapshots", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!($name, $value);
+        })
+    };
+}
+
+/// Every rewrite of the report, with the owner and chain of the rule it names; and the text
+/// fits 80 columns.
+fn named(report: &Report) -> Vec<(String, TranslationKind, Owner, String)> {
+    let text = plain(&render_text(report));
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "over 80 columns:\n{text}"
+    );
+    report
+        .flows
+        .iter()
+        .flat_map(|f| &f.translations)
+        .map(|t| {
+            let a = t.attribution.as_ref().expect("an attribution");
+            assert_eq!(a.status, AttributionStatus::Rule, "{t:#?}");
+            let rule = a.rule.as_ref().expect("a rule");
+            assert_eq!(a.owner, Some(rule.owner));
+            let entry = a.conntrack.as_ref().expect("its conntrack entry");
+            assert!(
+                match t.kind {
+                    TranslationKind::Snat => entry.src_nat,
+                    TranslationKind::Dnat => entry.dst_nat,
+                },
+                "{entry:?}"
+            );
+            (t.node.clone(), t.kind, rule.owner, rule.chain.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn kube_proxy_iptables_names_the_listener_the_endpoint_chain_and_the_masquerade() {
+    let report = analyze_events(events("cluster-cross-node.jsonl"));
+    let named = named(&report);
+    assert_eq!(named.len(), 3, "{named:?}");
+    assert_eq!(
+        named[0],
+        (
+            "clb".into(),
+            TranslationKind::Dnat,
+            Owner::User,
+            "PREROUTING".into()
+        )
+    );
+    assert!(named[1].3.starts_with("KUBE-SEP-"), "{named:?}");
+    assert_eq!(
+        named[2],
+        (
+            "node-a".into(),
+            TranslationKind::Snat,
+            Owner::KubeProxy,
+            "KUBE-POSTROUTING".into()
+        )
+    );
+    let snat = &report.flows[0].translations[2];
+    let a = snat.attribution.as_ref().unwrap();
+    assert_eq!(a.basis, Some(AttributionBasis::Counter));
+    let route = a.route.as_ref().expect("the route");
+    assert_eq!(route.masquerade_source, Some(snat.to.ip()));
+    golden!(
+        "evidence_cluster_cross_node_text",
+        plain(&render_text(&report))
+    );
+    golden!("evidence_cluster_cross_node_json", render_json(&report));
+    golden!(
+        "evidence_cluster_cross_node_mermaid",
+        render_mermaid(&report)
+    );
+}
+
+#[test]
+fn kube_proxy_nftables_rules_keep_no_counter_and_are_named_as_the_only_fit() {
+    let report = analyze_events(events("cluster-cross-node-nft.jsonl"));
+    let named = named(&report);
+    let on_node: Vec<_> = named.iter().filter(|n| n.0 == "node-a").collect();
+    assert_eq!(on_node.len(), 2, "{named:?}");
+    assert!(on_node[0].3.starts_with("endpoint-"), "{named:?}");
+    assert_eq!(on_node[1].3, "masquerading");
+    for t in report.flows[0]
+        .translations
+        .iter()
+        .filter(|t| t.node == "node-a")
+    {
+        let a = t.attribution.as_ref().unwrap();
+        assert_eq!(a.basis, Some(AttributionBasis::OnlyFit), "{a:#?}");
+        assert_eq!(a.rule.as_ref().unwrap().table, "kube-proxy");
+    }
+    golden!("evidence_nftables_text", plain(&render_text(&report)));
+}
+
+#[test]
+fn calicos_masquerade_ahead_of_kube_proxys_is_told_by_its_counter() {
+    let report = analyze_events(events("calico-nat-outgoing.jsonl"));
+    let named = named(&report);
+    assert!(
+        named.contains(&(
+            "node-b".into(),
+            TranslationKind::Snat,
+            Owner::Calico,
+            "cali-nat-outgoing".into()
+        )),
+        "{named:?}"
+    );
+    golden!("evidence_calico_text", plain(&render_text(&report)));
+    golden!("evidence_calico_mermaid", render_mermaid(&report));
+}
+
+#[test]
+fn masquerade_on_a_second_nic_shows_the_route_that_chose_it() {
+    let report = analyze_events(events("multi-nic.jsonl"));
+    named(&report);
+    let snat = report.flows[0]
+        .translations
+        .iter()
+        .find(|t| t.kind == TranslationKind::Snat)
+        .unwrap();
+    let route = snat.attribution.as_ref().unwrap().route.as_ref().unwrap();
+    assert_eq!(route.oif.as_deref(), Some("eth1"));
+    assert_eq!(route.masquerade_source, Some(snat.to.ip()));
+    let text = plain(&render_text(&report));
+    assert!(
+        text.contains("MASQUERADE takes 198.19.254.11, the address of eth1"),
+        "{text}"
+    );
+}
+
+/// What a probe without CAP_NET_ADMIN writes on `node`: the status saying so, and nothing else
+/// of its evidence.
+fn without_net_admin(events: Vec<Event>, node: &str) -> Vec<Event> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Evidence(mut s) if s.node == node => {
+                s.available = false;
+                s.reason = Some(
+                    "CAP_NET_ADMIN is missing: reading netfilter rules and conntrack entries \
+                     needs it (the capture itself goes on with CAP_NET_RAW)"
+                        .into(),
+                );
+                s.sources.clear();
+                s.conntrack_lookups = 0;
+                s.conntrack_found = 0;
+                Some(Event::Evidence(s))
+            }
+            Event::Ruleset(r) if r.node == node => None,
+            Event::Conntrack(c) if c.node == node => None,
+            Event::Route(r) if r.node == node => None,
+            other => Some(other),
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_without_net_admin_says_no_evidence_and_why() {
+    let report = analyze_events(without_net_admin(
+        events("cluster-cross-node.jsonl"),
+        "node-a",
+    ));
+    let on_a: Vec<_> = report.flows[0]
+        .translations
+        .iter()
+        .filter(|t| t.node == "node-a")
+        .collect();
+    assert_eq!(on_a.len(), 2);
+    for t in on_a {
+        let a = t.attribution.as_ref().unwrap();
+        assert_eq!(a.status, AttributionStatus::NoEvidence);
+        assert!(
+            a.reason.contains("CAP_NET_ADMIN is missing"),
+            "{}",
+            a.reason
+        );
+    }
+    // The load balancer's probe read its evidence: its rewrite is still named.
+    assert_eq!(
+        report.flows[0].translations[0]
+            .attribution
+            .as_ref()
+            .unwrap()
+            .status,
+        AttributionStatus::Rule
+    );
+    let node_a = report
+        .summary
+        .evidence
+        .iter()
+        .find(|n| n.node == "node-a")
+        .unwrap();
+    assert!(!node_a.available);
+    golden!(
+        "evidence_without_net_admin_text",
+        plain(&render_text(&report))
+    );
+}
+
+#[test]
+fn without_any_evidence_nothing_changes() {
+    let plain_events: Vec<Event> = events("cluster-cross-node.jsonl")
+        .into_iter()
+        .filter(|e| {
+            !matches!(
+                e,
+                Event::Evidence(_) | Event::Ruleset(_) | Event::Conntrack(_) | Event::Route(_)
+            )
+        })
+        .collect();
+    let report = analyze_events(plain_events);
+    assert!(report
+        .flows
+        .iter()
+        .flat_map(|f| &f.translations)
+        .all(|t| t.attribution.is_none()));
+    assert!(report.summary.evidence.is_empty());
+    let json = render_json(&report);
+    assert!(!json.contains("attribution"), "{json}");
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(value["summary"].get("evidence").is_none(), "{json}");
+}
+
+#[test]
+fn two_masquerades_that_both_moved_are_not_settled() {
+    // Another connection went through kube-proxy's masquerade on node-b during the capture.
+    let evs: Vec<Event> = events("calico-nat-outgoing.jsonl")
+        .into_iter()
+        .map(|e| match e {
+            Event::Ruleset(mut r) if r.node == "node-b" && r.phase == Phase::End => {
+                for rule in &mut r.rules {
+                    if rule.chain == "KUBE-POSTROUTING" && rule.nat.is_some() {
+                        rule.delta_packets = Some(1);
+                        rule.packets = rule.packets.map(|p| p + 1);
+                    }
+                }
+                Event::Ruleset(r)
+            }
+            other => other,
+        })
+        .collect();
+    let report = analyze_events(evs);
+    let snat = report.flows[0]
+        .translations
+        .iter()
+        .find(|t| t.kind == TranslationKind::Snat)
+        .unwrap();
+    let a = snat.attribution.as_ref().unwrap();
+    assert_eq!(a.status, AttributionStatus::Ambiguous);
+    let owners: Vec<Owner> = a.candidates.iter().map(|r| r.owner).collect();
+    assert_eq!(owners, [Owner::KubeProxy, Owner::Calico]);
+    assert!(a.rule.is_none() && a.owner.is_none());
+    golden!("evidence_ambiguous_text", plain(&render_text(&report)));
+}
+
+#[test]
+fn a_probe_stopped_before_its_end_snapshot_names_what_the_start_shows() {
+    let evs: Vec<Event> = events("cluster-cross-node.jsonl")
+        .into_iter()
+        .filter(|e| {
+            !matches!(e, Event::Ruleset(r) if r.node == "node-a" && r.phase == Phase::End)
+                && !matches!(e, Event::Evidence(s) if s.node == "node-a" && s.last)
+        })
+        .collect();
+    let report = analyze_events(evs);
+    let on_a: Vec<_> = report.flows[0]
+        .translations
+        .iter()
+        .filter(|t| t.node == "node-a")
+        .collect();
+    // The DNAT rule of the endpoint chain is listed only at the end.
+    let dnat = on_a[0].attribution.as_ref().unwrap();
+    assert_eq!(dnat.status, AttributionStatus::NoRule);
+    assert!(
+        dnat.reason.contains("end snapshot did not come"),
+        "{}",
+        dnat.reason
+    );
+    // The masquerade is listed from the start: the only one that fits, its counter unknown.
+    let snat = on_a[1].attribution.as_ref().unwrap();
+    assert_eq!(snat.status, AttributionStatus::Rule);
+    assert_eq!(snat.basis, Some(AttributionBasis::OnlyFit));
+    assert!(
+        snat.reason.contains("end snapshot did not come"),
+        "{}",
+        snat.reason
+    );
+    assert!(
+        report
+            .summary
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("node-a: the probe's end snapshot")),
+        "{:?}",
+        report.summary.warnings
+    );
+}
+
+/// `analyze` reads a capture as a stream: a connection rewritten on a node whose probe reads
+/// evidence waits for that probe's end snapshot, and then names its rule by its counter.
+#[test]
+fn a_windowed_analysis_waits_for_the_end_snapshot() {
+    let mut analyzer = Analyzer::windowed(Duration::from_secs(1));
+    let evs = events("cluster-cross-node.jsonl");
+    let end_of_node_a = evs
+        .iter()
+        .position(|e| matches!(e, Event::Ruleset(r) if r.node == "node-a" && r.phase == Phase::End))
+        .unwrap();
+    let mut flows = Vec::new();
+    for (i, event) in evs.into_iter().enumerate() {
+        analyzer.push(event);
+        while let Some(flow) = analyzer.next_flow() {
+            assert!(i >= end_of_node_a, "reported before node-a's end snapshot");
+            flows.push(flow);
+        }
+    }
+    analyzer.close();
+    flows.extend(std::iter::from_fn(|| analyzer.next_flow()));
+    let whole = analyze_events(events("cluster-cross-node.jsonl"));
+    assert_eq!(flows, whole.flows);
+}
