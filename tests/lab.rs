@@ -61,8 +61,9 @@ fn missing_capability() -> Option<String> {
 fn skip(test: &str) -> bool {
     !kernel::runnable(
         test,
-        missing_capability()
-            .map(|why| format!("the netns lab needs root, iproute2, iptables, nft and ipset ({why})")),
+        missing_capability().map(|why| {
+            format!("the netns lab needs root, iproute2, iptables, nft and ipset ({why})")
+        }),
     )
 }
 
@@ -137,7 +138,10 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
             for t in flow["translations"].as_array().into_iter().flatten() {
                 let a = &t["attribution"];
                 assert_eq!(a["status"], "rule", "{}: {t:#}", entry["scenario"]);
-                assert!(a["owner"].is_string() && a["rule"]["text"].is_string(), "{t:#}");
+                assert!(
+                    a["owner"].is_string() && a["rule"]["text"].is_string(),
+                    "{t:#}"
+                );
                 assert!(a["conntrack"]["orig"].is_object(), "{t:#}");
             }
         }
@@ -159,8 +163,16 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
         .flat_map(|c| c["rules"].as_array().into_iter().flatten())
         .filter_map(|r| r["expected"].as_str())
         .collect();
-    assert!(owners.iter().any(|o| o.starts_with("Calico in cali-nat-outgoing")), "{owners:?}");
-    assert!(owners.iter().any(|o| o.contains("in masquerading")), "{owners:?}");
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.starts_with("Calico in cali-nat-outgoing")),
+        "{owners:?}"
+    );
+    assert!(
+        owners.iter().any(|o| o.contains("in masquerading")),
+        "{owners:?}"
+    );
     assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     assert_eq!(lab_namespaces(), before, "namespaces left behind");
     assert!(took < Duration::from_secs(60), "took {took:?}");
@@ -189,8 +201,14 @@ fn text_report_names_the_rewrite_and_its_cause() {
     );
     // The rule behind it, its conntrack entry and the route that chose the address.
     assert!(stdout.contains("rule (kube-proxy): iptables-"), "{stdout}");
-    assert!(stdout.contains("-A KUBE-POSTROUTING -m comment"), "{stdout}");
-    assert!(stdout.contains("MASQUERADE takes 198.51.100.11"), "{stdout}");
+    assert!(
+        stdout.contains("-A KUBE-POSTROUTING -m comment"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("MASQUERADE takes 198.51.100.11"),
+        "{stdout}"
+    );
     assert!(stdout.contains("externalTrafficPolicy"), "{stdout}");
     assert!(stdout.contains("fix:"), "{stdout}");
     assert_eq!(lab_namespaces(), before, "namespaces left behind");
