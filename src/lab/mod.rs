@@ -207,7 +207,10 @@ fn preflight(scenarios: &[Scenario]) -> Result<()> {
     {
         tools.push(("nft", "nftables"));
     }
-    if scenarios.iter().any(|s| s.dataplane.cni_masquerade.is_some()) {
+    if scenarios
+        .iter()
+        .any(|s| s.dataplane.cni_masquerade.is_some())
+    {
         tools.push(("ipset", "ipset"));
     }
     for (tool, package) in tools {

@@ -534,34 +534,34 @@ fn other_rewriters() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "calico-nat-outgoing",
-            title: "a pod calls a Service whose endpoint is in no Calico IP pool",
-            models: "Calico with natOutgoing, while node-a's pods hold addresses of a pool Calico \
-                     no longer lists (deleted, or a pod CIDR added by hand): to node-b's Calico \
-                     they are outside the cluster",
+            title: "a pod calls its Service's LB address; Calico masquerades ahead of kube-proxy",
+            models: "Calico with natOutgoing (its chains run ahead of kube-proxy's), while \
+                     node-a's pods hold addresses of a pool Calico no longer lists (deleted, or \
+                     a pod CIDR added by hand): to node-b's Calico they are outside the cluster",
             services: vec![web(
                 TrafficPolicy::Cluster,
-                Exposure::ClusterIp,
+                Exposure::LoadBalancer,
                 &[Pod::AppA],
             )],
-            listeners: vec![],
+            listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
             proxies: vec![],
             connections: vec![Connection {
                 from: From::Pod(Pod::Toolbox),
-                to: SocketAddrV4::new(WEB_CLUSTER_IP, 80),
-                via: "the Service's cluster IP",
+                to: vip(80),
+                via: "the load balancer's VIP, short-circuited by kube-proxy",
                 expect: answered(Pod::AppA, Who::NodeIp(Node::B), None),
-                explained_by: None,
+                explained_by: Some((Origin::InClusterPod, "lb-address")),
             }],
-            manifest: WEB_CLUSTER_IP_YAML,
+            manifest: WEB_CLUSTER_YAML,
             dataplane: Dataplane {
                 cni_masquerade: Some(Node::B),
                 ..Dataplane::KUBE_PROXY
             },
             probe_lb: true,
-            cause: "Calico's natOutgoing (cali-nat-outgoing, in POSTROUTING ahead of kube-proxy's \
-                    chain) masquerades pod traffic to addresses outside every IP pool: node-a's \
-                    pods are in none, so toolbox's connection reaches app-a from node-b's \
-                    address; kube-proxy itself does not masquerade pod-to-ClusterIP traffic",
+            cause: "kube-proxy marks the connection for its MASQUERADE, but Calico's natOutgoing \
+                    (cali-nat-outgoing, in POSTROUTING ahead of KUBE-POSTROUTING) masquerades \
+                    it first: its destination, app-a, is in no IP pool; the pod sees node-b's \
+                    address either way, from another rule than the one explain names",
             fix: "put every pod CIDR in a Calico IP pool (calicoctl get ippools -o wide)",
         },
         Scenario {

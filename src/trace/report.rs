@@ -2,7 +2,7 @@
 //! nodes not probed, and explain's prediction beside it, loudly flagged where they disagree.
 
 use super::topology::Topology;
-use crate::analyze::model::{AttributionStatus, Flow, Report, TranslationKind};
+use crate::analyze::model::{AttributionStatus, ClientKind, Flow, Report, TranslationKind};
 use crate::analyze::render::attribution::{owner_words, rule_place};
 use crate::explain::model::{Explanation, L4Source, Origin, OriginVerdict};
 use crate::output::{BAD, DIM, HEAD, WARN};
@@ -112,14 +112,24 @@ impl AddressBook {
     }
 }
 
-/// Where a measured connection came in, in explain's terms.
-fn origin_of(flow: &Flow, topology: &Topology, book: &AddressBook) -> Option<Origin> {
+/// Where a measured connection came in, in explain's terms: the way in and its entry (`via`).
+/// A pod or a node reaching the load balancer's address is caught by the node's service proxy
+/// on its way out (explain's `lb-address`), not a connection from the internet.
+fn origin_of(
+    flow: &Flow,
+    topology: &Topology,
+    book: &AddressBook,
+) -> Option<(Origin, &'static str)> {
     let (ip, port) = (flow.entry.ip(), flow.entry.port());
     match book.owner(&ip) {
-        Some(Owner::LoadBalancer { .. }) => Some(Origin::InternetViaLb),
-        Some(Owner::ClusterIp { .. }) => Some(Origin::InClusterPod),
+        Some(Owner::LoadBalancer { .. }) => Some(match flow.client_kind {
+            ClientKind::Pod => (Origin::InClusterPod, "lb-address"),
+            ClientKind::Node => (Origin::Node, "lb-address"),
+            _ => (Origin::InternetViaLb, "lb"),
+        }),
+        Some(Owner::ClusterIp { .. }) => Some((Origin::InClusterPod, "cluster-ip")),
         Some(Owner::Node { .. }) if topology.ports.iter().any(|p| p.node_port == Some(port)) => {
-            Some(Origin::NodePort)
+            Some((Origin::NodePort, "node-port"))
         }
         _ => None,
     }
@@ -130,8 +140,7 @@ fn measured_source(flow: &Flow, book: &AddressBook) -> L4Source {
     if flow.client_ip_preserved == Some(true) {
         return L4Source::Client;
     }
-    if flow.client_kind == crate::analyze::model::ClientKind::Proxy && flow.pod_sees == flow.client
-    {
+    if flow.client_kind == ClientKind::Proxy && flow.pod_sees == flow.client {
         return L4Source::Proxy;
     }
     let Some(seen) = flow.pod_sees else {
@@ -175,8 +184,8 @@ pub fn prediction_for<'a>(
         .unwrap_or(prediction)
 }
 
-/// explain's verdict for the way `flow` came in: the plain way in of its origin (not an
-/// Ingress in front of it) when there are several, predicted for its entry node.
+/// explain's verdict for the way `flow` came in, predicted for its entry node: the one of its
+/// entry (`via`), else the plain way in of its origin (not an Ingress in front of it).
 fn verdict_for<'a>(
     flow: &Flow,
     prediction: &'a Explanation,
@@ -184,13 +193,13 @@ fn verdict_for<'a>(
     topology: &Topology,
     book: &AddressBook,
 ) -> Option<(Origin, &'a OriginVerdict)> {
-    let origin = origin_of(flow, topology, book)?;
+    let (origin, via) = origin_of(flow, topology, book)?;
     let prediction = prediction_for(flow, prediction, by_entry_node);
-    let verdict = prediction
-        .origins
-        .iter()
-        .filter(|v| v.origin == origin)
-        .min_by_key(|v| !matches!(v.via.as_str(), "lb" | "node-port" | "cluster-ip" | ""))?;
+    let of_origin = || prediction.origins.iter().filter(|v| v.origin == origin);
+    let verdict = of_origin().find(|v| v.via == via).or_else(|| {
+        of_origin()
+            .min_by_key(|v| !matches!(v.via.as_str(), "lb" | "node-port" | "cluster-ip" | ""))
+    })?;
     Some((origin, verdict))
 }
 
