@@ -50,6 +50,7 @@ fn missing() -> Option<String> {
         "ipset",
         "bash",
         "sysctl",
+        "setpriv",
     ] {
         if !kernel::has_tool(tool) {
             return Some(format!("no {tool} on PATH"));
@@ -80,6 +81,8 @@ struct Setup {
     kubelet: NetnsKubelet,
     scenario: Scenario,
     tools: Tools,
+    /// The probes may hold NET_ADMIN: with `--evidence`, each rewrite must name its rule.
+    net_admin: bool,
     /// Its processes (proxies) live as long as the setup.
     _proxies: Vec<Proc>,
     _probe_dir: tempfile::TempDir,
@@ -89,6 +92,11 @@ struct Setup {
 
 impl Setup {
     async fn new(name: &str) -> Setup {
+        Setup::stripping(name, &[]).await
+    }
+
+    /// A setup whose kubelet takes `strip` from the probe's capabilities.
+    async fn stripping(name: &str, strip: &[&str]) -> Setup {
         let scenario = scenario::select(name)
             .and_then(|s| s.into_iter().next())
             .expect("a lab scenario");
@@ -115,12 +123,13 @@ impl Setup {
             .into_iter()
             .map(|node| (node.name().to_string(), lab.ns(Host::Node(node))))
             .collect();
-        let kubelet = NetnsKubelet::start(&api, nodes);
+        let kubelet = NetnsKubelet::start_stripping(&api, nodes, strip);
         Setup {
             api,
             kubelet,
             scenario,
             tools,
+            net_admin: !strip.contains(&"NET_ADMIN"),
             _proxies: proxies,
             _probe_dir: probe_dir,
             lab,
@@ -350,7 +359,16 @@ async fn trace_scenario(
     extra: &[&str],
     keep: impl Fn(&scenario::Connection) -> bool,
 ) -> (Value, Duration) {
-    let setup = Setup::new(name).await;
+    trace_in(Setup::new(name).await, extra, keep).await
+}
+
+/// [`trace_scenario`] on a given setup.
+async fn trace_in(
+    setup: Setup,
+    extra: &[&str],
+    keep: impl Fn(&scenario::Connection) -> bool,
+) -> (Value, Duration) {
+    let name = setup.scenario.name;
     let answered = setup
         .scenario
         .connections
@@ -380,8 +398,7 @@ async fn trace_scenario(
     let took = started.elapsed();
     let (json, report) = report_of(&output);
     // With --evidence, every rewrite must name the rule the lab installed for it.
-    let installed = extra
-        .contains(&"--evidence")
+    let installed = (extra.contains(&"--evidence") && setup.net_admin)
         .then(|| Installed::read(&setup.lab, &setup.scenario).expect("the installed rules"));
     for (conn, outcome) in &made {
         let mut check = verdict::check(conn, outcome, &report, verdict::Evidence::Partial);
@@ -535,6 +552,40 @@ async fn a_calico_masquerade_is_flagged_against_explains_prediction() {
     assert_eq!(flagged["predicted_owner"], "kube-proxy");
     assert_eq!(flagged["measured_owner"], "calico");
     assert_eq!(json["disagreements"], serde_json::json!([]), "{json:#}");
+    assert_eq!(our_namespaces(), before, "namespaces left behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_denied_net_admin_still_captures_and_says_the_evidence_was_not_available() {
+    let _one = KERNEL.lock().await;
+    if !runnable("a_probe_denied_net_admin_still_captures_and_says_the_evidence_was_not_available")
+    {
+        return;
+    }
+    let before = our_namespaces();
+    // The runtime takes NET_ADMIN away: the probes capture with NET_RAW alone, and the verdict
+    // is the lab's; each rewrite says why no rule is named.
+    let setup = Setup::stripping("cluster-cross-node", &["NET_ADMIN"]).await;
+    let (json, _) = trace_in(setup, &["--evidence"], |_| true).await;
+    let rewrites: Vec<&Value> = json["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["translations"].as_array().into_iter().flatten())
+        .collect();
+    assert!(!rewrites.is_empty(), "{json:#}");
+    for t in rewrites {
+        assert_eq!(t["attribution"]["status"], "no_evidence", "{t:#}");
+        assert!(
+            t["attribution"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("CAP_NET_ADMIN is missing")),
+            "{t:#}"
+        );
+    }
+    for node in json["summary"]["evidence"].as_array().into_iter().flatten() {
+        assert_eq!(node["available"], false, "{node:#}");
+    }
     assert_eq!(our_namespaces(), before, "namespaces left behind");
 }
 
