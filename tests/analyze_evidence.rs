@@ -350,3 +350,182 @@ fn a_windowed_analysis_waits_for_the_end_snapshot() {
     let whole = analyze_events(events("cluster-cross-node.jsonl"));
     assert_eq!(flows, whole.flows);
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use realip_probe::wire::{
+        Backend, Conntrack, CtTuple, NatKind, NatTarget, OwnerBasis, RuleEntry, Ruleset, Syntax,
+    };
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// An address near the fixture's (node-a, the pod, the client) or anywhere.
+    fn addr() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            Just(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 11))),
+            Just(IpAddr::V4(Ipv4Addr::new(198, 18, 2, 10))),
+            Just(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))),
+            any::<[u8; 4]>().prop_map(|o| IpAddr::V4(Ipv4Addr::from(o))),
+            any::<[u8; 16]>().prop_map(|o| IpAddr::V6(o.into())),
+        ]
+    }
+
+    fn rule() -> impl Strategy<Value = RuleEntry> {
+        (
+            prop_oneof![
+                Just(NatKind::Snat),
+                Just(NatKind::Dnat),
+                Just(NatKind::Masquerade),
+                Just(NatKind::Redirect)
+            ],
+            proptest::option::of(addr()),
+            proptest::option::of(any::<u16>()),
+            proptest::option::of(0u64..3),
+            any::<bool>(),
+            prop_oneof![Just("ip"), Just("ip6"), Just("inet")],
+            0u32..4,
+        )
+            .prop_map(
+                |(kind, a, port, delta, counts, family, position)| RuleEntry {
+                    backend: Backend::IptablesNft,
+                    family: family.into(),
+                    table: "nat".into(),
+                    chain: format!("CHAIN-{position}"),
+                    position,
+                    handle: Some(u64::from(position)),
+                    syntax: Syntax::Iptables,
+                    text: "-A CHAIN".into(),
+                    owner: Owner::User,
+                    owner_from: OwnerBasis::None,
+                    packets: counts.then_some(5),
+                    bytes: counts.then_some(300),
+                    delta_packets: delta.filter(|_| counts),
+                    delta_bytes: delta.filter(|_| counts).map(|d| d * 60),
+                    new: false,
+                    nat: Some(NatTarget {
+                        kind,
+                        addr_min: a,
+                        addr_max: a,
+                        port_min: port,
+                        port_max: port,
+                        flags: vec![],
+                    }),
+                    jump: None,
+                    goto: false,
+                    why: vec![],
+                },
+            )
+    }
+
+    fn tuple() -> impl Strategy<Value = CtTuple> {
+        (addr(), any::<u16>(), addr(), any::<u16>()).prop_map(|(src, sport, dst, dport)| CtTuple {
+            src,
+            sport,
+            dst,
+            dport,
+            proto: 6,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever rules and conntrack entries node-a's probe reports, every rewrite gets an
+        /// attribution that holds together, and nothing panics.
+        #[test]
+        fn attributions_hold_together_on_any_evidence(
+            start in proptest::collection::vec(rule(), 0..6),
+            end in proptest::option::of(proptest::collection::vec(rule(), 0..8)),
+            entries in proptest::collection::vec((tuple(), tuple(), any::<bool>(), any::<bool>()), 0..3),
+        ) {
+            let mut evs: Vec<Event> = events("cluster-cross-node.jsonl")
+                .into_iter()
+                .filter(|e| !matches!(e, Event::Ruleset(r) if r.node == "node-a"))
+                .filter(|e| !matches!(e, Event::Conntrack(c) if c.node == "node-a"))
+                .collect();
+            let isn = evs.iter().find_map(|e| match e {
+                Event::Syn(s) => Some(s.isn),
+                _ => None,
+            }).unwrap();
+            let ruleset = |phase, rules| Event::Ruleset(Ruleset {
+                ts_ns: 1,
+                node: "node-a".into(),
+                phase,
+                tables: vec![],
+                rules,
+                summarised: 0,
+                left_out: 0,
+                errors: vec![],
+            });
+            evs.push(ruleset(Phase::Start, start));
+            if let Some(end) = end {
+                evs.push(ruleset(Phase::End, end));
+            }
+            for (orig, reply, src_nat, dst_nat) in entries {
+                evs.push(Event::Conntrack(Conntrack {
+                    ts_ns: 1,
+                    node: "node-a".into(),
+                    isn,
+                    iface: "eth0".into(),
+                    dir: realip_probe::wire::Direction::In,
+                    orig,
+                    reply,
+                    status: vec![],
+                    status_bits: 0,
+                    mark: 0,
+                    zone: 0,
+                    src_nat,
+                    dst_nat,
+                    id: None,
+                    tcp_state: None,
+                }));
+            }
+            let report = analyze_events(evs);
+            for t in report.flows.iter().flat_map(|f| &f.translations) {
+                let a = t.attribution.as_ref().expect("an attribution");
+                match a.status {
+                    AttributionStatus::Rule => {
+                        let rule = a.rule.as_ref().expect("the rule");
+                        prop_assert_eq!(a.owner, Some(rule.owner));
+                        let kind = rule.nat.as_ref().unwrap().kind;
+                        let fits_kind = match t.kind {
+                            TranslationKind::Snat => {
+                                matches!(kind, NatKind::Snat | NatKind::Masquerade)
+                            }
+                            TranslationKind::Dnat => {
+                                matches!(kind, NatKind::Dnat | NatKind::Redirect)
+                            }
+                        };
+                        prop_assert!(fits_kind, "{:?} made by {:?}", t.kind, kind);
+                        if a.basis == Some(AttributionBasis::Counter) {
+                            prop_assert!(rule.delta_packets.unwrap_or(0) > 0);
+                        }
+                    }
+                    AttributionStatus::Ambiguous => {
+                        prop_assert!(a.candidates.len() >= 2 && a.rule.is_none());
+                    }
+                    AttributionStatus::NoRule | AttributionStatus::NoEvidence => {
+                        prop_assert!(a.rule.is_none());
+                    }
+                }
+                if let Some(entry) = &a.conntrack {
+                    // Only an entry whose tuples show this very rewrite is given.
+                    let (before, after) = match t.kind {
+                        TranslationKind::Snat => (
+                            std::net::SocketAddr::new(entry.orig.src, entry.orig.sport),
+                            std::net::SocketAddr::new(entry.reply.dst, entry.reply.dport),
+                        ),
+                        TranslationKind::Dnat => (
+                            std::net::SocketAddr::new(entry.orig.dst, entry.orig.dport),
+                            std::net::SocketAddr::new(entry.reply.src, entry.reply.sport),
+                        ),
+                    };
+                    prop_assert_eq!((before, after), (t.from, t.to));
+                }
+            }
+            render_text(&report);
+            render_json(&report);
+            render_mermaid(&report);
+        }
+    }
+}

@@ -62,8 +62,7 @@ pub fn attribute(evidence: &Evidence, flow: &Flow, t: &Translation) -> Attributi
             })
             .cloned();
     }
-    let rules = rules_of(state);
-    let fits: Vec<&RuleEntry> = rules.iter().copied().filter(|r| fits(r, t)).collect();
+    let fits: Vec<&RuleEntry> = state.nat_rules.iter().filter(|r| fits(r, t)).collect();
     // A rule that counts and did not move during the capture made no rewrite in it.
     let possible: Vec<&RuleEntry> = fits
         .iter()
@@ -198,30 +197,6 @@ fn packets(n: u64) -> String {
     } else {
         format!("{n} packets")
     }
-}
-
-/// The node's rules: the end snapshot's (with their counters' deltas), and those only the start
-/// listed.
-fn rules_of(state: &NodeState) -> Vec<&RuleEntry> {
-    let end: Vec<&RuleEntry> = state.end.iter().flat_map(|r| &r.rules).collect();
-    let mut all = end.clone();
-    for rule in state.start.iter().flat_map(|r| &r.rules) {
-        if !end.iter().any(|e| same_rule(e, rule)) {
-            all.push(rule);
-        }
-    }
-    all
-}
-
-fn same_rule(a: &RuleEntry, b: &RuleEntry) -> bool {
-    a.backend == b.backend
-        && a.family == b.family
-        && a.table == b.table
-        && a.chain == b.chain
-        && match (a.handle, b.handle) {
-            (Some(x), Some(y)) => x == y,
-            _ => a.position == b.position && a.text == b.text,
-        }
 }
 
 /// A rule with a counter that did not move over the capture (the end snapshot says so).

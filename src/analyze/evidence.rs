@@ -4,8 +4,8 @@
 //! reads it to name the rule behind each rewrite.
 
 use super::model::{Flow, NodeEvidence};
-use realip_probe::wire::{Conntrack, EvidenceStatus, Phase, Route, Ruleset};
-use std::collections::{BTreeMap, HashMap};
+use realip_probe::wire::{Backend, Conntrack, EvidenceStatus, Phase, Route, RuleEntry, Ruleset};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 /// Conntrack entries held per node at most. Each connection's entries go once it is reported;
@@ -20,6 +20,9 @@ pub struct NodeState {
     pub status: Option<EvidenceStatus>,
     pub start: Option<Ruleset>,
     pub end: Option<Ruleset>,
+    /// The NAT rules listed (with a NAT target): the end snapshot's, with their counters'
+    /// deltas, then those only the start listed. Merged once, when a snapshot comes.
+    pub nat_rules: Vec<RuleEntry>,
     /// By the ISN of the connection whose SYN found them.
     pub conntrack: HashMap<u32, Vec<Conntrack>>,
     /// By the destination they were looked up for.
@@ -75,6 +78,7 @@ impl Evidence {
             Phase::Start => slot.start = Some(ruleset),
             Phase::End => slot.end = Some(ruleset),
         }
+        slot.nat_rules = merged(slot.start.as_ref(), slot.end.as_ref());
     }
 
     /// Keeps a conntrack entry; `false` when the node's bound was reached and it was dropped.
@@ -156,6 +160,60 @@ impl Evidence {
         }
         (out, warnings)
     }
+}
+
+/// Identifies a rule across the two snapshots: its place, and its nftables handle (or, for
+/// iptables-legacy, which has none, its text).
+type RuleKey<'a> = (
+    Backend,
+    &'a str,
+    &'a str,
+    &'a str,
+    u32,
+    Option<u64>,
+    &'a str,
+);
+
+fn key(rule: &RuleEntry) -> RuleKey<'_> {
+    let text = if rule.handle.is_some() {
+        ""
+    } else {
+        &rule.text
+    };
+    (
+        rule.backend,
+        &rule.family,
+        &rule.table,
+        &rule.chain,
+        if rule.handle.is_some() {
+            0
+        } else {
+            rule.position
+        },
+        rule.handle,
+        text,
+    )
+}
+
+/// The NAT rules of the end snapshot, then those of the start it does not list.
+fn merged(start: Option<&Ruleset>, end: Option<&Ruleset>) -> Vec<RuleEntry> {
+    let nat = |r: &&RuleEntry| r.nat.is_some();
+    let mut out: Vec<RuleEntry> = end
+        .iter()
+        .flat_map(|r| &r.rules)
+        .filter(nat)
+        .cloned()
+        .collect();
+    let listed: HashSet<RuleKey<'_>> = end.iter().flat_map(|r| &r.rules).map(key).collect();
+    let only_start: Vec<RuleEntry> = start
+        .iter()
+        .flat_map(|r| &r.rules)
+        .filter(nat)
+        .filter(|r| !listed.contains(&key(r)))
+        .cloned()
+        .collect();
+    out.extend(only_start);
+    out
 }
 
 /// The nodes a rewrite between hop `hop - 1` and hop `hop` may have been made on: the node of
