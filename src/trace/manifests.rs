@@ -544,6 +544,39 @@ mod tests {
         assert_eq!(keys, sorted);
     }
 
+    /// `--evidence` adds the flag, NET_ADMIN beside NET_RAW (still dropping every other
+    /// capability) and a longer grace for the end snapshot; without it, neither.
+    #[test]
+    fn evidence_adds_net_admin_and_the_flag() {
+        for evidence in [false, true] {
+            let mut plan = plan(embedded(1));
+            plan.evidence = evidence;
+            let ds = serde_json::to_value(daemon_set(&plan).unwrap()).unwrap();
+            let spec = &ds["spec"]["template"]["spec"];
+            let probe = &spec["containers"][0];
+            let caps = &probe["securityContext"]["capabilities"];
+            assert_eq!(caps["drop"], json!(["ALL"]));
+            let added = if evidence {
+                json!(["NET_RAW", "NET_ADMIN"])
+            } else {
+                json!(["NET_RAW"])
+            };
+            assert_eq!(caps["add"], added);
+            let has_flag = probe["args"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("--evidence"));
+            assert_eq!(has_flag, evidence);
+            let grace = if evidence { 20 } else { 5 };
+            assert_eq!(spec["terminationGracePeriodSeconds"], grace);
+            // The init container that unpacks the probe gets nothing.
+            assert_eq!(
+                spec["initContainers"][0]["securityContext"]["capabilities"],
+                json!({"drop": ["ALL"]})
+            );
+        }
+    }
+
     /// Both deliveries hand the probe the same absolute deadline: a restarted container
     /// captures only what is left of the run.
     #[test]
