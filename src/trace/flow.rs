@@ -412,9 +412,9 @@ fn dry_run_text(
     );
     if plan.evidence {
         out.push_str(
-            "# --evidence: the probe container adds the NET_ADMIN capability, to read (never \
-             write) each node's\n# NAT rules, conntrack entries and routes through netlink \
-             (docs/security.md).\n",
+            "# --evidence: the probe container adds the NET_ADMIN capability, to read (never\n\
+             # write) each node's NAT rules, conntrack entries and routes through netlink\n\
+             # (docs/security.md).\n",
         );
     }
     out.push_str(
