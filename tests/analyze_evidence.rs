@@ -327,6 +327,60 @@ fn a_probe_stopped_before_its_end_snapshot_names_what_the_start_shows() {
     );
 }
 
+/// A rewrite between two capture points that neither node's conntrack shows is not put on a
+/// node's rules, however well one fits.
+#[test]
+fn a_rewrite_between_nodes_that_no_conntrack_shows_names_no_rule() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/analyze/hand/unseen-rewrite.jsonl");
+    let mut evs: Vec<Event> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| decode_line(l).unwrap())
+        .collect();
+    // Both machines read their evidence; node-a holds a masquerade that moved.
+    let masquerade = events("cluster-cross-node.jsonl")
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Ruleset(mut r) if r.node == "node-a" && r.phase == Phase::End => {
+                r.rules
+                    .retain(|rule| rule.chain == "KUBE-POSTROUTING" && rule.nat.is_some());
+                Some(r)
+            }
+            _ => None,
+        })
+        .unwrap();
+    for node in ["client", "node-a"] {
+        let mut ruleset = masquerade.clone();
+        ruleset.node = node.into();
+        evs.push(Event::Ruleset(ruleset));
+        evs.extend(
+            events("cluster-cross-node.jsonl")
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::Evidence(mut s) if s.node == "node-a" => {
+                        s.node = node.into();
+                        Some(Event::Evidence(s))
+                    }
+                    _ => None,
+                }),
+        );
+    }
+    let report = analyze_events(evs);
+    let between = report.flows[0]
+        .translations
+        .iter()
+        .find(|t| t.node.starts_with("between "))
+        .expect("a rewrite between client and node-a");
+    let a = between.attribution.as_ref().unwrap();
+    assert_eq!(a.status, AttributionStatus::NoEvidence, "{a:#?}");
+    assert!(
+        a.reason.contains("neither node's conntrack shows it"),
+        "{}",
+        a.reason
+    );
+}
+
 /// `analyze` reads a capture as a stream: a connection rewritten on a node whose probe reads
 /// evidence waits for that probe's end snapshot, and then names its rule by its counter.
 #[test]

@@ -37,11 +37,16 @@ pub fn attribute(evidence: &Evidence, flow: &Flow, t: &Translation) -> Attributi
     if read.is_empty() {
         return no_evidence(evidence, &nodes);
     }
-    // Between two nodes, the one whose conntrack shows the rewrite made it.
-    let (node, state, entry) = read
+    // Between two nodes, the one whose conntrack shows the rewrite made it; when neither's
+    // does, something between them did, whatever rules either node has.
+    let shown = read
         .iter()
-        .find_map(|(n, s)| conntrack_of(s, flow.isn, t).map(|e| (*n, *s, Some(e))))
-        .unwrap_or((read[0].0, read[0].1, None));
+        .find_map(|(n, s)| conntrack_of(s, flow.isn, t).map(|e| (*n, *s, Some(e))));
+    let (node, state, entry) = match (shown, nodes.as_slice()) {
+        (Some(shown), _) => shown,
+        (None, [a, b]) => return unseen_between(a, b),
+        (None, _) => (read[0].0, read[0].1, None),
+    };
     let mut attribution = Attribution {
         status: AttributionStatus::NoRule,
         reason: String::new(),
@@ -156,6 +161,23 @@ fn no_evidence(evidence: &Evidence, nodes: &[&str]) -> Attribution {
     Attribution {
         status: AttributionStatus::NoEvidence,
         reason,
+        rule: None,
+        owner: None,
+        basis: None,
+        candidates: Vec::new(),
+        conntrack: None,
+        route: None,
+    }
+}
+
+/// A rewrite between two nodes that neither node's conntrack shows.
+fn unseen_between(a: &str, b: &str) -> Attribution {
+    Attribution {
+        status: AttributionStatus::NoEvidence,
+        reason: format!(
+            "made between {a} and {b}: neither node's conntrack shows it (a load balancer or \
+             router between them, where no probe ran?)"
+        ),
         rule: None,
         owner: None,
         basis: None,
