@@ -359,13 +359,14 @@ pub(super) fn summary_text(out: &mut String, summary: &Summary, width: usize) {
         );
     }
     for node in &summary.evidence {
+        let rules = match node.rules_total {
+            0 => "no NAT rule".to_string(),
+            total => format!("{} of {total} NAT rules listed", node.rules_listed),
+        };
         let text = if node.available {
             format!(
-                "{}: {} of {} NAT rules listed, {}; conntrack entries found for {} of {} \
-                 connections",
+                "{}: {rules}, {}; conntrack entries found for {} of {} connections",
                 node.node,
-                node.rules_listed,
-                node.rules_total,
                 if node.counted {
                     "counters over the capture"
                 } else {
