@@ -139,8 +139,15 @@ impl Chains {
         let &(best, gap, confirmed) = candidates.first()?;
         let held = &self.held[&best];
         let owner = proxy_owner(&held.flow, src, owners);
+        let mut link = ProxyLink {
+            address: src,
+            owner,
+            from_isn: held.flow.isn,
+            evidence: Vec::new(),
+        };
         let mut evidence = vec![format!(
-            "the proxy {owner} ({src}) received leg ISN {} and opened this one from the address it was reached at, {} later",
+            "{} received leg ISN {} and opened this one from the address it was reached at, {} later",
+            link.describe(),
             held.flow.isn,
             duration(gap)
         )];
@@ -163,12 +170,7 @@ impl Chains {
                 }
             ));
         }
-        let link = ProxyLink {
-            address: src,
-            owner,
-            from_isn: held.flow.isn,
-            evidence,
-        };
+        link.evidence = evidence;
         Some((best, link, rivals))
     }
 
@@ -306,10 +308,10 @@ fn duration(ns: i64) -> String {
 /// this leg. `origin` is the connection's first leg; `ambiguous`: another leg the proxy took at
 /// that time would tell a different story.
 fn judge_proxied(leg: &mut Flow, prev: &Flow, origin: &Flow, ambiguous: bool, owners: &mut Owners) {
-    let proxy = leg.proxied_by.as_ref().map_or_else(
-        || "the proxy".to_string(),
-        |link| format!("the proxy {} ({})", link.owner, link.address),
-    );
+    let proxy = leg
+        .proxied_by
+        .as_ref()
+        .map_or_else(|| "the proxy".to_string(), ProxyLink::describe);
     leg.client_kind = ClientKind::Proxy;
     leg.client_established = false;
     leg.evidence = vec![format!(
