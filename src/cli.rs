@@ -86,7 +86,8 @@ pub struct KubeArgs {
     /// UID to impersonate.
     #[arg(long = "as-uid", value_name = "UID")]
     pub as_uid: Option<String>,
-    /// Timeout of a single API request (e.g. 10s, 1m; 0 = none). Never applied to watches or logs.
+    /// Timeout of a single API request (e.g. 10s, 1m; default 60s; 0 = none of its own), and
+    /// of connecting when shorter than 30s. Never applied to watches or log follows.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
 }
@@ -94,9 +95,9 @@ pub struct KubeArgs {
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = "Exit codes: 0 report with at least one connection (or --dry-run); \
-    1 no connection seen; 2 bad flags; 3 the cluster refused or failed (RBAC, Pod Security, \
-    missing Service, unreachable API); 4 no probe could start (image pull, scheduling); \
-    130 interrupted, after removing the probe.\n\
+    1 no connection seen; 2 bad flags or an unusable kubeconfig/context; 3 the cluster refused \
+    or failed (RBAC, Pod Security, missing Service, unreachable or silent API); 4 no probe could \
+    start (image pull, scheduling); 130 interrupted, after removing the probe.\n\
     Needed permissions: docs/rbac.md. Leftovers of a killed run expire by themselves \
     (kubectl-realip/expires-at) or go with `kubectl realip cleanup`."
 )]

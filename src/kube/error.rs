@@ -2,6 +2,7 @@
 
 use crate::error::{Failure, Kind};
 use std::fmt;
+use std::time::Duration;
 
 /// Where the minimal Role/ClusterRole is documented.
 pub const RBAC_DOC: &str = "docs/rbac.md";
@@ -64,8 +65,15 @@ impl fmt::Display for ApiCall {
 pub enum KubeError {
     #[error("kubeconfig: {0}")]
     Config(String),
-    #[error("cannot reach the Kubernetes API ({call}): {message}")]
-    Unreachable { call: Box<ApiCall>, message: String },
+    #[error("cannot reach the Kubernetes API{at} ({call}): {message}", at = At(server))]
+    Unreachable {
+        call: Box<ApiCall>,
+        server: Option<String>,
+        message: String,
+    },
+    /// Connecting or waiting for the answer took longer than the bound in force.
+    #[error("{message} ({call})")]
+    TimedOut { call: Box<ApiCall>, message: String },
     #[error("forbidden: cannot {call}: {message}")]
     Forbidden { call: Box<ApiCall>, message: String },
     #[error("not found: {call}: {message}")]
@@ -102,14 +110,8 @@ impl KubeError {
                     },
                 }
             }
-            ::kube::Error::HyperError(err) => KubeError::Unreachable {
-                call,
-                message: error_chain(&err),
-            },
-            ::kube::Error::Service(err) => KubeError::Unreachable {
-                call,
-                message: error_chain(err.as_ref()),
-            },
+            ::kube::Error::HyperError(err) => transport_failure(call, &err),
+            ::kube::Error::Service(err) => transport_failure(call, err.as_ref()),
             other => KubeError::Other {
                 call,
                 message: error_chain(&other),
@@ -124,6 +126,127 @@ impl KubeError {
     pub fn is_forbidden(&self) -> bool {
         matches!(self, KubeError::Forbidden { .. })
     }
+}
+
+/// A failure below HTTP: a timeout says which bound ran out, anything else is unreachable.
+fn transport_failure(call: Box<ApiCall>, err: &(dyn std::error::Error + 'static)) -> KubeError {
+    let transport = find::<Transport>(err);
+    let server = transport.map(|t| t.server.clone());
+    let timed_out = chain(err).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    if !timed_out {
+        return KubeError::Unreachable {
+            call,
+            server,
+            message: error_chain(err),
+        };
+    }
+    let connecting = find::<hyper_util::client::legacy::Error>(err).is_some_and(|e| e.is_connect());
+    let bound = transport.and_then(|t| {
+        if connecting {
+            t.connect_timeout
+        } else {
+            t.request_timeout
+        }
+    });
+    let within = bound
+        .map(|b| format!(" within {}", seconds(b)))
+        .unwrap_or_default();
+    let message = if connecting {
+        format!("no connection to the Kubernetes API{}{within}", At(&server))
+    } else {
+        format!("the Kubernetes API{} did not answer{within}", At(&server))
+    };
+    KubeError::TimedOut { call, message }
+}
+
+/// ` at URL` when the server is known.
+struct At<'a>(&'a Option<String>);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(server) => write!(f, " at {server}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `5s`, `1.5s`.
+fn seconds(bound: Duration) -> String {
+    format!("{}s", bound.as_secs_f64())
+}
+
+/// A transport failure of one client, tagged with the API server's URL and the time bounds in
+/// force (see `client::build`). Shows as the failure it wraps.
+#[derive(Debug)]
+pub struct Transport {
+    pub server: String,
+    pub connect_timeout: Option<Duration>,
+    pub request_timeout: Option<Duration>,
+    source: Option<tower::BoxError>,
+}
+
+impl Transport {
+    /// The tag of one client, before any failure.
+    pub fn template(
+        server: &str,
+        connect_timeout: Option<Duration>,
+        request_timeout: Option<Duration>,
+    ) -> Self {
+        Transport {
+            server: server.to_string(),
+            connect_timeout,
+            request_timeout,
+            source: None,
+        }
+    }
+
+    /// `err`, tagged; kube's own errors (auth, config) pass untouched so they keep their kind.
+    pub fn tag(&self, err: tower::BoxError) -> tower::BoxError {
+        if err.is::<::kube::Error>() || err.is::<Transport>() {
+            return err;
+        }
+        Box::new(Transport {
+            source: Some(err),
+            server: self.server.clone(),
+            ..*self
+        })
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => source.fmt(f),
+            None => write!(f, "no failure"),
+        }
+    }
+}
+
+impl std::error::Error for Transport {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// `err` and its causes.
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    // Bounded: a cycle of sources must not hang an error message.
+    std::iter::successors(Some(err), |e| e.source()).take(32)
+}
+
+/// The first error of type `T` in `err`'s chain.
+fn find<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    chain(err).find_map(|e| e.downcast_ref::<T>())
 }
 
 /// `err: cause: cause`, because hyper's top-level messages ("client error (Connect)") hide why.
@@ -156,11 +279,16 @@ impl From<KubeError> for Failure {
     fn from(err: KubeError) -> Self {
         let failure = Failure::new(Kind::Cluster, err.to_string());
         match &err {
-            KubeError::Config(_) => failure.hint(
+            // An unusable kubeconfig or flag is bad input, not a cluster's refusal.
+            KubeError::Config(_) => Failure::new(Kind::Usage, err.to_string()).hint(
                 "check --kubeconfig/--context (kubectl config get-contexts lists what exists)",
             ),
             KubeError::Unreachable { .. } => failure.hint(
                 "is the cluster up and the context right? `kubectl cluster-info` should answer",
+            ),
+            KubeError::TimedOut { .. } => failure.hint(
+                "is the API server reachable from here (VPN, firewall)? `kubectl cluster-info` \
+                 should answer; --request-timeout sets how long one request may take",
             ),
             KubeError::Forbidden { call, .. } => {
                 let scope = match &call.namespace {
@@ -215,6 +343,13 @@ mod tests {
             "{hint}"
         );
         assert!(hint.contains(RBAC_DOC));
+    }
+
+    #[test]
+    fn an_unusable_kubeconfig_is_bad_input() {
+        let failure = Failure::from(KubeError::Config("no context \"x\" in k".into()));
+        assert_eq!(failure.kind, Kind::Usage);
+        assert!(failure.hint.unwrap().contains("get-contexts"));
     }
 
     #[test]
