@@ -7,7 +7,9 @@ use super::facts::{
     TkeNetwork, TrafficPolicy, VirtualPlacement,
 };
 use super::objects::{IngressDoc, Objects, Workload};
+use super::ExplainError;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use std::collections::BTreeSet;
 
 /// Resource and annotation names that mark a TKE VPC-CNI (ENI) pod.
 const ENI_RESOURCES: [&str; 2] = [
@@ -869,4 +871,29 @@ mod tests {
         );
         assert_eq!(o.ingresses[0].services, ["def", "web"]);
     }
+}
+
+/// Every node the objects name: Node objects, and the nodes pods and endpoints run on.
+pub fn known_nodes(objects: &Objects) -> BTreeSet<String> {
+    let nodes = objects.nodes.iter().filter_map(|n| n.metadata.name.clone());
+    let pods = objects.workloads.iter().filter_map(|w| w.node_name.clone());
+    let endpoints = objects
+        .slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter_map(|e| e.node_name.clone());
+    nodes.chain(pods).chain(endpoints).collect()
+}
+
+/// `--entry-node` must name one of the nodes, once they are known: a typo would otherwise be
+/// reasoned on as a node that hosts no pod.
+pub fn check_entry_node(objects: &Objects, node: &str) -> Result<(), ExplainError> {
+    let known = known_nodes(objects);
+    if known.is_empty() || known.contains(node) {
+        return Ok(());
+    }
+    Err(ExplainError::UnknownEntryNode {
+        node: node.to_string(),
+        known: known.into_iter().collect(),
+    })
 }

@@ -331,13 +331,17 @@ pub async fn predict(
         cluster: cluster.clone(),
     };
     let objects = gather(&source, namespace, name).await?;
-    // The target is the first Service; the others are ingress controllers read for context.
-    let mut facts = super::gather::all_facts(&objects)
+    Ok(explain_gathered(&objects, entry_node))
+}
+
+/// The target is the first Service; the others are ingress controllers read for context.
+fn explain_gathered(objects: &Objects, entry_node: Option<&str>) -> Explanation {
+    let mut facts = super::gather::all_facts(objects)
         .into_iter()
         .next()
         .unwrap_or_default();
     facts.cluster.entry_node = entry_node.map(str::to_string);
-    Ok(super::rules::explain(&facts))
+    super::rules::explain(&facts)
 }
 
 /// Explains the Service from the cluster the kubectl flags point at.
@@ -345,6 +349,10 @@ pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explan
     let name = parse_target(target)?;
     let cluster = Cluster::new(crate::kube::clients(&args.kube).await?);
     let namespace = cluster.default_namespace().to_string();
-    let explanation = predict(&cluster, &namespace, name, args.entry_node.as_deref()).await?;
-    Ok(vec![explanation])
+    let source = KubeSource { cluster };
+    let objects = gather(&source, &namespace, name).await?;
+    if let Some(node) = args.entry_node.as_deref() {
+        super::gather::check_entry_node(&objects, node)?;
+    }
+    Ok(vec![explain_gathered(&objects, args.entry_node.as_deref())])
 }

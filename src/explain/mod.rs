@@ -33,6 +33,8 @@ pub enum ExplainError {
     },
     #[error("no Service in the manifests")]
     NoService,
+    #[error("--entry-node {node:?} matches no node; the nodes are {}", known.join(", "))]
+    UnknownEntryNode { node: String, known: Vec<String> },
 }
 
 /// One explanation per Service found in `yaml` (multi-document YAML or a List).
@@ -58,6 +60,9 @@ pub fn explain_objects(
 ) -> Result<Vec<model::Explanation>, ExplainError> {
     if objects.services.is_empty() {
         return Err(ExplainError::NoService);
+    }
+    if let Some(node) = entry_node {
+        gather::check_entry_node(objects, node)?;
     }
     Ok(gather::all_facts(objects)
         .iter_mut()
@@ -109,6 +114,9 @@ impl From<ExplainError> for Failure {
         let hint = match err {
             ExplainError::NoService => {
                 "explain needs at least one Service; add its manifest with -f"
+            }
+            ExplainError::UnknownEntryNode { .. } => {
+                "name the node where connections enter (`kubectl get nodes` lists them)"
             }
             _ => "fix the manifest (kubectl apply --dry-run=client -f FILE shows the same problem)",
         };
