@@ -273,6 +273,8 @@ struct Jsonl {
     buf: Vec<u8>,
     line: u64,
     skipped_binary: bool,
+    /// An event came out: the file is JSONL, whatever else it holds.
+    yielded: bool,
     done: bool,
     problems: Vec<Problem>,
 }
@@ -286,6 +288,7 @@ impl Jsonl {
             buf: Vec::new(),
             line: 0,
             skipped_binary: false,
+            yielded: false,
             done: false,
             problems: Vec::new(),
         }
@@ -343,9 +346,13 @@ impl Jsonl {
             }
             match decode_line(text) {
                 Ok(Event::Syn(syn)) => {
-                    return Some(Item::Sighting(Sighting::from_syn(&syn, names)))
+                    self.yielded = true;
+                    return Some(Item::Sighting(Sighting::from_syn(&syn, names)));
                 }
-                Ok(event) => return Some(Item::Event(event)),
+                Ok(event) => {
+                    self.yielded = true;
+                    return Some(Item::Event(event));
+                }
                 Err(source @ DecodeError::NewerSchema { .. }) => {
                     self.problems.push(Problem::Newer {
                         file: self.name.clone(),
@@ -362,6 +369,11 @@ impl Jsonl {
                     self.problems.push(problem);
                 }
             }
+        }
+        // A short binary file ends before three lines could tell: binary from its first byte
+        // and not one event is not JSONL at all.
+        if self.skipped_binary && !self.yielded && !self.done {
+            return self.not_jsonl();
         }
         self.done = true;
         None
