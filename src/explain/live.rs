@@ -161,7 +161,7 @@ fn selector_string(selector: &BTreeMap<String, String>) -> String {
 
 fn pod_workloads(pods: Vec<Pod>) -> Vec<Workload> {
     pods.into_iter()
-        .filter_map(|p| serde_yaml::to_value(&p).ok())
+        .filter_map(|p| serde_json::to_value(&p).ok())
         .map(|v| Workload::from_value("Pod", &v))
         .collect()
 }
@@ -207,9 +207,9 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
     ] {
         let read = source.config_map(cm_ns, cm_name).await;
         if let Some(cm) = optional(&mut objects, &format!("ConfigMap {cm_ns}/{cm_name}"), read) {
-            let value = serde_yaml::to_value(&cm).unwrap_or_default();
+            let value = serde_json::to_value(&cm).unwrap_or_default();
             // add_value keeps MetalLB's legacy ConfigMap detection in one place.
-            if objects.add_value(value, 0).is_err() {
+            if objects.add_value(value).is_err() {
                 objects.config_maps.push(cm);
             }
         }
@@ -228,7 +228,7 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
     }
     let ds = source.daemon_set("kube-system", "kube-proxy").await;
     if let Some(ds) = optional(&mut objects, "DaemonSet kube-system/kube-proxy", ds) {
-        if let Ok(value) = serde_yaml::to_value(&ds) {
+        if let Ok(value) = serde_json::to_value(&ds) {
             objects
                 .workloads
                 .push(Workload::from_value("DaemonSet", &value));
@@ -240,7 +240,7 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
         optional(&mut objects, &format!("Ingresses in {ns}"), ingresses).unwrap_or_default();
     objects.ingresses = ingresses
         .iter()
-        .filter_map(|i| serde_yaml::to_value(i).ok())
+        .filter_map(|i| serde_json::to_value(i).ok())
         .map(|v| IngressDoc::from_value(&v))
         .filter(|i| i.services.iter().any(|s| s == name))
         .collect();
