@@ -260,7 +260,8 @@ fn bench_inputs(dir: &Path) -> Option<()> {
     }
 }
 
-/// Runs explain on `file` under python3, which reports the child's peak RSS (KiB).
+/// Runs explain on `file` under python3, which reports the child's peak RSS (KiB) on stdout
+/// (the report itself is dropped).
 fn explain_peak_kib(file: &Path) -> (Output, u64) {
     let measure = "import resource, subprocess, sys\n\
         r = subprocess.run(sys.argv[1:], capture_output=True)\n\
@@ -295,6 +296,16 @@ fn large_and_deep_inputs_stay_bounded() {
         "{stderr}"
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
+
+    // One object of 8 MB of one-letter values: refused at the bound, before it costs much.
+    let (out, peak) = explain_peak_kib(&dir.path().join("scalars.yaml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("YAML document 2 (line 12): an object of more than 250000 values"),
+        "{stderr}"
+    );
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
 
     // 8 MB of pods in one List, read item by item: a few times the input at most, binary
     // included (the whole-tree parser took 26 times, docs/performance.md).

@@ -3,6 +3,8 @@
 
 - big.yaml: a Service, then its pods as `kubectl get pods -o yaml` lists them (one List), about
   8 MB of YAML;
+- scalars.yaml: a Service, then one Pod whose args are 8 MB of one-letter values: the most
+  values per byte a document can hold (no API server stores such an object);
 - nested.yaml: a Service, then a 500 KB document that is one deeply nested flow mapping
   ({a: {a: {a: ...}}}), as a broken generator or a fuzzer writes.
 """
@@ -62,6 +64,12 @@ def main():
         while f.tell() < 8 * 1024 * 1024:
             f.write(pod(i))
             i += 1
+    with open(out / "scalars.yaml", "w") as f:
+        f.write(SERVICE)
+        f.write("---\napiVersion: v1\nkind: Pod\nmetadata: {name: huge, namespace: shop}\n")
+        f.write("spec: {containers: [{name: a, args: [")
+        f.write("a, " * (8 * 1024 * 1024 // 3))
+        f.write("b]}]}\n")
     depth = 500 * 1024 // 5
     with open(out / "nested.yaml", "w") as f:
         f.write(SERVICE)

@@ -6,13 +6,21 @@
 //! [`MAX_DEPTH`]: no input can make explain slow or deep in stack.
 
 use super::ExplainError;
-use serde::de::{DeserializeOwned, DeserializeSeed};
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 use serde_saphyr::budget::BudgetBreach;
+use std::cell::Cell;
+use std::fmt;
 
 /// Deeper nesting is refused. A Kubernetes object is a dozen levels deep (a Deployment's
 /// `spec.template.spec.containers[].env[].valueFrom.secretKeyRef.name` is 10), a CRD's schema a
 /// few dozen.
 pub const MAX_DEPTH: usize = 100;
+
+/// The most values (scalars, sequences, mappings) one object may hold. The API server stores no
+/// object over 1.5 MiB, and a real one holds a few hundred values (a large CRD, tens of
+/// thousands); the bound keeps what one object costs in memory small, whatever the input.
+pub const MAX_VALUES: usize = 250_000;
 
 /// One document of a stream: its number (1-based, as a person counts them) and first line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +89,107 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
+/// Reads one object's values into a tree, counting them into `count` and refusing more than
+/// [`MAX_VALUES`] (the count then says why the parse stopped).
+#[derive(Clone, Copy)]
+pub struct Counted<'c> {
+    pub count: &'c Cell<usize>,
+}
+
+impl Counted<'_> {
+    fn tick<E: serde::de::Error>(&self) -> Result<(), E> {
+        let count = self.count.get() + 1;
+        self.count.set(count);
+        if count > MAX_VALUES {
+            return Err(E::custom(format!("more than {MAX_VALUES} values in one object")));
+        }
+        Ok(())
+    }
+
+    /// Whether the parse stopped at the bound.
+    pub fn exceeded(count: &Cell<usize>) -> bool {
+        count.get() > MAX_VALUES
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Counted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Counted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.tick()?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.tick()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.tick()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.tick()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.tick()?;
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        self.tick()?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.tick()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.tick()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.tick()?;
+        let mut entries = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            entries.insert(key, value);
+        }
+        Ok(Value::Object(entries))
+    }
+}
+
 /// `document`, parsed into `T`.
 pub fn parse<T: DeserializeOwned>(document: &Document<'_>) -> Result<T, ExplainError> {
     serde_saphyr::from_str_with_options(document.text, options())
@@ -122,6 +231,18 @@ fn too_deep(err: &serde_saphyr::Error) -> bool {
         } => true,
         serde_saphyr::Error::ExternalMessage { msg, .. } => msg == "recursion limit exceeded",
         _ => false,
+    }
+}
+
+/// What stopping at [`MAX_VALUES`] is reported as.
+pub fn too_large(document: &Document<'_>) -> ExplainError {
+    ExplainError::Yaml {
+        document: document.number,
+        line: document.line,
+        message: format!(
+            "an object of more than {MAX_VALUES} values: the API server stores none that large \
+             (1.5 MiB at most); is this a manifest?"
+        ),
     }
 }
 

@@ -9,10 +9,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressClass;
 use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::documents::{self, Document};
+use super::documents::{self, Counted, Document};
 use super::facts::MetalLbMode;
 use super::ExplainError;
 
@@ -279,6 +280,10 @@ enum Parsed {
 /// Reads a document in one pass; `items` are read one at a time, never held as one tree.
 struct DocumentSeed<'d> {
     document: &'d Document<'d>,
+    /// Values read into the document's own fields (items count their own).
+    count: &'d Cell<usize>,
+    /// Set when an item stopped the parse at the bound.
+    item_too_large: &'d Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
@@ -340,9 +345,10 @@ impl<'de> Visitor<'de> for DocumentSeed<'_> {
                     read: &mut items.1,
                     document: self.document,
                     failed: &mut item_error,
+                    too_large: self.item_too_large,
                 })?;
             } else {
-                let value: Value = map.next_value()?;
+                let value = map.next_value_seed(Counted { count: self.count })?;
                 fields.insert(key, value);
             }
         }
@@ -369,6 +375,7 @@ struct ListItems<'o, 'd> {
     read: &'o mut Read,
     document: &'d Document<'d>,
     failed: &'o mut Option<ExplainError>,
+    too_large: &'d Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for ListItems<'_, '_> {
@@ -388,7 +395,17 @@ impl<'de> Visitor<'de> for ListItems<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0;
-        while let Some(item) = seq.next_element::<Value>()? {
+        loop {
+            // Each item is bounded on its own.
+            let count = Cell::new(0);
+            let item = match seq.next_element_seed(Counted { count: &count }) {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(err) => {
+                    self.too_large.set(Counted::exceeded(&count));
+                    return Err(err);
+                }
+            };
             let place = Place {
                 document: self.document,
                 item: Some(index),
@@ -453,8 +470,20 @@ impl Objects {
         document: &Document<'_>,
         read: &mut Read,
     ) -> Result<(), ExplainError> {
-        let parsed = documents::parse_seed(document, DocumentSeed { document })
-            .map_err(|err| documents::yaml_error(document, &err))?;
+        let count = Cell::new(0);
+        let item_too_large = Cell::new(false);
+        let seed = DocumentSeed {
+            document,
+            count: &count,
+            item_too_large: &item_too_large,
+        };
+        let parsed = documents::parse_seed(document, seed).map_err(|err| {
+            if Counted::exceeded(&count) || item_too_large.get() {
+                documents::too_large(document)
+            } else {
+                documents::yaml_error(document, &err)
+            }
+        })?;
         let not_an_object = |why: String| ExplainError::Yaml {
             document: document.number,
             line: document.line,
@@ -506,7 +535,16 @@ impl Objects {
         place: Place<'_>,
         read: &mut Read,
     ) -> Result<(), ExplainError> {
-        let kind = get_str(&item, &["kind"]).unwrap_or_default();
+        let Some(kind) = get_str(&item, &["kind"]) else {
+            return Err(ExplainError::Yaml {
+                document: place.document.number,
+                line: place.document.line,
+                message: format!(
+                    "List item {}: not a Kubernetes object: it has no kind",
+                    place.item.map_or(1, |i| i + 1)
+                ),
+            });
+        };
         let api = get_str(&item, &["apiVersion"]).unwrap_or_default();
         let name = get_str(&item, &["metadata", "name"]).unwrap_or_default();
         if is_list(&kind) {
