@@ -101,7 +101,9 @@ impl Counted<'_> {
         let count = self.count.get() + 1;
         self.count.set(count);
         if count > MAX_VALUES {
-            return Err(E::custom(format!("more than {MAX_VALUES} values in one object")));
+            return Err(E::custom(format!(
+                "more than {MAX_VALUES} values in one object"
+            )));
         }
         Ok(())
     }

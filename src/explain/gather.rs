@@ -867,6 +867,31 @@ pub fn all_facts(objects: &Objects) -> Vec<Facts> {
         .collect()
 }
 
+/// Every node the objects name: Node objects, and the nodes pods and endpoints run on.
+pub fn known_nodes(objects: &Objects) -> BTreeSet<String> {
+    let nodes = objects.nodes.iter().filter_map(|n| n.metadata.name.clone());
+    let pods = objects.workloads.iter().filter_map(|w| w.node_name.clone());
+    let endpoints = objects
+        .slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter_map(|e| e.node_name.clone());
+    nodes.chain(pods).chain(endpoints).collect()
+}
+
+/// `--entry-node` must name one of the nodes, once they are known: a typo would otherwise be
+/// reasoned on as a node that hosts no pod.
+pub fn check_entry_node(objects: &Objects, node: &str) -> Result<(), ExplainError> {
+    let known = known_nodes(objects);
+    if known.is_empty() || known.contains(node) {
+        return Ok(());
+    }
+    Err(ExplainError::UnknownEntryNode {
+        node: node.to_string(),
+        known: known.into_iter().collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1039,29 +1064,4 @@ mod tests {
         );
         assert_eq!(o.ingresses[0].services, ["def", "web"]);
     }
-}
-
-/// Every node the objects name: Node objects, and the nodes pods and endpoints run on.
-pub fn known_nodes(objects: &Objects) -> BTreeSet<String> {
-    let nodes = objects.nodes.iter().filter_map(|n| n.metadata.name.clone());
-    let pods = objects.workloads.iter().filter_map(|w| w.node_name.clone());
-    let endpoints = objects
-        .slices
-        .iter()
-        .flat_map(|s| s.endpoints.iter())
-        .filter_map(|e| e.node_name.clone());
-    nodes.chain(pods).chain(endpoints).collect()
-}
-
-/// `--entry-node` must name one of the nodes, once they are known: a typo would otherwise be
-/// reasoned on as a node that hosts no pod.
-pub fn check_entry_node(objects: &Objects, node: &str) -> Result<(), ExplainError> {
-    let known = known_nodes(objects);
-    if known.is_empty() || known.contains(node) {
-        return Ok(());
-    }
-    Err(ExplainError::UnknownEntryNode {
-        node: node.to_string(),
-        known: known.into_iter().collect(),
-    })
 }

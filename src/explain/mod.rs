@@ -170,7 +170,12 @@ impl From<ExplainError> for Failure {
             ExplainError::UnknownEntryNode { .. } => {
                 "name the node where connections enter (`kubectl get nodes` lists them)"
             }
-            _ => "fix the manifest (kubectl apply --dry-run=client -f FILE shows the same problem)",
+            ExplainError::Object { .. } => {
+                "fix the manifest: the API server refuses it too (kubectl apply --dry-run=server -f FILE)"
+            }
+            ExplainError::Yaml { .. } => {
+                "fix the manifest (kubectl apply --dry-run=client -f FILE shows the same problem)"
+            }
         };
         Failure::new(Kind::Usage, err.to_string()).hint(hint)
     }
