@@ -202,6 +202,12 @@ fn answer(peer: SocketAddr, head: &[u8]) -> Answer {
     }
 }
 
+/// One line on stderr. Never fails: a closed stderr (a caller that stopped reading) must not
+/// take a serving thread down, as `eprintln!` would by panicking.
+fn say(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "realip-probe echo: {message}");
+}
+
 /// Time left until `deadline`, if any.
 fn left(deadline: Instant) -> Option<Duration> {
     deadline
@@ -225,7 +231,7 @@ pub fn serve(addrs: &[SocketAddr], limits: Limits) -> Result<(), EchoError> {
         .collect::<Result<Vec<_>, _>>()?;
     for listener in &listeners {
         if let Ok(addr) = listener.local_addr() {
-            eprintln!("realip-probe echo: listening on {addr}");
+            say(format_args!("listening on {addr}"));
         }
     }
     let active = Arc::new(AtomicUsize::new(0));
@@ -250,17 +256,17 @@ fn accept_loop(listener: &TcpListener, active: &Arc<AtomicUsize>, limits: Limits
             Ok(conn) => conn,
             Err(err) => {
                 // EMFILE and friends: back off instead of spinning.
-                eprintln!("realip-probe echo: accept: {err}");
+                say(format_args!("accept: {err}"));
                 thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
         if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
             active.fetch_sub(1, Ordering::AcqRel);
-            eprintln!(
-                "realip-probe echo: {peer}: refused, {} connections already open",
+            say(format_args!(
+                "{peer}: refused, {} connections already open",
                 limits.max_connections
-            );
+            ));
             continue;
         }
         let active_conn = Arc::clone(active);
@@ -269,13 +275,13 @@ fn accept_loop(listener: &TcpListener, active: &Arc<AtomicUsize>, limits: Limits
             .stack_size(128 * 1024)
             .spawn(move || {
                 if let Err(err) = handle(stream, peer, limits) {
-                    eprintln!("realip-probe echo: {peer}: {err}");
+                    say(format_args!("{peer}: {err}"));
                 }
                 active_conn.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(err) = spawned {
             active.fetch_sub(1, Ordering::AcqRel);
-            eprintln!("realip-probe echo: {peer}: cannot start a thread: {err}");
+            say(format_args!("{peer}: cannot start a thread: {err}"));
         }
     }
 }
@@ -289,7 +295,7 @@ pub fn handle(mut stream: TcpStream, peer: SocketAddr, limits: Limits) -> io::Re
     let head = &buf[..len];
     let reply = decide(head, stop, &limits);
     if let Reply::Refuse(why) = &reply {
-        eprintln!("realip-probe echo: {peer}: refused: {why}");
+        say(format_args!("{peer}: refused: {why}"));
         return Ok(());
     }
     let json = serde_json::to_string(&answer(peer, head)).unwrap_or_default();
