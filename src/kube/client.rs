@@ -1,7 +1,7 @@
 //! `--kubeconfig --context --cluster --user --as --as-group --as-uid --request-timeout`,
 //! with kubectl's meaning.
 
-use super::error::Transport;
+use super::transport::Transport;
 use super::KubeError;
 use crate::cli::KubeArgs;
 use ::kube::client::{ClientBuilder, DynBody};

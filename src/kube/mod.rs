@@ -7,6 +7,7 @@
 mod calls;
 mod client;
 mod error;
+mod transport;
 
 pub use calls::{Cluster, Kind, Scoped};
 pub use client::{client, clients, Clients};
