@@ -86,7 +86,8 @@ pub struct KubeArgs {
     /// UID to impersonate.
     #[arg(long = "as-uid", value_name = "UID")]
     pub as_uid: Option<String>,
-    /// Timeout of a single API request (e.g. 10s, 1m; 0 = none). Never applied to watches or logs.
+    /// Timeout of a single API request (e.g. 10s, 1m; default 60s; 0 = none of its own), and
+    /// of connecting when shorter than 30s. Never applied to watches or log follows.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
 }
@@ -94,9 +95,9 @@ pub struct KubeArgs {
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = "Exit codes: 0 report with at least one connection (or --dry-run); \
-    1 no connection seen; 2 bad flags; 3 the cluster refused or failed (RBAC, Pod Security, \
-    missing Service, unreachable API); 4 no probe could start (image pull, scheduling); \
-    130 interrupted, after removing the probe.\n\
+    1 no connection seen; 2 bad flags or an unusable kubeconfig/context; 3 the cluster refused \
+    or failed (RBAC, Pod Security, missing Service, unreachable or silent API); 4 no probe could \
+    start (image pull, scheduling); 130 interrupted, after removing the probe.\n\
     Needed permissions: docs/rbac.md. Leftovers of a killed run expire by themselves \
     (kubectl-realip/expires-at) or go with `kubectl realip cleanup`."
 )]
@@ -106,11 +107,11 @@ pub struct TraceArgs {
     pub target: String,
     #[command(flatten)]
     pub kube: KubeArgs,
-    /// How long to capture (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// How long to capture (e.g. 30s, 2m; at least 1s).
+    #[arg(long, default_value = "30s", value_parser = parse_capture_duration)]
     pub duration: Duration,
-    /// Stop once this many connections have been seen end to end.
-    #[arg(long, value_name = "N")]
+    /// Stop once this many connections have been seen end to end (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub flows: Option<usize>,
     /// Stop once this many SYN sightings came in from all probes: a busy Service is told from
     /// its first connections, in bounded memory.
@@ -119,8 +120,8 @@ pub struct TraceArgs {
     /// Open test connections (TCP and an HTTP GET with a unique token) to every entry point.
     #[arg(long)]
     pub send: bool,
-    /// With --send: only these entry points (ADDR:PORT, repeatable).
-    #[arg(long = "send-to", value_name = "ADDR:PORT")]
+    /// With --send: only these entry points (ADDR:PORT, HOST:PORT or [IPv6]:PORT, repeatable).
+    #[arg(long = "send-to", value_name = "ADDR:PORT", value_parser = parse_entry_point)]
     pub send_to: Vec<String>,
     /// Read forwarding headers (X-Forwarded-For, X-Real-IP, Forwarded, PROXY) of first data segments.
     #[arg(long)]
@@ -303,6 +304,51 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A capture length: a duration of at least one second.
+pub fn parse_capture_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is too short to capture anything: give at least 1s"
+        ));
+    }
+    Ok(duration)
+}
+
+/// `ADDR:PORT`, `HOST:PORT` or `[IPv6]:PORT`: where a test connection goes, port included.
+pub fn parse_entry_point(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        return match addr.port() {
+            0 => Err(format!("{text:?}: port 0 is not a port to connect to")),
+            _ => Ok(text.to_string()),
+        };
+    }
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "{text:?} has no port: give ADDR:PORT (an IPv6 address as [ADDR]:PORT)"
+        ));
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "{text:?} has no port: give ADDR:PORT, e.g. 203.0.113.10:80"
+        ));
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if !host_ok {
+        return Err(format!(
+            "{text:?} is not ADDR:PORT (an IPv6 address goes in brackets: [2001:db8::1]:80)"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{text:?}: {port:?} is not a port (1-65535)")),
+        Ok(_) => Ok(text.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +368,49 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn capture_durations_are_at_least_a_second() {
+        assert_eq!(parse_capture_duration("1s"), Ok(Duration::from_secs(1)));
+        for too_short in ["0", "0s", "999ms"] {
+            let err = parse_capture_duration(too_short).unwrap_err();
+            assert!(err.contains("at least 1s"), "{err}");
+        }
+    }
+
+    #[test]
+    fn entry_points_need_a_port() {
+        for good in [
+            "203.0.113.10:80",
+            "[2001:db8::1]:443",
+            "lb.example.com:8080",
+            "node-a:31080",
+        ] {
+            assert_eq!(parse_entry_point(good).as_deref(), Ok(good));
+        }
+        for (bad, says) in [
+            ("203.0.113.10", "has no port"),
+            ("2001:db8::1", "has no port"),
+            ("lb.example.com", "has no port"),
+            ("203.0.113.10:0", "port 0"),
+            ("lb.example.com:http", "is not a port"),
+            ("lb.example.com:70000", "is not a port"),
+            (":80", "is not ADDR:PORT"),
+            ("2001:db8::1:80", "[ADDR]:PORT"),
+            ("fe80::1%eth0", "brackets"),
+        ] {
+            let err = parse_entry_point(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn zero_flows_is_refused_by_the_parser() {
+        let parse = |flows: &str| {
+            Cli::try_parse_from(["kubectl-realip", "trace", "svc/web", "--flows", flows])
+        };
+        assert!(parse("0").is_err());
+        assert!(parse("1").is_ok());
     }
 }

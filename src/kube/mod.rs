@@ -8,6 +8,7 @@ mod calls;
 mod client;
 mod error;
 mod refusal;
+mod transport;
 
 pub use calls::{Cluster, Kind, Scoped};
 pub use client::{client, clients, Clients};
