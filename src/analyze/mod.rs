@@ -225,6 +225,16 @@ impl Analyzer {
         let mut warnings = std::mem::take(&mut self.warnings);
         warnings.append(&mut self.groups.warnings);
         warnings.extend(self.coverage.warnings(self.owners.ifaces()));
+        let hurried = self.chains.hurried();
+        if hurried > 0 {
+            warnings.push(format!(
+                "{hurried} connection(s) were written before the {} s in which a proxy's next leg \
+                 is joined to them were up ({} connections at once at most): a proxy's leg after \
+                 them may stand alone",
+                chain::JOIN_NS / 1_000_000_000,
+                chain::MAX_HELD
+            ));
+        }
         tally.finish(self.drops.values().sum(), warnings)
     }
 }
