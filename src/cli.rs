@@ -217,8 +217,31 @@ pub struct LabArgs {
     /// The realip-probe binary to run in the lab (default: the one this plugin carries).
     #[arg(long, value_name = "PATH", env = "REALIP_PROBE_BIN", hide_env = true)]
     pub probe: Option<PathBuf>,
+    /// Name the lab's network namespaces PREFIX… instead of rip-…; --down then removes only
+    /// labs of that prefix. For tests, which must never touch a lab a user left up.
+    #[arg(long, value_name = "PREFIX", default_value = crate::lab::topology::NS_PREFIX,
+          value_parser = parse_ns_prefix, hide = true)]
+    pub ns_prefix: String,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+/// A namespace prefix: short lowercase letters and digits, ending in `-`.
+fn parse_ns_prefix(text: &str) -> Result<String, String> {
+    let body = text
+        .strip_suffix('-')
+        .ok_or_else(|| format!("{text:?} must end with '-' (e.g. riptest-)"))?;
+    let fits = (1..=12).contains(&body.len())
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if fits {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a namespace prefix: 1 to 12 lowercase letters or digits, then '-'"
+        ))
+    }
 }
 
 /// `lab-net`: what the lab runs inside its namespaces (not for direct use).
@@ -311,6 +334,16 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn namespace_prefixes() {
+        assert_eq!(parse_ns_prefix("riplt-"), Ok("riplt-".to_string()));
+        assert!(parse_ns_prefix("rip").is_err());
+        assert!(parse_ns_prefix("-").is_err());
+        assert!(parse_ns_prefix("a/b-").is_err());
+        assert!(parse_ns_prefix("Upper-").is_err());
+        assert!(parse_ns_prefix("muchtoolongprefix-").is_err());
     }
 
     #[test]
