@@ -53,14 +53,22 @@ impl EmbeddedProbe {
     }
 }
 
+/// The kernel tests' check helper (probe/tests/common), for its one rule on skips.
+#[cfg(test)]
+#[path = "../probe/tests/common/mod.rs"]
+mod kernel_check;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kernel_check as kernel;
 
     #[test]
     fn carried_probes_decompress_to_elf_binaries() {
-        if probes().is_empty() {
-            eprintln!("no probe embedded in this build (REALIP_PROBE_EMBED=none or not Linux): nothing to check");
+        let none = probes()
+            .is_empty()
+            .then(|| "this build carries no probe (REALIP_PROBE_EMBED=none or not Linux)".into());
+        if !kernel::runnable("carried_probes_decompress_to_elf_binaries", none) {
             return;
         }
         for carried in probes() {
