@@ -71,7 +71,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
         .collect();
     let text = match args.output {
         OutputFormat::Text => {
-            let mut out = String::new();
+            let mut out = legend();
             for (run, cause) in runs.iter().zip(&causes) {
                 out.push_str(&render::scenario_text(run, cause));
                 out.push('\n');
@@ -105,6 +105,21 @@ pub fn run(args: &LabArgs) -> Result<()> {
         )
         .hint("rerun with --keep and explore the namespaces by hand (ip netns exec …)"))
     }
+}
+
+/// What the text report's words stand for, said once before the scenarios.
+fn legend() -> String {
+    let text = "The lab: a client, a load balancer (clb, modelled on TKE's CLB: the Cloud Load \
+                Balancer of Tencent Kubernetes Engine), two nodes with kube-proxy's rules, and \
+                pods. Each connection is followed by its SYN's ISN (initial sequence number), \
+                which NAT does not rewrite.";
+    let mut out = String::new();
+    for line in crate::output::wrap(text, crate::output::WIDTH, "", "") {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
 }
 
 /// Builds the lab, runs the scenarios; the lab is removed when this returns, unless kept.
