@@ -29,8 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Trace(args) => runtime()?.block_on(trace::run(&args)),
         Command::Cleanup(args) => runtime()?.block_on(trace::cleanup(&args)),
         Command::Completion { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "kubectl-realip", &mut std::io::stdout());
+            complete::script(shell, &mut std::io::stdout());
             Ok(())
         }
         Command::Version => {
