@@ -1,6 +1,15 @@
 //! The command line, and nothing else: clap derive types that `run` turns into work.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The URL of a page of the repository's docs/: what a krew user, who has no checkout, can
+/// open (the repository is Cargo.toml's).
+#[macro_export]
+macro_rules! doc_url {
+    ($page:literal) => {
+        concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/", $page)
+    };
+}
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,7 +50,7 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the version of the plugin and of the probe it carries.
+    /// Print the version of the plugin and the node architectures of the probe it carries.
     Version,
     /// Lab plumbing run inside the lab's namespaces: a test client and an L7 proxy.
     #[command(name = "lab-net", hide = true)]
@@ -93,12 +102,13 @@ pub struct KubeArgs {
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Exit codes: 0 report with at least one connection (or --dry-run); \
+    after_help = concat!("Exit codes: 0 report with at least one connection (or --dry-run); \
     1 no connection seen; 2 bad flags; 3 the cluster refused or failed (RBAC, Pod Security, \
     missing Service, unreachable API); 4 no probe could start (image pull, scheduling); \
     130 interrupted, after removing the probe.\n\
-    Needed permissions: docs/rbac.md. Leftovers of a killed run expire by themselves \
-    (kubectl-realip/expires-at) or go with `kubectl realip cleanup`."
+    First run on a cluster: ", doc_url!("first-cluster.md"), "\n\
+    Needed permissions: ", doc_url!("rbac.md"), ". Leftovers of a killed run expire by \
+    themselves (kubectl-realip/expires-at) or go with `kubectl realip cleanup`.")
 )]
 pub struct TraceArgs {
     /// The Service to trace: svc/NAME, service/NAME or services/NAME.
@@ -177,9 +187,9 @@ pub struct ExplainArgs {
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Exit codes: 0 every input read and a connection found; 1 partial answer \
+    after_help = concat!("Exit codes: 0 every input read and a connection found; 1 partial answer \
 (lines or frames skipped, or no SYN found); 2 an input could not be used (missing, unreadable, \
-unknown format or link type, or two capture files naming one node). See docs/analyze.md."
+unknown format or link type, or two capture files naming one node). See ", doc_url!("analyze.md"), ".")
 )]
 pub struct AnalyzeArgs {
     /// Probe JSONL, pcap or pcapng files (- for stdin, any of the three).
@@ -334,6 +344,41 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Hints and help point at pages a krew user can open, and the pages exist.
+    #[test]
+    fn doc_urls_name_pages_that_exist() {
+        assert_eq!(
+            crate::doc_url!("rbac.md"),
+            "https://github.com/kubectl-realip/kubectl-realip/blob/main/docs/rbac.md"
+        );
+        assert_eq!(crate::kube::RBAC_DOC, crate::doc_url!("rbac.md"));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut pending = vec![root.join("src")];
+        let mut pages = Vec::new();
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for piece in text.split("doc_url!(\"").skip(1) {
+                        if let Some((page, _)) = piece.split_once('"') {
+                            pages.push(page.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(pages.len() >= 4, "{pages:?}");
+        for page in &pages {
+            assert!(
+                root.join("docs").join(page).is_file(),
+                "docs/{page} is missing"
+            );
+        }
     }
 
     #[test]

@@ -32,10 +32,8 @@ pub fn run(cli: Cli) -> Result<()> {
             complete::script(shell, &mut std::io::stdout());
             Ok(())
         }
-        Command::Version => {
-            output::emit(&format!("kubectl-realip {}\n", env!("CARGO_PKG_VERSION")))
-                .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
-        }
+        Command::Version => output::emit(&embedded::version_text())
+            .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}"))),
     }
 }
 
