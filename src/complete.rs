@@ -67,7 +67,8 @@ pub fn complete(root: &Command, words: &[String], lookup: &dyn Lookup) -> String
         } else if let Some(sub) = line.cmd.find_subcommand(word) {
             line.cmd = sub;
             line.positionals = 0;
-        } else {
+        } else if word == "-" || !word.starts_with('-') {
+            // A positional value (`-` is stdin); an unknown flag is not one.
             line.positionals += 1;
         }
     }
@@ -500,9 +501,13 @@ mod tests {
         let asked = fake.asked.lock().unwrap();
         assert_eq!(asked[0].namespace.as_deref(), Some("shop"));
         assert_eq!(asked[3].namespace, None);
-        // Once the Service is given, nothing more is a Service.
+        // Once the Service is given, nothing more is a Service; an unknown flag is not it.
         drop(asked);
         assert_eq!(values(&run_with(&fake, &["trace", "svc/web", ""])), [":4"]);
+        assert_eq!(
+            values(&run_with(&fake, &["trace", "--nope", ""])),
+            ["svc/kubernetes", ":4"]
+        );
     }
 
     #[test]
