@@ -11,7 +11,7 @@ mod refusal;
 mod transport;
 
 pub use calls::{Cluster, Kind, Scoped};
-pub use client::{client, clients, Clients};
+pub use client::{client, clients, kubeconfig, Clients};
 pub use error::{rbac_resource, ApiCall, CallContext, KubeError, RBAC_DOC};
 pub use refusal::Refusal;
 
