@@ -1,6 +1,15 @@
 //! The command line, and nothing else: clap derive types that `run` turns into work.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The URL of a page of the repository's docs/: what a krew user, who has no checkout, can
+/// open (the repository is Cargo.toml's).
+#[macro_export]
+macro_rules! doc_url {
+    ($page:literal) => {
+        concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/", $page)
+    };
+}
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,7 +50,7 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the version of the plugin and of the probe it carries.
+    /// Print the version of the plugin and the node architectures of the probe it carries.
     Version,
     /// Lab plumbing run inside the lab's namespaces: a test client and an L7 proxy.
     #[command(name = "lab-net", hide = true)]
@@ -86,19 +95,21 @@ pub struct KubeArgs {
     /// UID to impersonate.
     #[arg(long = "as-uid", value_name = "UID")]
     pub as_uid: Option<String>,
-    /// Timeout of a single API request (e.g. 10s, 1m; 0 = none). Never applied to watches or logs.
+    /// Timeout of a single API request (e.g. 10s, 1m; default 60s; 0 = none of its own), and
+    /// of connecting when shorter than 30s. Never applied to watches or log follows.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
 }
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Exit codes: 0 report with at least one connection (or --dry-run); \
-    1 no connection seen; 2 bad flags; 3 the cluster refused or failed (RBAC, Pod Security, \
-    missing Service, unreachable API); 4 no probe could start (image pull, scheduling); \
-    130 interrupted, after removing the probe.\n\
-    Needed permissions: docs/rbac.md. Leftovers of a killed run expire by themselves \
-    (kubectl-realip/expires-at) or go with `kubectl realip cleanup`."
+    after_help = concat!("Exit codes: 0 report with at least one connection (or --dry-run); \
+    1 no connection seen; 2 bad flags or an unusable kubeconfig/context; 3 the cluster refused \
+    or failed (RBAC, Pod Security, missing Service, unreachable or silent API); 4 no probe could \
+    start (image pull, scheduling); 130 interrupted, after removing the probe.\n\
+    First run on a cluster: ", doc_url!("first-cluster.md"), "\n\
+    Needed permissions: ", doc_url!("rbac.md"), ". Leftovers of a killed run expire by \
+    themselves (kubectl-realip/expires-at) or go with `kubectl realip cleanup`.")
 )]
 pub struct TraceArgs {
     /// The Service to trace: svc/NAME, service/NAME or services/NAME.
@@ -106,11 +117,11 @@ pub struct TraceArgs {
     pub target: String,
     #[command(flatten)]
     pub kube: KubeArgs,
-    /// How long to capture (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// How long to capture (e.g. 30s, 2m; at least 1s).
+    #[arg(long, default_value = "30s", value_parser = parse_capture_duration)]
     pub duration: Duration,
-    /// Stop once this many connections have been seen end to end.
-    #[arg(long, value_name = "N")]
+    /// Stop once this many connections have been seen end to end (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub flows: Option<usize>,
     /// Stop once this many SYN sightings came in from all probes: a busy Service is told from
     /// its first connections, in bounded memory.
@@ -119,8 +130,8 @@ pub struct TraceArgs {
     /// Open test connections (TCP and an HTTP GET with a unique token) to every entry point.
     #[arg(long)]
     pub send: bool,
-    /// With --send: only these entry points (ADDR:PORT, repeatable).
-    #[arg(long = "send-to", value_name = "ADDR:PORT")]
+    /// With --send: only these entry points (ADDR:PORT, HOST:PORT or [IPv6]:PORT, repeatable).
+    #[arg(long = "send-to", value_name = "ADDR:PORT", value_parser = parse_entry_point)]
     pub send_to: Vec<String>,
     /// Read forwarding headers (X-Forwarded-For, X-Real-IP, Forwarded, PROXY) of first data segments.
     #[arg(long)]
@@ -181,9 +192,9 @@ pub struct ExplainArgs {
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Exit codes: 0 every input read and a connection found; 1 partial answer \
+    after_help = concat!("Exit codes: 0 every input read and a connection found; 1 partial answer \
 (lines or frames skipped, or no SYN found); 2 an input could not be used (missing, unreadable, \
-unknown format or link type, or two capture files naming one node). See docs/analyze.md."
+unknown format or link type, or two capture files naming one node). See ", doc_url!("analyze.md"), ".")
 )]
 pub struct AnalyzeArgs {
     /// Probe JSONL, pcap or pcapng files (- for stdin, any of the three).
@@ -221,8 +232,31 @@ pub struct LabArgs {
     /// The realip-probe binary to run in the lab (default: the one this plugin carries).
     #[arg(long, value_name = "PATH", env = "REALIP_PROBE_BIN", hide_env = true)]
     pub probe: Option<PathBuf>,
+    /// Name the lab's network namespaces PREFIX… instead of rip-…; --down then removes only
+    /// labs of that prefix. For tests, which must never touch a lab a user left up.
+    #[arg(long, value_name = "PREFIX", default_value = crate::lab::topology::NS_PREFIX,
+          value_parser = parse_ns_prefix, hide = true)]
+    pub ns_prefix: String,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+/// A namespace prefix: short lowercase letters and digits, ending in `-`.
+fn parse_ns_prefix(text: &str) -> Result<String, String> {
+    let body = text
+        .strip_suffix('-')
+        .ok_or_else(|| format!("{text:?} must end with '-' (e.g. riptest-)"))?;
+    let fits = (1..=12).contains(&body.len())
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if fits {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a namespace prefix: 1 to 12 lowercase letters or digits, then '-'"
+        ))
+    }
 }
 
 /// `lab-net`: what the lab runs inside its namespaces (not for direct use).
@@ -307,6 +341,51 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A capture length: a duration of at least one second.
+pub fn parse_capture_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is too short to capture anything: give at least 1s"
+        ));
+    }
+    Ok(duration)
+}
+
+/// `ADDR:PORT`, `HOST:PORT` or `[IPv6]:PORT`: where a test connection goes, port included.
+pub fn parse_entry_point(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        return match addr.port() {
+            0 => Err(format!("{text:?}: port 0 is not a port to connect to")),
+            _ => Ok(text.to_string()),
+        };
+    }
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "{text:?} has no port: give ADDR:PORT (an IPv6 address as [ADDR]:PORT)"
+        ));
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "{text:?} has no port: give ADDR:PORT, e.g. 203.0.113.10:80"
+        ));
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if !host_ok {
+        return Err(format!(
+            "{text:?} is not ADDR:PORT (an IPv6 address goes in brackets: [2001:db8::1]:80)"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{text:?}: {port:?} is not a port (1-65535)")),
+        Ok(_) => Ok(text.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +394,51 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Hints and help point at pages a krew user can open, and the pages exist.
+    #[test]
+    fn doc_urls_name_pages_that_exist() {
+        assert_eq!(
+            crate::doc_url!("rbac.md"),
+            "https://github.com/kubectl-realip/kubectl-realip/blob/main/docs/rbac.md"
+        );
+        assert_eq!(crate::kube::RBAC_DOC, crate::doc_url!("rbac.md"));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut pending = vec![root.join("src")];
+        let mut pages = Vec::new();
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for piece in text.split("doc_url!(\"").skip(1) {
+                        if let Some((page, _)) = piece.split_once('"') {
+                            pages.push(page.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(pages.len() >= 4, "{pages:?}");
+        for page in &pages {
+            assert!(
+                root.join("docs").join(page).is_file(),
+                "docs/{page} is missing"
+            );
+        }
+    }
+
+    #[test]
+    fn namespace_prefixes() {
+        assert_eq!(parse_ns_prefix("riplt-"), Ok("riplt-".to_string()));
+        assert!(parse_ns_prefix("rip").is_err());
+        assert!(parse_ns_prefix("-").is_err());
+        assert!(parse_ns_prefix("a/b-").is_err());
+        assert!(parse_ns_prefix("Upper-").is_err());
+        assert!(parse_ns_prefix("muchtoolongprefix-").is_err());
     }
 
     #[test]
@@ -326,5 +450,49 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn capture_durations_are_at_least_a_second() {
+        assert_eq!(parse_capture_duration("1s"), Ok(Duration::from_secs(1)));
+        for too_short in ["0", "0s", "999ms"] {
+            let err = parse_capture_duration(too_short).unwrap_err();
+            assert!(err.contains("at least 1s"), "{err}");
+        }
+    }
+
+    #[test]
+    fn entry_points_need_a_port() {
+        for good in [
+            "203.0.113.10:80",
+            "[2001:db8::1]:443",
+            "lb.example.com:8080",
+            "node-a:31080",
+        ] {
+            assert_eq!(parse_entry_point(good).as_deref(), Ok(good));
+        }
+        for (bad, says) in [
+            ("203.0.113.10", "has no port"),
+            ("2001:db8::1", "has no port"),
+            ("lb.example.com", "has no port"),
+            ("203.0.113.10:0", "port 0"),
+            ("lb.example.com:http", "is not a port"),
+            ("lb.example.com:70000", "is not a port"),
+            (":80", "is not ADDR:PORT"),
+            ("2001:db8::1:80", "[ADDR]:PORT"),
+            ("fe80::1%eth0", "brackets"),
+        ] {
+            let err = parse_entry_point(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn zero_flows_is_refused_by_the_parser() {
+        let parse = |flows: &str| {
+            Cli::try_parse_from(["kubectl-realip", "trace", "svc/web", "--flows", flows])
+        };
+        assert!(parse("0").is_err());
+        assert!(parse("1").is_ok());
     }
 }

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         || words.first().is_some_and(|w| w == "__complete")
     {
         let skip = usize::from(invoked_as != Some(complete::COMPLETE_EXE));
-        let answer = complete::complete(&Cli::command(), &words[skip..]);
+        let answer = complete::complete(&Cli::command(), &words[skip..], &complete::Live);
         return match output::emit(&answer) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,
@@ -35,18 +35,28 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr, quiet by default (`warn`); `-v` or RUST_LOG open them up.
+///
+/// By default kube's HTTP layer stays silent: every failed request it would log becomes the
+/// command's own error message, said once. Colour only when stderr is a terminal that wants it
+/// (the same choice as for reports: NO_COLOR, CLICOLOR, TERM=dumb).
 fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(verbose)));
+    let colour = anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .init();
+}
+
+/// The log filter for `-v` repeated `verbose` times.
+fn default_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => "warn,kube_client::client=off",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    }
 }

@@ -296,3 +296,37 @@ fn a_quick_run_on_a_terminal_shows_no_progress() {
     assert!(screen.contains("flowchart LR"), "{screen}");
     assert!(!screen.contains("analyzing"), "{screen}");
 }
+
+#[test]
+fn a_short_binary_file_is_not_a_known_format_either() {
+    let dir = tempfile::tempdir().unwrap();
+    // Too few newlines to tell by three unreadable lines: a tiny gzip, a binary blob.
+    for (name, bytes) in [
+        (
+            "tiny.gz",
+            &b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\x00\x00"[..],
+        ),
+        ("blob.bin", &b"\xff\xfe\x00binary\n\x80\x81"[..]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (code, _, err) = analyze(&[path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{name}: neither probe JSONL nor a pcap/pcapng capture"
+            )),
+            "{err}"
+        );
+    }
+    // Probe lines after an unreadable first one: a damaged JSONL file, read in part.
+    let good = std::fs::read(fixture("hand/two-nodes.jsonl")).unwrap();
+    let path = dir.path().join("damaged.jsonl");
+    std::fs::write(&path, [&b"\xff\xfe\n"[..], &good].concat()).unwrap();
+    let (code, _, err) = analyze(&[path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("damaged.jsonl:1: skipped: not UTF-8 text"),
+        "{err}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Golden tests of what analyze prints, from committed fixtures.
 
-use kubectl_realip::analyze::model::{EndsAt, TranslationKind, Verdict};
+use kubectl_realip::analyze::model::{ClientKind, EndsAt, LossKind, TranslationKind, Verdict};
 use kubectl_realip::analyze::{analyze_events, render_json, render_mermaid, render_text};
 use kubectl_realip::output::plain;
 use realip_probe::wire::{decode_line, Event};
@@ -272,4 +272,112 @@ fn lab_l7_ingress_first_connection_ends_at_the_proxy() {
     assert!(!text.contains("dropped"), "{text}");
     golden!("lab_l7_ingress_text", text);
     golden!("lab_l7_ingress_mermaid", render_mermaid(&report));
+}
+
+/// `lab --scenario lb-snat --save`: the load balancer (not probed) rewrote the source to its own
+/// address on the nodes' network before the first capture point. The pod sees that address; the
+/// report says the client was lost before the capture, not that it was preserved.
+#[test]
+fn lab_unprobed_masquerading_lb_loses_the_client_before_the_capture() {
+    let report = analyze_events(events("lab/lb-snat.jsonl"));
+    assert_eq!(report.flows.len(), 1, "{}", render_json(&report));
+    let flow = &report.flows[0];
+    assert_eq!(flow.client_kind, ClientKind::Lb);
+    assert_eq!(flow.verdict, Verdict::LostBeforeCapture);
+    assert_eq!(flow.client_ip_preserved, Some(false));
+    let lost = flow.lost.as_ref().unwrap();
+    assert_eq!(lost.by, LossKind::BeforeCapture);
+    assert_eq!(lost.at, "before node-a eth0");
+    assert_eq!(report.summary.lost_before_capture, 1);
+    let text = plain(&render_text(&report));
+    assert!(
+        text.contains("the client was lost before node-a eth0, the first"),
+        "{text}"
+    );
+    assert!(!text.contains("preserved"), "{text}");
+    golden!("lab_lb_snat_text", text);
+    let mermaid = render_mermaid(&report);
+    assert!(
+        mermaid.contains("load balancer or router<br/>198.51.100.1"),
+        "{mermaid}"
+    );
+    assert!(!mermaid.contains("_end kept"), "{mermaid}");
+    golden!("lab_lb_snat_mermaid", mermaid);
+}
+
+/// `lab --scenario nginx-ingress-cluster --save`: node-b masquerades the client's connection to
+/// the ingress controller, which opens its own to the app. The two legs are one client
+/// connection: lost at node-b's SNAT before the proxy, and the header the proxy writes names
+/// node-b, not the client.
+#[test]
+fn lab_ingress_behind_cluster_policy_is_one_story_lost_before_the_proxy() {
+    let report = analyze_events(events("lab/nginx-ingress-cluster.jsonl"));
+    assert_eq!(report.flows.len(), 2, "{}", render_json(&report));
+    let (first, app) = (&report.flows[0], &report.flows[1]);
+    assert_eq!((first.leg, app.leg, app.legs), (1, 2, 2));
+    assert_eq!(first.connection, app.connection);
+    assert_eq!(app.proxied_by.as_ref().map(|p| p.from_isn), Some(first.isn));
+    assert_eq!(app.client_kind, ClientKind::Proxy);
+    assert_eq!(app.verdict, Verdict::Rewritten);
+    assert_eq!(app.client_ip_preserved, Some(false));
+    assert_eq!(app.l7_client_preserved, Some(false));
+    let lost = app.lost.as_ref().unwrap();
+    assert_eq!(
+        (lost.by, lost.leg, lost.at.as_str()),
+        (LossKind::Snat, 1, "node-b")
+    );
+    let s = &report.summary;
+    assert_eq!(
+        (s.connections, s.legs, s.rewritten, s.preserved),
+        (1, 2, 1, 0)
+    );
+    assert!(
+        app.reason
+            .starts_with("client 192.0.2.10 lost on leg 1 at hop 3 (SNAT on node-b), before"),
+        "{}",
+        app.reason
+    );
+    let text = plain(&render_text(&report));
+    assert!(text.contains("↳ leg 2 of 2"), "{text}");
+    golden!("lab_nginx_ingress_cluster_text", text);
+    let mermaid = render_mermaid(&report);
+    assert!(mermaid.contains("2 legs"), "{mermaid}");
+    // The app pod is not green: the client reached it neither at L4 nor in a header.
+    assert!(!mermaid.contains("_end kept"), "{mermaid}");
+    golden!("lab_nginx_ingress_cluster_mermaid", mermaid);
+}
+
+/// `lab --save` writes the nodes' uplinks alone, as `tcpdump -i eth0` would: the pod side was
+/// not captured, so the report does not say the client reached the pod; it says where it stopped
+/// seeing.
+#[test]
+fn lab_uplinks_only_leave_the_verdict_open() {
+    let report = analyze_events(events("lab/cluster-same-node.uplinks.jsonl"));
+    assert_eq!(report.flows.len(), 1, "{}", render_json(&report));
+    let flow = &report.flows[0];
+    assert_eq!(flow.ends_at, EndsAt::Unseen);
+    assert_eq!(flow.verdict, Verdict::Unknown);
+    assert_eq!(flow.client_ip_preserved, None);
+    assert_eq!(report.summary.unknown, 1);
+    let text = plain(&render_text(&report));
+    assert!(text.contains("not seen after it"), "{text}");
+    golden!("lab_uplinks_only_text", text);
+}
+
+/// A node whose `hello` shows Cilium's interfaces: its eBPF host routing hands packets to pods
+/// past every capture point, so a SYN last seen arriving there is not "dropped".
+#[test]
+fn an_ebpf_datapath_hides_the_way_into_the_pod() {
+    let report = analyze_events(events("hand/ebpf-node.jsonl"));
+    let flow = &report.flows[0];
+    assert_eq!(flow.ends_at, EndsAt::Unseen);
+    assert!(flow.reached_pod);
+    assert_eq!(flow.verdict, Verdict::Unknown);
+    assert!(
+        flow.reason.contains("eBPF datapath (Cilium)"),
+        "{}",
+        flow.reason
+    );
+    assert_eq!(report.summary.unreached, 0);
+    golden!("ebpf_node_text", plain(&render_text(&report)));
 }

@@ -39,10 +39,7 @@ const PREFIX: &str = "ript-";
 static KERNEL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn missing() -> Option<String> {
-    if !kernel::is_root() {
-        return Some("not root (network namespaces, raw sockets)".into());
-    }
-    for tool in [
+    if let Some(why) = kernel::missing_root_or(&[
         "ip",
         "iptables-restore",
         "iptables-save",
@@ -51,10 +48,8 @@ fn missing() -> Option<String> {
         "bash",
         "sysctl",
         "setpriv",
-    ] {
-        if !kernel::has_tool(tool) {
-            return Some(format!("no {tool} on PATH"));
-        }
+    ]) {
+        return Some(why);
     }
     if kubectl_realip::embedded::probes().is_empty() {
         return Some("this build carries no probe (REALIP_PROBE_EMBED=none)".into());

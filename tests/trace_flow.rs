@@ -1029,9 +1029,9 @@ async fn an_unreachable_api_is_a_clear_cluster_error() {
         .unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
     assert!(
-        failure
-            .message
-            .starts_with("cannot reach the Kubernetes API (get services web in namespace default)"),
+        failure.message.starts_with(&format!(
+            "cannot reach the Kubernetes API at http://127.0.0.1:{port} (get services web in namespace default)"
+        )),
         "{failure}"
     );
     assert!(failure.hint.unwrap().contains("kubectl cluster-info"));

@@ -671,6 +671,16 @@ impl<'a> Iterator for Options<'a> {
     }
 }
 
+/// Whether `head`, a file's first four bytes, is the magic number of a pcap (either byte order,
+/// micro- or nanosecond timestamps) or pcapng file: what tells a capture from anything else.
+pub fn is_capture(head: &[u8]) -> bool {
+    let Ok(head) = <[u8; 4]>::try_from(head) else {
+        return false;
+    };
+    let (le, be) = (u32::from_le_bytes(head), u32::from_be_bytes(head));
+    [PCAP_MICRO, PCAP_NANO, NG_SHB].contains(&le) || [PCAP_MICRO, PCAP_NANO].contains(&be)
+}
+
 /// Opens a capture file for streaming.
 pub fn open(path: &std::path::Path) -> Result<PcapReader<std::fs::File>, PcapError> {
     let file = std::fs::File::open(path).map_err(|source| PcapError::Io { offset: 0, source })?;

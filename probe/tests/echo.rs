@@ -41,6 +41,7 @@ fn start(listen: &[&str]) -> Echo {
             addrs.push(addr.parse().expect("listening address"));
         }
     }
+    // Its stderr is closed from here on: the server must keep serving (and refusing) all the same.
     Echo { child, addrs }
 }
 
@@ -108,6 +109,10 @@ fn oversized_head_is_answered_not_hung() {
     let mut request = b"GET / HTTP/1.1\r\n".to_vec();
     request.extend(std::iter::repeat_n(b'a', 64 * 1024));
     let (reply, took) = exchange(echo.addrs[0], &request);
+    assert!(
+        reply.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{reply}"
+    );
     assert_eq!(body(&reply)["remote_addr"], "127.0.0.1");
     assert!(took < Duration::from_secs(6), "took {took:?}");
 }
@@ -180,4 +185,206 @@ fn proxy_v2_ipv6_source_is_reported() {
     let json = body(&reply);
     assert_eq!(json["proxy_protocol"], "[2001:db8::5]:40002");
     assert_eq!(json["x_real_ip"], "2001:db8::5");
+}
+
+/// Sends `send`, half-closes if asked, and reads until the server closes: what came back (a
+/// reset counts as the end) and how long it took.
+fn exchange_then(addr: SocketAddr, send: &[u8], half_close: bool) -> (String, Duration) {
+    let started = Instant::now();
+    let conn = TcpStream::connect(addr).expect("connect");
+    let (reply, _) = exchange_on(conn, send, half_close);
+    (reply, started.elapsed())
+}
+
+/// [`exchange_then`] on a connection already made.
+fn exchange_on(mut conn: TcpStream, send: &[u8], half_close: bool) -> (String, Duration) {
+    let started = Instant::now();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    conn.write_all(send).unwrap();
+    if half_close {
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match conn.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(err) => panic!("reading the answer: {err}"),
+        }
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn a_request_that_comes_after_a_pause_is_answered_in_http() {
+    let echo = start(&["127.0.0.1:0"]);
+    let mut conn = TcpStream::connect(echo.addrs[0]).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Longer than the old 300 ms: a proxy or a person may well take that long.
+    std::thread::sleep(Duration::from_millis(1200));
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: svc\r\nX-Real-IP: 203.0.113.5\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).expect("read answer");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert_eq!(body(&reply)["x_real_ip"], "203.0.113.5");
+    // A PROXY header at once (a balancer), the request later (its client).
+    let mut conn = TcpStream::connect(echo.addrs[0]).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"PROXY TCP4 203.0.113.5 198.51.100.1 40001 80\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    conn.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).expect("read answer");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert_eq!(body(&reply)["proxy_protocol"], "203.0.113.5:40001");
+}
+
+#[test]
+fn an_http_head_cut_short_or_too_slow_still_gets_http() {
+    let echo = start(&["127.0.0.1:0"]);
+    let partial = b"GET / HTTP/1.1\r\nHost: svc\r\n";
+    let (reply, took) = exchange_then(echo.addrs[0], partial, true);
+    assert!(reply.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{reply}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let (reply, took) = exchange_then(echo.addrs[0], partial, false);
+    assert!(
+        reply.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{reply}"
+    );
+    assert_eq!(body(&reply)["remote_addr"], "127.0.0.1");
+    assert!(took < Duration::from_secs(7), "took {took:?}");
+}
+
+/// A PROXY v2 header for a TCP/IPv6 source, declaring `len` bytes after its fixed part.
+fn proxy_v2(len: u16) -> Vec<u8> {
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend([0x21, 0x21]);
+    v2.extend(len.to_be_bytes());
+    v2.extend(
+        "2001:db8::5"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend(
+        "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend(40002u16.to_be_bytes());
+    v2.extend(443u16.to_be_bytes());
+    v2
+}
+
+#[test]
+fn a_truncated_or_oversized_proxy_header_is_refused_not_trusted() {
+    let echo = start(&["127.0.0.1:0"]);
+    // TLVs announced (36 address bytes + 20) but never sent: cut short by the client...
+    let truncated = proxy_v2(56);
+    let (reply, took) = exchange_then(echo.addrs[0], &truncated, true);
+    assert_eq!(reply, "", "a truncated header was answered");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // ...or left hanging until the head's deadline.
+    let (reply, took) = exchange_then(echo.addrs[0], &truncated, false);
+    assert_eq!(reply, "", "a truncated header was answered");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    // A header longer than the head may be: refused as soon as that is clear.
+    let mut oversized = proxy_v2(u16::MAX);
+    oversized.extend(std::iter::repeat_n(0u8, 20 * 1024));
+    let (reply, took) = exchange_then(echo.addrs[0], &oversized, false);
+    assert_eq!(reply, "", "an oversized header was answered");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    // A v1 line cut short, and a broken one.
+    for (bad, half_close) in [
+        (&b"PROXY TCP4 203.0.113.5 198.51"[..], true),
+        (
+            &b"PROXY TCP4 not-an-address\r\nGET / HTTP/1.1\r\n\r\n"[..],
+            false,
+        ),
+    ] {
+        let (reply, _) = exchange_then(echo.addrs[0], bad, half_close);
+        assert_eq!(reply, "", "{bad:?} was answered");
+    }
+    // The server is still there for a whole header.
+    let mut whole = proxy_v2(36);
+    whole.extend(b"GET / HTTP/1.1\r\n\r\n");
+    let (reply, _) = exchange_then(echo.addrs[0], &whole, false);
+    assert_eq!(body(&reply)["proxy_protocol"], "[2001:db8::5]:40002");
+}
+
+/// Connects, asks, reads the answer, then sends a byte every 100 ms until the server lets go:
+/// how long after the answer that took.
+fn trickle_after_answer(addr: SocketAddr) -> Option<Duration> {
+    let mut conn = TcpStream::connect(addr).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    conn.write_all(b"GET / HTTP/1.1\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).ok()?;
+    let answered = Instant::now();
+    while answered.elapsed() < Duration::from_secs(30) {
+        if conn.write_all(b"x").is_err() {
+            return Some(answered.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn a_client_that_trickles_after_the_answer_is_let_go() {
+    let echo = start(&["127.0.0.1:0"]);
+    let held = trickle_after_answer(echo.addrs[0]).expect("the server never let go");
+    assert!(
+        held < Duration::from_secs(3),
+        "held {held:?} after answering"
+    );
+}
+
+#[test]
+fn three_hundred_tricklers_do_not_lock_good_requests_out() {
+    let echo = start(&["127.0.0.1:0"]);
+    let addr = echo.addrs[0];
+    let tricklers: Vec<_> = (0..300)
+        .map(|_| std::thread::spawn(move || trickle_after_answer(addr)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // A good request gets its answer soon, retrying while every slot is taken (the server
+    // closes what it cannot take; the kernel may refuse while its queue is full).
+    let started = Instant::now();
+    let answered = loop {
+        let reply = TcpStream::connect(addr)
+            .map(|conn| exchange_on(conn, b"GET / HTTP/1.1\r\n\r\n", false).0)
+            .unwrap_or_default();
+        if reply.starts_with("HTTP/1.1 200 OK") {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no answer for 10 s while tricklers held on"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        answered < Duration::from_secs(5),
+        "answered after {answered:?}"
+    );
+    for trickler in tricklers {
+        if let Some(held) = trickler.join().expect("trickler") {
+            assert!(
+                held < Duration::from_secs(5),
+                "a trickler was held {held:?}"
+            );
+        }
+    }
 }

@@ -35,10 +35,7 @@ const CHILD: &str = "REALIP_EVIDENCE_CHILD";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/evidence");
 
 fn missing() -> Option<String> {
-    if !common::is_root() {
-        return Some("needs root to create network namespaces".into());
-    }
-    for tool in [
+    common::missing_root_or(&[
         "ip",
         "nft",
         "iptables-legacy-restore",
@@ -47,17 +44,12 @@ fn missing() -> Option<String> {
         "ipset",
         "bash",
         "setpriv",
-    ] {
-        if !common::has_tool(tool) {
-            return Some(format!("needs {tool} on PATH"));
-        }
-    }
-    None
+    ])
 }
 
 macro_rules! require {
     () => {
-        if std::env::var(CHILD).is_err() && !common::runnable(module_path!(), missing()) {
+        if std::env::var(CHILD).is_err() && !common::runnable(&common::current_test(), missing()) {
             return;
         }
     };

@@ -13,9 +13,9 @@
 //!   marked so.
 
 use super::host_macs::HostMacs;
-use super::input::{Item, Pos, Problem};
 use super::node_ifaces::{NodeIfaces, TUNNEL_SEPARATOR};
 use super::sighting::{Names, Sighting};
+use super::source::{Item, Pos, Problem, Source};
 use realip_probe::l7::forwarding_facts;
 use realip_probe::parse::{self, parse_captured, Framing, Macs, ParseError, Tunnel};
 use realip_probe::pcapfile::{PcapError, PcapReader};
@@ -180,15 +180,6 @@ impl CaptureSource {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Bytes read so far.
-    pub fn position(&self) -> u64 {
-        self.pcap.offset()
-    }
-
     fn problem(&self, offset: u64, message: String) -> Problem {
         Problem::Capture {
             file: self.name.clone(),
@@ -198,7 +189,7 @@ impl CaptureSource {
     }
 
     /// The next SYN sighting or L7 event, in the file's order.
-    pub fn next(&mut self, names: &mut Names, ifaces: &mut NodeIfaces) -> Option<(Item, Pos)> {
+    fn read_next(&mut self, names: &mut Names, ifaces: &mut NodeIfaces) -> Option<(Item, Pos)> {
         loop {
             match self.pending.front() {
                 Some(head) if self.ready(head, ifaces) => {
@@ -377,7 +368,7 @@ impl CaptureSource {
     }
 
     /// The problems met, summed up; what the file captured of its node is recorded.
-    pub fn finish(mut self, ifaces: &mut NodeIfaces) -> Vec<Problem> {
+    fn finish_reading(mut self, ifaces: &mut NodeIfaces) -> Vec<Problem> {
         for (name, _) in self.pcap.interfaces() {
             match name {
                 Some("any") => self.all = true,
@@ -419,6 +410,28 @@ impl CaptureSource {
             });
         }
         self.problems
+    }
+}
+
+impl Source for CaptureSource {
+    fn next(&mut self, names: &mut Names, ifaces: &mut NodeIfaces) -> Option<(Item, Pos)> {
+        self.read_next(names, ifaces)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn position(&self) -> u64 {
+        self.pcap.offset()
+    }
+
+    fn is_capture(&self) -> bool {
+        true
+    }
+
+    fn finish(self: Box<Self>, ifaces: &mut NodeIfaces) -> Vec<Problem> {
+        (*self).finish_reading(ifaces)
     }
 }
 

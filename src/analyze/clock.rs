@@ -10,7 +10,7 @@
 //! A real jump (a pause in the capture, or several nodes' streams one after another) is not an
 //! outlier: the items after it stay where it went, or come back only after more than a few.
 
-use super::input::{Item, Pos, Problem};
+use super::source::{Item, Pos, Problem};
 use std::collections::VecDeque;
 use std::time::Duration;
 

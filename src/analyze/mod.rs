@@ -24,6 +24,7 @@ mod flow;
 mod groups;
 mod host_macs;
 mod input;
+mod jsonl;
 mod l7;
 pub mod model;
 mod node_ifaces;
@@ -32,6 +33,7 @@ mod progress;
 mod reach;
 pub(crate) mod render;
 mod sighting;
+mod source;
 mod summary;
 mod verdict;
 pub mod view;
@@ -273,6 +275,16 @@ impl Analyzer {
         let mut warnings = std::mem::take(&mut self.warnings);
         warnings.append(&mut self.groups.warnings);
         warnings.extend(self.coverage.warnings(self.owners.ifaces()));
+        let hurried = self.chains.hurried();
+        if hurried > 0 {
+            warnings.push(format!(
+                "{hurried} connection(s) were written before the {} s in which a proxy's next leg \
+                 is joined to them were up ({} connections at once at most): a proxy's leg after \
+                 them may stand alone",
+                chain::JOIN_NS / 1_000_000_000,
+                chain::MAX_HELD
+            ));
+        }
         let (evidence, notes) = self.evidence.summary();
         warnings.extend(notes);
         if self.released_early > 0 {

@@ -247,6 +247,18 @@ pub struct Loss {
     pub to_owner: String,
 }
 
+impl ProxyLink {
+    /// "the proxy pod ingress-nginx (198.18.1.20)", "the proxy on clb (198.51.100.1)", "the
+    /// proxy at 198.18.1.20 (a pod behind cbr0 of node-a)".
+    pub fn describe(&self) -> String {
+        if self.owner.starts_with("pod ") || self.owner.starts_with("on ") {
+            format!("the proxy {} ({})", self.owner, self.address)
+        } else {
+            format!("the proxy at {} ({})", self.address, self.owner)
+        }
+    }
+}
+
 /// Why a leg continues the one before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyLink {

@@ -161,7 +161,7 @@ fn selector_string(selector: &BTreeMap<String, String>) -> String {
 
 fn pod_workloads(pods: Vec<Pod>) -> Vec<Workload> {
     pods.into_iter()
-        .filter_map(|p| serde_yaml::to_value(&p).ok())
+        .filter_map(|p| serde_json::to_value(&p).ok())
         .map(|v| Workload::from_value("Pod", &v))
         .collect()
 }
@@ -207,9 +207,9 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
     ] {
         let read = source.config_map(cm_ns, cm_name).await;
         if let Some(cm) = optional(&mut objects, &format!("ConfigMap {cm_ns}/{cm_name}"), read) {
-            let value = serde_yaml::to_value(&cm).unwrap_or_default();
+            let value = serde_json::to_value(&cm).unwrap_or_default();
             // add_value keeps MetalLB's legacy ConfigMap detection in one place.
-            if objects.add_value(value, 0).is_err() {
+            if objects.add_value(value).is_err() {
                 objects.config_maps.push(cm);
             }
         }
@@ -228,7 +228,7 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
     }
     let ds = source.daemon_set("kube-system", "kube-proxy").await;
     if let Some(ds) = optional(&mut objects, "DaemonSet kube-system/kube-proxy", ds) {
-        if let Ok(value) = serde_yaml::to_value(&ds) {
+        if let Ok(value) = serde_json::to_value(&ds) {
             objects
                 .workloads
                 .push(Workload::from_value("DaemonSet", &value));
@@ -240,7 +240,7 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
         optional(&mut objects, &format!("Ingresses in {ns}"), ingresses).unwrap_or_default();
     objects.ingresses = ingresses
         .iter()
-        .filter_map(|i| serde_yaml::to_value(i).ok())
+        .filter_map(|i| serde_json::to_value(i).ok())
         .map(|v| IngressDoc::from_value(&v))
         .filter(|i| i.services.iter().any(|s| s == name))
         .collect();
@@ -331,13 +331,17 @@ pub async fn predict(
         cluster: cluster.clone(),
     };
     let objects = gather(&source, namespace, name).await?;
-    // The target is the first Service; the others are ingress controllers read for context.
-    let mut facts = super::gather::all_facts(&objects)
+    Ok(explain_gathered(&objects, entry_node))
+}
+
+/// The target is the first Service; the others are ingress controllers read for context.
+fn explain_gathered(objects: &Objects, entry_node: Option<&str>) -> Explanation {
+    let mut facts = super::gather::all_facts(objects)
         .into_iter()
         .next()
         .unwrap_or_default();
     facts.cluster.entry_node = entry_node.map(str::to_string);
-    Ok(super::rules::explain(&facts))
+    super::rules::explain(&facts)
 }
 
 /// Explains the Service from the cluster the kubectl flags point at.
@@ -345,6 +349,10 @@ pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explan
     let name = parse_target(target)?;
     let cluster = Cluster::new(crate::kube::clients(&args.kube).await?);
     let namespace = cluster.default_namespace().to_string();
-    let explanation = predict(&cluster, &namespace, name, args.entry_node.as_deref()).await?;
-    Ok(vec![explanation])
+    let source = KubeSource { cluster };
+    let objects = gather(&source, &namespace, name).await?;
+    if let Some(node) = args.entry_node.as_deref() {
+        super::gather::check_entry_node(&objects, node)?;
+    }
+    Ok(vec![explain_gathered(&objects, args.entry_node.as_deref())])
 }

@@ -4,6 +4,7 @@
 //! rendering in [`render`]. Thin adapters build the facts: [`objects`] + [`gather`] from
 //! manifests, [`live`] from a cluster through the [`live::Source`] trait.
 
+pub mod documents;
 pub mod facts;
 pub mod gather;
 pub mod live;
@@ -22,17 +23,31 @@ pub use rules::explain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
-    #[error("YAML document {document}: {message}")]
-    Yaml { document: usize, message: String },
-    #[error("YAML document {document}: {kind} {name:?} is not valid: {message}")]
+    #[error("YAML document {document} (line {line}): {message}")]
+    Yaml {
+        document: usize,
+        /// Where the document starts in its input.
+        line: usize,
+        message: String,
+    },
+    /// What the API server would refuse: a field of the wrong type or an unsupported value.
+    #[error(
+        "YAML document {document} (line {line}){}: {kind} {name:?} is invalid: {message}",
+        item.map(|i| format!(", List item {i}")).unwrap_or_default()
+    )]
     Object {
         document: usize,
+        line: usize,
+        /// Its place (1-based) among a List's items, when it is one.
+        item: Option<usize>,
         kind: String,
         name: String,
         message: String,
     },
     #[error("no Service in the manifests")]
     NoService,
+    #[error("--entry-node {node:?} matches no node; the nodes are {}", known.join(", "))]
+    UnknownEntryNode { node: String, known: Vec<String> },
 }
 
 /// One explanation per Service found in `yaml` (multi-document YAML or a List).
@@ -59,6 +74,9 @@ pub fn explain_objects(
     if objects.services.is_empty() {
         return Err(ExplainError::NoService);
     }
+    if let Some(node) = entry_node {
+        gather::check_entry_node(objects, node)?;
+    }
     Ok(gather::all_facts(objects)
         .iter_mut()
         .map(|facts| {
@@ -79,6 +97,7 @@ fn render(format: OutputFormat, explanations: &[model::Explanation]) -> String {
 /// Reads every `-f` input into one set of objects; errors name the file.
 fn read_inputs(args: &ExplainArgs) -> Result<objects::Objects> {
     let mut objects = objects::Objects::default();
+    let mut held = Vec::new();
     for path in &args.filename {
         let (name, text) = if path.as_os_str() == "-" {
             let mut text = String::new();
@@ -93,15 +112,53 @@ fn read_inputs(args: &ExplainArgs) -> Result<objects::Objects> {
             })?;
             (path.display().to_string(), text)
         };
-        objects.add_yaml(&text).map_err(|err| {
+        let read = objects.add_yaml(&text).map_err(|err| {
             let failure = Failure::from(err);
             Failure {
                 message: format!("{name}: {}", failure.message),
                 ..failure
             }
         })?;
+        held.push((name, read));
+    }
+    if objects.services.is_empty() {
+        return Err(
+            Failure::usage(format!("no Service in {}", what_inputs_hold(&held)))
+                .hint("explain needs at least one Service; add its manifest with -f"),
+        );
     }
     Ok(objects)
+}
+
+/// `a.yaml (empty, or only comments)`, `b.yaml (2 ConfigMap; Foo, which explain does not read)`.
+fn what_inputs_hold(held: &[(String, objects::Read)]) -> String {
+    let each: Vec<String> = held
+        .iter()
+        .map(|(name, read)| {
+            if read.kinds.is_empty() {
+                return format!("{name} (empty, or only comments)");
+            }
+            let read_kinds: Vec<String> = read
+                .kinds
+                .iter()
+                .filter(|(kind, _)| !read.unread.contains(*kind))
+                .map(|(kind, count)| format!("{count} {kind}"))
+                .collect();
+            let unread: Vec<&str> = read.unread.iter().map(String::as_str).collect();
+            let mut parts = Vec::new();
+            if !read_kinds.is_empty() {
+                parts.push(read_kinds.join(", "));
+            }
+            if !unread.is_empty() {
+                parts.push(format!(
+                    "only kinds explain does not read: {}",
+                    unread.join(", ")
+                ));
+            }
+            format!("{name} ({})", parts.join("; "))
+        })
+        .collect();
+    each.join(", nor in ")
 }
 
 impl From<ExplainError> for Failure {
@@ -110,7 +167,15 @@ impl From<ExplainError> for Failure {
             ExplainError::NoService => {
                 "explain needs at least one Service; add its manifest with -f"
             }
-            _ => "fix the manifest (kubectl apply --dry-run=client -f FILE shows the same problem)",
+            ExplainError::UnknownEntryNode { .. } => {
+                "name the node where connections enter (`kubectl get nodes` lists them)"
+            }
+            ExplainError::Object { .. } => {
+                "fix the manifest: the API server refuses it too (kubectl apply --dry-run=server -f FILE)"
+            }
+            ExplainError::Yaml { .. } => {
+                "fix the manifest (kubectl apply --dry-run=client -f FILE shows the same problem)"
+            }
         };
         Failure::new(Kind::Usage, err.to_string()).hint(hint)
     }
@@ -136,7 +201,14 @@ mod tests {
     fn bad_yaml_names_the_document() {
         let err = explain_manifests("kind: Service\n---\nfoo: [unclosed\n").unwrap_err();
         assert!(
-            matches!(err, ExplainError::Yaml { document: 2, .. }),
+            matches!(
+                err,
+                ExplainError::Yaml {
+                    document: 2,
+                    line: 2,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

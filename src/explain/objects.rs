@@ -7,9 +7,13 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressClass;
-use serde_yaml::Value;
-use std::collections::BTreeMap;
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
+use super::documents::{self, Counted, Document};
 use super::facts::MetalLbMode;
 use super::ExplainError;
 
@@ -61,17 +65,15 @@ pub struct Workload {
 
 fn str_map(value: Option<&Value>) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
-    if let Some(Value::Mapping(m)) = value {
+    if let Some(Value::Object(m)) = value {
         for (k, v) in m {
-            if let Some(k) = k.as_str() {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Bool(b) => b.to_string(),
-                    Value::Number(n) => n.to_string(),
-                    _ => continue,
-                };
-                map.insert(k.to_string(), v);
-            }
+            let v = match v {
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                _ => continue,
+            };
+            map.insert(k.clone(), v);
         }
     }
     map
@@ -89,7 +91,7 @@ fn get_str(value: &Value, path: &[&str]) -> Option<String> {
 
 fn seq<'a>(value: &'a Value, path: &[&str]) -> impl Iterator<Item = &'a Value> {
     get(value, path)
-        .and_then(|v| v.as_sequence())
+        .and_then(|v| v.as_array())
         .into_iter()
         .flatten()
 }
@@ -146,8 +148,8 @@ impl Workload {
         if let Some(spec) = spec {
             for container in seq(spec, &["containers"]).chain(seq(spec, &["initContainers"])) {
                 for part in ["requests", "limits"] {
-                    if let Some(Value::Mapping(m)) = get(container, &["resources", part]) {
-                        for key in m.keys().filter_map(|k| k.as_str()) {
+                    if let Some(Value::Object(m)) = get(container, &["resources", part]) {
+                        for key in m.keys() {
                             if !resources.iter().any(|r| r == key) {
                                 resources.push(key.to_string());
                             }
@@ -183,76 +185,471 @@ impl Workload {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(
-    value: Value,
-    index: usize,
-    kind: &str,
-) -> Result<T, ExplainError> {
-    let name = get_str(&value, &["metadata", "name"]).unwrap_or_default();
-    serde_yaml::from_value(value).map_err(|err| ExplainError::Object {
-        document: index + 1,
-        kind: kind.to_string(),
-        name,
-        message: err.to_string(),
-    })
+/// What one input held, for a message that names it when it holds no Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Read {
+    /// How many objects of each kind (List items counted one by one).
+    pub kinds: BTreeMap<String, usize>,
+    /// The kinds among them that explain does not read.
+    pub unread: BTreeSet<String>,
 }
 
-impl Objects {
-    /// Parses multi-document YAML and adds every object explain understands.
-    pub fn add_yaml(&mut self, text: &str) -> Result<(), ExplainError> {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let value = <Value as serde::Deserialize>::deserialize(document).map_err(|err| {
-                ExplainError::Yaml {
-                    document: index + 1,
-                    message: err.to_string(),
+impl Read {
+    fn merge(&mut self, other: Read) {
+        for (kind, count) in other.kinds {
+            *self.kinds.entry(kind).or_default() += count;
+        }
+        self.unread.extend(other.unread);
+    }
+
+    fn saw(&mut self, kind: &str, understood: bool) {
+        *self.kinds.entry(kind.to_string()).or_default() += 1;
+        if !understood {
+            self.unread.insert(kind.to_string());
+        }
+    }
+}
+
+/// Where an object was found: its document, and its place in a List if it is an item.
+#[derive(Debug, Clone, Copy)]
+struct Place<'a> {
+    document: &'a Document<'a>,
+    item: Option<usize>,
+}
+
+impl Place<'_> {
+    fn object_error(&self, kind: &str, name: &str, message: String) -> ExplainError {
+        ExplainError::Object {
+            document: self.document.number,
+            line: self.document.line,
+            item: self.item.map(|i| i + 1),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            message,
+        }
+    }
+}
+
+/// An object's content, read into a value: a document of its own, or a List item.
+struct Content<'a> {
+    value: Value,
+    /// The document it is all of, when it is: a wrong field is then named by its line.
+    whole: Option<&'a Document<'a>>,
+}
+
+impl Content<'_> {
+    fn typed<T: DeserializeOwned>(
+        self,
+        place: Place<'_>,
+        kind: &str,
+        name: &str,
+    ) -> Result<T, ExplainError> {
+        serde_json::from_value(self.value).map_err(|err| {
+            // Rare: read the document again, only to say where the wrong field is.
+            let located = self
+                .whole
+                .and_then(|document| match documents::parse::<T>(document) {
+                    Err(ExplainError::Yaml { message, .. }) => Some(message),
+                    _ => None,
+                });
+            place.object_error(kind, name, located.unwrap_or_else(|| err.to_string()))
+        })
+    }
+}
+
+/// What one document turned out to be, read in one pass.
+enum Parsed {
+    /// Empty, or only comments: kubectl skips these too.
+    Empty,
+    /// A scalar or a sequence where an object belongs.
+    NotAMapping(&'static str),
+    Object {
+        kind: Option<String>,
+        api_version: String,
+        name: String,
+        /// Every field but `items`.
+        fields: Value,
+        /// What `items` held, read one by one as they came (they are the objects if this is a
+        /// List: kubectl writes `items` before `kind`).
+        items: Box<(Objects, Read)>,
+        /// The first item that could not be read.
+        item_error: Option<ExplainError>,
+    },
+}
+
+/// Reads a document in one pass; `items` are read one at a time, never held as one tree.
+struct DocumentSeed<'d> {
+    document: &'d Document<'d>,
+    /// Values read into the document's own fields (items count their own).
+    count: &'d Cell<usize>,
+    /// Set when an item stopped the parse at the bound.
+    item_too_large: &'d Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
+    type Value = Parsed;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Parsed, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocumentSeed<'_> {
+    type Value = Parsed;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Parsed, E> {
+        Ok(Parsed::Empty)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Parsed, E> {
+        Ok(Parsed::Empty)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Parsed, E> {
+        Ok(Parsed::NotAMapping("a boolean"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Parsed, E> {
+        Ok(Parsed::NotAMapping("a number"))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Parsed, E> {
+        Ok(Parsed::NotAMapping("a number"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Parsed, E> {
+        Ok(Parsed::NotAMapping("a number"))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Parsed, E> {
+        Ok(Parsed::NotAMapping("a string"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Parsed::NotAMapping("a sequence"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+        let mut fields = serde_json::Map::new();
+        let mut items = Box::<(Objects, Read)>::default();
+        let mut item_error = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" {
+                map.next_value_seed(ListItems {
+                    objects: &mut items.0,
+                    read: &mut items.1,
+                    document: self.document,
+                    failed: &mut item_error,
+                    too_large: self.item_too_large,
+                })?;
+            } else {
+                let value = map.next_value_seed(Counted { count: self.count })?;
+                fields.insert(key, value);
+            }
+        }
+        let fields = Value::Object(fields);
+        Ok(Parsed::Object {
+            kind: get_str(&fields, &["kind"]),
+            api_version: get_str(&fields, &["apiVersion"]).unwrap_or_default(),
+            name: get_str(&fields, &["metadata", "name"]).unwrap_or_default(),
+            fields,
+            items,
+            item_error,
+        })
+    }
+}
+
+/// `List` and the API's typed lists (`PodList`, `ServiceList`): their items are the objects.
+fn is_list(kind: &str) -> bool {
+    kind.ends_with("List")
+}
+
+/// A document's `items`, each read into `objects` as soon as it is parsed.
+struct ListItems<'o, 'd> {
+    objects: &'o mut Objects,
+    read: &'o mut Read,
+    document: &'d Document<'d>,
+    failed: &'o mut Option<ExplainError>,
+    too_large: &'d Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for ListItems<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListItems<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("items")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        loop {
+            // Each item is bounded on its own.
+            let count = Cell::new(0);
+            let item = match seq.next_element_seed(Counted { count: &count }) {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(err) => {
+                    self.too_large.set(Counted::exceeded(&count));
+                    return Err(err);
                 }
-            })?;
-            self.add_value(value, index)?;
+            };
+            let place = Place {
+                document: self.document,
+                item: Some(index),
+            };
+            // Only the first problem is kept; it counts only if the document is a List.
+            if let Err(err) = self.objects.add_item(item, place, self.read) {
+                self.failed.get_or_insert(err);
+            }
+            index += 1;
         }
         Ok(())
     }
 
-    /// Adds one object (or the items of a List).
-    pub fn add_value(&mut self, value: Value, index: usize) -> Result<(), ExplainError> {
-        let Some(kind) = get_str(&value, &["kind"]) else {
-            return Ok(()); // empty documents, comments only, or not an object
+    // `items` that are not a sequence: not a List's, nothing to read.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+impl Objects {
+    /// Parses multi-document YAML (or JSON) and adds every object explain understands; says
+    /// what the input held. Errors name the document and its line.
+    pub fn add_yaml(&mut self, text: &str) -> Result<Read, ExplainError> {
+        let mut read = Read::default();
+        for document in documents::split(text) {
+            self.add_document(&document, &mut read)?;
+        }
+        Ok(read)
+    }
+
+    fn add_document(
+        &mut self,
+        document: &Document<'_>,
+        read: &mut Read,
+    ) -> Result<(), ExplainError> {
+        let count = Cell::new(0);
+        let item_too_large = Cell::new(false);
+        let seed = DocumentSeed {
+            document,
+            count: &count,
+            item_too_large: &item_too_large,
         };
-        let api = get_str(&value, &["apiVersion"]).unwrap_or_default();
-        match kind.as_str() {
-            "List" => {
-                if let Some(Value::Sequence(items)) = value.get("items") {
-                    for item in items.clone() {
-                        self.add_value(item, index)?;
-                    }
+        let parsed = documents::parse_seed(document, seed).map_err(|err| {
+            if Counted::exceeded(&count) || item_too_large.get() {
+                documents::too_large(document)
+            } else {
+                documents::yaml_error(document, &err)
+            }
+        })?;
+        let not_an_object = |why: String| ExplainError::Yaml {
+            document: document.number,
+            line: document.line,
+            message: format!("not a Kubernetes object: {why}"),
+        };
+        let (kind, api, name, fields, items, item_error) = match parsed {
+            Parsed::Empty => return Ok(()),
+            Parsed::NotAMapping(what) => {
+                return Err(not_an_object(format!(
+                    "{what}, where a mapping with apiVersion and kind belongs"
+                )))
+            }
+            Parsed::Object { kind: None, .. } => {
+                return Err(not_an_object("it has no kind".into()))
+            }
+            Parsed::Object {
+                kind: Some(kind),
+                api_version,
+                name,
+                fields,
+                items,
+                item_error,
+            } => (kind, api_version, name, fields, items, item_error),
+        };
+        if is_list(&kind) {
+            if let Some(err) = item_error {
+                return Err(err);
+            }
+            let (objects, items_read) = *items;
+            self.merge(objects);
+            read.merge(items_read);
+            return Ok(());
+        }
+        let place = Place {
+            document,
+            item: None,
+        };
+        let content = Content {
+            value: fields,
+            whole: Some(document),
+        };
+        self.add_object(&kind, &api, &name, content, place, read)
+    }
+
+    /// One item of a List.
+    fn add_item(
+        &mut self,
+        item: Value,
+        place: Place<'_>,
+        read: &mut Read,
+    ) -> Result<(), ExplainError> {
+        let Some(kind) = get_str(&item, &["kind"]) else {
+            return Err(ExplainError::Yaml {
+                document: place.document.number,
+                line: place.document.line,
+                message: format!(
+                    "List item {}: not a Kubernetes object: it has no kind",
+                    place.item.map_or(1, |i| i + 1)
+                ),
+            });
+        };
+        let api = get_str(&item, &["apiVersion"]).unwrap_or_default();
+        let name = get_str(&item, &["metadata", "name"]).unwrap_or_default();
+        if is_list(&kind) {
+            let items = match item {
+                Value::Object(mut map) => map.remove("items"),
+                _ => None,
+            };
+            if let Some(Value::Array(items)) = items {
+                for (i, nested) in items.into_iter().enumerate() {
+                    let place = Place {
+                        item: Some(i),
+                        ..place
+                    };
+                    self.add_item(nested, place, read)?;
                 }
             }
-            "Service" => self.services.push(typed(value, index, &kind)?),
-            "EndpointSlice" => self.slices.push(typed(value, index, &kind)?),
-            "IngressClass" => self.ingress_classes.push(typed(value, index, &kind)?),
+            return Ok(());
+        }
+        let content = Content {
+            value: item,
+            whole: None,
+        };
+        self.add_object(&kind, &api, &name, content, place, read)
+    }
+
+    /// Adds one object read from a cluster (not from a manifest).
+    pub fn add_value(&mut self, value: Value) -> Result<(), ExplainError> {
+        let document = Document {
+            number: 1,
+            line: 1,
+            text: "",
+        };
+        let place = Place {
+            document: &document,
+            item: None,
+        };
+        self.add_item(value, place, &mut Read::default())
+    }
+
+    /// Takes in what a List's items held.
+    fn merge(&mut self, other: Objects) {
+        self.services.extend(other.services);
+        self.slices.extend(other.slices);
+        self.ingresses.extend(other.ingresses);
+        self.ingress_classes.extend(other.ingress_classes);
+        self.config_maps.extend(other.config_maps);
+        self.nodes.extend(other.nodes);
+        self.workloads.extend(other.workloads);
+        self.notes.extend(other.notes);
+        // An advertisement says the mode; a pool only that MetalLB is there.
+        match other.metallb {
+            Some(found @ (Some(_), _)) => self.metallb = Some(found),
+            Some(pool) if self.metallb.is_none() => self.metallb = Some(pool),
+            _ => {}
+        }
+    }
+
+    fn add_object(
+        &mut self,
+        kind: &str,
+        api: &str,
+        name: &str,
+        content: Content<'_>,
+        place: Place<'_>,
+        read: &mut Read,
+    ) -> Result<(), ExplainError> {
+        let mut understood = true;
+        match kind {
+            "Service" => {
+                let service: Service = content.typed(place, kind, name)?;
+                let problems = super::gather::service_problems(&service);
+                if !problems.is_empty() {
+                    return Err(place.object_error(kind, name, problems.join("; ")));
+                }
+                self.services.push(service);
+            }
+            "EndpointSlice" => self.slices.push(content.typed(place, kind, name)?),
+            "IngressClass" => self.ingress_classes.push(content.typed(place, kind, name)?),
             "ConfigMap" => {
-                let cm: ConfigMap = typed(value, index, &kind)?;
+                let cm: ConfigMap = content.typed(place, kind, name)?;
                 self.metallb_from_config_map(&cm);
                 self.config_maps.push(cm);
             }
-            "Node" => self.nodes.push(typed(value, index, &kind)?),
-            "Ingress" => self.ingresses.push(IngressDoc::from_value(&value)),
+            "Node" => self.nodes.push(content.typed(place, kind, name)?),
+            "Ingress" => self.ingresses.push(IngressDoc::from_value(&content.value)),
             "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "CronJob"
-            | "Pod" => self.workloads.push(Workload::from_value(&kind, &value)),
+            | "Pod" => self
+                .workloads
+                .push(Workload::from_value(kind, &content.value)),
             "L2Advertisement" | "BGPAdvertisement" if api.starts_with("metallb.io/") => {
                 let mode = if kind == "L2Advertisement" {
                     MetalLbMode::L2
                 } else {
                     MetalLbMode::Bgp
                 };
-                let name = get_str(&value, &["metadata", "name"]).unwrap_or_default();
                 self.metallb = Some((Some(mode), format!("{kind} {name}")));
             }
-            "IPAddressPool" if api.starts_with("metallb.io/") && self.metallb.is_none() => {
-                let name = get_str(&value, &["metadata", "name"]).unwrap_or_default();
-                self.metallb = Some((None, format!("IPAddressPool {name}")));
+            "IPAddressPool" if api.starts_with("metallb.io/") => {
+                if self.metallb.is_none() {
+                    self.metallb = Some((None, format!("IPAddressPool {name}")));
+                }
             }
-            _ => {}
+            _ => understood = false,
         }
+        read.saw(kind, understood);
         Ok(())
     }
 

@@ -1,11 +1,13 @@
 //! API errors that know which call failed, so a 403 can name the missing verb and resource.
 
 use super::refusal::Refusal;
+use super::transport::{chain, find, Transport};
 use crate::error::{Failure, Kind};
 use std::fmt;
+use std::time::Duration;
 
-/// Where the minimal Role/ClusterRole is documented.
-pub const RBAC_DOC: &str = "docs/rbac.md";
+/// Where the minimal Role/ClusterRole is documented: a URL, for krew users have no checkout.
+pub const RBAC_DOC: &str = crate::doc_url!("rbac.md");
 
 /// One API call: what a refusal or a failure is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +67,15 @@ impl fmt::Display for ApiCall {
 pub enum KubeError {
     #[error("kubeconfig: {0}")]
     Config(String),
-    #[error("cannot reach the Kubernetes API ({call}): {message}")]
-    Unreachable { call: Box<ApiCall>, message: String },
+    #[error("cannot reach the Kubernetes API{at} ({call}): {message}", at = At(server))]
+    Unreachable {
+        call: Box<ApiCall>,
+        server: Option<String>,
+        message: String,
+    },
+    /// Connecting or waiting for the answer took longer than the bound in force.
+    #[error("{message} ({call})")]
+    TimedOut { call: Box<ApiCall>, message: String },
     #[error("forbidden: cannot {call}: {message}")]
     Forbidden {
         call: Box<ApiCall>,
@@ -112,14 +121,8 @@ impl KubeError {
                     },
                 }
             }
-            ::kube::Error::HyperError(err) => KubeError::Unreachable {
-                call,
-                message: error_chain(&err),
-            },
-            ::kube::Error::Service(err) => KubeError::Unreachable {
-                call,
-                message: error_chain(err.as_ref()),
-            },
+            ::kube::Error::HyperError(err) => transport_failure(call, &err),
+            ::kube::Error::Service(err) => transport_failure(call, err.as_ref()),
             other => KubeError::Other {
                 call,
                 message: error_chain(&other),
@@ -142,6 +145,57 @@ impl KubeError {
             _ => None,
         }
     }
+}
+
+/// A failure below HTTP: a timeout says which bound ran out, anything else is unreachable.
+fn transport_failure(call: Box<ApiCall>, err: &(dyn std::error::Error + 'static)) -> KubeError {
+    let transport = find::<Transport>(err);
+    let server = transport.map(|t| t.server.clone());
+    let timed_out = chain(err).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    if !timed_out {
+        return KubeError::Unreachable {
+            call,
+            server,
+            message: error_chain(err),
+        };
+    }
+    let connecting = find::<hyper_util::client::legacy::Error>(err).is_some_and(|e| e.is_connect());
+    let bound = transport.and_then(|t| {
+        if connecting {
+            t.connect_timeout
+        } else {
+            t.request_timeout
+        }
+    });
+    let within = bound
+        .map(|b| format!(" within {}", seconds(b)))
+        .unwrap_or_default();
+    let message = if connecting {
+        format!("no connection to the Kubernetes API{}{within}", At(&server))
+    } else {
+        format!("the Kubernetes API{} did not answer{within}", At(&server))
+    };
+    KubeError::TimedOut { call, message }
+}
+
+/// ` at URL` when the server is known.
+struct At<'a>(&'a Option<String>);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(server) => write!(f, " at {server}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `5s`, `1.5s`.
+fn seconds(bound: Duration) -> String {
+    format!("{}s", bound.as_secs_f64())
 }
 
 /// `err: cause: cause`, because hyper's top-level messages ("client error (Connect)") hide why.
@@ -174,11 +228,16 @@ impl From<KubeError> for Failure {
     fn from(err: KubeError) -> Self {
         let failure = Failure::new(Kind::Cluster, err.to_string());
         match &err {
-            KubeError::Config(_) => failure.hint(
+            // An unusable kubeconfig or flag is bad input, not a cluster's refusal.
+            KubeError::Config(_) => Failure::new(Kind::Usage, err.to_string()).hint(
                 "check --kubeconfig/--context (kubectl config get-contexts lists what exists)",
             ),
             KubeError::Unreachable { .. } => failure.hint(
                 "is the cluster up and the context right? `kubectl cluster-info` should answer",
+            ),
+            KubeError::TimedOut { .. } => failure.hint(
+                "is the API server reachable from here (VPN, firewall)? `kubectl cluster-info` \
+                 should answer; --request-timeout sets how long one request may take",
             ),
             KubeError::Forbidden { call, refusal, .. } => {
                 failure.hint(refusal.hint(call.verb, &call.resource, call.namespace.as_deref()))
@@ -225,6 +284,13 @@ mod tests {
             "{hint}"
         );
         assert!(hint.contains(RBAC_DOC));
+    }
+
+    #[test]
+    fn an_unusable_kubeconfig_is_bad_input() {
+        let failure = Failure::from(KubeError::Config("no context \"x\" in k".into()));
+        assert_eq!(failure.kind, Kind::Usage);
+        assert!(failure.hint.unwrap().contains("get-contexts"));
     }
 
     #[test]

@@ -8,9 +8,10 @@ mod calls;
 mod client;
 mod error;
 mod refusal;
+mod transport;
 
 pub use calls::{Cluster, Kind, Scoped};
-pub use client::{client, clients, Clients};
+pub use client::{client, clients, kubeconfig, Clients};
 pub use error::{rbac_resource, ApiCall, CallContext, KubeError, RBAC_DOC};
 pub use refusal::Refusal;
 

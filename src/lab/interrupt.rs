@@ -2,49 +2,30 @@
 //! through its cleanup (kill what it started, delete its namespaces) instead of dying mid-way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Once;
+use std::sync::{Arc, OnceLock};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static INSTALL: Once = Once::new();
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// Whether the first notice of the signal was printed.
+static SAID: AtomicBool = AtomicBool::new(false);
 
-/// Starts listening for SIGINT and SIGTERM (once per process).
-pub fn install() {
-    INSTALL.call_once(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build();
-        let Ok(runtime) = runtime else {
-            tracing::warn!("cannot watch for Ctrl-C: an interrupted lab may leave namespaces behind; `kubectl realip lab --down` removes them");
-            return;
-        };
-        // Register the handlers before returning, so a signal right after is already caught.
-        let signals = runtime.block_on(async {
-            let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-            let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
-            (term, int)
-        });
-        let (Ok(mut term), Ok(mut int)) = signals else {
-            tracing::warn!("cannot watch for Ctrl-C or SIGTERM");
-            return;
-        };
-        let spawned = std::thread::Builder::new()
-            .name("lab-signals".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                });
-                INTERRUPTED.store(true, Ordering::SeqCst);
-                eprintln!("interrupted: cleaning up the lab…");
-            });
-        if spawned.is_err() {
-            tracing::warn!("cannot watch for Ctrl-C or SIGTERM");
-        }
-    });
+fn flag() -> &'static Arc<AtomicBool> {
+    INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false)))
 }
 
+/// Starts listening for SIGINT and SIGTERM (once per process): the handler only sets the flag.
+pub fn install() {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if signal_hook::flag::register(signal, Arc::clone(flag())).is_err() {
+            tracing::warn!("cannot watch for Ctrl-C or SIGTERM: an interrupted lab may leave namespaces behind; `kubectl realip lab --down` removes them");
+        }
+    }
+}
+
+/// Whether a signal came; the first time it is seen, says that the lab is cleaning up.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    let interrupted = flag().load(Ordering::SeqCst);
+    if interrupted && !SAID.swap(true, Ordering::SeqCst) {
+        eprintln!("interrupted: cleaning up the lab…");
+    }
+    interrupted
 }

@@ -52,7 +52,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
     }
     preflight(if args.down { &[] } else { &scenarios })?;
     if args.down {
-        return down();
+        return down(&args.ns_prefix);
     }
     let probe = crate::probe_bin::locate(args.probe.as_deref()).map_err(|err| {
         Failure::new(Kind::Probe, err.to_string()).hint(crate::probe_bin::BUILD_HINT)
@@ -61,7 +61,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
         .map_err(|err| Failure::new(Kind::Probe, format!("cannot find this executable: {err}")))?;
     interrupt::install();
     let tools = Tools { probe, me };
-    let names = Names::new(run_id());
+    let names = Names::with_prefix(&args.ns_prefix, run_id());
     let (runs, kept) = execute(&names, &scenarios, &tools, args.keep)
         .map_err(|err| lab_failure(err, &names, args.keep))?;
 
@@ -74,7 +74,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
         .collect();
     let text = match args.output {
         OutputFormat::Text => {
-            let mut out = String::new();
+            let mut out = legend();
             for (run, cause) in runs.iter().zip(&causes) {
                 out.push_str(&render::scenario_text(run, cause));
                 out.push('\n');
@@ -108,6 +108,21 @@ pub fn run(args: &LabArgs) -> Result<()> {
         )
         .hint("rerun with --keep and explore the namespaces by hand (ip netns exec …)"))
     }
+}
+
+/// What the text report's words stand for, said once before the scenarios.
+fn legend() -> String {
+    let text = "The lab: a client, a load balancer (clb, modelled on TKE's CLB: the Cloud Load \
+                Balancer of Tencent Kubernetes Engine), two nodes with kube-proxy's rules, and \
+                pods. Each connection is followed by its SYN's ISN (initial sequence number), \
+                which NAT does not rewrite.";
+    let mut out = String::new();
+    for line in crate::output::wrap(text, crate::output::WIDTH, "", "") {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
 }
 
 /// Builds the lab, runs the scenarios; the lab is removed when this returns, unless kept.
@@ -164,8 +179,9 @@ fn lab_failure(err: LabError, names: &Names, keep: bool) -> Failure {
             Failure::new(Kind::Interrupted, "interrupted; the lab's namespaces were removed")
         }
         other if keep => Failure::new(Kind::Probe, format!("lab: {other}")).hint(format!(
-            "the lab is still up ({}*) to look into: ip netns exec NAME …; remove it with `kubectl realip lab --down`",
-            names.prefix()
+            "the lab is still up ({}*) to look into: ip netns exec NAME …; remove it with `{}`",
+            names.prefix(),
+            down_command(names)
         )),
         other => Failure::new(Kind::Probe, format!("lab: {other}")).hint(
             "the namespaces of this run were removed; rerun with --keep to keep them up and look around",
@@ -236,12 +252,25 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
-/// `--down`: removes every kept lab, and labs whose run died.
-fn down() -> Result<()> {
+/// The command that removes labs of `names`' prefix.
+fn down_command(names: &Names) -> String {
+    if names.ns_prefix() == topology::NS_PREFIX {
+        "kubectl realip lab --down".to_string()
+    } else {
+        format!(
+            "kubectl realip lab --down --ns-prefix {}",
+            names.ns_prefix()
+        )
+    }
+}
+
+/// `--down`: removes every kept lab of this namespace prefix, and its labs whose run died.
+/// Labs of other prefixes (a test's, or a user's when a test runs it) are left alone.
+fn down(prefix: &str) -> Result<()> {
     let mut removed = 0;
     let mut left = Vec::new();
     for (path, state) in state::read_all() {
-        if !state.removable() {
+        if !down_removes(&state, prefix) {
             continue;
         }
         let still = netns::remove_namespaces(&state.namespaces);
@@ -260,6 +289,11 @@ fn down() -> Result<()> {
         )
         .hint("remove them by hand with `ip netns del NAME`"))
     }
+}
+
+/// Whether `lab --down` under `prefix` removes the lab `state` records.
+fn down_removes(state: &state::State, prefix: &str) -> bool {
+    state.prefix == prefix && state.removable()
 }
 
 /// `--rules`: what each scenario loads (`iptables-restore`, `nft -f`, `ipset`, `ip route`),
@@ -297,9 +331,10 @@ fn keep_text(names: &Names, namespaces: &[String]) -> String {
          ip netns exec {client} {me} lab-net get --to {vip}:80\n  \
          ip netns exec {node} iptables-save -t nat\n  \
          ip netns exec {node} bash\n\
-         remove it with: kubectl realip lab --down",
+         remove it with: {down}",
         namespaces.len(),
         names.prefix(),
+        down = down_command(names),
         me = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "kubectl-realip".into()),
@@ -348,6 +383,28 @@ fn emit(text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--down` run by a test (its own prefix) never takes a lab a user left up, nor the
+    /// reverse; a lab still being built by a live run is left to it.
+    #[test]
+    fn down_removes_only_kept_labs_of_its_own_prefix() {
+        let user = state::State::new(&Names::new("ab12"), &[], true);
+        let test = state::State::new(&Names::with_prefix("riplt-", "ab12"), &[], true);
+        assert!(down_removes(&user, "rip-"));
+        assert!(!down_removes(&user, "riplt-"));
+        assert!(down_removes(&test, "riplt-"));
+        assert!(!down_removes(&test, "rip-"));
+        let building = state::State::new(&Names::new("cd34"), &[], false);
+        assert!(!down_removes(&building, "rip-"));
+        assert_eq!(
+            down_command(&Names::with_prefix("riplt-", "ab12")),
+            "kubectl realip lab --down --ns-prefix riplt-"
+        );
+        assert_eq!(
+            down_command(&Names::new("ab12")),
+            "kubectl realip lab --down"
+        );
+    }
 
     /// The rules of every scenario, as `--rules` prints them (and as the docs show them).
     #[test]

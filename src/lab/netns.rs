@@ -267,7 +267,7 @@ impl Lab {
         };
         let planned = lab.names.all();
         // Recorded before anything exists, so that `--down` finds a half-built lab too.
-        lab.state = state::write(&State::new(&lab.names.id, &planned, false)).ok();
+        lab.state = state::write(&State::new(&lab.names, &planned, false)).ok();
         for ns in planned {
             check_interrupt()?;
             run(
@@ -358,7 +358,7 @@ impl Lab {
     pub fn keep(mut self) -> Vec<String> {
         self.keep = true;
         // Its processes (echo servers, proxies) live in its namespaces: `--down` finds them there.
-        let _ = state::write(&State::new(&self.names.id, &self.created, true));
+        let _ = state::write(&State::new(&self.names, &self.created, true));
         for proc in std::mem::take(&mut self.procs) {
             proc.detach();
         }

@@ -220,7 +220,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "cluster-same-node",
             title: "LB → NodePort, externalTrafficPolicy=Cluster, endpoint on the receiving node",
-            models: "a CLB/NLB in front of a LoadBalancer Service with the default traffic policy",
+            models: "a cloud layer-4 load balancer (an AWS NLB, TKE's CLB) in front of a \
+                     LoadBalancer Service with the default traffic policy",
             services: vec![web(TrafficPolicy::Cluster, Exposure::LoadBalancer, &[Pod::AppA])],
             listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
             proxies: vec![],
@@ -280,9 +281,9 @@ pub fn all() -> Vec<Scenario> {
             cause: "externalTrafficPolicy=Local: the external chain only jumps to local endpoints \
                     and never marks for masquerade; a node without local endpoints drops the \
                     connection (KUBE-EXTERNAL-SERVICES … has no local endpoints -j DROP)",
-            fix: "keep Local, and make sure the load balancer only sends to nodes with endpoints \
-                  (health check on healthCheckNodePort; TKE: \
-                  service.kubernetes.io/local-svc-only-bind-node-with-pod: \"true\")",
+            fix: "keep Local, and make sure the load balancer sends only to nodes with a ready \
+                  endpoint: it must health-check the Service's spec.healthCheckNodePort (cloud \
+                  controllers set that up for Local)",
         },
         Scenario {
             name: "lb-snat",
@@ -314,9 +315,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "direct",
             title: "LB straight to the pod IP",
-            models: "TKE direct access (service.cloud.tencent.com/direct-access: \"true\") on VPC-CNI, \
-                     or GlobalRouter with GlobalRouteDirectAccess; AWS NLB ip targets with client \
-                     IP preservation",
+            models: "a load balancer that targets pod IPs: AWS NLB ip targets with client IP \
+                     preservation, GKE container-native load balancing, TKE direct access \
+                     (service.cloud.tencent.com/direct-access: \"true\" on VPC-CNI, or \
+                     GlobalRouter with GlobalRouteDirectAccess)",
             services: vec![web(TrafficPolicy::Cluster, Exposure::LoadBalancer, &[Pod::AppA])],
             listeners: vec![Listener::L4 {
                 port: 80,
@@ -336,7 +338,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "l7-ingress",
             title: "L7 load balancer (adds X-Forwarded-For) → NodePort, externalTrafficPolicy=Cluster",
-            models: "TKE CLB Ingress (kubernetes.io/ingress.class: qcloud), AWS ALB instance targets",
+            models: "a cloud layer-7 load balancer sending to NodePorts: AWS ALB instance \
+                     targets, TKE's CLB Ingress (kubernetes.io/ingress.class: qcloud)",
             services: vec![web(TrafficPolicy::Cluster, Exposure::NodePort, &[Pod::AppB])],
             listeners: vec![Listener::L7 {
                 port: 80,
@@ -405,7 +408,9 @@ pub fn all() -> Vec<Scenario> {
             probe_lb: true,
             cause: "the controller's Service uses Local: the controller accepts the client's own \
                     address and puts it in X-Forwarded-For; the app sees the controller at L4",
-            fix: "nothing to fix: read X-Forwarded-For / X-Real-IP in the app",
+            fix: "read X-Forwarded-For / X-Real-IP in the app; keep Local on the controller's \
+                  Service, with the load balancer health-checking its healthCheckNodePort so that \
+                  only nodes with a controller pod get traffic",
         },
         Scenario {
             name: "in-cluster-to-lb",
@@ -419,14 +424,16 @@ pub fn all() -> Vec<Scenario> {
                 Connection {
                     from: From::NodeHost(Node::B),
                     to: vip(80),
-                    via: "the load balancer's VIP, short-circuited by kube-proxy",
+                    via: "the load balancer's VIP, DNATed to the pod by kube-proxy inside \
+                          node-b before any interface: no hop shows the VIP",
                     expect: answered(Pod::AppA, Who::NodeIp(Node::B), None),
                     explained_by: Some((Origin::Node, "lb-address")),
                 },
                 Connection {
                     from: From::Pod(Pod::Toolbox),
                     to: vip(80),
-                    via: "the load balancer's VIP, short-circuited by kube-proxy",
+                    via: "the load balancer's VIP, DNATed to the pod by kube-proxy on node-b, \
+                          between the pod's veth and cbr0",
                     expect: answered(Pod::AppA, Who::Pod(Pod::Toolbox), None),
                     explained_by: Some((Origin::InClusterPod, "lb-address")),
                 },
@@ -435,9 +442,10 @@ pub fn all() -> Vec<Scenario> {
             dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "kube-proxy captures the LB address on every node (KUBE-SERVICES \"loadbalancer \
-                    IP\"): the traffic never reaches the load balancer; the node's own connection \
-                    is masqueraded to its address even with Local, a pod's goes to the endpoints \
-                    with the pod's address",
+                    IP\") and DNATs it to an endpoint: the traffic never reaches the load \
+                    balancer. The node's own connection is DNATed in its output path, before any \
+                    interface, and marked for MASQUERADE even with Local, which leaves it the \
+                    node's address it already has; a pod's keeps the pod's address",
             fix: "call the Service by its cluster DNS name inside the cluster; expect node \
                   addresses for host-network callers",
         },

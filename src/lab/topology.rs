@@ -186,11 +186,12 @@ impl Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     pub id: String,
-    /// [`NS_PREFIX`] for the lab; another for a test that builds the topology for itself.
-    ns_prefix: &'static str,
+    /// [`NS_PREFIX`] for the lab; another for a test, whose namespaces must never be taken for
+    /// a user's lab (nor a user's lab for the test's).
+    ns_prefix: String,
 }
 
-/// Every lab namespace starts with this; `--down` and the tests look for it.
+/// Every lab namespace starts with this unless `lab --ns-prefix` says otherwise.
 pub const NS_PREFIX: &str = "rip-";
 
 impl Names {
@@ -198,13 +199,18 @@ impl Names {
         Names::with_prefix(NS_PREFIX, id)
     }
 
-    /// The same topology under another namespace prefix (e.g. trace's end-to-end test, whose
-    /// namespaces must not be taken for the lab's).
-    pub fn with_prefix(ns_prefix: &'static str, id: impl Into<String>) -> Self {
+    /// The same topology under another namespace prefix (e.g. trace's end-to-end test, or
+    /// `lab --ns-prefix` run by a test).
+    pub fn with_prefix(ns_prefix: impl Into<String>, id: impl Into<String>) -> Self {
         Names {
             id: id.into(),
-            ns_prefix,
+            ns_prefix: ns_prefix.into(),
         }
+    }
+
+    /// The namespace prefix shared by every run under it (`rip-`).
+    pub fn ns_prefix(&self) -> &str {
+        &self.ns_prefix
     }
 
     pub fn prefix(&self) -> String {

@@ -193,32 +193,63 @@ impl Objects {
         self.daemon_set.metadata.owner_references = Some(vec![owner]);
     }
 
-    /// Multi-document YAML of everything, for `--dry-run`. Binary chunks are elided (their size
-    /// is shown): nobody reviews base64.
-    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
-        let mut documents = vec![to_value(&self.job)?];
-        for map in &self.config_maps {
-            let mut value = to_value(map)?;
-            for (key, data) in map.binary_data.iter().flatten() {
-                value["binaryData"][key] = json!(format!(
-                    "<{} bytes of the gzip-compressed probe, elided>",
-                    data.0.len()
-                ));
-            }
-            documents.push(value);
-        }
-        documents.push(to_value(&self.daemon_set)?);
+    /// Multi-document YAML of everything, for `--dry-run`: appliable as printed, the probe's
+    /// chunks included (a comment before each ConfigMap says what its base64 holds).
+    pub fn to_yaml(&self) -> Result<String, YamlError> {
         let mut out = String::new();
-        for document in documents {
-            out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&document)?);
+        push_document(&mut out, &self.job, &[])?;
+        for map in &self.config_maps {
+            let said: Vec<String> = map
+                .binary_data
+                .iter()
+                .flatten()
+                .map(|(key, data)| {
+                    format!(
+                        "binaryData {key}: {} bytes of the gzip-compressed probe, in base64",
+                        data.0.len()
+                    )
+                })
+                .collect();
+            push_document(&mut out, map, &said)?;
         }
+        push_document(&mut out, &self.daemon_set, &[])?;
         Ok(out)
     }
 }
 
-fn to_value<T: serde::Serialize>(object: &T) -> Result<Value, serde_yaml::Error> {
-    serde_json::to_value(object).map_err(serde::ser::Error::custom)
+/// Why the YAML of `--dry-run` could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("writing the YAML of {kind}: {message}")]
+pub struct YamlError {
+    kind: String,
+    message: String,
+}
+
+/// Appends `object` as one YAML document, `comments` first.
+///
+/// The emitter quotes every string a YAML 1.1 reader (kubectl's sigs.k8s.io/yaml, PyYAML)
+/// would take for something else: timestamps, `yes`/`no`/`on`/`off`, octal-looking numbers,
+/// `~`. Every value the API expects as a string then stays a string.
+fn push_document<T: serde::Serialize + k8s_openapi::Resource>(
+    out: &mut String,
+    object: &T,
+    comments: &[String],
+) -> Result<(), YamlError> {
+    let error = |message: String| YamlError {
+        kind: T::KIND.to_string(),
+        message,
+    };
+    // Through JSON: the API's own shape (base64 for bytes, RFC 3339 for times).
+    let value = serde_json::to_value(object).map_err(|err| error(err.to_string()))?;
+    out.push_str("---\n");
+    for comment in comments {
+        out.push_str(&format!("# {comment}\n"));
+    }
+    out.push_str(&serde_saphyr::to_string(&value).map_err(|err| error(err.to_string()))?);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(())
 }
 
 fn config_maps(plan: &RunPlan) -> Result<Vec<ConfigMap>, BuildError> {
@@ -499,10 +530,58 @@ mod tests {
 
     #[test]
     fn embedded_delivery_manifests() {
-        let mut objects = Objects::build(&plan(embedded(CHUNK_BYTES + 10))).unwrap();
+        assert_eq!(
+            Objects::build(&plan(embedded(CHUNK_BYTES + 10)))
+                .unwrap()
+                .config_maps
+                .len(),
+            3
+        );
+        let mut objects = Objects::build(&plan(embedded(10))).unwrap();
         objects.owned_by_job("uid-of-job");
-        assert_eq!(objects.config_maps.len(), 3);
         insta::assert_snapshot!(objects.to_yaml().unwrap());
+    }
+
+    /// Whatever a string holds, a YAML 1.1 reader (kubectl, PyYAML) reads it back as that
+    /// string: timestamps, booleans of old, octal-looking numbers, null spellings.
+    #[test]
+    fn strings_stay_strings_for_yaml_1_1_readers() {
+        let mut plan = plan(Delivery::Image(
+            "registry.example/realip-probe:0.1.0".into(),
+        ));
+        for tricky in [
+            "2027-01-15T08:08:00Z",
+            "2027-01-15",
+            "yes",
+            "No",
+            "on",
+            "OFF",
+            "y",
+            "~",
+            "null",
+            "0755",
+            "1:20",
+            "1_000",
+            "0x1F",
+            ".inf",
+            "1e3",
+            "true",
+            "-",
+            "<<",
+            "a: b",
+            "#x",
+        ] {
+            plan.target = tricky.to_string();
+            let yaml = Objects::build(&plan).unwrap().to_yaml().unwrap();
+            let line = yaml
+                .lines()
+                .find(|l| l.trim_start().starts_with("kubectl-realip/target:"))
+                .unwrap();
+            let value = line.split_once(": ").unwrap().1;
+            let quoted = (value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\''));
+            assert!(quoted, "{tricky:?} written as {value}");
+        }
     }
 
     #[test]

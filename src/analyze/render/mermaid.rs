@@ -8,7 +8,9 @@
 //! rewrites share one drawing.
 
 use crate::analyze::flow::endpoint;
-use crate::analyze::model::{ClientKind, EndsAt, Flow, LossKind, Report, TranslationKind, Verdict};
+use crate::analyze::model::{
+    ClientKind, EndsAt, Flow, LossKind, ProxyLink, Report, TranslationKind, Verdict,
+};
 use realip_probe::wire::Direction;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -128,10 +130,7 @@ fn leg_of(flow: &Flow) -> Option<Leg> {
         last_node: last.node.clone(),
         sees: flow.pod_sees.map(|ip| ip.to_string()),
         lost,
-        proxied_by: flow
-            .proxied_by
-            .as_ref()
-            .map(|p| format!("the proxy {} ({})", p.owner, p.address)),
+        proxied_by: flow.proxied_by.as_ref().map(ProxyLink::describe),
         header: flow
             .l7_client_ip
             .as_ref()
@@ -370,13 +369,18 @@ fn draw(
         ))
     );
     out.push_str("    direction LR\n");
-    let client = if clients.len() == 1 {
-        format!(
-            "client<br/>{}",
-            esc(clients.iter().next().map_or("", |c| c))
-        )
-    } else {
-        "clients".to_string()
+    // Named for what the evidence says the first source is, not assumed to be the client.
+    let who = match path.source {
+        ClientKind::Client => "client",
+        ClientKind::Pod => "pod",
+        ClientKind::Node => "node",
+        ClientKind::Lb => "load balancer or router",
+        ClientKind::Proxy => "proxy",
+        ClientKind::Unknown => "source (not settled)",
+    };
+    let client = match clients.iter().next() {
+        Some(only) if clients.len() == 1 => format!("{who}<br/>{}", esc(only)),
+        _ => format!("{who}<br/>several addresses"),
     };
     let _ = writeln!(out, "    {id}_c([\"{client}\"])");
     let mut marks: Vec<(String, &str)> = Vec::new();
