@@ -62,7 +62,7 @@ fn grant(group: &str, resource: &str, verb: &str) -> Grant {
     (group.into(), resource.into(), verb.into())
 }
 
-/// A run delivering the carried probe (the most it needs: ConfigMaps too).
+/// A run delivering the carried probe with `--evidence` (the most it needs: ConfigMaps too).
 fn plan() -> RunPlan {
     RunPlan {
         run_id: "rb4c01".into(),
@@ -73,6 +73,7 @@ fn plan() -> RunPlan {
         capture_secs: 60,
         expiry_secs: 120,
         l7: false,
+        evidence: true,
         ports: vec![80],
         delivery: Delivery::Embedded {
             probes: vec![Carried {
