@@ -543,7 +543,7 @@ async fn a_calico_masquerade_is_flagged_against_explains_prediction() {
     // address is the one predicted (node-b's): only the cause is flagged.
     let flagged = &json["cause_disagreements"][0];
     assert_eq!(flagged["origin"], "in-cluster-pod", "{json:#}");
-    assert_eq!(flagged["predicted"], "SNAT by kube-proxy (short-circuit)");
+    assert_eq!(flagged["predicted"], "SNAT by kube-proxy (MASQUERADE)");
     assert_eq!(flagged["predicted_owner"], "kube-proxy");
     assert_eq!(flagged["measured_owner"], "calico");
     assert_eq!(json["disagreements"], serde_json::json!([]), "{json:#}");

@@ -135,6 +135,8 @@ pub struct CaptureSource {
     bad_frames: u64,
     first_bad: Option<(u64, ParseError)>,
     unknown_links: u64,
+    /// Where the first record of an unknown link type was, and that type.
+    first_unknown_link: Option<(u64, String)>,
     /// SYNs whose TSval the snap length cut, and where the first was.
     cut: u64,
     first_cut: Option<Pos>,
@@ -168,6 +170,7 @@ impl CaptureSource {
             bad_frames: 0,
             first_bad: None,
             unknown_links: 0,
+            first_unknown_link: None,
             cut: 0,
             first_cut: None,
             iface_names: Vec::new(),
@@ -293,15 +296,15 @@ impl CaptureSource {
                 self.done = true;
                 return;
             }
-            Err(PcapError::UnknownLinkType { .. }) if self.unknown_links > 0 => {
+            Err(PcapError::UnknownLinkType {
+                linktype,
+                name,
+                offset,
+            }) => {
+                // The stream goes on after such a record; it is summed up at the end.
                 self.unknown_links += 1;
-                return;
-            }
-            Err(err @ PcapError::UnknownLinkType { .. }) => {
-                // The stream goes on after such a record; say it once.
-                self.unknown_links += 1;
-                let problem = self.problem(err.offset(), err.to_string());
-                self.problems.push(problem);
+                self.first_unknown_link
+                    .get_or_insert((offset, format!("link type {linktype} ({name})")));
                 return;
             }
             Err(err) => {
@@ -379,14 +382,25 @@ impl CaptureSource {
         if self.all {
             ifaces.captured_all(&self.node);
         }
-        if self.unknown_links > 1 {
-            let problem = self.problem(
-                self.pcap.offset(),
-                format!(
-                    "{} records of link types this reader does not know were skipped",
-                    self.unknown_links
-                ),
-            );
+        if let Some((offset, link)) = self.first_unknown_link.take() {
+            let known = "this reader knows Ethernet, raw IP and Linux cooked v1 and v2";
+            let problem = if self.frames == 0 {
+                // Nothing in the file could be read: unusable, as an unknown pcap header is.
+                Problem::Format {
+                    file: self.name.clone(),
+                    message: format!(
+                        "every record is of a link type without Ethernet, IP or Linux cooked                          frames ({link} from byte {offset}); {known}"
+                    ),
+                }
+            } else {
+                self.problem(
+                    offset,
+                    format!(
+                        "{} record(s) of a link type without Ethernet, IP or Linux cooked frames                          skipped, the first {link}; {known}",
+                        self.unknown_links
+                    ),
+                )
+            };
             self.problems.push(problem);
         }
         if let Some((offset, err)) = self.first_bad.take() {
@@ -523,5 +537,73 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(read(&[1, 2, 3]).is_err());
+    }
+
+    /// A pcapng block: type, length, body padded to 32 bits, length again.
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        body.resize(body.len().div_ceil(4) * 4, 0);
+        let len = (12 + body.len()) as u32;
+        let mut out = [kind.to_le_bytes(), len.to_le_bytes()].concat();
+        out.extend(body);
+        out.extend(len.to_le_bytes());
+        out
+    }
+
+    /// A pcapng of one packet on each interface, one interface per link type given.
+    fn pcapng(links: &[u16]) -> Vec<u8> {
+        let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+        shb.extend([1, 0, 0, 0]);
+        shb.extend((-1i64).to_le_bytes());
+        let mut out = block(0x0A0D_0D0A, &shb);
+        for link in links {
+            let mut idb = link.to_le_bytes().to_vec();
+            idb.extend([0, 0]);
+            idb.extend(65_535u32.to_le_bytes());
+            out.extend(block(1, &idb));
+        }
+        let frame = bytes(true, false);
+        for iface in 0..links.len() as u32 {
+            let mut epb = [iface, 0, 0, frame.len() as u32, frame.len() as u32]
+                .map(u32::to_le_bytes)
+                .concat();
+            epb.extend(&frame);
+            out.extend(block(6, &epb));
+        }
+        out
+    }
+
+    fn read_all(input: Vec<u8>) -> (usize, Vec<Problem>) {
+        let source = CaptureSource::new(
+            "n.pcapng".into(),
+            "n".into(),
+            Box::new(std::io::Cursor::new(input)),
+        );
+        let mut source = Box::new(source.unwrap());
+        let (mut names, mut ifaces) = (Names::default(), NodeIfaces::default());
+        let mut items = 0;
+        while source.next(&mut names, &mut ifaces).is_some() {
+            items += 1;
+        }
+        (items, source.finish(&mut ifaces))
+    }
+
+    #[test]
+    fn a_pcapng_of_only_unknown_link_types_is_unusable_a_mixed_one_partial() {
+        let (items, problems) = read_all(pcapng(&[147]));
+        assert_eq!(items, 0);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].unusable(), "{}", problems[0]);
+        let text = problems[0].to_string();
+        assert!(text.contains("link type 147 (user-defined)"), "{text}");
+        assert_eq!(text.matches("byte").count(), 1, "{text}");
+
+        let (items, problems) = read_all(pcapng(&[1, 147, 147]));
+        assert_eq!(items, 1);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(!problems[0].unusable(), "{}", problems[0]);
+        let text = problems[0].to_string();
+        assert!(text.contains("2 record(s)"), "{text}");
+        assert_eq!(text.matches("byte").count(), 1, "{text}");
     }
 }
