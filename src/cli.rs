@@ -211,9 +211,15 @@ pub struct AnalyzeArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct LabArgs {
-    /// Which scenario to run (see --list), or all.
-    #[arg(long, default_value = "all", value_name = "NAME")]
-    pub scenario: String,
+    /// Which scenarios to run (see --list): names separated by commas or the flag given again,
+    /// or all.
+    #[arg(
+        long,
+        default_value = "all",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub scenario: Vec<String>,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,

@@ -37,15 +37,13 @@ pub fn run(args: &LabArgs) -> Result<()> {
     if args.list {
         return emit(&list_text());
     }
-    let scenarios = scenario::select(&args.scenario).ok_or_else(|| {
-        Failure::usage(format!("no scenario named {:?}", args.scenario)).hint(format!(
-            "choose one of: all, {}",
-            scenario::all()
-                .iter()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+    let scenarios = scenario::choose(&args.scenario).map_err(|name| {
+        let names: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
+        let choices = format!("choose one or more of: all, {}", names.join(", "));
+        // Under "  hint: ", within the 80 columns.
+        let indent = "        ";
+        let lines = crate::output::wrap(&choices, crate::output::WIDTH, indent, indent);
+        Failure::usage(format!("no scenario named {name:?}")).hint(lines.join("\n").trim_start())
     })?;
     if args.rules {
         return emit(&rules_text(&scenarios));

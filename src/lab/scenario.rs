@@ -624,6 +624,24 @@ pub fn select(name: &str) -> Option<Vec<Scenario>> {
     (!chosen.is_empty()).then_some(chosen)
 }
 
+/// The scenarios `--scenario A,B` chooses, in the order given and each once (`all` for every
+/// one); the first name no scenario has is the error.
+pub fn choose(names: &[String]) -> Result<Vec<Scenario>, String> {
+    if names.iter().any(|n| n == "all") {
+        return Ok(all());
+    }
+    let mut chosen: Vec<Scenario> = Vec::new();
+    for name in names {
+        let scenario = select(name).ok_or_else(|| name.clone())?;
+        for s in scenario {
+            if !chosen.iter().any(|c| c.name == s.name) {
+                chosen.push(s);
+            }
+        }
+    }
+    Ok(chosen)
+}
+
 // What each scenario models, as manifests explain reads (also usable with `explain -f`).
 const WEB_CLUSTER_YAML: &str = include_str!("manifests/web-cluster.yaml");
 
@@ -668,6 +686,16 @@ mod tests {
         assert_eq!(select("all").map(|s| s.len()), Some(16));
         assert_eq!(select("local").unwrap()[0].name, "local");
         assert!(select("nope").is_none());
+        let names = |list: &[&str]| -> Result<Vec<&str>, String> {
+            let list: Vec<String> = list.iter().map(|n| n.to_string()).collect();
+            choose(&list).map(|s| s.iter().map(|s| s.name).collect())
+        };
+        assert_eq!(
+            names(&["multi-nic", "local", "multi-nic"]),
+            Ok(vec!["multi-nic", "local"])
+        );
+        assert_eq!(names(&["local", "all"]).map(|n| n.len()), Ok(16));
+        assert_eq!(names(&["local", "nope"]), Err("nope".to_string()));
     }
 
     #[test]
