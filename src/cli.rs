@@ -57,15 +57,37 @@ pub enum Command {
     LabNet(LabNetArgs),
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputFormat {
-    /// Readable report (colour only on a terminal; NO_COLOR honoured).
-    #[default]
-    Text,
-    /// The stable JSON contract.
-    Json,
-    /// A Mermaid diagram to paste into Markdown.
-    Mermaid,
+pub use realip_core::output::OutputFormat;
+
+/// `-o NAME`: the core's output formats, with their help, as clap offers enum values.
+#[derive(Clone, Debug)]
+pub struct OutputFormatParser;
+
+impl clap::builder::TypedValueParser for OutputFormatParser {
+    type Value = OutputFormat;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<OutputFormat, clap::Error> {
+        let names = OutputFormat::ALL.map(OutputFormat::name);
+        let name = clap::builder::PossibleValuesParser::new(names).parse_ref(cmd, arg, value)?;
+        // The parser above admits only the names of ALL.
+        Ok(OutputFormat::ALL
+            .into_iter()
+            .find(|format| format.name() == name)
+            .unwrap_or_default())
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(OutputFormat::ALL.into_iter().map(|format| {
+            clap::builder::PossibleValue::new(format.name()).help(format.help())
+        })))
+    }
 }
 
 /// The kubectl flags every cluster command accepts, with kubectl's meaning.
@@ -165,7 +187,7 @@ pub struct TraceArgs {
     /// (needs sh, cat, gunzip, date, sleep).
     #[arg(long, default_value = "busybox:1.37", value_name = "IMAGE")]
     pub base_image: String,
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_parser = OutputFormatParser, default_value = "text")]
     pub output: OutputFormat,
 }
 
@@ -186,7 +208,7 @@ pub struct ExplainArgs {
     pub entry_node: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_parser = OutputFormatParser, default_value = "text")]
     pub output: OutputFormat,
 }
 
@@ -200,7 +222,7 @@ pub struct AnalyzeArgs {
     /// Probe JSONL, pcap or pcapng files (- for stdin, any of the three).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_parser = OutputFormatParser, default_value = "text")]
     pub output: OutputFormat,
     /// How far apart one connection's sightings may be: room for SYN retransmissions and for
     /// clock skew between nodes. A connection is reported once the input has moved this far past
@@ -243,7 +265,7 @@ pub struct LabArgs {
     #[arg(long, value_name = "PREFIX", default_value = crate::lab::topology::NS_PREFIX,
           value_parser = parse_ns_prefix, hide = true)]
     pub ns_prefix: String,
-    #[arg(short, long, value_enum, default_value_t)]
+    #[arg(short, long, value_parser = OutputFormatParser, default_value = "text")]
     pub output: OutputFormat,
 }
 

@@ -1,11 +1,12 @@
 //! kubectl realip: find where SNAT rewrote the client's address on the way to a pod.
 //!
-//! The decisions are pure (correlation in [`analyze`], rules in [`explain`], rendering);
-//! what touches the world is thin: the cluster adapter in [`trace`], the netns driver in [`lab`].
+//! The decisions are pure: correlation and its reports live in the `realip-core` crate
+//! ([`analyze`], [`output`]'s layout), the explain rules in [`explain`]; what touches the world is
+//! thin: the commands in [`cmd`], the cluster adapter in [`trace`], the netns driver in [`lab`].
 #![forbid(unsafe_code)]
 
-pub mod analyze;
 pub mod cli;
+pub mod cmd;
 pub mod complete;
 pub mod embedded;
 pub mod error;
@@ -14,7 +15,10 @@ pub mod kube;
 pub mod lab;
 pub mod output;
 pub mod probe_bin;
+mod progress;
 pub mod trace;
+
+pub use realip_core::analyze;
 
 use cli::{Cli, Command};
 use error::{Failure, Kind, Result};
@@ -22,7 +26,7 @@ use error::{Failure, Kind, Result};
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Analyze(args) => analyze::run(&args),
+        Command::Analyze(args) => cmd::analyze::run(&args),
         Command::Lab(args) => lab::run(&args),
         Command::LabNet(args) => lab::net::run(&args),
         Command::Explain(args) => runtime()?.block_on(explain::run(&args)),

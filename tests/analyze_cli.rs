@@ -153,6 +153,7 @@ fn probe_and_pcap_of_the_same_node_do_not_double_hops() {
 #[test]
 fn streamed_json_is_the_report_byte_for_byte() {
     use kubectl_realip::analyze::{read_file, render_json, Analyzer};
+    use kubectl_realip::cmd::analyze::LocalFiles;
     let inputs: &[&[&str]] = &[
         &["hand/two-nodes.jsonl"],
         &["hand/unseen-rewrite.jsonl"],
@@ -189,7 +190,7 @@ fn streamed_json_is_the_report_byte_for_byte() {
     for (paths, exit) in cases {
         let mut analyzer = Analyzer::new();
         for path in &paths {
-            for problem in read_file(Path::new(path), &mut analyzer) {
+            for problem in read_file(Path::new(path), &LocalFiles, &mut analyzer) {
                 analyzer.warn(problem.to_string());
             }
         }
@@ -258,11 +259,12 @@ fn streams_one_after_another_need_a_window_that_covers_them() {
 #[test]
 fn streamed_text_and_mermaid_are_the_report() {
     use kubectl_realip::analyze::{read_file, render_mermaid, render_text, Analyzer};
+    use kubectl_realip::cmd::analyze::LocalFiles;
     use kubectl_realip::output::plain;
     let paths = [fixture("netns/node-a.jsonl"), fixture("netns/node-b.jsonl")];
     let mut analyzer = Analyzer::new();
     for path in &paths {
-        assert!(read_file(Path::new(path), &mut analyzer).is_empty());
+        assert!(read_file(Path::new(path), &LocalFiles, &mut analyzer).is_empty());
     }
     let report = analyzer.finish();
     let (code, text, err) = analyze(&[&paths[0], &paths[1]]);

@@ -73,7 +73,11 @@ fn netns_pcapng_text() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/analyze")
             .join(file);
-        let problems = kubectl_realip::analyze::read_file(&path, &mut analyzer);
+        let problems = kubectl_realip::analyze::read_file(
+            &path,
+            &kubectl_realip::cmd::analyze::LocalFiles,
+            &mut analyzer,
+        );
         assert!(problems.is_empty(), "{problems:?}");
     }
     golden!("netns_pcapng_text", plain(&render_text(&analyzer.finish())));

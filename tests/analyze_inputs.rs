@@ -708,11 +708,12 @@ proptest! {
         tail in prop::collection::vec(any::<u8>(), 0..600),
     ) {
         use kubectl_realip::analyze::{read_file, Analyzer};
+        use kubectl_realip::cmd::analyze::LocalFiles;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("any");
         std::fs::write(&path, [prefix, tail].concat()).unwrap();
         let mut analyzer = Analyzer::new();
-        let problems = read_file(&path, &mut analyzer);
+        let problems = read_file(&path, &LocalFiles, &mut analyzer);
         for p in &problems {
             prop_assert!(p.to_string().starts_with(&path.display().to_string()));
         }

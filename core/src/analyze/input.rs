@@ -5,6 +5,7 @@
 
 use super::capture::CaptureSource;
 use super::clock::Clock;
+use super::files::Files;
 use super::jsonl::Jsonl;
 use super::node_ifaces::NodeIfaces;
 use super::sighting::Names;
@@ -12,7 +13,6 @@ use super::source::Source;
 pub use super::source::{Item, Problem};
 use super::Analyzer;
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,17 +59,12 @@ impl Reader {
 
 /// Opens one input (`-` is stdin) as the node `node` names, if it is a capture: captures
 /// announce themselves with a magic number, anything else is taken as JSONL.
-fn open(path: &Path, node: &str) -> Result<Box<dyn Source>, Problem> {
+fn open(path: &Path, node: &str, files: &dyn Files) -> Result<Box<dyn Source>, Problem> {
     let name = path.display().to_string();
-    let raw: Box<dyn Read> = if name == "-" {
-        Box::new(io::stdin())
-    } else {
-        let file = File::open(path).map_err(|source| Problem::Open {
-            file: name.clone(),
-            source,
-        })?;
-        Box::new(file)
-    };
+    let raw = files.open(path).map_err(|source| Problem::Open {
+        file: name.clone(),
+        source,
+    })?;
     let (head, input) = sniff(raw).map_err(|source| Problem::Read {
         file: name.clone(),
         line: 0,
@@ -123,12 +118,12 @@ pub fn node_name(path: &Path) -> String {
 
 /// The folder a file is in, by name (`node-a` for `node-a/capture.pcap` and, run from inside
 /// it, for `capture.pcap`).
-fn folder_name(path: &Path) -> Option<String> {
+fn folder_name(path: &Path, files: &dyn Files) -> Option<String> {
     let parent = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(parent) => parent.to_path_buf(),
-        None => std::fs::canonicalize(path).ok()?.parent()?.to_path_buf(),
+        None => files.canonical(path)?.parent()?.to_path_buf(),
     };
-    let parent = std::fs::canonicalize(&parent).unwrap_or(parent);
+    let parent = files.canonical(&parent).unwrap_or(parent);
     Some(parent.file_name()?.to_string_lossy().into_owned())
 }
 
@@ -136,12 +131,12 @@ fn folder_name(path: &Path) -> Option<String> {
 /// would merge with if both are captures. Files of the same name in different folders
 /// (`node-a/capture.pcap`, `node-b/capture.pcap`) are different nodes: each takes its folder's
 /// name. Where that does not tell them apart either, the later capture is refused.
-fn node_names(paths: &[PathBuf]) -> Vec<(String, Option<usize>)> {
+fn node_names(paths: &[PathBuf], files: &dyn Files) -> Vec<(String, Option<usize>)> {
     let same_file = |a: &Path, b: &Path| {
         a == b
             || matches!(
-                (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-                (Ok(x), Ok(y)) if x == y
+                (files.canonical(a), files.canonical(b)),
+                (Some(x), Some(y)) if x == y
             )
     };
     let mut by_file_name: HashMap<String, Vec<usize>> = HashMap::new();
@@ -158,7 +153,7 @@ fn node_names(paths: &[PathBuf]) -> Vec<(String, Option<usize>)> {
             continue;
         }
         for &i in same {
-            if let Some(folder) = folder_name(&paths[i]) {
+            if let Some(folder) = folder_name(&paths[i], files) {
                 names[i] = folder;
             }
         }
@@ -176,8 +171,8 @@ fn node_names(paths: &[PathBuf]) -> Vec<(String, Option<usize>)> {
 }
 
 /// Reads one input into `analyzer`, in its own order; returns what went wrong.
-pub fn read(path: &Path, analyzer: &mut Analyzer) -> Vec<Problem> {
-    let source = match open(path, &node_name(path)) {
+pub fn read(path: &Path, files: &dyn Files, analyzer: &mut Analyzer) -> Vec<Problem> {
+    let source = match open(path, &node_name(path), files) {
         Ok(source) => source,
         Err(problem) => return vec![problem],
     };
@@ -216,26 +211,19 @@ impl Inputs {
     pub fn open(
         paths: &[PathBuf],
         window: Duration,
+        files: &dyn Files,
         names: &mut Names,
         ifaces: &mut NodeIfaces,
     ) -> Inputs {
-        let size = paths
-            .iter()
-            .map(|path| {
-                std::fs::metadata(path)
-                    .ok()
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
-            })
-            .sum();
+        let size = paths.iter().map(|path| files.size(path)).sum();
         let mut inputs = Inputs {
             size,
             open: Vec::with_capacity(paths.len()),
             failed: Vec::new(),
         };
         let mut captures = vec![false; paths.len()];
-        for (at, (path, (node, clash))) in paths.iter().zip(node_names(paths)).enumerate() {
-            let source = match open(path, &node) {
+        for (at, (path, (node, clash))) in paths.iter().zip(node_names(paths, files)).enumerate() {
+            let source = match open(path, &node, files) {
                 Ok(source) => source,
                 Err(problem) => {
                     inputs.failed.push((at, problem));

@@ -18,27 +18,27 @@ fn paint(style: Style, text: &str) -> String {
 
 use crate::analyze::flow::place;
 
-/// A report written to stdout as its flows come: text and JSON leave as they go, a diagram is
+/// A report written as its flows come: text and JSON leave as they go, a diagram is
 /// drawn at the end from the distinct paths.
 pub trait Sink {
     fn flow(&mut self, flow: &Flow) -> io::Result<()>;
     fn finish(&mut self, summary: &Summary) -> io::Result<()>;
 }
 
-/// The sink of `format` on stdout; text loses its styles unless stdout wants colour.
-pub fn sink(format: OutputFormat) -> Box<dyn Sink> {
+/// The sink of `format` writing to `out`. Text carries styles: give it a writer that strips
+/// them where colour is not wanted.
+pub fn sink<'a>(format: OutputFormat, out: Box<dyn Write + 'a>) -> Box<dyn Sink + 'a> {
     match format {
         OutputFormat::Text => Box::new(TextSink {
-            out: Chunked::new(output::stdout()),
+            out: Chunked::new(out),
             written: 0,
         }),
-        // JSON and Mermaid carry no styles: no stripping adapter.
         OutputFormat::Json => Box::new(JsonSink {
-            out: Chunked::new(io::stdout()),
+            out: Chunked::new(out),
             written: 0,
         }),
         OutputFormat::Mermaid => Box::new(MermaidSink {
-            out: Chunked::new(io::stdout()),
+            out: Chunked::new(out),
             diagram: mermaid::Diagram::default(),
         }),
     }

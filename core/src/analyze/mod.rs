@@ -1,17 +1,13 @@
 //! From SYN sightings to the hop-by-hop story of each connection.
 //!
-//! A library first: [`Analyzer`] takes probe events in any order from any number of nodes and
-//! [`Analyzer::finish`] returns the [`model::Report`]; `trace` and `lab` feed it the events of
-//! a run that way. [`run`] (the `analyze` command) streams instead: its files are merged by
-//! time into a windowed analyzer, and each connection is written as soon as it is complete, so
-//! a capture of any length is read in memory bounded by the window. The three renderers turn a
-//! report, or flows as they come, into text, the JSON contract or a Mermaid diagram.
-//!
-//! Exit codes of `kubectl realip analyze`: 0 every input read and at least one connection found;
-//! 1 the report is partial (some lines, frames or files skipped, input out of time order, or no
-//! connection found); 2 an input could not be used at all (missing, unreadable, not a known
-//! format, a capture file that would name the same node as another), or a bad flag. Notes on
-//! input used whole (a glitched timestamp, a TSval cut by the snap length) change no exit code.
+//! [`Analyzer`] takes probe events in any order from any number of nodes and
+//! [`Analyzer::finish`] returns the [`model::Report`]; trace and the lab feed it the events of
+//! a run that way. [`analyze_files`] (what the `analyze` command runs) streams instead: its
+//! inputs are merged by time into a windowed analyzer, and each connection is written as soon
+//! as it is complete, so a capture of any length is read in memory bounded by the window. The
+//! three renderers turn a report, or flows as they come, into text, the JSON contract or a
+//! Mermaid diagram. What an input problem means for the exit code is
+//! [`InputProblem::unusable`] and [`InputProblem::is_note`].
 
 mod attribution;
 mod capture;
@@ -20,6 +16,7 @@ mod clock;
 mod correlate;
 mod coverage;
 mod evidence;
+mod files;
 mod flow;
 mod groups;
 mod host_macs;
@@ -29,9 +26,8 @@ mod l7;
 pub mod model;
 mod node_ifaces;
 mod owners;
-mod progress;
 mod reach;
-pub(crate) mod render;
+pub mod render;
 mod sighting;
 mod source;
 mod summary;
@@ -39,16 +35,15 @@ mod verdict;
 pub mod view;
 
 pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
+pub use files::Files;
 pub use input::Problem as InputProblem;
+pub use render::Sink;
 pub use render::{
     json::render_json,
     mermaid::{render_mermaid, render_mermaid_sections},
     text::{render_text, render_text_at},
 };
 
-use crate::cli::AnalyzeArgs;
-use crate::error::{Failure, Kind, Result};
-use crate::output::OutputFormat;
 use chain::Chains;
 use coverage::Coverage;
 use groups::Groups;
@@ -59,7 +54,8 @@ use owners::Owners;
 use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{self, IsTerminal};
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Connections held at most while a node's end snapshot of its rules is awaited (see
@@ -303,8 +299,8 @@ impl Analyzer {
 
 /// Reads one input file (probe JSONL, pcap or pcapng; `-` is stdin, any of them) into `analyzer`,
 /// returning the problems met; what could be read safely has been pushed.
-pub fn read_file(path: &std::path::Path, analyzer: &mut Analyzer) -> Vec<InputProblem> {
-    input::read(path, analyzer)
+pub fn read_file(path: &Path, files: &dyn Files, analyzer: &mut Analyzer) -> Vec<InputProblem> {
+    input::read(path, files, analyzer)
 }
 
 /// Correlates a finite set of events.
@@ -316,86 +312,73 @@ pub fn analyze_events(events: impl IntoIterator<Item = Event>) -> Report {
     analyzer.finish()
 }
 
-/// `kubectl realip analyze FILE...`: inputs merged by time, each connection written as soon as
-/// it is complete, so that a capture of any length is read in bounded memory.
-pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    if args.window < Duration::from_secs(1) {
-        return Err(Failure::new(
-            Kind::Usage,
-            format!("--window {:?} is too short", args.window),
-        )
-        .hint("the window must cover SYN retransmissions and clock skew between nodes: at least 1s, 3m by default"));
-    }
-    let mut analyzer = Analyzer::windowed(args.window);
+/// Where a streamed analysis is, for a progress display.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Bytes of input read so far, and in all when every input is a file.
+    pub read: u64,
+    pub total: Option<u64>,
+    /// SYN sightings taken, connections written.
+    pub syns: u64,
+    pub connections: usize,
+}
+
+/// What a streamed analysis met besides the report it wrote.
+#[derive(Debug)]
+pub struct Streamed {
+    /// Every input problem, in the order the inputs were given (notes included).
+    pub problems: Vec<InputProblem>,
+    /// Client connections reported.
+    pub connections: usize,
+    /// How writing the report went (a closed pipe ends the work early).
+    pub written: io::Result<()>,
+}
+
+/// Analyzes the inputs at `paths` (probe JSONL, pcap or pcapng; `-` is stdin), merged by time,
+/// handing each connection to `sink` as soon as it is complete, so that a capture of any length
+/// is read in memory bounded by `window`. `progress` hears where reading is now and then.
+pub fn analyze_files(
+    paths: &[PathBuf],
+    window: Duration,
+    files: &dyn Files,
+    sink: &mut dyn Sink,
+    mut progress: impl FnMut(Progress),
+) -> Streamed {
+    let mut analyzer = Analyzer::windowed(window);
     let (names, ifaces) = analyzer.reading();
-    let mut inputs = Inputs::open(&args.files, args.window, names, ifaces);
-    let mut sink = render::sink(args.output);
+    let mut inputs = Inputs::open(paths, window, files, names, ifaces);
     let mut tally = summary::Tally::default();
-    // Text on a terminal shows itself as it comes; the problems are in its summary too.
-    let on_screen = args.output == OutputFormat::Text
-        && io::stdout().is_terminal()
-        && io::stderr().is_terminal();
-    let progress = progress::Reading::new(on_screen, inputs.progress().1);
-    let written = stream(&mut analyzer, &mut inputs, &progress, |flow| {
+    let written = stream(&mut analyzer, &mut inputs, &mut progress, |flow| {
         tally.add(flow);
         sink.flow(flow)
     });
-    progress.finish();
-    let problems = inputs.finish(args.window, analyzer.owners.ifaces_mut());
-    let mut worst: Option<Kind> = None;
-    for problem in &problems {
-        if !on_screen {
-            eprintln!("warning: {problem}");
-        }
-        if problem.is_note() {
-            continue;
-        }
-        if problem.unusable() {
-            worst = Some(Kind::Usage);
-        } else {
-            worst.get_or_insert(Kind::NoAnswer);
-        }
-    }
+    let problems = inputs.finish(window, analyzer.owners.ifaces_mut());
     // Input problems first in the summary, then what correlation met.
     let mut warnings: Vec<String> = problems.iter().map(ToString::to_string).collect();
     warnings.append(&mut analyzer.warnings);
     analyzer.warnings = warnings;
     let connections = tally.connections();
     let summary = analyzer.summary(tally);
-    match written.and_then(|()| sink.finish(&summary)) {
-        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(err) => {
-            return Err(Failure::new(
-                Kind::Usage,
-                format!("writing the report: {err}"),
-            ))
-        }
-        Ok(()) => {}
-    }
-    match worst {
-        Some(kind) => Err(Failure::new(
-            kind,
-            format!("{} input problem(s); the report covers only what could be read", problems.iter().filter(|p| !p.is_note()).count()),
-        )
-        .hint("fix or remove the named files and lines, then run analyze again")),
-        None if connections == 0 => Err(Failure::new(
-            Kind::NoAnswer,
-            "no TCP SYN found in the input",
-        )
-        .hint("capture while connections are opened, e.g. `realip-probe capture` or `tcpdump -w`, with SYNs included in the filter")),
-        None => Ok(()),
+    Streamed {
+        problems,
+        connections,
+        written: written.and_then(|()| sink.finish(&summary)),
     }
 }
 
 /// Feeds every input item to `analyzer`, handing each complete connection to `out` as soon as
-/// it is; stops at the first write error (a closed pipe ends the work early).
+/// it is; stops at the first write error.
 fn stream(
     analyzer: &mut Analyzer,
     inputs: &mut Inputs,
-    progress: &progress::Reading,
+    progress: &mut impl FnMut(Progress),
     mut out: impl FnMut(&Flow) -> io::Result<()>,
 ) -> io::Result<()> {
-    let (mut items, mut syns, mut written) = (0u64, 0u64, 0usize);
+    let mut at = Progress {
+        total: inputs.progress().1,
+        ..Progress::default()
+    };
+    let mut items = 0u64;
     loop {
         let (names, ifaces) = analyzer.reading();
         let Some((source, item)) = inputs.next(names, ifaces) else {
@@ -403,10 +386,11 @@ fn stream(
         };
         items += 1;
         if matches!(item, Item::Sighting(_)) {
-            syns += 1;
+            at.syns += 1;
         }
-        if items % 65_536 == 0 {
-            progress.update(inputs.progress().0, syns, written);
+        if items.is_multiple_of(65_536) {
+            at.read = inputs.progress().0;
+            progress(at);
         }
         let late = analyzer.groups.late();
         analyzer.push_item(item);
@@ -414,17 +398,17 @@ fn stream(
             inputs.late(source);
         }
         while let Some(flow) = analyzer.next_flow() {
-            written += 1;
+            at.connections += 1;
             out(&flow)?;
         }
     }
     analyzer.close();
-    let read = inputs.progress().0;
+    at.read = inputs.progress().0;
     while let Some(flow) = analyzer.next_flow() {
-        if written % 65_536 == 0 {
-            progress.update(read, syns, written);
+        if at.connections.is_multiple_of(65_536) {
+            progress(at);
         }
-        written += 1;
+        at.connections += 1;
         out(&flow)?;
     }
     Ok(())

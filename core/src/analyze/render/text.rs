@@ -8,8 +8,8 @@ use anstyle::Style;
 use realip_probe::wire::Direction;
 use std::fmt::Write;
 
-/// The readable report. Styles are ANSI; print through [`crate::output::emit`], which strips
-/// them when stdout is not a terminal or NO_COLOR is set.
+/// The readable report. Styles are ANSI; print through a writer that strips them when stdout is
+/// not a terminal or NO_COLOR is set (the plugin's `output::emit` does).
 pub fn render_text(report: &Report) -> String {
     render_text_at(report, WIDTH)
 }
