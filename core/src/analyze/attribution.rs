@@ -48,14 +48,8 @@ pub fn attribute(evidence: &Evidence, flow: &Flow, t: &Translation) -> Attributi
         (None, _) => (read[0].0, read[0].1, None),
     };
     let mut attribution = Attribution {
-        status: AttributionStatus::NoRule,
-        reason: String::new(),
-        rule: None,
-        owner: None,
-        basis: None,
-        candidates: Vec::new(),
         conntrack: entry.cloned(),
-        route: None,
+        ..Attribution::of(AttributionStatus::NoRule, String::new())
     };
     if t.kind == TranslationKind::Snat {
         attribution.route = entry
@@ -158,33 +152,18 @@ fn no_evidence(evidence: &Evidence, nodes: &[&str]) -> Attribution {
         ),
         _ => "no probe read evidence where it was made".into(),
     };
-    Attribution {
-        status: AttributionStatus::NoEvidence,
-        reason,
-        rule: None,
-        owner: None,
-        basis: None,
-        candidates: Vec::new(),
-        conntrack: None,
-        route: None,
-    }
+    Attribution::of(AttributionStatus::NoEvidence, reason)
 }
 
 /// A rewrite between two nodes that neither node's conntrack shows.
 fn unseen_between(a: &str, b: &str) -> Attribution {
-    Attribution {
-        status: AttributionStatus::NoEvidence,
-        reason: format!(
+    Attribution::of(
+        AttributionStatus::NoEvidence,
+        format!(
             "made between {a} and {b}: neither node's conntrack shows it (a load balancer or \
              router between them, where no probe ran?)"
         ),
-        rule: None,
-        owner: None,
-        basis: None,
-        candidates: Vec::new(),
-        conntrack: None,
-        route: None,
-    }
+    )
 }
 
 /// Why no rule is named when none fits.

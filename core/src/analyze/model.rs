@@ -385,6 +385,22 @@ pub struct Attribution {
     pub route: Option<Route>,
 }
 
+impl Attribution {
+    /// `status` for `reason`, naming nothing yet.
+    pub fn of(status: AttributionStatus, reason: String) -> Attribution {
+        Attribution {
+            status,
+            reason,
+            rule: None,
+            owner: None,
+            basis: None,
+            candidates: Vec::new(),
+            conntrack: None,
+            route: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttributionStatus {

@@ -939,19 +939,9 @@ impl Folder<'_> {
                 other => format!("{}", other.copied().unwrap_or(0)),
             },
             Ty::FibType => {
-                const TYPES: [&str; 9] = [
-                    "unspec",
-                    "unicast",
-                    "local",
-                    "broadcast",
-                    "anycast",
-                    "multicast",
-                    "blackhole",
-                    "unreachable",
-                    "prohibit",
-                ];
+                // nft names the route types up to `prohibit`, numbers the rest.
                 let v = host_u32();
-                TYPES
+                super::route::RTN_NAMES[..9]
                     .get(v as usize)
                     .map_or(v.to_string(), |s| s.to_string())
             }

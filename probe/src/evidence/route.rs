@@ -68,23 +68,25 @@ pub fn parse_route(msg: &[u8]) -> Option<Lookup> {
     })
 }
 
+/// The kernel's route types (RTN_*) by number, as `ip route` names them.
+pub const RTN_NAMES: [&str; 12] = [
+    "unspec",
+    "unicast",
+    "local",
+    "broadcast",
+    "anycast",
+    "multicast",
+    "blackhole",
+    "unreachable",
+    "prohibit",
+    "throw",
+    "nat",
+    "xresolve",
+];
+
 /// RTN_* by name.
 pub fn kind_name(kind: u8) -> String {
-    const NAMES: [&str; 12] = [
-        "unspec",
-        "unicast",
-        "local",
-        "broadcast",
-        "anycast",
-        "multicast",
-        "blackhole",
-        "unreachable",
-        "prohibit",
-        "throw",
-        "nat",
-        "xresolve",
-    ];
-    NAMES
+    RTN_NAMES
         .get(usize::from(kind))
         .map_or_else(|| kind.to_string(), |s| s.to_string())
 }
