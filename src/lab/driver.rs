@@ -3,7 +3,7 @@
 
 use super::capture::Capture;
 use super::clb;
-use super::kube_proxy;
+use super::kube_proxy::{self, Service};
 use super::net::GetOutcome;
 use super::netns::{check_interrupt, run, Lab, LabError, LabResult, Proc};
 use super::partial::Variant;
@@ -120,13 +120,10 @@ pub fn host_of(from: From) -> Host {
 }
 
 /// Programs the scenario's rules on the load balancer and on both nodes.
-pub fn apply_rules(lab: &Lab, scenario: &Scenario) -> LabResult<()> {
+pub fn apply_rules(lab: &Lab, scenario: &Scenario, services: &[Service]) -> LabResult<()> {
     lab.restore(Host::Clb, &clb::rules(&scenario.listeners))?;
     for node in Node::ALL {
-        lab.restore(
-            Host::Node(node),
-            &kube_proxy::node_rules(&scenario.services, node),
-        )?;
+        lab.restore(Host::Node(node), &kube_proxy::node_rules(services, node))?;
     }
     Ok(())
 }
@@ -179,7 +176,8 @@ pub fn run_scenario(
     keep_up: bool,
 ) -> LabResult<ScenarioRun> {
     check_interrupt()?;
-    apply_rules(lab, scenario)?;
+    let services = scenario.services()?;
+    apply_rules(lab, scenario, &services)?;
     let proxies = start_proxies(lab, tools, scenario)?;
     let capture = Capture::start(lab, &tools.probe, scenario)?;
     let mut outcomes = Vec::new();
@@ -207,7 +205,7 @@ pub fn run_scenario(
             lab.start(proxy);
         }
     }
-    let view = cluster_view(&scenario.services);
+    let view = cluster_view(&services);
     let analyze = |events: &[realip_probe::wire::Event], warnings: &[String]| {
         let mut analyzer = analyze::Analyzer::new();
         analyzer.set_view(view.clone());

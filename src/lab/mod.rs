@@ -45,7 +45,9 @@ pub fn run(args: &LabArgs) -> Result<()> {
         ))
     })?;
     if args.rules {
-        return emit(&rules_text(&scenarios));
+        let text =
+            rules_text(&scenarios).map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
+        return emit(&text);
     }
     preflight()?;
     if args.down {
@@ -245,19 +247,20 @@ fn down() -> Result<()> {
 }
 
 /// `--rules`: what each scenario loads with `iptables-restore`, namespace by namespace.
-pub fn rules_text(scenarios: &[Scenario]) -> String {
+pub fn rules_text(scenarios: &[Scenario]) -> Result<String, scenario::ModelError> {
     let mut out = String::new();
     for s in scenarios {
+        let services = s.services()?;
         out.push_str(&format!("### {}: {}\n", s.name, s.title));
         out.push_str("# load balancer (clb)\n");
         out.push_str(&clb::rules(&s.listeners));
         for node in topology::Node::ALL {
             out.push_str(&format!("# {node} (kube-proxy, iptables mode)\n"));
-            out.push_str(&kube_proxy::node_rules(&s.services, node));
+            out.push_str(&kube_proxy::node_rules(&services, node));
         }
         out.push('\n');
     }
-    out
+    Ok(out)
 }
 
 fn list_text() -> String {
@@ -332,7 +335,7 @@ mod tests {
     #[test]
     fn rules_of_every_scenario_snapshot() {
         for s in scenario::all() {
-            insta::assert_snapshot!(s.name, rules_text(std::slice::from_ref(&s)));
+            insta::assert_snapshot!(s.name, rules_text(std::slice::from_ref(&s)).unwrap());
         }
     }
 }
