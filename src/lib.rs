@@ -6,11 +6,11 @@
 
 pub mod analyze;
 pub mod cli;
+pub mod cluster;
 pub mod complete;
 pub mod embedded;
 pub mod error;
 pub mod explain;
-pub mod kube;
 pub mod lab;
 pub mod output;
 pub mod probe_bin;

@@ -15,8 +15,8 @@ use super::facts::MetalLbMode;
 use super::model::Explanation;
 use super::objects::{IngressDoc, Objects, Workload};
 use crate::cli::ExplainArgs;
+use crate::cluster::{ApiCall, CallContext, Cluster, KubeError};
 use crate::error::{Failure, Result};
-use crate::kube::{ApiCall, CallContext, Cluster, KubeError};
 
 /// The reads explain makes. Errors keep their kind so 403 and 404 can be told apart.
 #[allow(async_fn_in_trait)]
@@ -333,11 +333,11 @@ pub fn explain_gathered(objects: &Objects, entry_node: Option<&str>) -> Explanat
 
 /// Explains the Service from the cluster the kubectl flags point at.
 pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explanation>> {
-    let name = crate::kube::parse_target(target).map_err(|err| {
+    let name = crate::cluster::parse_target(target).map_err(|err| {
         Failure::usage(err.to_string())
             .hint("name the Service as svc/NAME, or explain manifests with -f FILE")
     })?;
-    let cluster = Cluster::new(crate::kube::clients(&args.kube).await?);
+    let cluster = Cluster::new(crate::cluster::clients(&args.kube).await?);
     let namespace = cluster.default_namespace().to_string();
     let source = KubeSource { cluster };
     let objects = gather(&source, &namespace, name).await?;

@@ -11,7 +11,7 @@ mod refusal;
 mod target;
 mod transport;
 
-pub use calls::{Cluster, Kind, Scoped};
+pub use calls::{ApiKind, Cluster, Scoped};
 pub use client::{client, clients, Clients};
 pub use error::{rbac_resource, ApiCall, CallContext, KubeError, RBAC_DOC};
 pub use refusal::Refusal;
