@@ -1,6 +1,15 @@
 //! The command line, and nothing else: clap derive types that `run` turns into work.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The URL of a page of the repository's docs/: what a krew user, who has no checkout, can
+/// open (the repository is Cargo.toml's).
+#[macro_export]
+macro_rules! doc_url {
+    ($page:literal) => {
+        concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/", $page)
+    };
+}
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,7 +50,7 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the version of the plugin and of the probe it carries.
+    /// Print the version of the plugin and the node architectures of the probe it carries.
     Version,
     /// Lab plumbing run inside the lab's namespaces: a test client and an L7 proxy.
     #[command(name = "lab-net", hide = true)]
@@ -94,12 +103,13 @@ pub struct KubeArgs {
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Exit codes: 0 report with at least one connection (or --dry-run); \
+    after_help = concat!("Exit codes: 0 report with at least one connection (or --dry-run); \
     1 no connection seen; 2 bad flags or an unusable kubeconfig/context; 3 the cluster refused \
     or failed (RBAC, Pod Security, missing Service, unreachable or silent API); 4 no probe could \
     start (image pull, scheduling); 130 interrupted, after removing the probe.\n\
-    Needed permissions: docs/rbac.md. Leftovers of a killed run expire by themselves \
-    (kubectl-realip/expires-at) or go with `kubectl realip cleanup`."
+    First run on a cluster: ", doc_url!("first-cluster.md"), "\n\
+    Needed permissions: ", doc_url!("rbac.md"), ". Leftovers of a killed run expire by \
+    themselves (kubectl-realip/expires-at) or go with `kubectl realip cleanup`.")
 )]
 pub struct TraceArgs {
     /// The Service to trace: svc/NAME, service/NAME or services/NAME.
@@ -126,6 +136,10 @@ pub struct TraceArgs {
     /// Read forwarding headers (X-Forwarded-For, X-Real-IP, Forwarded, PROXY) of first data segments.
     #[arg(long)]
     pub l7: bool,
+    /// Also name the netfilter rule behind each rewrite: the probes read each node's NAT rules,
+    /// conntrack entries and routes (read-only), which adds NET_ADMIN to the probe container.
+    #[arg(long)]
+    pub evidence: bool,
     /// Run this prebuilt probe image instead of delivering the probe this plugin carries.
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
@@ -178,9 +192,9 @@ pub struct ExplainArgs {
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Exit codes: 0 every input read and a connection found; 1 partial answer \
+    after_help = concat!("Exit codes: 0 every input read and a connection found; 1 partial answer \
 (lines or frames skipped, or no SYN found); 2 an input could not be used (missing, unreadable, \
-unknown format or link type, or two capture files naming one node). See docs/analyze.md."
+unknown format or link type, or two capture files naming one node). See ", doc_url!("analyze.md"), ".")
 )]
 pub struct AnalyzeArgs {
     /// Probe JSONL, pcap or pcapng files (- for stdin, any of the three).
@@ -218,8 +232,31 @@ pub struct LabArgs {
     /// The realip-probe binary to run in the lab (default: the one this plugin carries).
     #[arg(long, value_name = "PATH", env = "REALIP_PROBE_BIN", hide_env = true)]
     pub probe: Option<PathBuf>,
+    /// Name the lab's network namespaces PREFIX… instead of rip-…; --down then removes only
+    /// labs of that prefix. For tests, which must never touch a lab a user left up.
+    #[arg(long, value_name = "PREFIX", default_value = crate::lab::topology::NS_PREFIX,
+          value_parser = parse_ns_prefix, hide = true)]
+    pub ns_prefix: String,
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+/// A namespace prefix: short lowercase letters and digits, ending in `-`.
+fn parse_ns_prefix(text: &str) -> Result<String, String> {
+    let body = text
+        .strip_suffix('-')
+        .ok_or_else(|| format!("{text:?} must end with '-' (e.g. riptest-)"))?;
+    let fits = (1..=12).contains(&body.len())
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if fits {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a namespace prefix: 1 to 12 lowercase letters or digits, then '-'"
+        ))
+    }
 }
 
 /// `lab-net`: what the lab runs inside its namespaces (not for direct use).
@@ -357,6 +394,51 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Hints and help point at pages a krew user can open, and the pages exist.
+    #[test]
+    fn doc_urls_name_pages_that_exist() {
+        assert_eq!(
+            crate::doc_url!("rbac.md"),
+            "https://github.com/kubectl-realip/kubectl-realip/blob/main/docs/rbac.md"
+        );
+        assert_eq!(crate::cluster::RBAC_DOC, crate::doc_url!("rbac.md"));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut pending = vec![root.join("src")];
+        let mut pages = Vec::new();
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for piece in text.split("doc_url!(\"").skip(1) {
+                        if let Some((page, _)) = piece.split_once('"') {
+                            pages.push(page.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(pages.len() >= 4, "{pages:?}");
+        for page in &pages {
+            assert!(
+                root.join("docs").join(page).is_file(),
+                "docs/{page} is missing"
+            );
+        }
+    }
+
+    #[test]
+    fn namespace_prefixes() {
+        assert_eq!(parse_ns_prefix("riplt-"), Ok("riplt-".to_string()));
+        assert!(parse_ns_prefix("rip").is_err());
+        assert!(parse_ns_prefix("-").is_err());
+        assert!(parse_ns_prefix("a/b-").is_err());
+        assert!(parse_ns_prefix("Upper-").is_err());
+        assert!(parse_ns_prefix("muchtoolongprefix-").is_err());
     }
 
     #[test]

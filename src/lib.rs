@@ -29,14 +29,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Trace(args) => runtime()?.block_on(trace::run(&args)),
         Command::Cleanup(args) => runtime()?.block_on(trace::cleanup(&args)),
         Command::Completion { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "kubectl-realip", &mut std::io::stdout());
+            complete::script(shell, &mut std::io::stdout());
             Ok(())
         }
-        Command::Version => {
-            output::emit(&format!("kubectl-realip {}\n", env!("CARGO_PKG_VERSION")))
-                .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
-        }
+        Command::Version => output::emit(&embedded::version_text())
+            .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}"))),
     }
 }
 

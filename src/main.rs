@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         || words.first().is_some_and(|w| w == "__complete")
     {
         let skip = usize::from(invoked_as != Some(complete::COMPLETE_EXE));
-        let answer = complete::complete(&Cli::command(), &words[skip..]);
+        let answer = complete::complete(&Cli::command(), &words[skip..], &complete::Live);
         return match output::emit(&answer) {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::FAILURE,

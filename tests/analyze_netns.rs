@@ -2,6 +2,9 @@
 //! namespaces (tests/fixtures/analyze/netns/make.sh) analyzed into the address the pod's
 //! accept() reported and the node that masqueraded.
 
+#[path = "../probe/tests/common/mod.rs"]
+mod kernel;
+
 use kubectl_realip::analyze::model::{Report, TranslationKind, Verdict};
 use kubectl_realip::analyze::{analyze_events, render_json};
 use realip_probe::wire::decode_line;
@@ -148,13 +151,10 @@ fn command_on_jsonl_files_agrees() {
     check(&report, &accepted(&dir), Some(true));
 }
 
-fn missing_tools() -> Option<String> {
-    // Only root can create network namespaces.
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in [
+/// Regenerates the captures on this kernel and checks the same story comes out.
+#[test]
+fn live_netns_capture_names_the_masquerading_node() {
+    let tools = [
         "ip",
         "iptables-restore",
         "dumpcap",
@@ -162,23 +162,11 @@ fn missing_tools() -> Option<String> {
         "tshark",
         "curl",
         "python3",
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
-}
-
-/// Regenerates the captures on this kernel and checks the same story comes out.
-#[test]
-fn live_netns_capture_names_the_masquerading_node() {
-    if let Some(why) = missing_tools() {
-        eprintln!("skipping live netns capture: {why}");
+    ];
+    if !kernel::runnable(
+        "live_netns_capture_names_the_masquerading_node",
+        kernel::missing_root_or(&tools),
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -12,11 +12,18 @@ use std::time::{Duration, Instant};
 
 const BACKEND_IMAGE: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
+#[path = "../probe/tests/common/mod.rs"]
+mod kernel;
+
+/// The context to test against; an opt-in, so its absence is said but never a failure.
 fn context() -> Option<String> {
     match std::env::var("REALIP_E2E_CONTEXT") {
         Ok(context) if !context.is_empty() => Some(context),
         _ => {
-            eprintln!("skipping: set REALIP_E2E_CONTEXT to a kubeconfig context (see docs/e2e.md)");
+            kernel::skipped(
+                &kernel::current_test(),
+                "set REALIP_E2E_CONTEXT to a kubeconfig context (see docs/e2e.md)",
+            );
             None
         }
     }

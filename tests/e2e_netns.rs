@@ -7,13 +7,15 @@
 //!
 //! Each scenario's connections are made while the trace captures, and the trace's report must
 //! give the verdicts `kubectl realip lab` gives (the lab's own judge: what each pod's accept()
-//! returned, what the scenario claims). Namespaces are `ript-*`; needs root, iproute2,
-//! iptables and bash, and a build that carries the probe.
+//! returned, what the scenario claims); with `--evidence`, each rewrite must also name the rule
+//! the lab installed for it (the lab's judge again). Namespaces are `ript-*`; needs root,
+//! iproute2, iptables, nft, ipset and bash, and a build that carries the probe.
 
 mod support;
 
 use kubectl_realip::analyze::model::Report;
 use kubectl_realip::lab::driver::{self, Tools};
+use kubectl_realip::lab::installed::Installed;
 use kubectl_realip::lab::kube_proxy::Service as LabService;
 use kubectl_realip::lab::net::GetOutcome;
 use kubectl_realip::lab::netns::{Lab, Proc};
@@ -37,13 +39,17 @@ const PREFIX: &str = "ript-";
 static KERNEL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn missing() -> Option<String> {
-    if !kernel::is_root() {
-        return Some("not root (network namespaces, raw sockets)".into());
-    }
-    for tool in ["ip", "iptables-restore", "bash", "sysctl"] {
-        if !kernel::has_tool(tool) {
-            return Some(format!("no {tool} on PATH"));
-        }
+    if let Some(why) = kernel::missing_root_or(&[
+        "ip",
+        "iptables-restore",
+        "iptables-save",
+        "nft",
+        "ipset",
+        "bash",
+        "sysctl",
+        "setpriv",
+    ]) {
+        return Some(why);
     }
     if kubectl_realip::embedded::probes().is_empty() {
         return Some("this build carries no probe (REALIP_PROBE_EMBED=none)".into());
@@ -70,6 +76,8 @@ struct Setup {
     kubelet: NetnsKubelet,
     scenario: Scenario,
     tools: Tools,
+    /// The probes may hold NET_ADMIN: with `--evidence`, each rewrite must name its rule.
+    net_admin: bool,
     /// Its processes (proxies) live as long as the setup.
     _proxies: Vec<Proc>,
     _probe_dir: tempfile::TempDir,
@@ -79,6 +87,11 @@ struct Setup {
 
 impl Setup {
     async fn new(name: &str) -> Setup {
+        Setup::stripping(name, &[]).await
+    }
+
+    /// A setup whose kubelet takes `strip` from the probe's capabilities.
+    async fn stripping(name: &str, strip: &[&str]) -> Setup {
         let scenario = scenario::select(name)
             .and_then(|s| s.into_iter().next())
             .expect("a lab scenario");
@@ -96,7 +109,7 @@ impl Setup {
         };
         driver::start_backends(&mut lab, &tools).expect("echo backends");
         let services = scenario.services().expect("the scenario's Services");
-        driver::apply_rules(&lab, &scenario, &services).expect("the scenario's rules");
+        driver::apply_rules(&mut lab, &scenario, &services).expect("the scenario's rules");
         let proxies = driver::start_proxies(&lab, &tools, &scenario).expect("the proxies");
         let api = FakeApi::start_in_netns(&lab.ns(Host::Client))
             .await
@@ -106,12 +119,13 @@ impl Setup {
             .into_iter()
             .map(|node| (node.name().to_string(), lab.ns(Host::Node(node))))
             .collect();
-        let kubelet = NetnsKubelet::start(&api, nodes);
+        let kubelet = NetnsKubelet::start_stripping(&api, nodes, strip);
         Setup {
             api,
             kubelet,
             scenario,
             tools,
+            net_admin: !strip.contains(&"NET_ADMIN"),
             _proxies: proxies,
             _probe_dir: probe_dir,
             lab,
@@ -316,7 +330,16 @@ async fn trace_scenario(
     extra: &[&str],
     keep: impl Fn(&scenario::Connection) -> bool,
 ) -> (Value, Duration) {
-    let setup = Setup::new(name).await;
+    trace_in(Setup::new(name).await, extra, keep).await
+}
+
+/// [`trace_scenario`] on a given setup.
+async fn trace_in(
+    setup: Setup,
+    extra: &[&str],
+    keep: impl Fn(&scenario::Connection) -> bool,
+) -> (Value, Duration) {
+    let name = setup.scenario.name;
     let answered = setup
         .scenario
         .connections
@@ -345,8 +368,14 @@ async fn trace_scenario(
     let output = finish(plugin, &setup).await;
     let took = started.elapsed();
     let (json, report) = report_of(&output);
+    // With --evidence, every rewrite must name the rule the lab installed for it.
+    let installed = (extra.contains(&"--evidence") && setup.net_admin)
+        .then(|| Installed::read(&setup.lab, &setup.scenario).expect("the installed rules"));
     for (conn, outcome) in &made {
-        let check = verdict::check(conn, outcome, &report, verdict::Evidence::Partial);
+        let mut check = verdict::check(conn, outcome, &report, verdict::Evidence::Partial);
+        if let Some(installed) = &installed {
+            verdict::check_rules(&mut check, &setup.scenario, &report, installed);
+        }
         assert!(
             check.matches,
             "{name}: {} → {}: {:?}\n{json:#}",
@@ -421,6 +450,112 @@ async fn l7_behind_the_ingress_gives_the_labs_verdict() {
     let before = our_namespaces();
     for name in ["nginx-ingress-local", "nginx-ingress-cluster"] {
         trace_scenario(name, &["--l7"], |_| true).await;
+    }
+    assert_eq!(our_namespaces(), before, "namespaces left behind");
+}
+
+/// The rule named behind each of `json`'s SNATs: (node, owner, chain).
+fn snat_rules(json: &Value) -> Vec<(String, String, String)> {
+    json["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["translations"].as_array().into_iter().flatten())
+        .filter(|t| t["kind"] == "snat")
+        .map(|t| {
+            let a = &t["attribution"];
+            (
+                t["node"].as_str().unwrap_or_default().to_string(),
+                a["owner"].as_str().unwrap_or_default().to_string(),
+                a["rule"]["chain"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evidence_names_each_rewrite_as_the_lab_installed_it() {
+    let _one = KERNEL.lock().await;
+    if !runnable("evidence_names_each_rewrite_as_the_lab_installed_it") {
+        return;
+    }
+    let before = our_namespaces();
+    // The probes get NET_ADMIN, are stopped at the end for their end snapshot, and every rewrite
+    // names its rule, checked by the lab's judge against iptables-save and nft.
+    for name in ["cluster-cross-node", "cluster-cross-node-nft"] {
+        let (json, took) = trace_scenario(name, &["--evidence"], |_| true).await;
+        let rules = snat_rules(&json);
+        assert_eq!(rules.len(), 1, "{name}: {json:#}");
+        assert_eq!(
+            (rules[0].0.as_str(), rules[0].1.as_str()),
+            ("node-a", "kube-proxy")
+        );
+        assert_eq!(json["summary"]["evidence"][0]["counted"], true, "{json:#}");
+        eprintln!(
+            "{name} --evidence: report {:.1}s after the start",
+            took.as_secs_f64()
+        );
+    }
+    assert_eq!(our_namespaces(), before, "namespaces left behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_calico_masquerade_is_flagged_against_explains_prediction() {
+    let _one = KERNEL.lock().await;
+    if !runnable("a_calico_masquerade_is_flagged_against_explains_prediction") {
+        return;
+    }
+    let before = our_namespaces();
+    let (json, _) = trace_scenario("calico-nat-outgoing", &["--evidence"], |_| true).await;
+    assert_eq!(
+        snat_rules(&json),
+        [(
+            "node-b".to_string(),
+            "calico".to_string(),
+            "cali-nat-outgoing".to_string()
+        )]
+    );
+    // explain predicts kube-proxy's masquerade; the node shows Calico's made the rewrite. The
+    // address is the one predicted (node-b's): only the cause is flagged.
+    let flagged = &json["cause_disagreements"][0];
+    assert_eq!(flagged["origin"], "in-cluster-pod", "{json:#}");
+    assert_eq!(flagged["predicted"], "SNAT by kube-proxy (MASQUERADE)");
+    assert_eq!(flagged["predicted_owner"], "kube-proxy");
+    assert_eq!(flagged["measured_owner"], "calico");
+    assert_eq!(json["disagreements"], serde_json::json!([]), "{json:#}");
+    assert_eq!(our_namespaces(), before, "namespaces left behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_denied_net_admin_still_captures_and_says_the_evidence_was_not_available() {
+    let _one = KERNEL.lock().await;
+    if !runnable("a_probe_denied_net_admin_still_captures_and_says_the_evidence_was_not_available")
+    {
+        return;
+    }
+    let before = our_namespaces();
+    // The runtime takes NET_ADMIN away: the probes capture with NET_RAW alone, and the verdict
+    // is the lab's; each rewrite says why no rule is named.
+    let setup = Setup::stripping("cluster-cross-node", &["NET_ADMIN"]).await;
+    let (json, _) = trace_in(setup, &["--evidence"], |_| true).await;
+    let rewrites: Vec<&Value> = json["flows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["translations"].as_array().into_iter().flatten())
+        .collect();
+    assert!(!rewrites.is_empty(), "{json:#}");
+    for t in rewrites {
+        assert_eq!(t["attribution"]["status"], "no_evidence", "{t:#}");
+        assert!(
+            t["attribution"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("CAP_NET_ADMIN is missing")),
+            "{t:#}"
+        );
+    }
+    for node in json["summary"]["evidence"].as_array().into_iter().flatten() {
+        assert_eq!(node["available"], false, "{node:#}");
     }
     assert_eq!(our_namespaces(), before, "namespaces left behind");
 }

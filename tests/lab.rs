@@ -1,64 +1,66 @@
 //! The end-to-end proof: `kubectl realip lab` on the real kernel, with the real probe.
 //!
-//! Needs root and network namespaces; without them each test says so loudly and skips.
+//! Every lab here is built under this file's own namespace prefix (`lab --ns-prefix`), so a
+//! lab a user left up with `--keep` is never removed, nor counted, by these tests. Needs root,
+//! iproute2, iptables, nft and ipset; without them each test says SKIPPED, and fails under
+//! `CI=true`.
+
+#[path = "../probe/tests/common/mod.rs"]
+mod kernel;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Lab runs in one process share the `rip-` prefix: one at a time, so the leftovers check is exact.
+/// Lab runs in one process share the prefix: one at a time, so the leftovers check is exact.
 static KERNEL: Mutex<()> = Mutex::new(());
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-realip");
+/// This file's labs; never the lab's default `rip-`.
+const PREFIX: &str = "riplt-";
 
-fn lab_namespaces() -> Vec<String> {
+/// The namespaces of labs built under `prefix`, sorted.
+fn namespaces_of(prefix: &str) -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output();
     let Ok(out) = out else { return Vec::new() };
-    String::from_utf8_lossy(&out.stdout)
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| name.starts_with("rip-"))
+        .filter(|name| name.starts_with(prefix))
         .map(str::to_string)
-        .collect()
+        .collect();
+    names.sort();
+    names
 }
 
-/// Why the kernel tests cannot run here, if they cannot.
-fn missing_capability() -> Option<String> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root".into());
-    }
-    let name = format!("rip-check-{}", std::process::id());
-    let added = Command::new("ip").args(["netns", "add", &name]).output();
-    match added {
+/// This file's lab namespaces.
+fn lab_namespaces() -> Vec<String> {
+    namespaces_of(PREFIX)
+}
+
+/// Whether the kernel tests can run here; under CI=true they fail when they cannot.
+fn runnable(test: &str) -> bool {
+    kernel::runnable(
+        test,
+        kernel::missing_root_or(&["ip", "iptables-restore", "nft", "ipset", "sysctl"])
+            .or_else(no_netns),
+    )
+}
+
+/// Whether a network namespace can be made (a container may forbid it even to root).
+fn no_netns() -> Option<String> {
+    let name = format!("{PREFIX}check-{}", std::process::id());
+    match Command::new("ip").args(["netns", "add", &name]).output() {
         Ok(out) if out.status.success() => {
             let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            None
         }
-        Ok(out) => {
-            return Some(format!(
-                "no network namespaces: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-        Err(err) => return Some(format!("no `ip` (install iproute2): {err}")),
-    }
-    if Command::new("iptables-restore")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        return Some("no iptables-restore (install iptables)".into());
-    }
-    None
-}
-
-fn skip(test: &str) -> bool {
-    match missing_capability() {
-        Some(why) => {
-            eprintln!("SKIPPED {test}: the netns lab needs root, iproute2 and iptables ({why})");
-            true
-        }
-        None => false,
+        Ok(out) => Some(format!(
+            "no network namespaces: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(err) => Some(format!("cannot run `ip`: {err}")),
     }
 }
 
@@ -80,9 +82,14 @@ fn probe() -> PathBuf {
     probe
 }
 
+/// `kubectl realip lab ARGS` under this file's prefix.
 fn lab(args: &[&str]) -> Output {
+    lab_under(PREFIX, args)
+}
+
+fn lab_under(prefix: &str, args: &[&str]) -> Output {
     Command::new(PLUGIN)
-        .arg("lab")
+        .args(["lab", "--ns-prefix", prefix])
         .args(args)
         .env("REALIP_PROBE_BIN", probe())
         .env("NO_COLOR", "1")
@@ -93,7 +100,7 @@ fn lab(args: &[&str]) -> Output {
 #[test]
 fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
     let _one = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if skip("every_scenario_matches_its_ground_truth_and_nothing_is_left") {
+    if !runnable("every_scenario_matches_its_ground_truth_and_nothing_is_left") {
         return;
     }
     let before = lab_namespaces();
@@ -105,7 +112,7 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
     let value: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|err| panic!("not JSON ({err}):\n{stdout}\nstderr:\n{stderr}"));
     let entries = value.as_array().expect("a list of scenarios");
-    assert_eq!(entries.len(), 11, "{stdout}");
+    assert_eq!(entries.len(), 16, "{stdout}");
     let failed: Vec<String> = entries
         .iter()
         .filter(|entry| entry["matches"] != true)
@@ -127,7 +134,47 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
             entry["flows"].as_array().is_some_and(|f| !f.is_empty()),
             "{entry}"
         );
+        // Every rewrite names its rule, its owner and the conntrack entry that shows it, and
+        // the lab checked each against the rule it installed.
+        for flow in entry["flows"].as_array().into_iter().flatten() {
+            for t in flow["translations"].as_array().into_iter().flatten() {
+                let a = &t["attribution"];
+                assert_eq!(a["status"], "rule", "{}: {t:#}", entry["scenario"]);
+                assert!(
+                    a["owner"].is_string() && a["rule"]["text"].is_string(),
+                    "{t:#}"
+                );
+                assert!(a["conntrack"]["orig"].is_object(), "{t:#}");
+            }
+        }
+        for check in entry["connections"].as_array().into_iter().flatten() {
+            for rule in check["rules"].as_array().into_iter().flatten() {
+                assert_eq!(rule["ok"], true, "{}: {rule:#}", entry["scenario"]);
+            }
+        }
     }
+    let rewrites: usize = entries
+        .iter()
+        .flat_map(|e| e["connections"].as_array().into_iter().flatten())
+        .map(|c| c["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(rewrites >= 20, "{rewrites} rewrites checked");
+    let owners: Vec<&str> = entries
+        .iter()
+        .flat_map(|e| e["connections"].as_array().into_iter().flatten())
+        .flat_map(|c| c["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["expected"].as_str())
+        .collect();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.starts_with("Calico in cali-nat-outgoing")),
+        "{owners:?}"
+    );
+    assert!(
+        owners.iter().any(|o| o.contains("in masquerading")),
+        "{owners:?}"
+    );
     assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     assert_eq!(lab_namespaces(), before, "namespaces left behind");
     assert!(took < Duration::from_secs(60), "took {took:?}");
@@ -136,7 +183,7 @@ fn every_scenario_matches_its_ground_truth_and_nothing_is_left() {
 #[test]
 fn text_report_names_the_rewrite_and_its_cause() {
     let _one = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if skip("text_report_names_the_rewrite_and_its_cause") {
+    if !runnable("text_report_names_the_rewrite_and_its_cause") {
         return;
     }
     let before = lab_namespaces();
@@ -152,6 +199,16 @@ fn text_report_names_the_rewrite_and_its_cause() {
     assert!(stdout.contains("cluster-cross-node"), "{stdout}");
     assert!(
         stdout.contains("node-a: SNAT 192.0.2.10 → 198.51.100.11 (eth0 of node-a)"),
+        "{stdout}"
+    );
+    // The rule behind it, its conntrack entry and the route that chose the address.
+    assert!(stdout.contains("rule (kube-proxy): iptables-"), "{stdout}");
+    assert!(
+        stdout.contains("-A KUBE-POSTROUTING -m comment"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("MASQUERADE takes 198.51.100.11"),
         "{stdout}"
     );
     assert!(stdout.contains("externalTrafficPolicy"), "{stdout}");
@@ -185,12 +242,15 @@ fn text_report_names_the_rewrite_and_its_cause() {
         text.contains("SNAT on node-a: 192.0.2.10:") && text.contains("(eth0 of node-a)"),
         "{text}"
     );
+    // The saved evidence names the same rule when read back.
+    assert!(text.contains("rule (kube-proxy): iptables-"), "{text}");
+    assert!(text.contains("conntrack: 192.0.2.10:"), "{text}");
 }
 
 #[test]
 fn keep_leaves_the_lab_up_and_down_removes_it() {
     let _one = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if skip("keep_leaves_the_lab_up_and_down_removes_it") {
+    if !runnable("keep_leaves_the_lab_up_and_down_removes_it") {
         return;
     }
     let before = lab_namespaces();
@@ -201,7 +261,14 @@ fn keep_leaves_the_lab_up_and_down_removes_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ip netns exec rip-"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ip netns exec {PREFIX}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("kubectl realip lab --down --ns-prefix {PREFIX}")),
+        "{stderr}"
+    );
     let kept: Vec<String> = lab_namespaces()
         .into_iter()
         .filter(|ns| !before.contains(ns))
@@ -216,15 +283,60 @@ fn keep_leaves_the_lab_up_and_down_removes_it() {
     assert_eq!(lab_namespaces(), before, "--down left namespaces behind");
 }
 
+/// `--down` removes the labs of its own prefix only: another prefix's kept lab, standing in
+/// for one a user left up, stays. (Comparing every namespace on the machine would not do: other
+/// programs may add and remove theirs meanwhile.)
+#[test]
+fn down_removes_only_the_labs_of_its_prefix() {
+    let _one = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if !runnable("down_removes_only_the_labs_of_its_prefix") {
+        return;
+    }
+    const OTHER: &str = "riplu-";
+    let other_before = namespaces_of(OTHER);
+    let kept = lab_under(OTHER, &["--scenario", "direct", "--keep"]);
+    assert!(
+        kept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
+    let other_kept = namespaces_of(OTHER);
+    assert_eq!(other_kept.len(), other_before.len() + 9, "{other_kept:?}");
+    let mine = lab(&["--scenario", "direct", "--keep"]);
+    assert!(
+        mine.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mine.stderr)
+    );
+
+    let down = lab(&["--down"]);
+    let removed = String::from_utf8_lossy(&down.stdout);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(lab_namespaces().is_empty(), "{:?}", lab_namespaces());
+    assert_eq!(namespaces_of(OTHER), other_kept, "{removed}");
+
+    let down = lab_under(OTHER, &["--down"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_eq!(namespaces_of(OTHER), other_before);
+}
+
 #[test]
 fn sigterm_removes_everything() {
     let _one = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if skip("sigterm_removes_everything") {
+    if !runnable("sigterm_removes_everything") {
         return;
     }
     let before = lab_namespaces();
     let child = Command::new(PLUGIN)
-        .args(["lab", "--scenario", "all"])
+        .args(["lab", "--ns-prefix", PREFIX, "--scenario", "all"])
         .env("REALIP_PROBE_BIN", probe())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -259,7 +371,11 @@ fn without_root_the_error_says_what_to_do() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("needs root"));
         return;
     }
-    // As root: drop to nobody for this one run, if setpriv (util-linux) is there.
+    // As root: drop to nobody for this one run, with setpriv (util-linux).
+    let test = "without_root_the_error_says_what_to_do";
+    if !kernel::runnable(test, kernel::missing_root_or(&["setpriv"])) {
+        return;
+    }
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -268,32 +384,31 @@ fn without_root_the_error_says_what_to_do() {
             PLUGIN,
             "lab",
         ])
-        .output();
-    match out {
-        Ok(out) if out.status.code() == Some(4) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(stderr.contains("needs root"), "{stderr}");
-            assert!(stderr.contains("sudo"), "{stderr}");
-        }
-        Ok(out) => eprintln!(
-            "SKIPPED without_root_the_error_says_what_to_do: cannot run as nobody here ({})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(err) => {
-            eprintln!("SKIPPED without_root_the_error_says_what_to_do: no setpriv ({err})")
-        }
+        .output()
+        .expect("setpriv runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Nobody may be unable to reach the binary (a home directory closed to others).
+    let unreachable = out.status.code() == Some(126) || out.status.code() == Some(127);
+    if !kernel::runnable(
+        test,
+        unreachable.then(|| format!("nobody cannot run {PLUGIN}: {}", stderr.trim())),
+    ) {
+        return;
     }
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(stderr.contains("sudo"), "{stderr}");
 }
 
 #[test]
-fn list_names_the_eleven_scenarios() {
+fn list_names_the_sixteen_scenarios() {
     let out = Command::new(PLUGIN)
         .args(["lab", "--list"])
         .output()
         .expect("plugin runs");
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 11, "{stdout}");
+    assert_eq!(stdout.lines().count(), 16, "{stdout}");
     assert!(stdout.contains("nginx-ingress-local"), "{stdout}");
 }
 

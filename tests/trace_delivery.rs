@@ -4,16 +4,22 @@
 use kubectl_realip::trace::manifests::{Carried, Delivery, Objects, RunPlan};
 use std::process::Command;
 
+#[path = "../probe/tests/common/mod.rs"]
+mod kernel;
+
 #[test]
 fn configmap_chunks_unpack_into_the_carried_probe() {
-    let Some(carried) = kubectl_realip::embedded::probes().first() else {
-        eprintln!("skipping: this build embeds no probe (REALIP_PROBE_EMBED=none or not Linux)");
+    let test = "configmap_chunks_unpack_into_the_carried_probe";
+    let carried = kubectl_realip::embedded::probes().first();
+    let missing = match carried {
+        None => Some("this build carries no probe (REALIP_PROBE_EMBED=none or not Linux)".into()),
+        // bash stands in for busybox sh: both have pipefail.
+        Some(_) if !kernel::has_tool("bash") => Some("no `bash` on PATH".into()),
+        Some(_) => None,
+    };
+    let (true, Some(carried)) = (kernel::runnable(test, missing), carried) else {
         return;
     };
-    if Command::new("bash").arg("-c").arg("true").status().is_err() {
-        eprintln!("skipping: bash (standing in for busybox sh, both have pipefail) is missing");
-        return;
-    }
     let plan = RunPlan {
         run_id: "d3l1v3".into(),
         namespace: "shop".into(),
@@ -23,6 +29,7 @@ fn configmap_chunks_unpack_into_the_carried_probe() {
         capture_secs: 60,
         expiry_secs: 120,
         l7: false,
+        evidence: false,
         ports: vec![80],
         delivery: Delivery::Embedded {
             probes: vec![Carried {

@@ -622,6 +622,345 @@ async fn a_prediction_that_disagrees_is_flagged_loudly() {
     );
 }
 
+/// An `--evidence` line of `node`.
+fn evidence_line(kind: &str, node: &str, ts: u64, body: Value) -> String {
+    let mut line = serde_json::json!({"v": 1, "type": kind, "ts_ns": ts, "node": node});
+    if let (Some(line), Some(body)) = (line.as_object_mut(), body.as_object()) {
+        line.extend(body.clone());
+    }
+    line.to_string()
+}
+
+/// A NAT rule of node-a's iptables-nft `nat` table, with its counter's move over the capture.
+fn nat_rule(chain: &str, position: u32, owner: &str, text: &str, nat: Value, delta: u64) -> Value {
+    serde_json::json!({
+        "backend": "iptables-nft", "family": "ip", "table": "nat", "chain": chain,
+        "position": position, "handle": 10 + position, "syntax": "iptables", "text": text,
+        "owner": owner, "owner_from": "chain", "packets": 5 + delta, "bytes": 300 + 60 * delta,
+        "delta_packets": delta, "delta_bytes": 60 * delta, "nat": nat,
+        "why": if delta > 0 { serde_json::json!(["moved"]) } else { serde_json::json!(["source-nat"]) },
+    })
+}
+
+/// What node-a's probe reads with `--evidence` of the connection of [`snat_via_node_a`]: kube-
+/// proxy's endpoint DNAT and masquerade and Calico's natOutgoing masquerade, of which the
+/// masquerade of `by` ("kube-proxy" or "calico") moved; the conntrack entry; the route.
+fn node_a_evidence(by: &str) -> Vec<String> {
+    let masquerade = serde_json::json!({"kind": "masquerade", "flags": ["fully-random"]});
+    let rules = serde_json::json!([
+        nat_rule(
+            "KUBE-SEP-WEB1",
+            2,
+            "kube-proxy",
+            "-A KUBE-SEP-WEB1 -p tcp -m comment --comment \"shop/web:http\" -m tcp -j DNAT --to-destination 10.244.1.5:8080",
+            serde_json::json!({"kind": "dnat", "addr_min": "10.244.1.5", "addr_max": "10.244.1.5", "port_min": 8080, "port_max": 8080}),
+            1,
+        ),
+        nat_rule(
+            "KUBE-POSTROUTING",
+            3,
+            "kube-proxy",
+            "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully",
+            masquerade.clone(),
+            u64::from(by == "kube-proxy"),
+        ),
+        nat_rule(
+            "cali-nat-outgoing",
+            1,
+            "calico",
+            "-A cali-nat-outgoing -m comment --comment \"cali:flqWnvo8yq4ULQLa\" -m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully",
+            masquerade,
+            u64::from(by == "calico"),
+        ),
+    ]);
+    let status = |last: bool| {
+        serde_json::json!({
+            "available": true, "sources": [{"name": "nftables", "state": "read"}], "last": last,
+            "conntrack_lookups": 1, "conntrack_found": 1, "routes": 1,
+        })
+    };
+    vec![
+        evidence_line("evidence", "node-a", 1_500, status(false)),
+        evidence_line(
+            "conntrack",
+            "node-a",
+            2_500,
+            serde_json::json!({
+                "isn": 629_798_247u32, "iface": "eth0", "dir": "in",
+                "orig": {"src": "203.0.113.50", "sport": 40000, "dst": "198.51.100.1", "dport": 31080, "proto": 6},
+                "reply": {"src": "10.244.1.5", "sport": 8080, "dst": "198.51.100.1", "dport": 52000, "proto": 6},
+                "status": ["confirmed", "src-nat", "dst-nat"], "status_bits": 56, "mark": 0,
+                "zone": 0, "src_nat": true, "dst_nat": true, "tcp_state": "ESTABLISHED",
+            }),
+        ),
+        evidence_line(
+            "route",
+            "node-a",
+            2_600,
+            serde_json::json!({
+                "dst": "10.244.1.5", "snat_to": "198.51.100.1", "oif": "eth0", "oif_index": 2,
+                "gateway": "198.51.100.2", "prefsrc": "198.51.100.1",
+                "masquerade_source": "198.51.100.1", "table": 254, "kind": "unicast",
+                "oif_addresses": ["198.51.100.1/24"],
+            }),
+        ),
+        evidence_line(
+            "ruleset",
+            "node-a",
+            8_000,
+            serde_json::json!({"phase": "end", "tables": [], "rules": rules, "summarised": 40}),
+        ),
+        evidence_line("evidence", "node-a", 8_500, status(true)),
+    ]
+}
+
+/// [`snat_via_node_a`] with node-a's evidence before its bye.
+fn with_evidence(by: &str) -> HashMap<String, Fate> {
+    let mut fates = snat_via_node_a(false);
+    if let Some(Fate::Runs(scripts)) = fates.get_mut("node-a") {
+        let lines = &mut scripts[0].lines;
+        let bye = lines.pop().unwrap();
+        lines.extend(
+            node_a_evidence(by)
+                .into_iter()
+                .map(|line| (Duration::ZERO, line)),
+        );
+        lines.push(bye);
+    }
+    fates
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evidence_adds_net_admin_and_names_the_rule_behind_each_rewrite() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, with_evidence("kube-proxy"));
+    let traced = run(&api, &["--evidence"]).await.unwrap();
+    let ds = &added(&api, "daemonsets")[0];
+    let probe = &ds["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        probe["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_RAW", "NET_ADMIN"])
+    );
+    assert!(
+        probe["args"]
+            .as_array()
+            .unwrap()
+            .contains(&"--evidence".into()),
+        "{probe}"
+    );
+    // A stopped probe reads the rules once more before it ends.
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        20
+    );
+    let text = kubectl_realip::output::plain(&traced.output);
+    for expected in [
+        "rule (kube-proxy): iptables-nft nat KUBE-SEP-WEB1 #2, +1 packet during",
+        "rule (kube-proxy): iptables-nft nat KUBE-POSTROUTING #3, +1 packet",
+        "conntrack: 203.0.113.50:40000 → 198.51.100.1:31080, reply",
+        "route: to 10.244.1.5 via 198.51.100.2 dev eth0 src 198.51.100.1:",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+    assert!(!text.contains("MEASURED CAUSE"), "{text}");
+    // The connections' part of the report fits 80 columns.
+    assert!(
+        text.lines()
+            .skip(1)
+            .take_while(|l| *l != "Addresses")
+            .all(|l| l.chars().count() <= 80),
+        "{text}"
+    );
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, with_evidence("kube-proxy"));
+    let json: Value = serde_json::from_str(
+        &run(&api, &["--evidence", "-o", "json"])
+            .await
+            .unwrap()
+            .output,
+    )
+    .unwrap();
+    let snat = &json["flows"][0]["translations"][1];
+    assert_eq!(snat["kind"], "snat");
+    assert_eq!(snat["attribution"]["status"], "rule", "{snat:#}");
+    assert_eq!(snat["attribution"]["owner"], "kube-proxy");
+    assert_eq!(snat["attribution"]["basis"], "counter");
+    assert_eq!(snat["attribution"]["rule"]["chain"], "KUBE-POSTROUTING");
+    assert_eq!(snat["attribution"]["rule"]["delta_packets"], 1);
+    assert_eq!(snat["attribution"]["conntrack"]["src_nat"], true);
+    assert_eq!(
+        snat["attribution"]["route"]["masquerade_source"],
+        "198.51.100.1"
+    );
+    assert_eq!(json["summary"]["evidence"][0]["node"], "node-a");
+    assert_eq!(
+        json["cause_disagreements"],
+        Value::Null,
+        "none, and not written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_evidence_the_probe_gets_no_net_admin_and_rewrites_name_no_rule() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    let json: Value =
+        serde_json::from_str(&run(&api, &["-o", "json"]).await.unwrap().output).unwrap();
+    let ds = &added(&api, "daemonsets")[0];
+    let probe = &ds["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        probe["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_RAW"])
+    );
+    assert!(!probe["args"]
+        .as_array()
+        .unwrap()
+        .contains(&"--evidence".into()));
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        5
+    );
+    assert!(json["flows"][0]["translations"][1]["attribution"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_of_another_component_than_explain_predicted_is_flagged() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, with_evidence("calico"));
+    let mut options = options();
+    options.prediction = Some(
+        serde_json::from_value(serde_json::json!({
+            "service": "web", "namespace": "shop", "assumptions": [],
+            "origins": [{
+                "origin": "node-port", "via": "node-port",
+                "l4_source_seen_by_pod": "node", "l7_client_ip": "none",
+                "reasons": [{"setting": "spec.externalTrafficPolicy=Cluster", "text": "masquerade"}],
+                "fixes": [],
+                "path": [
+                    {"at": "client", "source": "client"},
+                    {"at": "node:31080", "source": "client"},
+                    {"at": "pod", "source": "node", "rewrite": "SNAT by kube-proxy (MASQUERADE)"}
+                ]
+            }]
+        }))
+        .unwrap(),
+    );
+    let traced = trace::flow::trace(
+        &args(&api, &["--evidence"]),
+        &options,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let text = kubectl_realip::output::plain(&traced.output);
+    let joined = text.replace("\n   ", " ");
+    assert!(
+        joined.contains(
+            "!! MEASURED CAUSE ≠ PREDICTED for NodePort: Calico's rule (iptables-nft nat \
+             cali-nat-outgoing #1 on node-a) rewrote the source; explain predicted SNAT by \
+             kube-proxy (MASQUERADE) (connection 1)"
+        ),
+        "{text}"
+    );
+    // The address agrees (a node's): only the cause is flagged.
+    assert!(!text.contains("!! MEASURED ≠ PREDICTED"), "{text}");
+    assert!(
+        text.contains("← measured otherwise: node-port via node-port: pod sees node"),
+        "{text}"
+    );
+
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, with_evidence("calico"));
+    let traced = trace::flow::trace(
+        &args(&api, &["--evidence", "-o", "json"]),
+        &options,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let json: Value = serde_json::from_str(&traced.output).unwrap();
+    let flagged = &json["cause_disagreements"][0];
+    assert_eq!(flagged["origin"], "node-port");
+    assert_eq!(flagged["predicted"], "SNAT by kube-proxy (MASQUERADE)");
+    assert_eq!(flagged["predicted_owner"], "kube-proxy");
+    assert_eq!(flagged["measured_owner"], "calico");
+    assert_eq!(flagged["connections"], serde_json::json!([1]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evidence_where_pod_security_forbids_the_probe_names_net_admin() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    api.pod_security(PodSecurity {
+        default_level: "privileged".into(),
+        exempt_namespaces: vec![],
+    });
+    api.update("namespaces", None, "shop", |ns| {
+        ns["metadata"]["labels"] =
+            serde_json::json!({"pod-security.kubernetes.io/enforce": "baseline"});
+    });
+    let failure = run(&api, &["--evidence"]).await.unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure.message.contains(
+            "non-default capabilities (container \"probe\" must not include \"NET_RAW\", \
+             \"NET_ADMIN\" in securityContext.capabilities.add)"
+        ),
+        "{failure}"
+    );
+    assert!(
+        failure.message.ends_with("; nothing was created"),
+        "{failure}"
+    );
+    assert!(created(&api).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_refusing_only_net_admin_is_named_and_tracing_without_evidence_works() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    api.refuse_capabilities(&["NET_ADMIN"], "validate.kyverno.svc-fail");
+    let failure = run(&api, &["--evidence"]).await.unwrap_err();
+    assert_eq!(failure.kind, Kind::Cluster);
+    assert!(
+        failure.message.starts_with(
+            "namespace shop admits the probe, but not with the NET_ADMIN capability --evidence \
+             adds: "
+        ) && failure.message.contains("adding NET_ADMIN is not allowed"),
+        "{failure}"
+    );
+    assert!(
+        failure.message.ends_with("; nothing was created"),
+        "{failure}"
+    );
+    let hint = failure.hint.unwrap_or_default();
+    assert!(hint.starts_with("trace without --evidence"), "{hint}");
+    assert!(created(&api).is_empty(), "{:?}", created(&api));
+    // The same trace without --evidence runs.
+    let traced = run(&api, &[]).await.unwrap();
+    assert!(traced.answered);
+    assert!(leftovers(&api).is_empty(), "{:?}", leftovers(&api));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_with_evidence_shows_net_admin() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    let traced = run(&api, &["--dry-run", "--evidence"]).await.unwrap();
+    assert!(created(&api).is_empty());
+    assert!(traced.output.contains("- NET_ADMIN"), "{}", traced.output);
+    assert!(traced.output.contains("- --evidence"), "{}", traced.output);
+    insta::assert_snapshot!(traced.output);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn send_opens_test_connections_with_a_token_once_probes_listen() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,7 +7,7 @@
 
 use realip_probe::capture::evidence::read_snapshot;
 use realip_probe::evidence::snapshot::{self, Baseline};
-use realip_probe::wire::{encode_evidence_line, EvidenceEvent};
+use realip_probe::wire::{encode_line, Event};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -42,8 +42,8 @@ fn main() {
         let start = snapshot::start_event(&snap, "bench", 0);
         let end = snapshot::end_event(&first, &snap, &HashSet::new(), "bench", 0);
         listed = end.rules.len();
-        start_bytes = encode_evidence_line(&EvidenceEvent::Ruleset(start)).len();
-        end_bytes = encode_evidence_line(&EvidenceEvent::Ruleset(end)).len();
+        start_bytes = encode_line(&Event::Ruleset(start)).len();
+        end_bytes = encode_line(&Event::Ruleset(end)).len();
         let t2 = Instant::now();
         rules = snap
             .tables

@@ -2,7 +2,9 @@
 //!
 //! Every line carries `v` (the schema version) and `type`. Readers accept any line whose `v` is
 //! at most [`SCHEMA_VERSION`]; a line of an unknown `type` within a known version decodes as
-//! [`Event::Unknown`] so that older plugins can read newer probes' additive events.
+//! [`Event::Unknown`] so that older plugins can read newer probes' additive events. The events of
+//! `capture --evidence` (`evidence`, `ruleset`, `conntrack`, `route`) were added that way: a
+//! reader from before them passes over them.
 
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -36,6 +38,15 @@ pub enum Event {
     Iface(IfaceChange),
     Stats(Stats),
     Bye(Bye),
+    /// `--evidence`: whether the evidence could be read; once after `hello`, and with the
+    /// totals at the end.
+    Evidence(EvidenceStatus),
+    /// `--evidence`: the NAT rules at the start and at the end of the capture.
+    Ruleset(Ruleset),
+    /// `--evidence`: the conntrack entry of a connection whose SYN the probe saw.
+    Conntrack(Conntrack),
+    /// `--evidence`: the route toward a destination the node source-NATed a connection to.
+    Route(Route),
     /// A `type` this reader does not know (written by a newer probe of the same schema).
     #[serde(other)]
     Unknown,
@@ -51,6 +62,27 @@ impl Event {
             Event::Iface(e) => Some(e.ts_ns),
             Event::Stats(e) => Some(e.ts_ns),
             Event::Bye(e) => Some(e.ts_ns),
+            Event::Evidence(e) => Some(e.ts_ns),
+            Event::Ruleset(e) => Some(e.ts_ns),
+            Event::Conntrack(e) => Some(e.ts_ns),
+            Event::Route(e) => Some(e.ts_ns),
+            Event::Unknown => None,
+        }
+    }
+
+    /// The node whose probe wrote it; `None` for a kind this reader does not know.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Event::Hello(e) => Some(&e.node),
+            Event::Syn(e) => Some(&e.node),
+            Event::L7(e) => Some(&e.node),
+            Event::Iface(e) => Some(&e.node),
+            Event::Stats(e) => Some(&e.node),
+            Event::Bye(e) => Some(&e.node),
+            Event::Evidence(e) => Some(&e.node),
+            Event::Ruleset(e) => Some(&e.node),
+            Event::Conntrack(e) => Some(&e.node),
+            Event::Route(e) => Some(&e.node),
             Event::Unknown => None,
         }
     }
@@ -229,37 +261,6 @@ pub struct Bye {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// The events of `realip-probe capture --evidence`: which netfilter rule, conntrack entry and
-/// route stand behind each rewrite. They share the stream, the `v` and the `type` field with
-/// [`Event`] but are a type of their own, so a reader that knows only [`Event`] decodes them as
-/// [`Event::Unknown`]; [`decode_evidence_line`] reads them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum EvidenceEvent {
-    /// Whether the evidence could be read: once after `hello`, and with the totals at the end.
-    Evidence(EvidenceStatus),
-    /// The NAT rules at the start and at the end of the capture.
-    Ruleset(Ruleset),
-    /// The conntrack entry of a connection whose SYN the probe saw.
-    Conntrack(Conntrack),
-    /// The route toward a destination the node source-NATed a connection to.
-    Route(Route),
-}
-
-impl EvidenceEvent {
-    /// The `type` values of these events.
-    pub const TYPES: [&'static str; 4] = ["evidence", "ruleset", "conntrack", "route"];
-
-    pub fn ts_ns(&self) -> u64 {
-        match self {
-            EvidenceEvent::Evidence(e) => e.ts_ns,
-            EvidenceEvent::Ruleset(e) => e.ts_ns,
-            EvidenceEvent::Conntrack(e) => e.ts_ns,
-            EvidenceEvent::Route(e) => e.ts_ns,
-        }
-    }
 }
 
 /// Whether `--evidence` could read the node's netfilter state, and what it read.
@@ -614,44 +615,6 @@ pub fn decode_line(line: &str) -> Result<Event, DecodeError> {
     }
 }
 
-/// Decodes one JSONL line if it is an [`EvidenceEvent`]; `Ok(None)` for the other types.
-pub fn decode_evidence_line(line: &str) -> Result<Option<EvidenceEvent>, DecodeError> {
-    #[derive(Deserialize)]
-    struct Head<'a> {
-        v: u32,
-        #[serde(borrow, rename = "type")]
-        kind: std::borrow::Cow<'a, str>,
-    }
-    #[derive(Deserialize)]
-    struct EvidenceLine {
-        #[serde(flatten)]
-        event: EvidenceEvent,
-    }
-    let head: Head<'_> = serde_json::from_str(line)?;
-    if head.v > SCHEMA_VERSION {
-        return Err(DecodeError::NewerSchema { found: head.v });
-    }
-    if !EvidenceEvent::TYPES.contains(&head.kind.as_ref()) {
-        return Ok(None);
-    }
-    Ok(Some(serde_json::from_str::<EvidenceLine>(line)?.event))
-}
-
-/// Encodes one evidence event as a JSONL line without the trailing newline.
-pub fn encode_evidence_line(event: &EvidenceEvent) -> String {
-    #[derive(Serialize)]
-    struct Borrowed<'a> {
-        v: u32,
-        #[serde(flatten)]
-        event: &'a EvidenceEvent,
-    }
-    serde_json::to_string(&Borrowed {
-        v: SCHEMA_VERSION,
-        event,
-    })
-    .unwrap_or_default()
-}
-
 /// Encodes one event as a JSONL line without the trailing newline.
 pub fn encode_line(event: &Event) -> String {
     #[derive(Serialize)]
@@ -697,8 +660,8 @@ mod tests {
     }
 
     #[test]
-    fn evidence_events_round_trip_and_older_readers_skip_them() {
-        let event = EvidenceEvent::Conntrack(Conntrack {
+    fn evidence_events_round_trip() {
+        let event = Event::Conntrack(Conntrack {
             ts_ns: 1,
             node: "node-a".into(),
             isn: 629798247,
@@ -727,16 +690,11 @@ mod tests {
             id: None,
             tcp_state: Some("SYN_SENT".into()),
         });
-        let line = encode_evidence_line(&event);
+        let line = encode_line(&event);
         assert!(line.starts_with(r#"{"v":1,"type":"conntrack","#), "{line}");
-        assert_eq!(decode_evidence_line(&line).unwrap(), Some(event));
-        // A reader that knows only `Event` passes over it.
-        assert_eq!(decode_line(&line).unwrap(), Event::Unknown);
-        // And `decode_evidence_line` passes over the others.
-        let syn = encode_line(&Event::Syn(syn()));
-        assert_eq!(decode_evidence_line(&syn).unwrap(), None);
+        assert_eq!(decode_line(&line).unwrap(), event);
         assert!(matches!(
-            decode_evidence_line(r#"{"v":2,"type":"ruleset"}"#),
+            decode_line(r#"{"v":2,"type":"ruleset"}"#),
             Err(DecodeError::NewerSchema { found: 2 })
         ));
     }

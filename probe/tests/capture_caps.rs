@@ -1,7 +1,7 @@
 //! The probe with CAP_NET_RAW alone (uid 0, every other capability dropped from the bounding
 //! set), with no capability at all, and with a wrong interface name — each in a network
-//! namespace made here. Needs root, iproute2 and `setpriv` (util-linux); skips with a reason
-//! otherwise.
+//! namespace made here. Needs root, iproute2 and `setpriv` (util-linux); otherwise each test
+//! says SKIPPED and why, and fails under `CI=true`.
 
 use realip_probe::wire::{decode_line, Event};
 use std::process::{Command, Output, Stdio};
@@ -23,17 +23,12 @@ const NO_CAPS: [&str; 3] = [
     "--bounding-set=-all",
 ];
 
-fn skip_reason() -> Option<&'static str> {
-    if !common::is_root() {
-        return Some("needs root to create network namespaces");
-    }
-    if !common::has_tool("ip") {
-        return Some("needs iproute2");
-    }
-    if !common::has_tool("setpriv") {
-        return Some("needs setpriv (util-linux)");
-    }
-    None
+/// Whether these tests can run here (they fail under CI=true when they cannot).
+fn runnable() -> bool {
+    common::runnable(
+        &common::current_test(),
+        common::missing_root_or(&["ip", "setpriv"]),
+    )
 }
 
 /// A network namespace with loopback up, deleted on drop.
@@ -75,8 +70,7 @@ impl Drop for Netns {
 
 #[test]
 fn net_raw_alone_is_enough_to_capture() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED: {why}");
+    if !runnable() {
         return;
     }
     let ns = Netns::new("caps");
@@ -126,8 +120,7 @@ fn net_raw_alone_is_enough_to_capture() {
 
 #[test]
 fn without_net_raw_the_error_says_what_to_grant() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED: {why}");
+    if !runnable() {
         return;
     }
     let ns = Netns::new("nocaps");
@@ -141,8 +134,7 @@ fn without_net_raw_the_error_says_what_to_grant() {
 
 #[test]
 fn unknown_interface_is_named_with_the_ones_that_exist() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIPPED: {why}");
+    if !runnable() {
         return;
     }
     let ns = Netns::new("noif");

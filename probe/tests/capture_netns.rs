@@ -3,7 +3,8 @@
 //! the probe and tcpdump watch the node's interfaces; they must agree frame for frame, and each
 //! connection must keep its ISN across the NAT.
 //!
-//! Needs root, iproute2, iptables and tcpdump; without them the tests say why and skip.
+//! Needs root, iproute2, iptables and tcpdump; without them each test says SKIPPED and why, and
+//! fails under `CI=true`.
 
 use realip_probe::wire::{decode_line, Change, Direction, Event, IfaceKind, Syn};
 use std::collections::{BTreeMap, HashMap};
@@ -18,22 +19,13 @@ mod common;
 
 const PROBE: &str = env!("CARGO_BIN_EXE_realip-probe");
 
-fn missing_prerequisite() -> Option<String> {
-    if !common::is_root() {
-        return Some("needs root to create network namespaces".into());
-    }
-    for tool in ["ip", "iptables-restore", "tcpdump"] {
-        if !common::has_tool(tool) {
-            return Some(format!("needs {tool} on PATH"));
-        }
-    }
-    None
-}
-
+/// Returns from the test when root or a tool is missing (fails under CI=true).
 macro_rules! require_lab {
     () => {
-        if let Some(why) = missing_prerequisite() {
-            eprintln!("SKIPPED: {why}");
+        if !common::runnable(
+            &common::current_test(),
+            common::missing_root_or(&["ip", "iptables-restore", "tcpdump"]),
+        ) {
             return;
         }
     };

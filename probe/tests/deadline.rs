@@ -53,8 +53,7 @@ fn past_the_deadline_nothing_is_captured_until_sigterm() {
 #[test]
 fn a_deadline_ahead_ends_the_capture_on_time_and_the_probe_stays_quietly() {
     let test = "a_deadline_ahead_ends_the_capture_on_time_and_the_probe_stays_quietly";
-    let root = (!common::is_root()).then(|| "capturing needs root".to_string());
-    if !common::runnable(test, root) {
+    if !common::runnable(test, common::missing_root_or(&["ip"])) {
         return;
     }
     let netns = format!("rpd-{}", std::process::id());

@@ -8,7 +8,7 @@
 use realip_probe::evidence::ruleset::{self, NftDump};
 use realip_probe::evidence::snapshot::{self, Snapshot};
 use realip_probe::evidence::{legacy, xt, Table};
-use realip_probe::wire::{decode_evidence_line, encode_evidence_line, Backend, EvidenceEvent};
+use realip_probe::wire::{decode_line, encode_line, Backend, Event};
 use std::collections::{BTreeMap, HashMap};
 
 mod common;
@@ -143,10 +143,10 @@ fn the_start_ruleset_event_is_bounded_and_pinned() {
         event.rules.len() as u64 + event.summarised + event.left_out,
         total as u64
     );
-    let line = encode_evidence_line(&EvidenceEvent::Ruleset(event.clone()));
+    let line = encode_line(&Event::Ruleset(event.clone()));
     assert_eq!(
-        decode_evidence_line(&line).expect("decodes"),
-        Some(EvidenceEvent::Ruleset(event.clone()))
+        decode_line(&line).expect("decodes"),
+        Event::Ruleset(event.clone())
     );
     insta::assert_json_snapshot!("start_ruleset", event);
 }

@@ -16,8 +16,8 @@
 
 use realip_probe::capture::evidence::read_snapshot;
 use realip_probe::wire::{
-    decode_evidence_line, decode_line, Backend, Conntrack, Event, EvidenceEvent, EvidenceStatus,
-    NatKind, Owner, Phase, Route, RuleEntry, Ruleset, Syntax, Why,
+    decode_line, Backend, Conntrack, Event, EvidenceStatus, NatKind, Owner, Phase, Route,
+    RuleEntry, Ruleset, Syntax, Why,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -35,10 +35,7 @@ const CHILD: &str = "REALIP_EVIDENCE_CHILD";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/evidence");
 
 fn missing() -> Option<String> {
-    if !common::is_root() {
-        return Some("needs root to create network namespaces".into());
-    }
-    for tool in [
+    common::missing_root_or(&[
         "ip",
         "nft",
         "iptables-legacy-restore",
@@ -47,17 +44,12 @@ fn missing() -> Option<String> {
         "ipset",
         "bash",
         "setpriv",
-    ] {
-        if !common::has_tool(tool) {
-            return Some(format!("needs {tool} on PATH"));
-        }
-    }
-    None
+    ])
 }
 
 macro_rules! require {
     () => {
-        if std::env::var(CHILD).is_err() && !common::runnable(module_path!(), missing()) {
+        if std::env::var(CHILD).is_err() && !common::runnable(&common::current_test(), missing()) {
             return;
         }
     };
@@ -519,16 +511,11 @@ fn capture(lab: &mut Lab, role: &str, args: &[&str], traffic: impl FnOnce(&Lab))
     lines.extend(wait_for(&rx, "bye", |l| l.contains(r#""type":"bye""#)));
     let mut s = Stream::default();
     for line in &lines {
-        if let Some(ev) = decode_evidence_line(line).expect("evidence line") {
-            match ev {
-                EvidenceEvent::Evidence(e) => s.status.push(e),
-                EvidenceEvent::Ruleset(r) => s.rulesets.push(r),
-                EvidenceEvent::Conntrack(c) => s.conntrack.push(c),
-                EvidenceEvent::Route(r) => s.routes.push(r),
-            }
-            continue;
-        }
         match decode_line(line).expect("event line") {
+            Event::Evidence(e) => s.status.push(e),
+            Event::Ruleset(r) => s.rulesets.push(r),
+            Event::Conntrack(c) => s.conntrack.push(c),
+            Event::Route(r) => s.routes.push(r),
             Event::Syn(syn) => s.syns.push(syn),
             Event::Bye(_) => s.ended = true,
             _ => {}
@@ -875,8 +862,8 @@ fn without_net_admin_the_probe_captures_and_says_why_there_is_no_evidence() {
     );
     let status: Vec<EvidenceStatus> = lines
         .iter()
-        .filter_map(|l| match decode_evidence_line(l) {
-            Ok(Some(EvidenceEvent::Evidence(e))) => Some(e),
+        .filter_map(|l| match decode_line(l) {
+            Ok(Event::Evidence(e)) => Some(e),
             _ => None,
         })
         .collect();

@@ -23,6 +23,10 @@ use std::net::IpAddr;
 /// client and for clock skew between nodes.
 pub const JOIN_NS: u64 = 10_000_000_000;
 
+/// Legs held at most: beyond, the oldest client connection leaves before its joining time is
+/// up, so that a burst of connections costs bounded memory (counted in [`Chains::hurried`]).
+pub const MAX_HELD: usize = 4096;
+
 /// Clock skew tolerated between the node where a leg ended and the node where the next was
 /// first seen (the same node's clock needs none).
 const SKEW_NS: u64 = 1_000_000_000;
@@ -53,6 +57,8 @@ pub struct Chains {
     closed: bool,
     out: VecDeque<Flow>,
     connections: usize,
+    /// Connections that left before no later leg could continue them, to bound memory.
+    hurried: usize,
 }
 
 impl Chains {
@@ -89,6 +95,12 @@ impl Chains {
     pub fn close(&mut self, owners: &mut Owners) {
         self.closed = true;
         self.release(owners);
+    }
+
+    /// Client connections that had to leave before their joining time was up (more than
+    /// [`MAX_HELD`] legs waiting): a proxy's leg after them may have gone unjoined.
+    pub fn hurried(&self) -> usize {
+        self.hurried
     }
 
     /// The next leg ready to be written, connections whole and in order.
@@ -191,8 +203,12 @@ impl Chains {
                 ids.push(id);
                 cursor = h.next;
             }
-            if !self.closed && self.newest <= newest.saturating_add(JOIN_NS) {
+            let due = self.closed || self.newest > newest.saturating_add(JOIN_NS);
+            if !due && self.held.len() <= MAX_HELD {
                 return;
+            }
+            if !due {
+                self.hurried += 1;
             }
             self.order.pop_front();
             self.emit(&ids, owners);

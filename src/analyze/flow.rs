@@ -48,6 +48,7 @@ pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners
                 to: SocketAddr::new(b.dst, b.dport),
                 to_owner: owner(b.dst, TranslationKind::Dnat, a, b, names, owners),
                 hop: i + 1,
+                attribution: None,
             });
         }
         if !a.same_source(b) {
@@ -58,6 +59,7 @@ pub fn build(path: &[Sighting], retries: u32, names: &Names, owners: &mut Owners
                 to: SocketAddr::new(b.src, b.sport),
                 to_owner: owner(b.src, TranslationKind::Snat, a, b, names, owners),
                 hop: i + 1,
+                attribution: None,
             });
         }
     }

@@ -13,11 +13,13 @@
 //! format, a capture file that would name the same node as another), or a bad flag. Notes on
 //! input used whole (a glitched timestamp, a TSval cut by the snap length) change no exit code.
 
+mod attribution;
 mod capture;
 mod chain;
 mod clock;
 mod correlate;
 mod coverage;
+mod evidence;
 mod flow;
 mod groups;
 mod host_macs;
@@ -29,7 +31,7 @@ mod node_ifaces;
 mod owners;
 mod progress;
 mod reach;
-mod render;
+pub(crate) mod render;
 mod sighting;
 mod source;
 mod summary;
@@ -56,9 +58,13 @@ use node_ifaces::NodeIfaces;
 use owners::Owners;
 use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, IsTerminal};
 use std::time::Duration;
+
+/// Connections held at most while a node's end snapshot of its rules is awaited (see
+/// [`Analyzer::next_flow`]); past it the oldest is reported without the counters' verdict.
+const MAX_HELD: usize = 50_000;
 
 /// Streaming correlation of probe events. Sightings are held per ISN until their connection
 /// can have no more (see [`Analyzer::windowed`]); L7 events only when they name a client.
@@ -77,6 +83,14 @@ pub struct Analyzer {
     /// Latest cumulative drop counter per (node, interface).
     drops: HashMap<(String, String), u64>,
     warnings: Vec<String>,
+    /// The nodes' netfilter evidence, for the attribution of each rewrite.
+    evidence: evidence::Evidence,
+    /// Connections complete, in output order, waiting for the end of a node's evidence.
+    held: VecDeque<Flow>,
+    /// Connections reported before the evidence they waited for came (over [`MAX_HELD`]).
+    released_early: usize,
+    /// The input has ended.
+    closed: bool,
 }
 
 impl Default for Analyzer {
@@ -111,6 +125,10 @@ impl Analyzer {
             coverage: Coverage::default(),
             drops: HashMap::new(),
             warnings: Vec::new(),
+            evidence: evidence::Evidence::default(),
+            held: VecDeque::new(),
+            released_early: 0,
+            closed: false,
         }
     }
 
@@ -148,6 +166,12 @@ impl Analyzer {
                     self.warn(format!("the probe on {} stopped: {error}", bye.node));
                 }
             }
+            Event::Evidence(status) => self.evidence.status(status),
+            Event::Ruleset(ruleset) => self.evidence.ruleset(ruleset),
+            Event::Conntrack(entry) => {
+                self.evidence.conntrack(entry);
+            }
+            Event::Route(route) => self.evidence.route(route),
             Event::Unknown => {}
         }
     }
@@ -180,8 +204,33 @@ impl Analyzer {
     }
 
     /// The next connection whose story is complete, in output order: with a window, while
-    /// input is still coming; otherwise once [`Analyzer::close`] has been called.
+    /// input is still coming; otherwise once [`Analyzer::close`] has been called. A connection
+    /// rewritten on a node whose probe reads evidence waits for that probe's end snapshot of
+    /// its rules (the counters over the capture name the rule), up to [`MAX_HELD`] of them.
     pub fn next_flow(&mut self) -> Option<Flow> {
+        loop {
+            if let Some(front) = self.held.front() {
+                let over = self.held.len() > MAX_HELD;
+                if self.closed || over || !self.evidence.waits_for(front) {
+                    let mut flow = self.held.pop_front()?;
+                    if over && self.evidence.waits_for(&flow) {
+                        self.released_early += 1;
+                    }
+                    attribution::attribute_flow(&self.evidence, &mut flow);
+                    self.evidence.done(&flow);
+                    return Some(flow);
+                }
+            }
+            match self.next_judged() {
+                Some(flow) => self.held.push_back(flow),
+                None if self.closed && !self.held.is_empty() => {}
+                None => return None,
+            }
+        }
+    }
+
+    /// The next connection correlated and judged, in output order.
+    fn next_judged(&mut self) -> Option<Flow> {
         loop {
             if let Some(flow) = self.chains.pop() {
                 return Some(flow);
@@ -207,6 +256,7 @@ impl Analyzer {
     /// The input has ended: every connection still open is complete.
     pub fn close(&mut self) {
         self.groups.close_all();
+        self.closed = true;
     }
 
     /// Closes the input and gives the whole report.
@@ -225,7 +275,29 @@ impl Analyzer {
         let mut warnings = std::mem::take(&mut self.warnings);
         warnings.append(&mut self.groups.warnings);
         warnings.extend(self.coverage.warnings(self.owners.ifaces()));
-        tally.finish(self.drops.values().sum(), warnings)
+        let hurried = self.chains.hurried();
+        if hurried > 0 {
+            warnings.push(format!(
+                "{hurried} connection(s) were written before the {} s in which a proxy's next leg \
+                 is joined to them were up ({} connections at once at most): a proxy's leg after \
+                 them may stand alone",
+                chain::JOIN_NS / 1_000_000_000,
+                chain::MAX_HELD
+            ));
+        }
+        let (evidence, notes) = self.evidence.summary();
+        warnings.extend(notes);
+        if self.released_early > 0 {
+            warnings.push(format!(
+                "{} connection(s) were reported before their node's end snapshot of its NAT \
+                 rules came (more than {MAX_HELD} waited): their rules' counters over the \
+                 capture were not used",
+                self.released_early
+            ));
+        }
+        let mut summary = tally.finish(self.drops.values().sum(), warnings);
+        summary.evidence = evidence;
+        summary
     }
 }
 

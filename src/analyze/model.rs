@@ -3,7 +3,7 @@
 //! Field names and meanings are public (DESIGN.md, "Analysis output"; docs/analyze.md): add
 //! fields, never rename. [`SCHEMA`] counts the versions of meaning.
 
-use realip_probe::wire::Direction;
+use realip_probe::wire::{Conntrack, Direction, Owner, Route, RuleEntry};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
@@ -349,6 +349,64 @@ pub struct Translation {
     /// Index into the flow's `hops` of the first hop that carries the new address.
     #[serde(default)]
     pub hop: usize,
+    /// Which netfilter rule made it, from the node's own state (`--evidence`). Absent when no
+    /// probe of the capture read evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
+}
+
+/// What the node's netfilter state says made a rewrite: the rule, its owner, the conntrack entry
+/// that shows the rewrite, and for SNAT the route that chose the address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    pub status: AttributionStatus,
+    /// What names the rule, or what is missing, in one sentence.
+    pub reason: String,
+    /// The rule, as the node's probe read it: table, chain, position (and nftables handle), its
+    /// text as `iptables-save` or `nft` prints it, its owner, its counters and how far they moved
+    /// during the capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleEntry>,
+    /// Who installed the rule (`rule.owner`), for a reader that wants only that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+    /// How the rule was told from the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<AttributionBasis>,
+    /// With `ambiguous`: every rule that could have made it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<RuleEntry>,
+    /// The connection's conntrack entry on that node, when its tuples show this very rewrite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<Conntrack>,
+    /// For an SNAT: the route the node uses toward the connection's destination, with the
+    /// address MASQUERADE takes there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionStatus {
+    /// One rule made it (`rule`).
+    Rule,
+    /// Several rules could have (`candidates`): the counters do not tell which.
+    Ambiguous,
+    /// None of the rules the node's probe read fits.
+    NoRule,
+    /// The node gave no evidence: its probe ran without `--evidence`, lacked `CAP_NET_ADMIN`,
+    /// or no probe ran where the rewrite happened.
+    NoEvidence,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributionBasis {
+    /// Of the rules whose target fits, only its counter moved during the capture.
+    Counter,
+    /// It is the only rule whose target fits; it keeps no counter (kube-proxy's nftables rules
+    /// keep none), and no rule that counts moved.
+    OnlyFit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -392,6 +450,33 @@ pub struct Summary {
     pub drops: u64,
     /// Problems met while reading input that did not stop the analysis.
     pub warnings: Vec<String>,
+    /// Per node whose probe ran with `--evidence`: whether it could read the node's netfilter
+    /// state, and what it read. Absent when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<NodeEvidence>,
+}
+
+/// What one node's probe could read of its netfilter state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEvidence {
+    pub node: String,
+    pub available: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// NAT rules read at the start and at the end of the capture (listed in full, of all).
+    #[serde(default)]
+    pub rules_listed: u64,
+    #[serde(default)]
+    pub rules_total: u64,
+    /// The end snapshot came: counters moved during the capture are known.
+    #[serde(default)]
+    pub counted: bool,
+    /// Conntrack entries found, of the connections looked up.
+    #[serde(default)]
+    pub conntrack_found: u64,
+    #[serde(default)]
+    pub conntrack_lookups: u64,
 }
 
 /// Per way in (destination at the first hop).

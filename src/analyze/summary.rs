@@ -96,6 +96,7 @@ impl Tally {
             entries,
             drops,
             warnings,
+            evidence: Vec::new(),
         }
     }
 }

@@ -143,7 +143,27 @@ pub fn classify(flow: &Flow, owners: &Owners) -> Source {
     let Some(first) = flow.hops.first() else {
         return Source::new(ClientKind::Unknown, false, "no hop was captured".into());
     };
-    classify_address(first.src, Some(first), via_lb(flow, owners), owners)
+    let mut source = classify_address(first.src, Some(first), via_lb(flow, owners), owners);
+    // A connection that carries a forwarding header naming someone else was opened for that
+    // someone: by a proxy, or by a client that says so. Either way its own address is not
+    // settled as the client's.
+    let forwards_for = flow
+        .l7_client_ip
+        .as_ref()
+        .filter(|l7| l7.value.parse::<IpAddr>().ok() != Some(first.src));
+    if let Some(l7) = forwards_for {
+        source.evidence.push(format!(
+            "it sends {} naming {}: a proxy forwarding for that address, or a client that says so",
+            header_words(l7),
+            l7.value
+        ));
+        if !source.is_not_client() {
+            source.kind = ClientKind::Proxy;
+            source.established = false;
+            source.origin = false;
+        }
+    }
+    source
 }
 
 /// What `src` is, first seen at `first` (or read in a header when `None`).
@@ -512,10 +532,13 @@ pub fn apply_l7(flow: &mut Flow, client: Option<IpAddr>, behind_proxy: bool, own
             return;
         }
         None if !behind_proxy => {
-            flow.evidence.push(format!(
-                "{} names {value}, but who wrote it is not settled",
-                header_words(&l7)
-            ));
+            // The source's evidence already says what the header claims.
+            if flow.client_kind != ClientKind::Proxy {
+                flow.evidence.push(format!(
+                    "{} names {value}, but who wrote it is not settled",
+                    header_words(&l7)
+                ));
+            }
             return;
         }
         None => {

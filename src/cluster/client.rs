@@ -232,6 +232,14 @@ fn check_names(
     Ok(())
 }
 
+/// The kubeconfig the flags name (`--kubeconfig`, else `KUBECONFIG`, else ~/.kube/config).
+pub fn kubeconfig(args: &KubeArgs) -> Result<Kubeconfig, KubeError> {
+    match &args.kubeconfig {
+        Some(path) => read_kubeconfig(path),
+        None => Kubeconfig::read().map_err(|err| KubeError::Config(err.to_string())),
+    }
+}
+
 /// `--kubeconfig` (or `KUBECONFIG`) may list several files, merged in order as kubectl does.
 fn read_kubeconfig(paths: &Path) -> Result<Kubeconfig, KubeError> {
     let mut merged: Option<Kubeconfig> = None;

@@ -6,8 +6,8 @@ use crate::error::{Failure, Kind};
 use std::fmt;
 use std::time::Duration;
 
-/// Where the minimal Role/ClusterRole is documented.
-pub const RBAC_DOC: &str = "docs/rbac.md";
+/// Where the minimal Role/ClusterRole is documented: a URL, for krew users have no checkout.
+pub const RBAC_DOC: &str = crate::doc_url!("rbac.md");
 
 /// One API call: what a refusal or a failure is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

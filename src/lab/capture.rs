@@ -1,4 +1,5 @@
-//! The real probe on the load balancer and on every node, for the span of one scenario.
+//! The real probe on the load balancer and on every node, for the span of one scenario, with
+//! `--evidence`: each names the NAT rules, conntrack entries and routes behind its rewrites.
 
 use super::netns::{Lab, LabError, LabResult, Proc};
 use super::scenario::Scenario;
@@ -35,7 +36,7 @@ impl Capture {
     pub fn start(lab: &Lab, probe: &Path, scenario: &Scenario) -> LabResult<Capture> {
         let mut probes = Vec::new();
         for (host, node) in probed(scenario) {
-            let args: Vec<String> = ["capture", "--node", node, "--l7"]
+            let args: Vec<String> = ["capture", "--node", node, "--l7", "--evidence"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();

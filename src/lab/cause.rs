@@ -3,12 +3,20 @@
 //! objects, go through the same rules as `kubectl realip explain -f`, told the node each
 //! connection enters by; only the ways in the scenario exercises are kept. Scenarios explain has
 //! nothing to say about fall back to their own line.
+//!
+//! The lab's load balancer is modelled on TKE's CLB, so its nodes are TKE's and explain adds
+//! TKE's own reasons and fixes: they are marked TKE and come after what Kubernetes does on any
+//! cluster, and a generic fix always comes first.
 
 use super::clb::Listener;
 use super::scenario::{Connection, From, ModelError, Scenario};
 use super::topology::{Node, Pod};
 use crate::explain::objects::Objects;
-use crate::explain::{self, model::Explanation};
+use crate::explain::rules::tke;
+use crate::explain::{
+    self,
+    model::{Explanation, Fix},
+};
 use crate::output::{wrap, WIDTH};
 use k8s_openapi::api::core::v1::{ConfigMap, Node as K8sNode, NodeAddress, NodeSpec, NodeStatus};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
@@ -35,6 +43,7 @@ pub fn explanations(scenario: &Scenario) -> Vec<Explanation> {
             explanation
                 .origins
                 .retain(|v| v.origin == origin && v.via == via);
+            kubernetes_first(&mut explanation, scenario.fix);
             if explanation.origins.is_empty() {
                 continue;
             }
@@ -61,6 +70,25 @@ pub fn explanations(scenario: &Scenario) -> Vec<Explanation> {
         }
     }
     out
+}
+
+/// What holds on any cluster before what holds on TKE only; when every fix is TKE's, the
+/// scenario's own generic fix goes first.
+fn kubernetes_first(explanation: &mut Explanation, generic_fix: &str) {
+    for verdict in &mut explanation.origins {
+        // Stable: each group keeps explain's order (the order of the path).
+        verdict.reasons.sort_by_key(|r| tke::is_tke(&r.text));
+        verdict.fixes.sort_by_key(|f| tke::is_tke(&f.text));
+        if !verdict.fixes.is_empty() && verdict.fixes.iter().all(|f| tke::is_tke(&f.text)) {
+            verdict.fixes.insert(
+                0,
+                Fix {
+                    text: squash(generic_fix),
+                    apply: None,
+                },
+            );
+        }
+    }
 }
 
 /// The node where kube-proxy first handles `conn`: the node the load balancer's listener sends
@@ -92,11 +120,15 @@ fn node_at(ip: Ipv4Addr) -> Option<Node> {
 }
 
 /// The scenario's manifests with what the lab's topology adds, so that explain does not assume:
-/// kube-proxy in iptables mode, the two nodes (TKE nodes with routed pod CIDRs, as GlobalRouter:
+/// kube-proxy's mode, the two nodes (TKE nodes with routed pod CIDRs, as GlobalRouter:
 /// the load balancer is modelled on a CLB), and an EndpointSlice per modelled Service with the
 /// node each endpoint runs on.
 fn lab_objects(scenario: &Scenario) -> Result<Objects, ModelError> {
     let mut objects = scenario.objects()?;
+    let mode = match scenario.dataplane.proxy {
+        super::dataplane::ProxyMode::Iptables => "iptables",
+        super::dataplane::ProxyMode::Nftables => "nftables",
+    };
     objects.add_config_map(ConfigMap {
         metadata: ObjectMeta {
             name: Some("kube-proxy".into()),
@@ -105,11 +137,22 @@ fn lab_objects(scenario: &Scenario) -> Result<Objects, ModelError> {
         },
         data: Some(BTreeMap::from([(
             "config.conf".to_string(),
-            "kind: KubeProxyConfiguration\nmode: iptables\n".to_string(),
+            format!("kind: KubeProxyConfiguration\nmode: {mode}\n"),
         )])),
         ..ConfigMap::default()
     });
     for node in Node::ALL {
+        let mut addresses = vec![NodeAddress {
+            type_: "InternalIP".into(),
+            address: node.ip().to_string(),
+        }];
+        // A node with a second NIC in use lists its address too, as multi-NIC nodes do.
+        if scenario.dataplane.second_nic == Some(node) {
+            addresses.push(NodeAddress {
+                type_: "InternalIP".into(),
+                address: node.second_nic_ip().to_string(),
+            });
+        }
         objects.nodes.push(K8sNode {
             metadata: ObjectMeta {
                 name: Some(node.name().into()),
@@ -121,10 +164,7 @@ fn lab_objects(scenario: &Scenario) -> Result<Objects, ModelError> {
                 ..NodeSpec::default()
             }),
             status: Some(NodeStatus {
-                addresses: Some(vec![NodeAddress {
-                    type_: "InternalIP".into(),
-                    address: node.ip().to_string(),
-                }]),
+                addresses: Some(addresses),
                 ..NodeStatus::default()
             }),
         });
@@ -178,10 +218,22 @@ pub fn cause_text(scenario: &Scenario) -> String {
         }
         return text;
     }
-    let mut text = format!(
-        "why (kubectl realip explain on this scenario's manifests):\n{}",
-        explain::render_text(&explained)
-    );
+    let says_tke = explained.iter().flat_map(|e| &e.origins).any(|v| {
+        v.reasons.iter().any(|r| tke::is_tke(&r.text))
+            || v.fixes.iter().any(|f| tke::is_tke(&f.text))
+    });
+    let heading = if says_tke {
+        "why (kubectl realip explain on this scenario's manifests; the lab's nodes are TKE \
+         nodes, so explain adds TKE's own reasons and fixes, marked TKE):"
+    } else {
+        "why (kubectl realip explain on this scenario's manifests):"
+    };
+    let mut text = String::new();
+    for line in wrap(heading, WIDTH, "", "  ") {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.push_str(&explain::render_text(&explained));
     // explain proposes fixes only for what is broken; the lab always ends with one.
     if explained
         .iter()
@@ -219,7 +271,7 @@ mod tests {
     fn fits(predicted: L4Source, who: Who) -> bool {
         match who {
             Who::Client => predicted == L4Source::Client,
-            Who::NodeIp(_) => predicted == L4Source::Node,
+            Who::NodeIp(_) | Who::SecondNic(_) => predicted == L4Source::Node,
             Who::Bridge(_) => predicted == L4Source::Bridge,
             Who::Pod(Pod::Ingress) => predicted == L4Source::Proxy,
             Who::Pod(_) => predicted == L4Source::Pod,
@@ -309,6 +361,37 @@ mod tests {
                 format!("cause-{}", scenario.name),
                 crate::output::plain(&cause_text(&scenario))
             );
+        }
+    }
+
+    /// On any cluster the first fix is a Kubernetes one, and TKE's come marked, after the rest.
+    #[test]
+    fn kubernetes_comes_first_and_tke_is_marked() {
+        for scenario in scenario::all() {
+            for explanation in explanations(&scenario) {
+                for verdict in &explanation.origins {
+                    let first_tke = |tke: Vec<bool>| tke.iter().position(|t| *t);
+                    let reasons: Vec<bool> = verdict
+                        .reasons
+                        .iter()
+                        .map(|r| tke::is_tke(&r.text))
+                        .collect();
+                    let fixes: Vec<bool> =
+                        verdict.fixes.iter().map(|f| tke::is_tke(&f.text)).collect();
+                    for marks in [&reasons, &fixes] {
+                        if let Some(at) = first_tke(marks.to_vec()) {
+                            assert!(marks[at..].iter().all(|t| *t), "{}", scenario.name);
+                        }
+                    }
+                    assert_ne!(fixes.first(), Some(&true), "{}", scenario.name);
+                    for reason in &verdict.reasons {
+                        let tke_only = reason.setting.contains("qcloud")
+                            || reason.setting.contains("tencent")
+                            || reason.setting.contains("local-svc-");
+                        assert!(!tke_only || tke::is_tke(&reason.text), "{reason:?}");
+                    }
+                }
+            }
         }
     }
 

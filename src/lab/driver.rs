@@ -3,11 +3,16 @@
 
 use super::capture::Capture;
 use super::clb;
+use super::dataplane::{self, ProxyMode};
+use super::installed::Installed;
 use super::kube_proxy::{self, Service};
+use super::kube_proxy_nft;
 use super::net::GetOutcome;
+use super::netns::Added;
 use super::netns::{check_interrupt, run, Lab, LabError, LabResult, Proc};
 use super::partial::Variant;
 use super::scenario::{Expect, From, Scenario};
+use super::topology;
 use super::topology::cluster_view;
 use super::topology::{Host, Node, Pod, ECHO_PORT};
 use super::verdict::{self, Check};
@@ -119,14 +124,142 @@ pub fn host_of(from: From) -> Host {
     }
 }
 
-/// Programs the scenario's rules on the load balancer and on both nodes.
-pub fn apply_rules(lab: &Lab, scenario: &Scenario, services: &[Service]) -> LabResult<()> {
+/// One step of programming a node for a scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeStep {
+    /// `iptables-restore`: replaces the tables it names, or with `add` (`--noflush`) adds to
+    /// them.
+    Iptables {
+        what: &'static str,
+        rules: String,
+        add: bool,
+    },
+    /// `nft -f -`.
+    Nft { what: &'static str, script: String },
+    /// `ipset ARGS…`, one command each.
+    Ipset {
+        what: &'static str,
+        commands: Vec<Vec<String>>,
+    },
+    /// `ip route replace …`: which way the other node's pods are reached.
+    Route { argv: Vec<String> },
+}
+
+impl NodeStep {
+    pub fn what(&self) -> &'static str {
+        match self {
+            NodeStep::Iptables { what, .. }
+            | NodeStep::Nft { what, .. }
+            | NodeStep::Ipset { what, .. } => what,
+            NodeStep::Route { .. } => "route to the other node's pods",
+        }
+    }
+
+    /// What the step loads or runs, as text.
+    pub fn text(&self) -> String {
+        match self {
+            NodeStep::Iptables { rules, add, .. } => {
+                let tool = if *add {
+                    "# iptables-restore --noflush\n"
+                } else {
+                    ""
+                };
+                format!("{tool}{rules}")
+            }
+            NodeStep::Nft { script, .. } => script.clone(),
+            NodeStep::Ipset { commands, .. } => commands
+                .iter()
+                .map(|args| format!("ipset {}\n", args.join(" ")))
+                .collect(),
+            NodeStep::Route { argv } => format!("ip {}\n", argv.join(" ")),
+        }
+    }
+}
+
+/// How `node` is programmed for `scenario`: kube-proxy's rules in its mode, a CNI's masquerade,
+/// the route to the other node's pods.
+pub fn node_setup(scenario: &Scenario, services: &[Service], node: Node) -> Vec<NodeStep> {
+    let dataplane = scenario.dataplane;
+    let mut steps = Vec::new();
+    match dataplane.proxy {
+        ProxyMode::Iptables => steps.push(NodeStep::Iptables {
+            what: "kube-proxy, iptables mode",
+            rules: kube_proxy::node_rules(services, node),
+            add: false,
+        }),
+        ProxyMode::Nftables => {
+            steps.push(NodeStep::Iptables {
+                what: "kube-proxy's nftables mode leaves iptables empty",
+                rules: dataplane::empty_iptables(),
+                add: false,
+            });
+            steps.push(NodeStep::Nft {
+                what: "kube-proxy, nftables mode",
+                script: kube_proxy_nft::node_rules(services, node),
+            });
+        }
+    }
+    if dataplane.cni_masquerade == Some(node) {
+        steps.push(NodeStep::Ipset {
+            what: "Calico's IP pool sets",
+            commands: dataplane::calico_ipsets(node),
+        });
+        steps.push(NodeStep::Iptables {
+            what: "Calico natOutgoing, ahead of kube-proxy",
+            rules: dataplane::calico_rules(),
+            add: true,
+        });
+    }
+    steps.push(NodeStep::Route {
+        argv: topology::route_to_other_pods(node, dataplane.second_nic),
+    });
+    steps
+}
+
+/// Programs the scenario's rules on the load balancer and on both nodes, removing what an
+/// earlier scenario added that its tables' replacement does not (an nftables table, ipsets).
+pub fn apply_rules(lab: &mut Lab, scenario: &Scenario, services: &[Service]) -> LabResult<()> {
     lab.restore(Host::Clb, &clb::rules(&scenario.listeners))?;
     for node in Node::ALL {
-        lab.restore(Host::Node(node), &kube_proxy::node_rules(services, node))?;
+        let host = Host::Node(node);
+        let steps = node_setup(scenario, services, node);
+        let mut added = Vec::new();
+        for step in &steps {
+            match step {
+                NodeStep::Iptables { rules, add, .. } => lab.restore_with(host, rules, *add)?,
+                NodeStep::Nft { script, .. } => {
+                    lab.nft(host, script)?;
+                    added.push(Added::NftTable(NFT_TABLE.into()));
+                }
+                NodeStep::Ipset { commands, .. } => {
+                    for args in commands {
+                        lab.run_in(host, "ipset", args)?;
+                        if args.first().is_some_and(|a| a == "create") {
+                            added.extend(args.get(1).map(|set| Added::Ipset(set.clone())));
+                        }
+                    }
+                }
+                NodeStep::Route { argv } => lab.run_in(host, "ip", argv)?,
+            }
+        }
+        // The tables are replaced: what the earlier scenario added and this one did not is
+        // unreferenced now, and goes.
+        for gone in lab.take_added(host) {
+            if added.contains(&gone) {
+                continue;
+            }
+            match &gone {
+                Added::NftTable(table) => lab.nft(host, &format!("delete table {table}\n"))?,
+                Added::Ipset(set) => lab.run_in(host, "ipset", &["destroy".into(), set.clone()])?,
+            }
+        }
+        lab.note_added(host, added);
     }
     Ok(())
 }
+
+/// The nftables table kube-proxy's nftables mode writes.
+const NFT_TABLE: &str = "ip kube-proxy";
 
 /// Starts the scenario's L7 proxies (the load balancer's, an ingress controller) and waits
 /// until each listens.
@@ -200,6 +333,7 @@ pub fn run_scenario(
     std::thread::sleep(Duration::from_millis(100));
     let captured = capture.stop();
     check_interrupt()?;
+    let installed = Installed::read(lab, scenario)?;
     for proxy in proxies {
         if keep_up {
             lab.start(proxy);
@@ -230,12 +364,14 @@ pub fn run_scenario(
         .iter()
         .zip(&outcomes)
         .map(|(conn, outcome)| {
-            verdict::check(
+            let mut check = verdict::check(
                 conn,
                 outcome,
                 &report,
                 verdict::Evidence::Complete(&partials),
-            )
+            );
+            verdict::check_rules(&mut check, scenario, &report, &installed);
+            check
         })
         .collect();
     Ok(ScenarioRun {

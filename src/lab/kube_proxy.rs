@@ -106,15 +106,21 @@ impl Service {
         format!("{}/{}:{}", self.namespace, self.name, self.port_name)
     }
 
-    fn has_external(&self) -> bool {
+    pub(super) fn has_external(&self) -> bool {
         self.node_port.is_some() || self.load_balancer_ip.is_some()
     }
 }
 
 /// kube-proxy's `portProtoHash`: the first 16 base32 characters of SHA-256.
 fn proto_hash(text: &str) -> String {
+    hash_prefix(text, 16)
+}
+
+/// The first `len` base32 characters of the SHA-256 of `text`: kube-proxy's chain-name hashes
+/// (16 in iptables mode, 8 in nftables mode).
+pub(super) fn hash_prefix(text: &str, len: usize) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    base32(&digest).chars().take(16).collect()
+    base32(&digest).chars().take(len).collect()
 }
 
 /// RFC 4648 base32 (standard alphabet); only the prefix is used, so no padding.
@@ -376,10 +382,11 @@ fn write_balance(service: &Service, chain: &str, endpoints: &[&Endpoint], nat: &
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn svc(policy: TrafficPolicy, endpoints: &[Pod]) -> Service {
+    /// The web Service of the lab's manifests, with `endpoints`.
+    pub(in crate::lab) fn svc(policy: TrafficPolicy, endpoints: &[Pod]) -> Service {
         Service {
             namespace: "default".into(),
             name: "web".into(),

@@ -9,9 +9,12 @@
 pub mod capture;
 pub mod cause;
 pub mod clb;
+pub mod dataplane;
 pub mod driver;
+pub mod installed;
 pub mod interrupt;
 pub mod kube_proxy;
+pub mod kube_proxy_nft;
 pub mod net;
 pub mod netns;
 pub mod partial;
@@ -49,9 +52,9 @@ pub fn run(args: &LabArgs) -> Result<()> {
             rules_text(&scenarios).map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
         return emit(&text);
     }
-    preflight()?;
+    preflight(if args.down { &[] } else { &scenarios })?;
     if args.down {
-        return down();
+        return down(&args.ns_prefix);
     }
     let probe = crate::probe_bin::locate(args.probe.as_deref()).map_err(|err| {
         Failure::new(Kind::Probe, err.to_string()).hint(crate::probe_bin::BUILD_HINT)
@@ -60,7 +63,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
         .map_err(|err| Failure::new(Kind::Probe, format!("cannot find this executable: {err}")))?;
     interrupt::install();
     let tools = Tools { probe, me };
-    let names = Names::new(run_id());
+    let names = Names::with_prefix(&args.ns_prefix, run_id());
     let (runs, kept) = execute(&names, &scenarios, &tools, args.keep)
         .map_err(|err| lab_failure(err, &names, args.keep))?;
 
@@ -73,7 +76,7 @@ pub fn run(args: &LabArgs) -> Result<()> {
         .collect();
     let text = match args.output {
         OutputFormat::Text => {
-            let mut out = String::new();
+            let mut out = legend();
             for (run, cause) in runs.iter().zip(&causes) {
                 out.push_str(&render::scenario_text(run, cause));
                 out.push('\n');
@@ -107,6 +110,21 @@ pub fn run(args: &LabArgs) -> Result<()> {
         )
         .hint("rerun with --keep and explore the namespaces by hand (ip netns exec …)"))
     }
+}
+
+/// What the text report's words stand for, said once before the scenarios.
+fn legend() -> String {
+    let text = "The lab: a client, a load balancer (clb, modelled on TKE's CLB: the Cloud Load \
+                Balancer of Tencent Kubernetes Engine), two nodes with kube-proxy's rules, and \
+                pods. Each connection is followed by its SYN's ISN (initial sequence number), \
+                which NAT does not rewrite.";
+    let mut out = String::new();
+    for line in crate::output::wrap(text, crate::output::WIDTH, "", "") {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
 }
 
 /// Builds the lab, runs the scenarios; the lab is removed when this returns, unless kept.
@@ -163,8 +181,9 @@ fn lab_failure(err: LabError, names: &Names, keep: bool) -> Failure {
             Failure::new(Kind::Interrupted, "interrupted; the lab's namespaces were removed")
         }
         other if keep => Failure::new(Kind::Probe, format!("lab: {other}")).hint(format!(
-            "the lab is still up ({}*) to look into: ip netns exec NAME …; remove it with `kubectl realip lab --down`",
-            names.prefix()
+            "the lab is still up ({}*) to look into: ip netns exec NAME …; remove it with `{}`",
+            names.prefix(),
+            down_command(names)
         )),
         other => Failure::new(Kind::Probe, format!("lab: {other}")).hint(
             "the namespaces of this run were removed; rerun with --keep to keep them up and look around",
@@ -184,8 +203,9 @@ fn run_id() -> String {
     )
 }
 
-/// Root, iproute2, iptables and sysctl are needed; say which package provides what is missing.
-fn preflight() -> Result<()> {
+/// Root, iproute2, iptables and sysctl are needed, and nft and ipset by the scenarios that use
+/// them; say which package provides what is missing.
+fn preflight(scenarios: &[Scenario]) -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         return Err(Failure::new(
             Kind::Probe,
@@ -193,11 +213,25 @@ fn preflight() -> Result<()> {
         )
         .hint("run it as root, e.g. `sudo ./target/release/kubectl-realip lab`"));
     }
-    for (tool, package) in [
+    let mut tools = vec![
         ("ip", "iproute2"),
         ("iptables-restore", "iptables"),
+        ("iptables-save", "iptables"),
         ("sysctl", "procps"),
-    ] {
+    ];
+    if scenarios
+        .iter()
+        .any(|s| s.dataplane.proxy == dataplane::ProxyMode::Nftables)
+    {
+        tools.push(("nft", "nftables"));
+    }
+    if scenarios
+        .iter()
+        .any(|s| s.dataplane.cni_masquerade.is_some())
+    {
+        tools.push(("ipset", "ipset"));
+    }
+    for (tool, package) in tools {
         if !on_path(tool) {
             return Err(Failure::new(
                 Kind::Probe,
@@ -220,12 +254,25 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
-/// `--down`: removes every kept lab, and labs whose run died.
-fn down() -> Result<()> {
+/// The command that removes labs of `names`' prefix.
+fn down_command(names: &Names) -> String {
+    if names.ns_prefix() == topology::NS_PREFIX {
+        "kubectl realip lab --down".to_string()
+    } else {
+        format!(
+            "kubectl realip lab --down --ns-prefix {}",
+            names.ns_prefix()
+        )
+    }
+}
+
+/// `--down`: removes every kept lab of this namespace prefix, and its labs whose run died.
+/// Labs of other prefixes (a test's, or a user's when a test runs it) are left alone.
+fn down(prefix: &str) -> Result<()> {
     let mut removed = 0;
     let mut left = Vec::new();
     for (path, state) in state::read_all() {
-        if !state.removable() {
+        if !down_removes(&state, prefix) {
             continue;
         }
         let still = netns::remove_namespaces(&state.namespaces);
@@ -246,7 +293,13 @@ fn down() -> Result<()> {
     }
 }
 
-/// `--rules`: what each scenario loads with `iptables-restore`, namespace by namespace.
+/// Whether `lab --down` under `prefix` removes the lab `state` records.
+fn down_removes(state: &state::State, prefix: &str) -> bool {
+    state.prefix == prefix && state.removable()
+}
+
+/// `--rules`: what each scenario loads (`iptables-restore`, `nft -f`, `ipset`, `ip route`),
+/// namespace by namespace.
 pub fn rules_text(scenarios: &[Scenario]) -> Result<String, scenario::ModelError> {
     let mut out = String::new();
     for s in scenarios {
@@ -255,8 +308,10 @@ pub fn rules_text(scenarios: &[Scenario]) -> Result<String, scenario::ModelError
         out.push_str("# load balancer (clb)\n");
         out.push_str(&clb::rules(&s.listeners));
         for node in topology::Node::ALL {
-            out.push_str(&format!("# {node} (kube-proxy, iptables mode)\n"));
-            out.push_str(&kube_proxy::node_rules(&services, node));
+            for step in driver::node_setup(s, &services, node) {
+                out.push_str(&format!("# {node} ({})\n", step.what()));
+                out.push_str(&step.text());
+            }
         }
         out.push('\n');
     }
@@ -279,9 +334,10 @@ fn keep_text(names: &Names, namespaces: &[String]) -> String {
          ip netns exec {client} {me} lab-net get --to {vip}:80\n  \
          ip netns exec {node} iptables-save -t nat\n  \
          ip netns exec {node} bash\n\
-         remove it with: kubectl realip lab --down",
+         remove it with: {down}",
         namespaces.len(),
         names.prefix(),
+        down = down_command(names),
         me = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "kubectl-realip".into()),
@@ -330,6 +386,28 @@ fn emit(text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--down` run by a test (its own prefix) never takes a lab a user left up, nor the
+    /// reverse; a lab still being built by a live run is left to it.
+    #[test]
+    fn down_removes_only_kept_labs_of_its_own_prefix() {
+        let user = state::State::new(&Names::new("ab12"), &[], true);
+        let test = state::State::new(&Names::with_prefix("riplt-", "ab12"), &[], true);
+        assert!(down_removes(&user, "rip-"));
+        assert!(!down_removes(&user, "riplt-"));
+        assert!(down_removes(&test, "riplt-"));
+        assert!(!down_removes(&test, "rip-"));
+        let building = state::State::new(&Names::new("cd34"), &[], false);
+        assert!(!down_removes(&building, "rip-"));
+        assert_eq!(
+            down_command(&Names::with_prefix("riplt-", "ab12")),
+            "kubectl realip lab --down --ns-prefix riplt-"
+        );
+        assert_eq!(
+            down_command(&Names::new("ab12")),
+            "kubectl realip lab --down"
+        );
+    }
 
     /// The rules of every scenario, as `--rules` prints them (and as the docs show them).
     #[test]

@@ -4,6 +4,7 @@
 use super::interrupt;
 use super::state::{self, State};
 use super::topology::{build_commands, Host, Names};
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -234,6 +235,15 @@ impl Drop for Proc {
     }
 }
 
+/// What a scenario added inside a namespace that replacing its iptables tables does not remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// An nftables table (`ip kube-proxy`).
+    NftTable(String),
+    /// An ipset (by name).
+    Ipset(String),
+}
+
 /// One run's namespaces and long-lived processes, removed on drop unless kept.
 #[derive(Debug)]
 pub struct Lab {
@@ -242,6 +252,8 @@ pub struct Lab {
     procs: Vec<Proc>,
     keep: bool,
     state: Option<PathBuf>,
+    /// Per namespace, what the scenario last programmed added beside its iptables tables.
+    added: BTreeMap<Host, Vec<Added>>,
 }
 
 impl Lab {
@@ -253,10 +265,11 @@ impl Lab {
             procs: Vec::new(),
             keep: false,
             state: None,
+            added: BTreeMap::new(),
         };
         let planned = lab.names.all();
         // Recorded before anything exists, so that `--down` finds a half-built lab too.
-        lab.state = state::write(&State::new(&lab.names.id, &planned, false)).ok();
+        lab.state = state::write(&State::new(&lab.names, &planned, false)).ok();
         for ns in planned {
             check_interrupt()?;
             run(
@@ -278,19 +291,64 @@ impl Lab {
 
     /// Replaces the tables named in `rules` inside `host`'s namespace.
     pub fn restore(&self, host: Host, rules: &str) -> LabResult<()> {
-        run(
-            &[
-                "ip".into(),
-                "netns".into(),
-                "exec".into(),
-                self.ns(host),
-                "iptables-restore".into(),
-                "-w".into(),
-                "5".into(),
-            ],
-            Some(rules),
-        )
-        .map(|_| ())
+        self.restore_with(host, rules, false)
+    }
+
+    /// `iptables-restore` inside `host`'s namespace: replacing the tables named in `rules`, or
+    /// with `add` adding to them (`--noflush`).
+    pub fn restore_with(&self, host: Host, rules: &str, add: bool) -> LabResult<()> {
+        let mut args = vec!["-w".to_string(), "5".into()];
+        if add {
+            args.push("--noflush".into());
+        }
+        self.run_with_input(host, "iptables-restore", &args, Some(rules))
+            .map(|_| ())
+    }
+
+    /// `nft -f -` with `script` inside `host`'s namespace.
+    pub fn nft(&self, host: Host, script: &str) -> LabResult<()> {
+        self.run_with_input(host, "nft", &["-f".into(), "-".into()], Some(script))
+            .map(|_| ())
+    }
+
+    /// `PROGRAM ARGS…` inside `host`'s namespace.
+    pub fn run_in(&self, host: Host, program: &str, args: &[String]) -> LabResult<()> {
+        self.run_with_input(host, program, args, None).map(|_| ())
+    }
+
+    /// `PROGRAM ARGS…` inside `host`'s namespace; its stdout.
+    pub fn output_of(&self, host: Host, program: &str, args: &[&str]) -> LabResult<String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        self.run_with_input(host, program, &args, None)
+    }
+
+    fn run_with_input(
+        &self,
+        host: Host,
+        program: &str,
+        args: &[String],
+        input: Option<&str>,
+    ) -> LabResult<String> {
+        let mut argv = vec![
+            "ip".to_string(),
+            "netns".into(),
+            "exec".into(),
+            self.ns(host),
+            program.into(),
+        ];
+        argv.extend(args.iter().cloned());
+        run(&argv, input)
+    }
+
+    /// What the last scenario added in `host`'s namespace beside its iptables tables.
+    pub fn take_added(&mut self, host: Host) -> Vec<Added> {
+        self.added.remove(&host).unwrap_or_default()
+    }
+
+    pub fn note_added(&mut self, host: Host, added: Vec<Added>) {
+        if !added.is_empty() {
+            self.added.insert(host, added);
+        }
     }
 
     /// Starts a process that lives as long as the lab.
@@ -302,7 +360,7 @@ impl Lab {
     pub fn keep(mut self) -> Vec<String> {
         self.keep = true;
         // Its processes (echo servers, proxies) live in its namespaces: `--down` finds them there.
-        let _ = state::write(&State::new(&self.names.id, &self.created, true));
+        let _ = state::write(&State::new(&self.names, &self.created, true));
         for proc in std::mem::take(&mut self.procs) {
             proc.detach();
         }

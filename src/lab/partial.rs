@@ -43,7 +43,7 @@ impl Variant {
             Variant::NoLb => {
                 let kept: Vec<Event> = events
                     .iter()
-                    .filter(|e| node_of(e) != Some(lb))
+                    .filter(|e| e.node() != Some(lb))
                     .cloned()
                     .collect();
                 (kept.len() < events.len()).then_some(kept)
@@ -78,18 +78,6 @@ impl Variant {
                 )
             }
         }
-    }
-}
-
-fn node_of(event: &Event) -> Option<&str> {
-    match event {
-        Event::Hello(e) => Some(&e.node),
-        Event::Syn(e) => Some(&e.node),
-        Event::L7(e) => Some(&e.node),
-        Event::Iface(e) => Some(&e.node),
-        Event::Stats(e) => Some(&e.node),
-        Event::Bye(e) => Some(&e.node),
-        Event::Unknown => None,
     }
 }
 

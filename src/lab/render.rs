@@ -148,6 +148,20 @@ pub fn scenario_text(run: &ScenarioRun, cause: &str) -> String {
                 .collect();
             row(&mut out, "partial capture", &parts.join(" · "));
         }
+        if !check.rules.is_empty() {
+            let rules: Vec<String> = check
+                .rules
+                .iter()
+                .map(|r| {
+                    let kind = match r.kind {
+                        crate::analyze::model::TranslationKind::Snat => "SNAT",
+                        crate::analyze::model::TranslationKind::Dnat => "DNAT",
+                    };
+                    format!("{} {kind}: {} {}", r.node, r.expected, tick(r.ok))
+                })
+                .collect();
+            row(&mut out, "rules", &rules.join(" · "));
+        }
         row(&mut out, "matches", &mark(check.matches));
         for problem in &check.problems {
             para(
@@ -364,6 +378,7 @@ mod tests {
             isn: Some(1),
             verdict: None,
             partial: vec![],
+            rules: vec![],
         }
     }
 

@@ -2,6 +2,7 @@
 //! balancer's listeners, the proxies, the connections to open and what each must show.
 
 use super::clb::Listener;
+use super::dataplane::{Dataplane, ProxyMode};
 use super::kube_proxy::{self, Service};
 use super::topology::{Node, Pod, CLB_VPC_IP, CLIENT_IP, ECHO_PORT, INGRESS_PORT, VIP};
 use crate::cli::XffMode;
@@ -50,6 +51,8 @@ pub enum Who {
     Pod(Pod),
     /// The load balancer's own address in the VPC.
     Lb,
+    /// A node's address on its second NIC (not its InternalIP).
+    SecondNic(Node),
 }
 
 impl Who {
@@ -57,6 +60,7 @@ impl Who {
         match self {
             Who::Client => CLIENT_IP,
             Who::NodeIp(node) => node.ip(),
+            Who::SecondNic(node) => node.second_nic_ip(),
             Who::Bridge(node) => node.cbr0_ip(),
             Who::Pod(pod) => pod.ip(),
             Who::Lb => CLB_VPC_IP,
@@ -72,6 +76,13 @@ impl fmt::Display for Who {
             Who::Bridge(node) => write!(f, "cbr0 of {node} ({})", node.cbr0_ip()),
             Who::Pod(pod) => write!(f, "pod {pod} ({})", pod.ip()),
             Who::Lb => write!(f, "the load balancer's VPC address ({CLB_VPC_IP})"),
+            Who::SecondNic(node) => {
+                write!(
+                    f,
+                    "eth1 of {node}, its second NIC ({})",
+                    node.second_nic_ip()
+                )
+            }
         }
     }
 }
@@ -121,6 +132,8 @@ pub struct Scenario {
     pub connections: Vec<Connection>,
     /// The manifests it models: the Services kube-proxy programs, and what explain reads.
     pub manifest: &'static str,
+    /// How the nodes are programmed: kube-proxy's mode, a CNI's masquerade, a second NIC.
+    pub dataplane: Dataplane,
     /// Whether a probe runs on the load balancer: a cloud's load balancer is out of reach, and
     /// the verdict must then rest on what the nodes saw.
     pub probe_lb: bool,
@@ -217,16 +230,18 @@ fn answered(by: Pod, l4: Who, xff: Option<Who>) -> Expect {
 
 /// Every scenario, in the order `--scenario all` runs them.
 pub fn all() -> Vec<Scenario> {
-    vec![
+    let mut all = vec![
         Scenario {
             name: "cluster-same-node",
             title: "LB → NodePort, externalTrafficPolicy=Cluster, endpoint on the receiving node",
-            models: "a CLB/NLB in front of a LoadBalancer Service with the default traffic policy",
+            models: "a cloud layer-4 load balancer (an AWS NLB, TKE's CLB) in front of a \
+                     LoadBalancer Service with the default traffic policy",
             endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppA, Who::Bridge(Node::A), None))],
             manifest: WEB_CLUSTER_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "externalTrafficPolicy=Cluster: kube-proxy marks external traffic for masquerade \
                     (KUBE-EXT → KUBE-MARK-MASQ) and KUBE-POSTROUTING rewrites the source to the \
@@ -242,6 +257,7 @@ pub fn all() -> Vec<Scenario> {
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppB, Who::NodeIp(Node::A), None))],
             manifest: WEB_CLUSTER_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "externalTrafficPolicy=Cluster: node-a DNATs to a pod on node-b and masquerades \
                     to its own address so that the reply comes back through it",
@@ -274,13 +290,14 @@ pub fn all() -> Vec<Scenario> {
                 },
             ],
             manifest: WEB_LOCAL_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "externalTrafficPolicy=Local: the external chain only jumps to local endpoints \
                     and never marks for masquerade; a node without local endpoints drops the \
                     connection (KUBE-EXTERNAL-SERVICES … has no local endpoints -j DROP)",
-            fix: "keep Local, and make sure the load balancer only sends to nodes with endpoints \
-                  (health check on healthCheckNodePort; TKE: \
-                  service.kubernetes.io/local-svc-only-bind-node-with-pod: \"true\")",
+            fix: "keep Local, and make sure the load balancer sends only to nodes with a ready \
+                  endpoint: it must health-check the Service's spec.healthCheckNodePort (cloud \
+                  controllers set that up for Local)",
         },
         Scenario {
             name: "lb-snat",
@@ -300,6 +317,7 @@ pub fn all() -> Vec<Scenario> {
                 ..from_client(answered(Pod::AppA, Who::Lb, None))
             }],
             manifest: WEB_LOCAL_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: false,
             cause: "the load balancer replaces the client's address with its own before the \
                     first node sees the SYN; externalTrafficPolicy=Local then keeps what it \
@@ -311,9 +329,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "direct",
             title: "LB straight to the pod IP",
-            models: "TKE direct access (service.cloud.tencent.com/direct-access: \"true\") on VPC-CNI, \
-                     or GlobalRouter with GlobalRouteDirectAccess; AWS NLB ip targets with client \
-                     IP preservation",
+            models: "a load balancer that targets pod IPs: AWS NLB ip targets with client IP \
+                     preservation, GKE container-native load balancing, TKE direct access \
+                     (service.cloud.tencent.com/direct-access: \"true\" on VPC-CNI, or \
+                     GlobalRouter with GlobalRouteDirectAccess)",
             endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![Listener::L4 {
                 port: 80,
@@ -324,6 +343,7 @@ pub fn all() -> Vec<Scenario> {
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppA, Who::Client, None))],
             manifest: WEB_DIRECT_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "the load balancer targets the pod IP: no NodePort, no kube-proxy rule matches, \
                     nothing rewrites the source",
@@ -332,7 +352,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "l7-ingress",
             title: "L7 load balancer (adds X-Forwarded-For) → NodePort, externalTrafficPolicy=Cluster",
-            models: "TKE CLB Ingress (kubernetes.io/ingress.class: qcloud), AWS ALB instance targets",
+            models: "a cloud layer-7 load balancer sending to NodePorts: AWS ALB instance \
+                     targets, TKE's CLB Ingress (kubernetes.io/ingress.class: qcloud)",
             endpoints: vec![(WEB, vec![Pod::AppB])],
             listeners: vec![Listener::L7 {
                 port: 80,
@@ -349,6 +370,7 @@ pub fn all() -> Vec<Scenario> {
                 ..from_client(answered(Pod::AppB, Who::NodeIp(Node::A), Some(Who::Client)))
             }],
             manifest: L7_INGRESS_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "an L7 load balancer terminates the client's connection and opens its own; it \
                     writes the client address into X-Forwarded-For, and the NodePort hop \
@@ -369,6 +391,7 @@ pub fn all() -> Vec<Scenario> {
                 Some(Who::NodeIp(Node::B)),
             ))],
             manifest: NGINX_CLUSTER_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "the controller's own Service uses Cluster: node-b masquerades the client's \
                     connection before the controller accepts it, so the controller writes a node \
@@ -389,10 +412,13 @@ pub fn all() -> Vec<Scenario> {
                 Some(Who::Client),
             ))],
             manifest: NGINX_LOCAL_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "the controller's Service uses Local: the controller accepts the client's own \
                     address and puts it in X-Forwarded-For; the app sees the controller at L4",
-            fix: "nothing to fix: read X-Forwarded-For / X-Real-IP in the app",
+            fix: "read X-Forwarded-For / X-Real-IP in the app; keep Local on the controller's \
+                  Service, with the load balancer health-checking its healthCheckNodePort so that \
+                  only nodes with a controller pod get traffic",
         },
         Scenario {
             name: "in-cluster-to-lb",
@@ -406,24 +432,28 @@ pub fn all() -> Vec<Scenario> {
                 Connection {
                     from: From::NodeHost(Node::B),
                     to: vip(80),
-                    via: "the load balancer's VIP, short-circuited by kube-proxy",
+                    via: "the load balancer's VIP, DNATed to the pod by kube-proxy inside \
+                          node-b before any interface: no hop shows the VIP",
                     expect: answered(Pod::AppA, Who::NodeIp(Node::B), None),
                     explained_by: Some((Origin::Node, "lb-address")),
                 },
                 Connection {
                     from: From::Pod(Pod::Toolbox),
                     to: vip(80),
-                    via: "the load balancer's VIP, short-circuited by kube-proxy",
+                    via: "the load balancer's VIP, DNATed to the pod by kube-proxy on node-b, \
+                          between the pod's veth and cbr0",
                     expect: answered(Pod::AppA, Who::Pod(Pod::Toolbox), None),
                     explained_by: Some((Origin::InClusterPod, "lb-address")),
                 },
             ],
             manifest: WEB_LOCAL_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "kube-proxy captures the LB address on every node (KUBE-SERVICES \"loadbalancer \
-                    IP\"): the traffic never reaches the load balancer; the node's own connection \
-                    is masqueraded to its address even with Local, a pod's goes to the endpoints \
-                    with the pod's address",
+                    IP\") and DNATs it to an endpoint: the traffic never reaches the load \
+                    balancer. The node's own connection is DNATed in its output path, before any \
+                    interface, and marked for MASQUERADE even with Local, which leaves it the \
+                    node's address it already has; a pod's keeps the pod's address",
             fix: "call the Service by its cluster DNS name inside the cluster; expect node \
                   addresses for host-network callers",
         },
@@ -442,6 +472,7 @@ pub fn all() -> Vec<Scenario> {
                 explained_by: None,
             }],
             manifest: WEB_CLUSTER_IP_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "pod-to-pod traffic is routed, not translated: no Service, no kube-proxy rule",
             fix: "nothing to fix",
@@ -461,11 +492,115 @@ pub fn all() -> Vec<Scenario> {
                 explained_by: Some((Origin::InClusterPod, "hairpin")),
             }],
             manifest: WEB_CLUSTER_IP_YAML,
+            dataplane: Dataplane::KUBE_PROXY,
             probe_lb: true,
             cause: "hairpin: the endpoint chain masquerades traffic from the endpoint itself \
                     (KUBE-SEP … -s <pod IP> -j KUBE-MARK-MASQ), or its reply would skip the \
                     un-DNAT; the pod sees cbr0",
             fix: "nothing to fix: expected for a pod calling itself through its Service",
+        },
+    ];
+    let variants = nftables_variants(&all);
+    all.extend(variants);
+    all.extend(other_rewriters());
+    all
+}
+
+/// Scenarios again with kube-proxy in nftables mode: the same verdicts from other rules (one
+/// `ip kube-proxy` table, no iptables rule, no rule counters).
+fn nftables_variants(all: &[Scenario]) -> Vec<Scenario> {
+    let variants = [
+        (
+            "cluster-same-node",
+            "cluster-same-node-nft",
+            "cluster-same-node with kube-proxy in nftables mode",
+        ),
+        (
+            "cluster-cross-node",
+            "cluster-cross-node-nft",
+            "cluster-cross-node with kube-proxy in nftables mode",
+        ),
+        (
+            "local",
+            "local-nft",
+            "local with kube-proxy in nftables mode",
+        ),
+    ];
+    variants
+        .into_iter()
+        .filter_map(|(base, name, title)| {
+            let base = all.iter().find(|s| s.name == base)?;
+            Some(Scenario {
+                name,
+                title,
+                models: "the same Service with kube-proxy --proxy-mode=nftables",
+                dataplane: Dataplane {
+                    proxy: ProxyMode::Nftables,
+                    ..base.dataplane
+                },
+                ..base.clone()
+            })
+        })
+        .collect()
+}
+
+/// Rewrites not made by kube-proxy's rules as explain reads them: a CNI's masquerade ahead of
+/// kube-proxy's, and MASQUERADE on a second NIC.
+fn other_rewriters() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "calico-nat-outgoing",
+            title: "a pod calls its Service's LB address; Calico masquerades ahead of kube-proxy",
+            models: "Calico with natOutgoing (its chains run ahead of kube-proxy's), while \
+                     node-a's pods hold addresses of a pool Calico no longer lists (deleted, or \
+                     a pod CIDR added by hand): to node-b's Calico they are outside the cluster",
+            endpoints: vec![(WEB, vec![Pod::AppA])],
+            listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
+            proxies: vec![],
+            connections: vec![Connection {
+                from: From::Pod(Pod::Toolbox),
+                to: vip(80),
+                via: "the load balancer's VIP, short-circuited by kube-proxy",
+                expect: answered(Pod::AppA, Who::NodeIp(Node::B), None),
+                explained_by: Some((Origin::InClusterPod, "lb-address")),
+            }],
+            manifest: WEB_CLUSTER_YAML,
+            dataplane: Dataplane {
+                cni_masquerade: Some(Node::B),
+                ..Dataplane::KUBE_PROXY
+            },
+            probe_lb: true,
+            cause: "kube-proxy marks the connection for its MASQUERADE, but Calico's natOutgoing \
+                    (cali-nat-outgoing, in POSTROUTING ahead of KUBE-POSTROUTING) masquerades \
+                    it first: its destination, app-a, is in no IP pool; the pod sees node-b's \
+                    address either way, from another rule than the one explain names",
+            fix: "put every pod CIDR in a Calico IP pool (calicoctl get ippools -o wide)",
+        },
+        Scenario {
+            name: "multi-nic",
+            title: "LB → NodePort, Cluster, the other node's pods routed through a second NIC",
+            models: "nodes with several interfaces (a storage or backend network, secondary \
+                     ENIs): MASQUERADE takes the address of the interface the packet leaves by, \
+                     not the node's InternalIP (kubernetes#133024)",
+            endpoints: vec![(WEB, vec![Pod::AppB])],
+            listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
+            proxies: vec![],
+            connections: vec![from_client(answered(
+                Pod::AppB,
+                Who::SecondNic(Node::A),
+                None,
+            ))],
+            manifest: WEB_CLUSTER_YAML,
+            dataplane: Dataplane {
+                second_nic: Some(Node::A),
+                ..Dataplane::KUBE_PROXY
+            },
+            probe_lb: true,
+            cause: "externalTrafficPolicy=Cluster: node-a masquerades, and MASQUERADE takes the \
+                    address of the interface the packet leaves by: node-a routes node-b's pods \
+                    through eth1, so the pod sees eth1's address, not node-a's InternalIP",
+            fix: "set spec.externalTrafficPolicy: Local, or route pod traffic through the \
+                  InternalIP's interface",
         },
     ]
 }
@@ -511,13 +646,13 @@ mod tests {
     use serde::Deserialize;
 
     #[test]
-    fn eleven_scenarios_with_unique_names() {
+    fn sixteen_scenarios_with_unique_names() {
         let all = all();
-        assert_eq!(all.len(), 11);
+        assert_eq!(all.len(), 16);
         let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 16);
         for scenario in &all {
             assert!(!scenario.connections.is_empty(), "{}", scenario.name);
             assert!(
@@ -531,7 +666,7 @@ mod tests {
 
     #[test]
     fn selecting_by_name() {
-        assert_eq!(select("all").map(|s| s.len()), Some(11));
+        assert_eq!(select("all").map(|s| s.len()), Some(16));
         assert_eq!(select("local").unwrap()[0].name, "local");
         assert!(select("nope").is_none());
     }

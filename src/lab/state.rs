@@ -1,5 +1,6 @@
 //! What a lab left up: one small JSON file per run under /run/kubectl-realip/, read by `--down`.
 
+use super::topology::Names;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,11 @@ pub const STATE_DIR: &str = "/run/kubectl-realip";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    /// The namespace prefix it was built under: `--down` removes only labs of its own prefix,
+    /// so that a test's `--down` never takes a lab a user left up. Files written before it was
+    /// recorded are the default prefix's.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
     pub id: String,
     pub namespaces: Vec<String>,
     /// Left up on purpose by `--keep` (otherwise the run is in progress or crashed).
@@ -16,10 +22,15 @@ pub struct State {
     pub owner: u32,
 }
 
+fn default_prefix() -> String {
+    super::topology::NS_PREFIX.to_string()
+}
+
 impl State {
-    pub fn new(id: &str, namespaces: &[String], kept: bool) -> Self {
+    pub fn new(names: &Names, namespaces: &[String], kept: bool) -> Self {
         State {
-            id: id.to_string(),
+            prefix: names.ns_prefix().to_string(),
+            id: names.id.clone(),
             namespaces: namespaces.to_vec(),
             kept,
             owner: std::process::id(),
@@ -32,8 +43,9 @@ impl State {
     }
 }
 
-fn path_for(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("lab-{id}.json"))
+/// One file per run: two prefixes may draw the same id.
+fn path_for(dir: &Path, state: &State) -> PathBuf {
+    dir.join(format!("lab-{}{}.json", state.prefix, state.id))
 }
 
 pub fn write(state: &State) -> io::Result<PathBuf> {
@@ -42,7 +54,7 @@ pub fn write(state: &State) -> io::Result<PathBuf> {
 
 fn write_in(dir: &Path, state: &State) -> io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = path_for(dir, &state.id);
+    let path = path_for(dir, state);
     let text = serde_json::to_string_pretty(state).map_err(io::Error::other)?;
     std::fs::write(&path, text)?;
     Ok(path)
@@ -82,7 +94,7 @@ mod tests {
     #[test]
     fn round_trip_and_skip_garbage() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::new("ab12", &["rip-ab12-client".into()], true);
+        let state = State::new(&Names::new("ab12"), &["rip-ab12-client".into()], true);
         let path = write_in(dir.path(), &state).unwrap();
         std::fs::write(dir.path().join("lab-bad.json"), "{").unwrap();
         std::fs::write(dir.path().join("other.txt"), "x").unwrap();
@@ -90,6 +102,34 @@ mod tests {
         assert_eq!(all, vec![(path, state.clone())]);
         assert!(state.removable());
         // In progress: owned by this (running) process and not kept.
-        assert!(!State::new("cd34", &[], false).removable());
+        assert!(!State::new(&Names::new("cd34"), &[], false).removable());
+    }
+
+    #[test]
+    fn same_id_under_two_prefixes_are_two_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = State::new(&Names::new("ab12"), &["rip-ab12-client".into()], true);
+        let test = State::new(
+            &Names::with_prefix("riplt-", "ab12"),
+            &["riplt-ab12-client".into()],
+            true,
+        );
+        write_in(dir.path(), &user).unwrap();
+        write_in(dir.path(), &test).unwrap();
+        let prefixes: Vec<String> = read_all_in(dir.path())
+            .into_iter()
+            .map(|(_, state)| state.prefix)
+            .collect();
+        assert_eq!(prefixes, ["rip-", "riplt-"]);
+    }
+
+    /// A record written before prefixes were recorded is the default prefix's.
+    #[test]
+    fn older_records_belong_to_the_default_prefix() {
+        let state: State = serde_json::from_str(
+            r#"{"id":"ab12","namespaces":["rip-ab12-client"],"kept":true,"owner":1}"#,
+        )
+        .unwrap();
+        assert_eq!(state.prefix, "rip-");
     }
 }

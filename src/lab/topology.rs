@@ -4,12 +4,17 @@
 //!
 //! ```text
 //! client ──inet0── clb ──eth0── vpc0 (bridge in "vpc") ──┬── eth0 node-a cbr0 ── app-a, ingress-nginx
-//! 192.0.2.10       VIP 203.0.113.100                      └── eth0 node-b cbr0 ── app-b, toolbox
+//! 192.0.2.10       VIP 203.0.113.100                      │   eth1 (second NIC)
+//!                                                         │    │
+//!                                                         └── eth0 node-b cbr0 ── app-b, toolbox
+//!                                                             eth1
 //! ```
 //!
 //! Every address is from a documentation or benchmark range: the client on 192.0.2.0/24, the
-//! load balancer's VIP on 203.0.113.0/24, the VPC on 198.51.100.0/24, pods on 198.18.0.0/16 and
-//! Service cluster IPs on 198.19.0.0/16. Nothing is created outside the run's namespaces.
+//! load balancer's VIP on 203.0.113.0/24, the VPC on 198.51.100.0/24, pods on 198.18.0.0/16,
+//! Service cluster IPs on 198.19.0.0/24 and the nodes' second network (eth1, a link of their
+//! own) on 198.19.254.0/24. Routes use the second network only where a scenario says so
+//! ([`route_to_other_pods`]). Nothing is created outside the run's namespaces.
 
 use crate::analyze::view::{ClusterView, NodeView, PodView};
 use std::fmt;
@@ -67,7 +72,12 @@ impl Node {
         format!("198.18.{}.0/24", self.index())
     }
 
-    fn other(self) -> Node {
+    /// The node's address on its second NIC (eth1), which is not its InternalIP.
+    pub fn second_nic_ip(self) -> Ipv4Addr {
+        Ipv4Addr::new(198, 19, 254, 10 + self.index())
+    }
+
+    pub fn other(self) -> Node {
         match self {
             Node::A => Node::B,
             Node::B => Node::A,
@@ -176,11 +186,12 @@ impl Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     pub id: String,
-    /// [`NS_PREFIX`] for the lab; another for a test that builds the topology for itself.
-    ns_prefix: &'static str,
+    /// [`NS_PREFIX`] for the lab; another for a test, whose namespaces must never be taken for
+    /// a user's lab (nor a user's lab for the test's).
+    ns_prefix: String,
 }
 
-/// Every lab namespace starts with this; `--down` and the tests look for it.
+/// Every lab namespace starts with this unless `lab --ns-prefix` says otherwise.
 pub const NS_PREFIX: &str = "rip-";
 
 impl Names {
@@ -188,13 +199,18 @@ impl Names {
         Names::with_prefix(NS_PREFIX, id)
     }
 
-    /// The same topology under another namespace prefix (e.g. trace's end-to-end test, whose
-    /// namespaces must not be taken for the lab's).
-    pub fn with_prefix(ns_prefix: &'static str, id: impl Into<String>) -> Self {
+    /// The same topology under another namespace prefix (e.g. trace's end-to-end test, or
+    /// `lab --ns-prefix` run by a test).
+    pub fn with_prefix(ns_prefix: impl Into<String>, id: impl Into<String>) -> Self {
         Names {
             id: id.into(),
-            ns_prefix,
+            ns_prefix: ns_prefix.into(),
         }
+    }
+
+    /// The namespace prefix shared by every run under it (`rip-`).
+    pub fn ns_prefix(&self) -> &str {
+        &self.ns_prefix
     }
 
     pub fn prefix(&self) -> String {
@@ -318,6 +334,29 @@ pub fn build_commands(names: &Names) -> Vec<Argv> {
         cmds.push(ip(&ns, &["link", "set", "cbr0", "up"]));
     }
 
+    // The second NIC: a link of the nodes' own (a storage or backend network).
+    let (a, b) = (names.ns(Host::Node(Node::A)), names.ns(Host::Node(Node::B)));
+    cmds.push(ip(
+        &a,
+        &[
+            "link", "add", SECOND_NIC, "type", "veth", "peer", "name", SECOND_NIC, "netns", &b,
+        ],
+    ));
+    for node in Node::ALL {
+        let ns = names.ns(Host::Node(node));
+        cmds.push(ip(
+            &ns,
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", node.second_nic_ip()),
+                "dev",
+                SECOND_NIC,
+            ],
+        ));
+        cmds.push(ip(&ns, &["link", "set", SECOND_NIC, "up"]));
+    }
+
     for pod in Pod::ALL {
         let node_ns = names.ns(Host::Node(pod.node()));
         let pod_ns = names.ns(Host::Pod(pod));
@@ -374,6 +413,30 @@ pub fn build_commands(names: &Names) -> Vec<Argv> {
     cmds
 }
 
+/// The nodes' second NIC.
+pub const SECOND_NIC: &str = "eth1";
+
+/// The arguments of `ip` that set the route `node` takes to the other node's pods: through the
+/// VPC (eth0), or when `second_nic` names it, through its second NIC, whose address MASQUERADE
+/// then takes.
+pub fn route_to_other_pods(node: Node, second_nic: Option<Node>) -> Vec<String> {
+    let other = node.other();
+    let (via, dev) = if second_nic == Some(node) {
+        (other.second_nic_ip(), SECOND_NIC)
+    } else {
+        (other.ip(), "eth0")
+    };
+    argv(&[
+        "route",
+        "replace",
+        &other.pod_cidr(),
+        "via",
+        &via.to_string(),
+        "dev",
+        dev,
+    ])
+}
+
 /// A veth from `ns` (named eth0, with `addr`/24) into the VPC bridge.
 fn uplink(ns: &str, vpc: &str, port: &str, addr: Ipv4Addr) -> Vec<Argv> {
     vec![
@@ -406,6 +469,9 @@ pub fn owner_of(addr: std::net::IpAddr) -> Option<String> {
         }
         if addr == node.cbr0_ip() {
             return Some(format!("cbr0 of {node}"));
+        }
+        if addr == node.second_nic_ip() {
+            return Some(format!("{SECOND_NIC} of {node}"));
         }
     }
     Pod::ALL
@@ -466,7 +532,7 @@ pub fn host_of(addr: std::net::IpAddr) -> Option<Host> {
     }
     if let Some(node) = Node::ALL
         .into_iter()
-        .find(|node| addr == node.ip() || addr == node.cbr0_ip())
+        .find(|node| addr == node.ip() || addr == node.cbr0_ip() || addr == node.second_nic_ip())
     {
         return Some(Host::Node(node));
     }
@@ -503,7 +569,7 @@ mod tests {
         };
         let mut all = vec![CLIENT_IP, CLB_INET_IP, CLB_VPC_IP, VIP];
         for node in Node::ALL {
-            all.extend([node.ip(), node.cbr0_ip()]);
+            all.extend([node.ip(), node.cbr0_ip(), node.second_nic_ip()]);
         }
         all.extend(Pod::ALL.map(Pod::ip));
         assert!(all.iter().all(|a| doc(*a)), "{all:?}");

@@ -2,11 +2,16 @@
 //! echo's headers say, what the analysis of the probes' sightings says, and what the scenario
 //! claims. `matches` holds only when all three agree.
 
+use super::installed::{self, Installed};
 use super::net::GetOutcome;
 use super::partial::{PartialCheck, Truth, Variant};
-use super::scenario::{Connection, Expect};
-use super::topology::{owner_of, ECHO_PORT};
-use crate::analyze::model::{EndsAt, Flow, LossKind, Report, TranslationKind, Verdict};
+use super::scenario::{Connection, Expect, Scenario};
+use super::topology::{owner_of, ECHO_PORT, SECOND_NIC};
+use crate::analyze::model::{
+    AttributionStatus, EndsAt, Flow, LossKind, Report, Translation, TranslationKind, Verdict,
+};
+use crate::analyze::render::attribution::{owner_words, rule_place, short};
+use realip_probe::wire::NatKind;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
@@ -49,6 +54,26 @@ pub struct Check {
     /// The same connection judged on partial captures of the same run.
     #[serde(default)]
     pub partial: Vec<PartialCheck>,
+    /// Each rewrite on the way: the rule the analysis names behind it, against the rule the
+    /// lab installed for it.
+    #[serde(default)]
+    pub rules: Vec<RuleCheck>,
+}
+
+/// One rewrite of a connection: the rule the lab installed that made it, and what the analysis
+/// names from the node's evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleCheck {
+    pub node: String,
+    pub kind: TranslationKind,
+    /// The rule the lab's model says made it: its owner and chain.
+    pub expected: String,
+    /// The rule the analysis names: owner, place and text.
+    pub named: Option<String>,
+    /// The connection's conntrack entry on that node shows the rewrite.
+    pub conntrack: bool,
+    pub ok: bool,
+    pub problems: Vec<String>,
 }
 
 /// The leftmost address of an X-Forwarded-For value (the original client).
@@ -119,8 +144,14 @@ pub fn rewrites(report: &Report, index: usize) -> Vec<String> {
         }
         for translation in &flow.translations {
             if translation.kind == TranslationKind::Snat {
+                let by = translation
+                    .attribution
+                    .as_ref()
+                    .and_then(short)
+                    .map(|by| format!(" by {by}"))
+                    .unwrap_or_default();
                 out.push(format!(
-                    "{}: SNAT {} → {} ({})",
+                    "{}: SNAT {} → {} ({}){by}",
                     translation.node,
                     translation.from.ip(),
                     translation.to.ip(),
@@ -231,6 +262,7 @@ pub fn check(
         isn: None,
         verdict: None,
         partial: Vec::new(),
+        rules: Vec::new(),
     };
     let origin = IpAddr::V4(conn.from.ip());
     match conn.expect {
@@ -365,6 +397,131 @@ pub fn check(
     check
 }
 
+/// Checks that every rewrite of the connection `check` judged names, from the nodes' evidence,
+/// the very rule the lab installed for it, printed as the kernel's own tools print it, with the
+/// conntrack entry that shows the rewrite and, for a MASQUERADE, the route that chose its
+/// address.
+pub fn check_rules(check: &mut Check, scenario: &Scenario, report: &Report, installed: &Installed) {
+    let Some(index) = check
+        .isn
+        .and_then(|isn| report.flows.iter().position(|f| f.isn == isn))
+    else {
+        return;
+    };
+    for i in legs(report, index) {
+        let flow = &report.flows[i];
+        for t in &flow.translations {
+            let rule = rule_check(scenario, t, installed);
+            let kind = kind_word(t.kind);
+            for problem in &rule.problems {
+                check
+                    .problems
+                    .push(format!("{} {kind}: {problem}", rule.node));
+            }
+            check.rules.push(rule);
+        }
+    }
+    check.matches = check.problems.is_empty();
+}
+
+fn kind_word(kind: TranslationKind) -> &'static str {
+    match kind {
+        TranslationKind::Snat => "SNAT",
+        TranslationKind::Dnat => "DNAT",
+    }
+}
+
+fn rule_check(scenario: &Scenario, t: &Translation, installed: &Installed) -> RuleCheck {
+    let expected = installed::expected(scenario, installed, &t.node, t);
+    let mut rule = RuleCheck {
+        node: t.node.clone(),
+        kind: t.kind,
+        expected: expected
+            .as_ref()
+            .map_or_else(|| "no rule of the lab's".into(), ToString::to_string),
+        named: None,
+        conntrack: false,
+        ok: false,
+        problems: Vec::new(),
+    };
+    let Some(expected) = expected else {
+        rule.problems.push(format!(
+            "the lab installed no rule that makes a rewrite on {}",
+            t.node
+        ));
+        return rule;
+    };
+    let Some(a) = &t.attribution else {
+        rule.problems
+            .push("no rule named: the probes read no evidence".into());
+        return rule;
+    };
+    rule.conntrack = a.conntrack.as_ref().is_some_and(|e| match t.kind {
+        TranslationKind::Snat => e.src_nat,
+        TranslationKind::Dnat => e.dst_nat,
+    });
+    if !rule.conntrack {
+        rule.problems
+            .push("no conntrack entry shows the rewrite".into());
+    }
+    let named = a
+        .rule
+        .as_ref()
+        .filter(|_| a.status == AttributionStatus::Rule);
+    let Some(named) = named else {
+        rule.problems.push(format!("no rule named: {}", a.reason));
+        return rule;
+    };
+    rule.named = Some(format!(
+        "{}: {}: {}",
+        owner_words(named.owner),
+        rule_place(named),
+        named.text
+    ));
+    if named.owner != expected.owner || named.chain != expected.chain {
+        rule.problems.push(format!(
+            "names {} ({}), the lab installed it as {expected}",
+            short(a).unwrap_or_default(),
+            rule_place(named)
+        ));
+    }
+    if let Err(differs) = installed.holds(&t.node, named) {
+        rule.problems.push(differs);
+    }
+    let masquerade = named
+        .nat
+        .as_ref()
+        .is_some_and(|n| n.kind == NatKind::Masquerade);
+    if t.kind == TranslationKind::Snat && masquerade {
+        match &a.route {
+            Some(route) if route.masquerade_source == Some(t.to.ip()) => {
+                let second = scenario
+                    .dataplane
+                    .second_nic
+                    .is_some_and(|n| n.name() == t.node);
+                if second && route.oif.as_deref() != Some(SECOND_NIC) {
+                    rule.problems.push(format!(
+                        "the route leaves by {}, the lab routes through {SECOND_NIC}",
+                        route.oif.as_deref().unwrap_or("no interface")
+                    ));
+                }
+            }
+            Some(route) => rule.problems.push(format!(
+                "the route says MASQUERADE takes {}, the rewrite shows {}",
+                route
+                    .masquerade_source
+                    .map_or_else(|| "no address".into(), |ip| ip.to_string()),
+                t.to.ip()
+            )),
+            None => rule
+                .problems
+                .push("no route shows why MASQUERADE took its address".into()),
+        }
+    }
+    rule.ok = rule.problems.is_empty();
+    rule
+}
+
 fn show(ip: Option<IpAddr>) -> String {
     ip.map_or_else(|| "nothing".into(), |ip| ip.to_string())
 }
@@ -426,6 +583,7 @@ mod tests {
                 to: to.parse().unwrap(),
                 to_owner: owner.into(),
                 hop: 1,
+                attribution: None,
             })
             .into_iter()
             .collect();

@@ -367,6 +367,7 @@ fn make_plan(
         capture_secs,
         expiry_secs: capture_secs + EXPIRY_MARGIN_SECS,
         l7: args.l7 || args.send,
+        evidence: args.evidence,
         ports: ports.into_iter().collect(),
         delivery,
         timer_image: options.base_image.clone(),
@@ -394,6 +395,13 @@ fn dry_run_text(
     out.push_str(
         "# The ConfigMaps and the DaemonSet get an ownerReference to the Job once it exists.\n",
     );
+    if plan.evidence {
+        out.push_str(
+            "# --evidence: the probe container adds the NET_ADMIN capability, to read (never\n\
+             # write) each node's NAT rules, conntrack entries and routes through netlink\n\
+             # (docs/security.md).\n",
+        );
+    }
     out.push_str(
         &objects
             .to_yaml()
@@ -502,7 +510,21 @@ async fn check_pod_security(
     existing: &Namespace,
 ) -> Result<()> {
     let label = psa::judge(existing.metadata.labels.as_ref());
-    let refused = match preflight::admit_probe_pod(cluster, plan, objects).await {
+    let admission = preflight::admit_probe_pod(cluster, plan, objects).await;
+    if let PodAdmission::Refused(err) = &admission {
+        if plan.evidence && admitted_without_net_admin(cluster, plan).await {
+            return Err(Failure::new(
+                Kind::Cluster,
+                format!(
+                    "namespace {} admits the probe, but not with the NET_ADMIN capability \
+                     --evidence adds: {err}; nothing was created",
+                    plan.namespace
+                ),
+            )
+            .hint(psa::net_admin_hint(&plan.namespace)));
+        }
+    }
+    let refused = match admission {
         PodAdmission::Admitted => {
             if let psa::Verdict::Rejected { level } = &label {
                 progress.println(&format!(
@@ -533,8 +555,9 @@ async fn check_pod_security(
         }
         PodAdmission::NotAsked(why) => match &label {
             psa::Verdict::Rejected { level } => format!(
-                "namespace {} enforces Pod Security level \"{level}\", which rejects the hostNetwork and NET_RAW the probe needs (admission could not be asked: {why})",
-                plan.namespace
+                "namespace {} enforces Pod Security level \"{level}\", which rejects the {} the probe needs (admission could not be asked: {why})",
+                plan.namespace,
+                psa::needs(plan.evidence)
             ),
             _ => {
                 tracing::info!("Pod Security not asked ({why}); the namespace's label allows the probe");
@@ -564,6 +587,22 @@ async fn check_pod_security(
         psa::ENFORCE_LABEL
     ));
     Ok(())
+}
+
+/// Whether admission takes the probe pod once NET_ADMIN (`--evidence`) is left out: then that
+/// capability alone is what the namespace's policy refuses.
+async fn admitted_without_net_admin(cluster: &Cluster, plan: &RunPlan) -> bool {
+    let plain = RunPlan {
+        evidence: false,
+        ..plan.clone()
+    };
+    match Objects::build(&plain) {
+        Ok(objects) => matches!(
+            preflight::admit_probe_pod(cluster, &plain, &objects).await,
+            PodAdmission::Admitted
+        ),
+        Err(_) => false,
+    }
 }
 
 /// A probe namespace being deleted (an earlier run's, say) refuses every object: wait until it
@@ -935,6 +974,10 @@ async fn capture(
         progress.step("collecting what the probes saw up to now");
         drain_streams(&mut collector, &mut rx).await;
     }
+    if plan.evidence {
+        progress.step("stopping the probes: each reads its node's NAT rules once more");
+        end_probes(cluster, plan, &mut collector, &mut rx).await;
+    }
     for follower in followers {
         follower.abort();
     }
@@ -949,6 +992,55 @@ async fn capture(
         sent,
         probed: ready.iter().map(|p| p.node.clone()).collect(),
     })
+}
+
+/// With `--evidence`, stops the probes (their DaemonSet is deleted: its pods are stopped) and
+/// takes their streams to the end: a stopped probe writes its end snapshot of the rules, whose
+/// counters over the capture name the rule behind each rewrite, then says bye.
+async fn end_probes(
+    cluster: &Cluster,
+    plan: &RunPlan,
+    collector: &mut Collector,
+    rx: &mut mpsc::Receiver<(String, String, String)>,
+) {
+    if let Err(err) = cluster
+        .namespaced::<k8s_openapi::api::apps::v1::DaemonSet>(&plan.namespace)
+        .delete(&plan.daemon_set_name())
+        .await
+    {
+        collector.warn_once(format!(
+            "the probes could not be stopped for their end snapshot ({err}): the rules' \
+             counters over the capture are not known"
+        ));
+        return;
+    }
+    let wait = Duration::from_secs(super::manifests::probe_grace_secs(plan)) + DRAIN_WAIT;
+    let deadline = tokio::time::Instant::now() + wait;
+    while !collector.all_done() {
+        tokio::select! {
+            line = rx.recv() => match line {
+                Some((pod, node, line)) => {
+                    collector.push_line(&pod, &node, &line);
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    if !collector.all_done() {
+        let ended: Vec<&str> = collector
+            .nodes()
+            .iter()
+            .filter(|(_, n)| !n.said_bye)
+            .map(|(node, _)| node.as_str())
+            .collect();
+        collector.warn_once(format!(
+            "the probe on {} did not end within {}s of being stopped: its end snapshot of the \
+             rules is missing",
+            ended.join(", "),
+            wait.as_secs()
+        ));
+    }
 }
 
 /// Takes every stream up to the stop moment: each probe's heartbeat (or its end) must come

@@ -85,6 +85,9 @@ pub struct RunPlan {
     /// Seconds after the start when the cluster removes everything by itself.
     pub expiry_secs: u64,
     pub l7: bool,
+    /// `--evidence`: the probe also reads the node's NAT rules, conntrack and routes, and its
+    /// container gets NET_ADMIN for it.
+    pub evidence: bool,
     /// TCP ports the probe's kernel filter keeps (service, node and target ports).
     pub ports: Vec<u16>,
     pub delivery: Delivery,
@@ -320,7 +323,30 @@ fn probe_args(plan: &RunPlan) -> Vec<String> {
     if plan.l7 {
         args.push("--l7".into());
     }
+    if plan.evidence {
+        args.push("--evidence".into());
+    }
     args
+}
+
+/// How long a stopped probe has to finish: with `--evidence` it reads the node's NAT rules once
+/// more (its end snapshot, under a second for 10,000 rules; docs/performance.md).
+pub fn probe_grace_secs(plan: &RunPlan) -> u64 {
+    if plan.evidence {
+        20
+    } else {
+        5
+    }
+}
+
+/// The probe container's capabilities: NET_RAW for its packet sockets, and with `--evidence`
+/// NET_ADMIN for the netlink dumps of NAT rules and conntrack it reads (never writes).
+fn probe_caps(plan: &RunPlan) -> &'static [&'static str] {
+    if plan.evidence {
+        &["NET_RAW", "NET_ADMIN"]
+    } else {
+        &["NET_RAW"]
+    }
 }
 
 fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
@@ -364,7 +390,7 @@ fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
                     "command": ["/probe/realip-probe"],
                     "args": probe_args(plan),
                     "env": node_env,
-                    "securityContext": container_security(true, &["NET_RAW"]),
+                    "securityContext": container_security(true, probe_caps(plan)),
                     "resources": probe_resources,
                     "volumeMounts": [{"name": "probe", "mountPath": "/probe", "readOnly": true}],
                 }]),
@@ -383,7 +409,7 @@ fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
                 // The image's entrypoint is the probe (probe/Dockerfile: /realip-probe).
                 "args": probe_args(plan),
                 "env": node_env,
-                "securityContext": container_security(true, &["NET_RAW"]),
+                "securityContext": container_security(true, probe_caps(plan)),
                 "resources": probe_resources,
             }]),
             json!([]),
@@ -405,7 +431,7 @@ fn daemon_set(plan: &RunPlan) -> Result<DaemonSet, BuildError> {
                         "dnsPolicy": "ClusterFirstWithHostNet",
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
-                        "terminationGracePeriodSeconds": 5,
+                        "terminationGracePeriodSeconds": probe_grace_secs(plan),
                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                         // Every taint: the probe must run wherever traffic lands.
                         "tolerations": [{"operator": "Exists"}],
@@ -476,6 +502,7 @@ mod tests {
             capture_secs: 180,
             expiry_secs: 480,
             l7: true,
+            evidence: false,
             ports: vec![80, 8080, 31080],
             delivery,
             timer_image: "busybox:1.37".into(),
@@ -594,6 +621,39 @@ mod tests {
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);
+    }
+
+    /// `--evidence` adds the flag, NET_ADMIN beside NET_RAW (still dropping every other
+    /// capability) and a longer grace for the end snapshot; without it, neither.
+    #[test]
+    fn evidence_adds_net_admin_and_the_flag() {
+        for evidence in [false, true] {
+            let mut plan = plan(embedded(1));
+            plan.evidence = evidence;
+            let ds = serde_json::to_value(daemon_set(&plan).unwrap()).unwrap();
+            let spec = &ds["spec"]["template"]["spec"];
+            let probe = &spec["containers"][0];
+            let caps = &probe["securityContext"]["capabilities"];
+            assert_eq!(caps["drop"], json!(["ALL"]));
+            let added = if evidence {
+                json!(["NET_RAW", "NET_ADMIN"])
+            } else {
+                json!(["NET_RAW"])
+            };
+            assert_eq!(caps["add"], added);
+            let has_flag = probe["args"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("--evidence"));
+            assert_eq!(has_flag, evidence);
+            let grace = if evidence { 20 } else { 5 };
+            assert_eq!(spec["terminationGracePeriodSeconds"], grace);
+            // The init container that unpacks the probe gets nothing.
+            assert_eq!(
+                spec["initContainers"][0]["securityContext"]["capabilities"],
+                json!({"drop": ["ALL"]})
+            );
+        }
     }
 
     /// Both deliveries hand the probe the same absolute deadline: a restarted container

@@ -246,6 +246,7 @@ mod tests {
             capture_secs: 60,
             expiry_secs: 90,
             l7: false,
+            evidence: false,
             ports: vec![80],
             delivery,
             timer_image: "busybox:1.37".into(),

@@ -43,6 +43,24 @@ pub fn explain_level(verdict: &Verdict) -> String {
     }
 }
 
+/// What the probe pod needs that only the `privileged` level allows, in words.
+pub fn needs(evidence: bool) -> &'static str {
+    if evidence {
+        "hostNetwork, NET_RAW and NET_ADMIN (for --evidence)"
+    } else {
+        "hostNetwork and NET_RAW"
+    }
+}
+
+/// What to tell the user when the namespace's policy refuses only NET_ADMIN (`--evidence`).
+pub fn net_admin_hint(namespace: &str) -> String {
+    format!(
+        "trace without --evidence (the report then names no rule), or run the probe in a \
+         namespace whose policy allows NET_ADMIN with --probe-namespace (the policy refusing \
+         it in {namespace} is not Pod Security's: a webhook or a policy engine)"
+    )
+}
+
 /// What to tell the user when the namespace refuses the probe.
 pub fn refusal_hint(namespace: &str) -> String {
     format!(

@@ -2,10 +2,12 @@
 //! nodes not probed, and explain's prediction beside it, loudly flagged where they disagree.
 
 use super::topology::Topology;
-use crate::analyze::model::{Flow, Report};
-use crate::explain::model::{Explanation, L4Source, Origin};
+use crate::analyze::model::{AttributionStatus, ClientKind, Flow, Report, TranslationKind};
+use crate::analyze::render::attribution::{owner_words, rule_place};
+use crate::explain::model::{Explanation, L4Source, Origin, OriginVerdict};
 use crate::output::{BAD, DIM, HEAD, WARN};
 use anstyle::Style;
+use realip_probe::wire::Owner as RuleOwner;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -110,12 +112,22 @@ impl AddressBook {
     }
 }
 
-/// Where a measured connection came in, in explain's terms.
-fn origin_of(flow: &Flow, topology: &Topology, book: &AddressBook) -> Option<Origin> {
+/// Where a measured connection came in, in explain's terms: the way in and its entry (`via`).
+/// A pod or a node reaching the load balancer's address is caught by the node's service proxy
+/// on its way out (explain's `lb-address`), not a connection from the internet.
+fn origin_of(
+    flow: &Flow,
+    topology: &Topology,
+    book: &AddressBook,
+) -> Option<(Origin, &'static str)> {
     let (ip, port) = (flow.entry.ip(), flow.entry.port());
     match book.owner(&ip) {
-        Some(Owner::LoadBalancer { .. }) => Some(Origin::InternetViaLb),
-        Some(Owner::ClusterIp { .. }) => Some(Origin::InClusterPod),
+        Some(Owner::LoadBalancer { .. }) => Some(match flow.client_kind {
+            ClientKind::Pod => (Origin::InClusterPod, "lb-address"),
+            ClientKind::Node => (Origin::Node, "lb-address"),
+            _ => (Origin::InternetViaLb, "lb"),
+        }),
+        Some(Owner::ClusterIp { .. }) => Some((Origin::InClusterPod, "cluster-ip")),
         Some(Owner::Node { .. })
             if topology
                 .service
@@ -123,7 +135,7 @@ fn origin_of(flow: &Flow, topology: &Topology, book: &AddressBook) -> Option<Ori
                 .iter()
                 .any(|p| p.node_port == Some(port)) =>
         {
-            Some(Origin::NodePort)
+            Some((Origin::NodePort, "node-port"))
         }
         _ => None,
     }
@@ -134,8 +146,7 @@ fn measured_source(flow: &Flow, book: &AddressBook) -> L4Source {
     if flow.client_ip_preserved == Some(true) {
         return L4Source::Client;
     }
-    if flow.client_kind == crate::analyze::model::ClientKind::Proxy && flow.pod_sees == flow.client
-    {
+    if flow.client_kind == ClientKind::Proxy && flow.pod_sees == flow.client {
         return L4Source::Proxy;
     }
     let Some(seen) = flow.pod_sees else {
@@ -179,6 +190,25 @@ pub fn prediction_for<'a>(
         .unwrap_or(prediction)
 }
 
+/// explain's verdict for the way `flow` came in, predicted for its entry node: the one of its
+/// entry (`via`), else the plain way in of its origin (not an Ingress in front of it).
+fn verdict_for<'a>(
+    flow: &Flow,
+    prediction: &'a Explanation,
+    by_entry_node: &'a BTreeMap<String, Explanation>,
+    topology: &Topology,
+    book: &AddressBook,
+) -> Option<(Origin, &'a OriginVerdict)> {
+    let (origin, via) = origin_of(flow, topology, book)?;
+    let prediction = prediction_for(flow, prediction, by_entry_node);
+    let of_origin = || prediction.origins.iter().filter(|v| v.origin == origin);
+    let verdict = of_origin().find(|v| v.via == via).or_else(|| {
+        of_origin()
+            .min_by_key(|v| !matches!(v.via.as_str(), "lb" | "node-port" | "cluster-ip" | ""))
+    })?;
+    Some((origin, verdict))
+}
+
 pub fn disagreements(
     report: &Report,
     prediction: &Explanation,
@@ -188,16 +218,7 @@ pub fn disagreements(
 ) -> Vec<Disagreement> {
     let mut found: BTreeMap<(String, String, String), Disagreement> = BTreeMap::new();
     for (n, flow) in report.flows.iter().enumerate() {
-        let Some(origin) = origin_of(flow, topology, book) else {
-            continue;
-        };
-        let prediction = prediction_for(flow, prediction, by_entry_node);
-        // The plain way in of that origin (not an Ingress in front of it) when there are several.
-        let Some(verdict) = prediction
-            .origins
-            .iter()
-            .filter(|v| v.origin == origin)
-            .min_by_key(|v| !matches!(v.via.as_str(), "lb" | "node-port" | "cluster-ip" | ""))
+        let Some((origin, verdict)) = verdict_for(flow, prediction, by_entry_node, topology, book)
         else {
             continue;
         };
@@ -224,6 +245,96 @@ pub fn disagreements(
     found.into_values().collect()
 }
 
+/// The rewrite of the source explain predicts on a way in: none, or its label on the predicted
+/// path ("SNAT by kube-proxy (MASQUERADE)") with the component it names.
+fn predicted_snat(verdict: &OriginVerdict) -> Option<(String, Option<RuleOwner>)> {
+    let label = verdict
+        .path
+        .iter()
+        .filter_map(|hop| hop.rewrite.as_deref())
+        .find(|rewrite| rewrite.contains("SNAT"))?;
+    let owner = if label.contains("by kube-proxy") {
+        Some(RuleOwner::KubeProxy)
+    } else if label.contains("by Cilium") {
+        Some(RuleOwner::Cilium)
+    } else {
+        None
+    };
+    Some((label.to_string(), owner))
+}
+
+/// The cause the node shows and the cause explain predicts disagree for a way in: explain
+/// predicted no SNAT, or another component's; the node's counters and conntrack name the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CauseDisagreement {
+    pub origin: Origin,
+    /// explain's rewrite on the predicted path; `null` when it predicted no SNAT.
+    pub predicted: Option<String>,
+    /// The component explain's rewrite names, when it names one.
+    pub predicted_owner: Option<RuleOwner>,
+    /// The owner of the rule that rewrote the source.
+    pub measured_owner: RuleOwner,
+    /// That rule: where it sits, on which node.
+    pub measured_rule: String,
+    /// The connections (1-based, as in the text report) that show it.
+    pub connections: Vec<usize>,
+}
+
+pub fn cause_disagreements(
+    report: &Report,
+    prediction: &Explanation,
+    by_entry_node: &BTreeMap<String, Explanation>,
+    topology: &Topology,
+    book: &AddressBook,
+) -> Vec<CauseDisagreement> {
+    let mut found: BTreeMap<(String, String), CauseDisagreement> = BTreeMap::new();
+    for (n, flow) in report.flows.iter().enumerate() {
+        let Some((origin, verdict)) = verdict_for(flow, prediction, by_entry_node, topology, book)
+        else {
+            continue;
+        };
+        let predicted = predicted_snat(verdict);
+        let measured = flow
+            .translations
+            .iter()
+            .filter(|t| t.kind == TranslationKind::Snat)
+            .filter_map(|t| {
+                let a = t.attribution.as_ref()?;
+                let rule = a
+                    .rule
+                    .as_ref()
+                    .filter(|_| a.status == AttributionStatus::Rule)?;
+                Some((rule, t))
+            });
+        for (rule, t) in measured {
+            let agrees = match &predicted {
+                Some((_, Some(owner))) => *owner == rule.owner,
+                // A rewrite explain does not name the maker of: nothing to hold it to.
+                Some((_, None)) => true,
+                None => false,
+            };
+            if agrees {
+                continue;
+            }
+            let measured_rule = format!("{} on {}", rule_place(rule), t.node);
+            let key = (format!("{origin:?}"), measured_rule.clone());
+            found
+                .entry(key)
+                .or_insert_with(|| CauseDisagreement {
+                    origin,
+                    predicted: predicted.as_ref().map(|(label, _)| label.clone()),
+                    predicted_owner: predicted.as_ref().and_then(|(_, owner)| *owner),
+                    measured_owner: rule.owner,
+                    measured_rule,
+                    connections: Vec::new(),
+                })
+                .connections
+                .push(n + 1);
+        }
+    }
+    found.into_values().collect()
+}
+
 /// Everything the trace reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceReport {
@@ -240,6 +351,10 @@ pub struct TraceReport {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub predictions_by_entry_node: BTreeMap<String, Explanation>,
     pub disagreements: Vec<Disagreement>,
+    /// Where the rule the nodes show behind an SNAT is not the component explain predicted
+    /// (`--evidence`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cause_disagreements: Vec<CauseDisagreement>,
     /// Test connections opened by `--send`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sent: Vec<super::send::Sent>,
@@ -260,6 +375,10 @@ impl TraceReport {
             .as_ref()
             .map(|p| disagreements(&report, p, &predictions_by_entry_node, topology, &book))
             .unwrap_or_default();
+        let cause_disagreements = prediction
+            .as_ref()
+            .map(|p| cause_disagreements(&report, p, &predictions_by_entry_node, topology, &book))
+            .unwrap_or_default();
         TraceReport {
             addresses: book.mentioned(&report),
             report,
@@ -268,6 +387,7 @@ impl TraceReport {
             prediction,
             predictions_by_entry_node,
             disagreements,
+            cause_disagreements,
             sent,
         }
     }
@@ -313,6 +433,28 @@ impl TraceReport {
                 )
             );
         }
+        for d in &self.cause_disagreements {
+            let predicted = match &d.predicted {
+                Some(label) => format!("explain predicted {label}"),
+                None => "explain predicted no SNAT".to_string(),
+            };
+            let text = format!(
+                "!! MEASURED CAUSE ≠ PREDICTED for {}: {}'s rule ({}) rewrote the source; \
+                 {predicted} (connection{} {})",
+                origin_name(d.origin),
+                owner_words(d.measured_owner),
+                d.measured_rule,
+                if d.connections.len() == 1 { "" } else { "s" },
+                d.connections
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            for line in crate::output::wrap(&text, crate::output::WIDTH, "", "   ") {
+                let _ = writeln!(out, "{}", paint(BAD, &line));
+            }
+        }
         out.push('\n');
         out.push_str(&crate::analyze::render_text(&self.report));
         if !self.addresses.is_empty() {
@@ -348,7 +490,10 @@ impl TraceReport {
             for verdict in &prediction.origins {
                 let disagrees = self.disagreements.iter().any(|d| {
                     d.origin == verdict.origin && d.predicted == verdict.l4_source_seen_by_pod
-                });
+                }) || self
+                    .cause_disagreements
+                    .iter()
+                    .any(|d| d.origin == verdict.origin);
                 let line = crate::explain::verdict_summary(verdict);
                 if disagrees {
                     let _ = writeln!(out, "  {} {line}", paint(WARN, "← measured otherwise:"));

@@ -140,6 +140,9 @@ struct State {
     namespace_finalizing: Duration,
     /// Pod Security admission, when played.
     pod_security: Option<PodSecurity>,
+    /// A policy engine's webhook refusing pods (and DaemonSets) that add these capabilities:
+    /// the capabilities and the webhook's name.
+    refused_capabilities: Option<(Vec<String>, String)>,
     /// Logs of pods whose container really runs, by (namespace, pod).
     live_logs: HashMap<(String, String), LiveLog>,
 }
@@ -218,6 +221,7 @@ impl FakeApi {
                 hooks: Vec::new(),
                 namespace_finalizing: Duration::from_millis(100),
                 pod_security: None,
+                refused_capabilities: None,
                 live_logs: HashMap::new(),
             })),
             changes,
@@ -379,6 +383,15 @@ impl FakeApi {
     /// else the default) is baseline or restricted, unless the namespace is exempt.
     pub fn pod_security(&self, policy: PodSecurity) {
         self.lock().pod_security = Some(policy);
+    }
+
+    /// Plays a policy engine's validating webhook (Kyverno, Gatekeeper) that refuses pods and
+    /// DaemonSets adding any of `capabilities`, dry runs included.
+    pub fn refuse_capabilities(&self, capabilities: &[&str], webhook: &str) {
+        self.lock().refused_capabilities = Some((
+            capabilities.iter().map(|c| c.to_string()).collect(),
+            webhook.to_string(),
+        ));
     }
 
     /// Marks a namespace Terminating, as its deletion does, and removes it after `time`.
@@ -685,6 +698,17 @@ impl FakeApi {
                     drop(state);
                     return status(403, "Forbidden", &refusal, Some(route));
                 }
+            }
+            if let Some(refusal) =
+                state
+                    .refused_capabilities
+                    .as_ref()
+                    .and_then(|(caps, webhook)| {
+                        capability_refusal(caps, webhook, &route.resource, &object)
+                    })
+            {
+                drop(state);
+                return status(403, "Forbidden", &refusal, Some(route));
             }
             // NamespaceLifecycle admission, dry runs included.
             if !namespace["metadata"]["deletionTimestamp"].is_null() {
@@ -1023,15 +1047,36 @@ fn pod_security_refusal(policy: &PodSecurity, namespace: &Value, pod: &Value) ->
     if pod["spec"]["hostNetwork"] == true {
         violations.push("host namespaces (hostNetwork=true)".to_string());
     }
+    // What the baseline level lets a container add.
+    const BASELINE: [&str; 13] = [
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    ];
     for container in pod["spec"]["containers"].as_array().into_iter().flatten() {
-        let added = &container["securityContext"]["capabilities"]["add"];
-        if added
+        let added: Vec<String> = container["securityContext"]["capabilities"]["add"]
             .as_array()
-            .is_some_and(|caps| caps.iter().any(|c| c == "NET_RAW"))
-        {
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|c| !BASELINE.contains(c))
+            .map(|c| format!("\"{c}\""))
+            .collect();
+        if !added.is_empty() {
             violations.push(format!(
-                "non-default capabilities (container \"{}\" must not include \"NET_RAW\" in securityContext.capabilities.add)",
-                container["name"].as_str().unwrap_or_default()
+                "non-default capabilities (container \"{}\" must not include {} in securityContext.capabilities.add)",
+                container["name"].as_str().unwrap_or_default(),
+                added.join(", ")
             ));
         }
     }
@@ -1042,6 +1087,40 @@ fn pod_security_refusal(policy: &PodSecurity, namespace: &Value, pod: &Value) ->
             violations.join(", ")
         )
     })
+}
+
+/// What a policy engine's webhook refusing `caps` says of a pod or DaemonSet that adds one.
+fn capability_refusal(
+    caps: &[String],
+    webhook: &str,
+    resource: &str,
+    object: &Value,
+) -> Option<String> {
+    let spec = match resource {
+        "pods" => &object["spec"],
+        "daemonsets" => &object["spec"]["template"]["spec"],
+        _ => return None,
+    };
+    let added: Vec<&str> = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            c["securityContext"]["capabilities"]["add"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(Value::as_str)
+        .filter(|c| caps.iter().any(|refused| refused == c))
+        .collect();
+    let first = added.first()?;
+    Some(format!(
+        "admission webhook \"{webhook}\" denied the request: policy {}/{} for resource violation: \
+         disallow-capabilities: adding {first} is not allowed",
+        object["kind"].as_str().unwrap_or("Pod"),
+        object["metadata"]["name"].as_str().unwrap_or_default()
+    ))
 }
 
 /// `/api/v1/...` or `/apis/GROUP/VERSION/...`, then `[namespaces/NS/]RESOURCE[/NAME[/SUB]]`.

@@ -2,8 +2,10 @@
 //! such a node really runs. The init container's own command unpacks the probe from the run's
 //! ConfigMaps (laid out as the kubelet lays out a projected volume), then the probe container's
 //! command and arguments run inside the node's namespace (its `hostNetwork`), and the process's
-//! stdout is the pod's log. Deleting the pod stops the process — SIGTERM, then SIGKILL after the
-//! pod's grace period — as a kubelet does.
+//! stdout is the pod's log. The process gets the capabilities the container's securityContext
+//! grants (`drop: [ALL]` and `add`), no more, through `setpriv`; a kubelet may be told to strip
+//! some (as a runtime or a mutating policy can). Deleting the pod stops the process — SIGTERM,
+//! then SIGKILL after the pod's grace period — as a kubelet does.
 
 use super::cluster::affinity_nodes;
 use super::fake_api::{FakeApi, LiveLog};
@@ -39,6 +41,17 @@ impl NetnsKubelet {
     /// Plays the DaemonSet controller and the kubelets of `nodes` (node name → network
     /// namespace): every DaemonSet created gets one pod per node of its node affinity.
     pub fn start(api: &FakeApi, nodes: HashMap<String, String>) -> NetnsKubelet {
+        NetnsKubelet::start_stripping(api, nodes, &[])
+    }
+
+    /// [`NetnsKubelet::start`], with the capabilities `strip` taken from every container
+    /// whatever its securityContext adds.
+    pub fn start_stripping(
+        api: &FakeApi,
+        nodes: HashMap<String, String>,
+        strip: &[&str],
+    ) -> NetnsKubelet {
+        let strip: Arc<Vec<String>> = Arc::new(strip.iter().map(|c| c.to_string()).collect());
         let kubelet = NetnsKubelet {
             running: Arc::new(Mutex::new(Vec::new())),
             root: Arc::new(tempfile::tempdir().expect("a directory for pod volumes")),
@@ -59,6 +72,7 @@ impl NetnsKubelet {
                 let pod = schedule(&api, &ds, &node);
                 let (running, root, stderr, alive) =
                     (running.clone(), root.clone(), stderr.clone(), alive.clone());
+                let strip = strip.clone();
                 let api = api.clone();
                 tokio::spawn(async move {
                     let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
@@ -66,7 +80,7 @@ impl NetnsKubelet {
                     let dir = root.path().join(name);
                     let started = tokio::task::spawn_blocking({
                         let (api, pod, dir) = (api.clone(), pod.clone(), dir.clone());
-                        move || start_pod(&api, &pod, &node, &netns, &dir)
+                        move || start_pod(&api, &pod, &node, &netns, &dir, &strip)
                     })
                     .await
                     .unwrap_or_else(|err| Err(format!("the kubelet task failed: {err}")));
@@ -164,6 +178,28 @@ fn schedule(api: &FakeApi, ds: &Value, node: &str) -> Value {
     api.insert(&pod)
 }
 
+/// The capabilities a container runs with, as `setpriv --bounding-set` arguments: when its
+/// securityContext drops ALL, only what it adds (less `strip`); `None` when it keeps the
+/// runtime's defaults (this kubelet then leaves root's).
+fn granted(container: &Value, strip: &[String]) -> Option<String> {
+    let caps = &container["securityContext"]["capabilities"];
+    let drops_all = caps["drop"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|c| c == "ALL"));
+    if !drops_all {
+        return None;
+    }
+    let added: String = caps["add"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|c| !strip.iter().any(|s| s == c))
+        .map(|c| format!(",+{}", c.to_ascii_lowercase()))
+        .collect();
+    Some(format!("--bounding-set=-all{added}"))
+}
+
 /// Lays out the volumes, runs the init containers, starts the probe container in `netns`.
 fn start_pod(
     api: &FakeApi,
@@ -171,6 +207,7 @@ fn start_pod(
     node: &str,
     netns: &str,
     dir: &Path,
+    strip: &[String],
 ) -> Result<(Child, LiveLog), String> {
     let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
@@ -193,8 +230,12 @@ fn start_pod(
     }
     let container = &spec["containers"][0];
     let argv = command(container, node, &mounts)?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", netns])
+    let mut run = Command::new("ip");
+    run.args(["netns", "exec", netns]);
+    if let Some(bounding) = granted(container, strip) {
+        run.args(["setpriv", &bounding, "--inh-caps=-all", "--"]);
+    }
+    let child = run
         .args(&argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

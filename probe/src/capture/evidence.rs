@@ -17,7 +17,7 @@ use crate::evidence::snapshot::{self, Baseline, Snapshot};
 use crate::evidence::{legacy, nl, route, xt, Table};
 use crate::parse::Segment;
 use crate::wire::{
-    Conntrack, CtTuple, Direction, EvidenceEvent, EvidenceSource, EvidenceStatus, Interface, Route,
+    Conntrack, CtTuple, Direction, Event, EvidenceSource, EvidenceStatus, Interface, Route,
     SourceState,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -253,7 +253,7 @@ pub struct Evidence {
 impl Evidence {
     /// Checks the capability, takes the start snapshot and opens the lookup sockets. Returns
     /// the `evidence` status and the start `ruleset` (or only the status when unavailable).
-    pub fn start(node: &str, ifaces: &[Interface], now_ns: u64) -> (Evidence, Vec<EvidenceEvent>) {
+    pub fn start(node: &str, ifaces: &[Interface], now_ns: u64) -> (Evidence, Vec<Event>) {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let mut ev = Evidence {
             node: node.to_string(),
@@ -280,7 +280,7 @@ impl Evidence {
                  (the capture itself goes on with CAP_NET_RAW)"
                     .into(),
             );
-            let events = vec![EvidenceEvent::Evidence(ev.status(now_ns, false))];
+            let events = vec![Event::Evidence(ev.status(now_ns, false))];
             return (ev, events);
         }
         let (snap, mut sources) = read_snapshot(&ev.ifnames());
@@ -312,11 +312,9 @@ impl Evidence {
             ));
         }
         ev.sources = sources;
-        let mut events = vec![EvidenceEvent::Evidence(ev.status(now_ns, false))];
+        let mut events = vec![Event::Evidence(ev.status(now_ns, false))];
         if ev.available {
-            events.push(EvidenceEvent::Ruleset(snapshot::start_event(
-                &snap, node, now_ns,
-            )));
+            events.push(Event::Ruleset(snapshot::start_event(&snap, node, now_ns)));
         }
         ev.start = Baseline::of(&snap);
         (ev, events)
@@ -397,7 +395,7 @@ impl Evidence {
     }
 
     /// Looks up every connection that is due; returns the events to write.
-    pub fn poll(&mut self, now: Instant, ts_ns: u64) -> Vec<EvidenceEvent> {
+    pub fn poll(&mut self, now: Instant, ts_ns: u64) -> Vec<Event> {
         let mut events = vec![];
         while let Some(&(at, isn)) = self.due.front() {
             if at > now {
@@ -439,7 +437,7 @@ impl Evidence {
 
     /// Finds the entry by any sighting's tuple — as the original direction for what was seen
     /// coming in, as the reply direction (reversed) for what was seen leaving after NAT.
-    fn lookup(&mut self, isn: u32, sightings: &[Sighting], ts_ns: u64) -> Vec<EvidenceEvent> {
+    fn lookup(&mut self, isn: u32, sightings: &[Sighting], ts_ns: u64) -> Vec<Event> {
         let Some(sock) = self.ct.as_mut() else {
             return vec![];
         };
@@ -476,7 +474,7 @@ impl Evidence {
             return vec![];
         };
         self.totals.found += 1;
-        let mut events = vec![EvidenceEvent::Conntrack(Conntrack {
+        let mut events = vec![Event::Conntrack(Conntrack {
             ts_ns,
             node: self.node.clone(),
             isn,
@@ -503,7 +501,7 @@ impl Evidence {
         events
     }
 
-    fn route(&mut self, dst: IpAddr, snat_to: IpAddr, ts_ns: u64) -> Option<EvidenceEvent> {
+    fn route(&mut self, dst: IpAddr, snat_to: IpAddr, ts_ns: u64) -> Option<Event> {
         if self.routes_done.contains(&dst) || self.routes_done.len() >= MAX_ROUTES {
             return None;
         }
@@ -515,7 +513,7 @@ impl Evidence {
         let oif = r.oif.and_then(|i| self.ifaces.get(&i));
         let addresses = oif.map(|i| i.addresses.clone()).unwrap_or_default();
         self.totals.routes += 1;
-        Some(EvidenceEvent::Route(Route {
+        Some(Event::Route(Route {
             ts_ns,
             node: self.node.clone(),
             dst,
@@ -533,7 +531,7 @@ impl Evidence {
 
     /// The end of the capture: the lookups still waiting (after their delay), the end
     /// snapshot, the last status.
-    pub fn finish(&mut self, now_ns: impl Fn() -> u64) -> Vec<EvidenceEvent> {
+    pub fn finish(&mut self, now_ns: impl Fn() -> u64) -> Vec<Event> {
         let mut events = vec![];
         if let Some(&(last, _)) = self.due.back() {
             let wait = last.saturating_duration_since(Instant::now());
@@ -543,7 +541,7 @@ impl Evidence {
         events.extend(self.poll(far, now_ns()));
         if self.available {
             let (end, _) = read_snapshot(&self.ifnames());
-            events.push(EvidenceEvent::Ruleset(snapshot::end_event(
+            events.push(Event::Ruleset(snapshot::end_event(
                 &self.start,
                 &end,
                 &self.dnat_seen,
@@ -551,7 +549,7 @@ impl Evidence {
                 now_ns(),
             )));
         }
-        events.push(EvidenceEvent::Evidence(self.status(now_ns(), true)));
+        events.push(Event::Evidence(self.status(now_ns(), true)));
         events
     }
 }

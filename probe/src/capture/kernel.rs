@@ -9,30 +9,13 @@
 
 #![allow(unsafe_code)]
 
+use super::socket::setsockopt;
 use crate::evidence::nl::{self, NLMSG_DONE, NLMSG_ERROR};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 pub const NETLINK_ROUTE: libc::c_int = libc::NETLINK_ROUTE;
 pub const NETLINK_NETFILTER: libc::c_int = libc::NETLINK_NETFILTER;
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` and the length passed is its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
 
 /// A netlink socket for request/reply conversations, replies matched by sequence number.
 #[derive(Debug)]

@@ -19,7 +19,6 @@ pub mod socket;
 use crate::bpf::{self, Admit, FilterSpec};
 use crate::l7;
 use crate::parse::{self, Framing, ParseError};
-use crate::wire::EvidenceEvent;
 use crate::wire::{
     Bye, Change, Direction, Event, Hello, IfaceChange, IfaceKind, IfaceStats, Interface, Stats,
 };
@@ -179,13 +178,6 @@ impl<W: Write> Out<W> {
             .and_then(|()| self.w.write_all(b"\n"))
             .map_err(CaptureError::Output)
     }
-    fn emit_evidence(&mut self, event: &EvidenceEvent) -> Result<(), CaptureError> {
-        let line = crate::wire::encode_evidence_line(event);
-        self.w
-            .write_all(line.as_bytes())
-            .and_then(|()| self.w.write_all(b"\n"))
-            .map_err(CaptureError::Output)
-    }
     fn flush(&mut self) -> Result<(), CaptureError> {
         self.w.flush().map_err(CaptureError::Output)
     }
@@ -249,7 +241,7 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
             eprintln!("realip-probe: --evidence: {reason}");
         }
         for e in &events {
-            cap.out.emit_evidence(e)?;
+            cap.out.emit(e)?;
         }
         cap.evidence = Some(ev);
     }
@@ -301,7 +293,7 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
         cap.drain_all()?;
         if let Some(ev) = cap.evidence.as_mut() {
             for e in ev.poll(Instant::now(), now_ns()) {
-                cap.out.emit_evidence(&e)?;
+                cap.out.emit(&e)?;
             }
         }
         cap.out.flush()?;
@@ -321,7 +313,7 @@ pub fn run<W: Write>(opts: &Options, stop: &AtomicBool, out: W) -> Result<End, C
     let last = cap.collect_stats();
     if let Some(ev) = cap.evidence.as_mut() {
         for e in ev.finish(now_ns) {
-            cap.out.emit_evidence(&e)?;
+            cap.out.emit(&e)?;
         }
     }
     cap.emit_stats(last, true)?;

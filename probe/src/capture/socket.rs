@@ -89,7 +89,13 @@ fn last_error(step: &'static str) -> SocketError {
     }
 }
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+/// `setsockopt(2)` of a plain value; the other reviewed module of raw calls uses it too.
+pub(super) fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     // SAFETY: `value` points to a live, initialised `T` and the length passed is its size; the
     // kernel only reads that many bytes.
     let rc = unsafe {

@@ -433,7 +433,7 @@ mod tests {
             e.rules[1..].iter().all(|r| r.delta_packets == Some(6)),
             "then the rules that moved most"
         );
-        let json = crate::wire::encode_evidence_line(&crate::wire::EvidenceEvent::Ruleset(e));
+        let json = crate::wire::encode_line(&crate::wire::Event::Ruleset(e));
         assert!(json.len() < 300_000, "{} bytes", json.len());
     }
 }

@@ -1,8 +1,10 @@
-//! What the kernel tests need of the machine, checked the same way everywhere.
+//! What the kernel tests need of the machine, checked the same way everywhere (the plugin's
+//! tests include this file too, through tests/support).
 #![allow(dead_code)]
 
 pub mod listing;
 
+use std::io::Write;
 use std::process::Command;
 
 /// Whether this process runs as uid 0 (network namespaces, raw sockets).
@@ -24,16 +26,53 @@ pub fn has_tool(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a test that needs `missing`'s capability may run: false (the test returns) when it
-/// is missing, said on stderr; under `CI=true` a missing capability fails the test instead, so
-/// that a skipped test never stands in for a passing one.
+/// What is missing for a test that needs root and `tools` on PATH: the first missing piece.
+pub fn missing_root_or(tools: &[&str]) -> Option<String> {
+    if !is_root() {
+        return Some("not root (network namespaces, raw sockets and netfilter need it)".into());
+    }
+    tools
+        .iter()
+        .find(|tool| !has_tool(tool))
+        .map(|tool| format!("no `{tool}` on PATH (see .ci/debian-packages)"))
+}
+
+/// Whether CI=true: then a test that cannot run fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|ci| ci == "true")
+}
+
+/// The running test's name: the harness names each test's thread after it (with
+/// `--test-threads=1` the test runs on the main thread, which says nothing).
+pub fn current_test() -> String {
+    match std::thread::current().name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => "this test".to_string(),
+    }
+}
+
+/// Whether a test that needs `missing`'s capability may run. When it is missing, under
+/// `CI=true` the test fails, so that a skipped test never stands in for a passing one;
+/// elsewhere it returns false (the test returns) after saying so on the terminal.
+///
+/// The line is written to the process's stderr directly: the test harness captures only what
+/// `print!`/`eprint!` write, so it shows in a plain `cargo test`, not only with `--nocapture`.
 pub fn runnable(test: &str, missing: Option<String>) -> bool {
     let Some(why) = missing else {
         return true;
     };
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+    if in_ci() {
         panic!("{test} cannot run here ({why}), and CI=true requires it");
     }
-    eprintln!("SKIPPED {test}: {why}");
+    skipped(
+        test,
+        &format!("{why}. It did not run; with CI=true it fails instead"),
+    );
     false
+}
+
+/// Says on the terminal that `test` did not run, and why.
+pub fn skipped(test: &str, why: &str) {
+    // A leading newline: the harness may have left "test NAME ... " unfinished on the line.
+    let _ = writeln!(std::io::stderr().lock(), "\nSKIPPED {test}: {why}");
 }

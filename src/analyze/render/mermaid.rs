@@ -103,11 +103,18 @@ fn leg_of(flow: &Flow) -> Option<Leg> {
                 format!("SNAT → {} ({})", t.to.ip(), t.to_owner)
             }
         };
-        if inside {
-            arrows[*before].push(label);
+        // The rule's owner on an SNAT's arrow, under the rewrite.
+        let by = (t.kind == TranslationKind::Snat)
+            .then(|| t.attribution.as_ref().and_then(super::attribution::short))
+            .flatten()
+            .map(|by| format!("by {by}"));
+        let labels = if inside {
+            &mut arrows[*before]
         } else {
-            unseen[*before].push(label);
-        }
+            &mut unseen[*before]
+        };
+        labels.push(label);
+        labels.extend(by);
         if t.kind == TranslationKind::Snat && lost_hop == Some(t.hop) {
             lost = Some((*before, inside));
         }

@@ -1,6 +1,7 @@
 //! What people read: text for a terminal, Mermaid for a wiki page; and the JSON contract.
 //! Each can be written whole from a report, or streamed one flow at a time by a [`Sink`].
 
+pub mod attribution;
 pub mod json;
 pub mod mermaid;
 pub mod text;

@@ -160,6 +160,14 @@ fn hops_text(out: &mut String, flow: &Flow, width: usize) {
                 line
             };
             prose(out, style, &line, "        ", width);
+            if let Some(attribution) = &t.attribution {
+                for line in super::attribution::lines(attribution, t.kind) {
+                    match line.strip_prefix("  ") {
+                        Some(text) => prose(out, DIM, text, "            ", width),
+                        None => prose(out, DIM, &line, "          ", width),
+                    }
+                }
+            }
         }
     }
 }
@@ -341,6 +349,43 @@ pub(super) fn summary_text(out: &mut String, summary: &Summary, width: usize) {
                     let _ = writeln!(out, "{l}");
                 }
             }
+        }
+    }
+    if !summary.evidence.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(HEAD, "Evidence (each node's netfilter state):")
+        );
+    }
+    for node in &summary.evidence {
+        let rules = match node.rules_total {
+            0 => "no NAT rule".to_string(),
+            total => format!("{} of {total} NAT rules listed", node.rules_listed),
+        };
+        let text = if node.available {
+            format!(
+                "{}: {rules}, {}; conntrack entries found for {} of {} connections",
+                node.node,
+                if node.counted {
+                    "counters over the capture"
+                } else {
+                    "no end snapshot"
+                },
+                node.conntrack_found,
+                node.conntrack_lookups
+            )
+        } else {
+            format!(
+                "{}: not available: {}",
+                node.node,
+                node.reason
+                    .as_deref()
+                    .unwrap_or("the probe could not read it")
+            )
+        };
+        for line in wrap(&text, width, "  ", "    ") {
+            let _ = writeln!(out, "{line}");
         }
     }
     if summary.drops > 0 {

@@ -66,15 +66,19 @@ pub fn same_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
     None
 }
 
-/// kube-proxy's MASQUERADE: which address replaces the source, and the hop label.
-fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend, what: &str) {
-    let eni = backend.eni_pods.as_ref().is_some_and(|f| f.value);
-    let same = if eni {
+/// Whether the pod runs on the node the connection is handled on (ENI pods never count: they
+/// are reached over the VPC, not a bridge); None when it cannot be told.
+fn pod_on_handling_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
+    if backend.eni_pods.as_ref().is_some_and(|f| f.value) {
         Some(false)
     } else {
         same_node(cluster, backend)
-    };
-    match same {
+    }
+}
+
+/// kube-proxy's MASQUERADE: which address replaces the source, and the hop label.
+fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend, what: &str) {
+    match pod_on_handling_node(cluster, backend) {
         Some(true) => {
             trail.rewritten("pod", L4Source::Bridge, what);
             trail.because(
@@ -105,6 +109,38 @@ fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend, what
             "nodes have several interfaces: MASQUERADE uses the primary address of the interface \
              the packet leaves by, which may not be the node's first InternalIP",
         );
+    }
+}
+
+/// MASQUERADE of a connection a node opens itself: it already has the address of the interface
+/// it leaves by, so toward another node nothing changes; only toward a pod on the same node does
+/// it become the bridge's address.
+fn node_masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend) {
+    match pod_on_handling_node(cluster, backend) {
+        Some(true) => {
+            trail.rewritten("pod", L4Source::Bridge, "SNAT by kube-proxy (MASQUERADE)");
+            trail.because(
+                "MASQUERADE on the pod's node",
+                "the pod runs on the calling node: MASQUERADE picks the address of the \
+                 interface toward the pod, the bridge (cbr0/cni0) IP",
+            );
+        }
+        Some(false) => {
+            trail.to("pod");
+            trail.because(
+                "MASQUERADE toward another node",
+                "the pod runs on another node: MASQUERADE picks the node's own address, which \
+                 the connection already has, so the source does not change",
+            );
+        }
+        None => {
+            trail.to("pod");
+            trail.because(
+                "MASQUERADE",
+                "the pod sees the calling node's address, unchanged, when it runs on another \
+                 node, or the node's bridge (cbr0/cni0) IP when it runs on the calling node",
+            );
+        }
     }
 }
 
@@ -365,11 +401,17 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
         }
         return trail;
     }
-    trail.to("LB address (intercepted on the node)");
+    // The DNAT happens before the caller's SYN leaves its node: in a node's own output path
+    // before any interface, so a capture there shows the pod's address, never the LB's.
+    trail.to(if from_node {
+        "LB address, DNATed on the node before any interface"
+    } else {
+        "LB address, DNATed on the pod's node"
+    });
     trail.because(
         "status.loadBalancer.ingress[].ip",
         "the node's service proxy (kube-proxy, or Cilium) intercepts the load balancer's IP on \
-         every node: the connection never reaches the load balancer",
+         every node and DNATs it to an endpoint: the connection never reaches the load balancer",
     );
     if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
         if from_node {
@@ -398,17 +440,20 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
         (TrafficPolicy::Local, true) => {
             trail.because(
                 etp_setting(svc),
-                "even with Local, kube-proxy masquerades LB-address traffic that starts on the \
-                 node itself (src-type LOCAL)",
+                "even with Local, kube-proxy marks LB-address traffic that starts on the node \
+                 itself (src-type LOCAL) for MASQUERADE",
             );
-            masquerade(
-                &mut trail,
-                cluster,
-                backend,
-                "SNAT by kube-proxy (short-circuit)",
-            );
+            node_masquerade(&mut trail, cluster, backend);
         }
-        (TrafficPolicy::Cluster, _) => {
+        (TrafficPolicy::Cluster, true) => {
+            trail.because(
+                etp_setting(svc),
+                "kube-proxy marks traffic to the LB address for MASQUERADE like any external \
+                 traffic",
+            );
+            node_masquerade(&mut trail, cluster, backend);
+        }
+        (TrafficPolicy::Cluster, false) => {
             trail.because(
                 etp_setting(svc),
                 "kube-proxy masquerades traffic to the LB address like any external traffic",
@@ -417,7 +462,7 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
                 &mut trail,
                 cluster,
                 backend,
-                "SNAT by kube-proxy (short-circuit)",
+                "SNAT by kube-proxy (MASQUERADE)",
             );
         }
     }

@@ -15,6 +15,20 @@ pub const WEIGHTED_BALANCE: &str = "service.cloud.tencent.com/local-svc-weighted
 pub const ONLY_BIND_NODE_WITH_POD: &str = "service.kubernetes.io/local-svc-only-bind-node-with-pod";
 pub const GLOBAL_ROUTE_DIRECT_ACCESS_PATCH: &str = "kubectl patch cm tke-service-controller-config -n kube-system --patch '{\"data\":{\"GlobalRouteDirectAccess\":\"true\"}}'";
 
+/// Marks what holds on TKE only, so that a reader of another cluster can tell it from what
+/// Kubernetes does everywhere (the lab, modelled on TKE, lists these after the others).
+pub const LABEL: &str = "TKE: ";
+
+/// `text`, marked as TKE's.
+pub fn tke(text: impl Into<String>) -> String {
+    format!("{LABEL}{}", text.into())
+}
+
+/// Whether a reason's or fix's text is one of TKE's.
+pub fn is_tke(text: &str) -> bool {
+    text.starts_with(LABEL)
+}
+
 /// Whether the CLB can send to pod IPs for this backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Direct {
@@ -105,7 +119,7 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
     trail.to("CLB");
     trail.because(
         from,
-        "a TKE CLB (layer 4) passes the client address through to its backends",
+        tke("the CLB (layer 4) passes the client address through to its backends"),
     );
     let annotated = svc.annotation_true(DIRECT_ACCESS);
     let direct_setting = match svc.annotation(DIRECT_ACCESS) {
@@ -127,25 +141,28 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
                 if annotated {
                     trail.because(
                         direct_setting,
-                        "the CLB registers the pod IPs as backends: no NodePort, no kube-proxy, no SNAT",
+                        tke(
+                            "the CLB registers the pod IPs as backends: no NodePort, no \
+                             kube-proxy, no SNAT",
+                        ),
                     );
                 }
-                trail.because(setting, text);
+                trail.because(setting, tke(text));
                 trail.to("pod");
                 return trail;
             }
             Direct::Blocked(setting, text, fix) => {
-                trail.because(direct_setting, "direct access was asked for");
-                trail.because(setting, text);
+                trail.because(direct_setting, tke("direct access was asked for"));
+                trail.because(setting, tke(text));
                 if let Some((text, apply)) = fix {
-                    trail.fix(text, apply);
+                    trail.fix(tke(text), apply);
                 }
             }
             Direct::Unknown(setting, text) => {
-                trail.because(direct_setting, "direct access was asked for");
-                trail.unknown(setting, text);
+                trail.because(direct_setting, tke("direct access was asked for"));
+                trail.unknown(setting, tke(text));
                 trail.fix(
-                    "check the cluster's network mode; on GlobalRouter set GlobalRouteDirectAccess",
+                    tke("check the cluster's network mode; on GlobalRouter set GlobalRouteDirectAccess"),
                     Some(GLOBAL_ROUTE_DIRECT_ACCESS_PATCH.into()),
                 );
                 return trail;
@@ -154,7 +171,7 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
     } else {
         trail.because(
             direct_setting,
-            "without direct access the CLB forwards to every node's NodePort",
+            tke("without direct access the CLB forwards to every node's NodePort"),
         );
     }
     if svc.external_traffic_policy == TrafficPolicy::Local {
@@ -163,13 +180,15 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
     enter_node(cluster, backend, &mut trail);
     if trail.source != L4Source::Client && !annotated {
         trail.fix(
-            "or let the CLB reach the pods directly (VPC-CNI, or GlobalRouter with \
-             GlobalRouteDirectAccess, or super nodes)",
+            tke(
+                "or let the CLB reach the pods directly (VPC-CNI, or GlobalRouter with \
+                 GlobalRouteDirectAccess, or super nodes)",
+            ),
             Some(annotate_svc(svc, DIRECT_ACCESS, "true")),
         );
         // What else direct access needs here (e.g. GlobalRouteDirectAccess).
         if let Some((text, apply)) = reach_fix {
-            trail.fix(text, apply);
+            trail.fix(tke(text), apply);
         }
     }
     trail
@@ -180,27 +199,30 @@ fn local_annotations(svc: &super::super::facts::ServiceFacts, trail: &mut Trail)
     if svc.annotation_true(ONLY_BIND_NODE_WITH_POD) {
         trail.because(
             format!("metadata.annotations[\"{ONLY_BIND_NODE_WITH_POD}\"]=\"true\""),
-            "the CLB binds only the nodes that host a pod",
+            tke("the CLB binds only the nodes that host a pod"),
         );
     } else {
         trail.because(
             format!("metadata.annotations[\"{ONLY_BIND_NODE_WITH_POD}\"] not \"true\""),
-            "the CLB binds every node; nodes without a pod drop the traffic or fail the health check",
+            tke(
+                "the CLB binds every node; nodes without a pod drop the traffic or fail the \
+                 health check",
+            ),
         );
         trail.fix(
-            "bind only the nodes that host a pod",
+            tke("bind only the nodes that host a pod"),
             Some(annotate_svc(svc, ONLY_BIND_NODE_WITH_POD, "true")),
         );
     }
     if svc.annotation_true(WEIGHTED_BALANCE) {
         trail.because(
             format!("metadata.annotations[\"{WEIGHTED_BALANCE}\"]=\"true\""),
-            "the CLB weights each node by its number of pods, so Local stays balanced",
+            tke("the CLB weights each node by its number of pods, so Local stays balanced"),
         );
     } else {
         trail.because(
             format!("metadata.annotations[\"{WEIGHTED_BALANCE}\"] not \"true\""),
-            "every bound node gets the same weight: pods on crowded nodes get less traffic each",
+            tke("every bound node gets the same weight: pods on crowded nodes get less traffic each"),
         );
     }
 }
@@ -212,8 +234,10 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
     trail.to("CLB (layer 7)");
     trail.because(
         ingress.controller.from.clone(),
-        "a CLB layer-7 listener terminates HTTP and opens new connections to the backends, \
-         adding X-Forwarded-For and X-Real-IP with the client address",
+        tke(
+            "a CLB layer-7 listener terminates HTTP and opens new connections to the \
+             backends, adding X-Forwarded-For and X-Real-IP with the client address",
+        ),
     );
     trail.l7 = L7Source::XForwardedFor;
     let direct = ingress
@@ -236,40 +260,42 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
     if direct || all_virtual {
         match direct_reach(cluster, backend) {
             Direct::Works(setting, text) => {
-                trail.because(direct_setting, "the CLB sends to the pod IPs directly");
-                trail.because(setting, text);
+                trail.because(direct_setting, tke("the CLB sends to the pod IPs directly"));
+                trail.because(setting, tke(text));
                 trail.rewritten("pod", L4Source::Proxy, "new connection from the CLB");
                 return trail;
             }
             Direct::Blocked(setting, text, fix) => {
-                trail.because(direct_setting, "direct access was asked for");
-                trail.because(setting, text);
+                trail.because(direct_setting, tke("direct access was asked for"));
+                trail.because(setting, tke(text));
                 if let Some((text, apply)) = fix {
-                    trail.fix(text, apply);
+                    trail.fix(tke(text), apply);
                 }
             }
             Direct::Unknown(setting, text) => {
-                trail.because(direct_setting, "direct access was asked for");
+                trail.because(direct_setting, tke("direct access was asked for"));
                 trail.source = L4Source::Unknown;
-                trail.because(setting, text);
+                trail.because(setting, tke(text));
                 return trail;
             }
         }
     } else {
         trail.because(
             direct_setting,
-            "without direct access the CLB forwards to the Service's NodePort on the nodes",
+            tke("without direct access the CLB forwards to the Service's NodePort on the nodes"),
         );
     }
     if !svc.has_node_ports() {
         trail.unknown(
             format!("spec.type={}", svc.type_.as_str()),
-            "a non-direct qcloud Ingress forwards to NodePorts, and this Service has none: the \
-             CLB has no backend (404/503)",
+            tke(
+                "a non-direct qcloud Ingress forwards to NodePorts, and this Service has none: \
+                 the CLB has no backend (404/503)",
+            ),
         );
         trail.l7 = L7Source::Unknown;
         trail.fix(
-            "make the Service type NodePort",
+            tke("make the Service type NodePort"),
             Some(super::patch_svc(svc, r#"{"spec":{"type":"NodePort"}}"#)),
         );
         return trail;
@@ -277,7 +303,7 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
     trail.new_connection(L4Source::Proxy, "new connection from the CLB");
     trail.because(
         "CLB layer 7",
-        "the new connection's source is the CLB's own address",
+        tke("the new connection's source is the CLB's own address"),
     );
     enter_node(cluster, backend, &mut trail);
     trail
