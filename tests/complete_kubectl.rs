@@ -79,7 +79,15 @@ fn check(ask: impl Fn(&[&str]) -> (Vec<String>, String)) {
     assert_eq!(ask(&["cleanup", "--context", ""]).0, ["fake", "prod"]);
     // Lab scenarios, and nothing hidden.
     let scenarios = ask(&["lab", "--scenario", "cluster-"]).0;
-    assert_eq!(scenarios, ["cluster-same-node", "cluster-cross-node"]);
+    assert_eq!(
+        scenarios,
+        [
+            "cluster-same-node",
+            "cluster-cross-node",
+            "cluster-same-node-nft",
+            "cluster-cross-node-nft"
+        ]
+    );
     let commands = ask(&[""]).0;
     assert!(commands.contains(&"trace".to_string()), "{commands:?}");
     assert!(
