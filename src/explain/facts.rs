@@ -24,7 +24,7 @@ impl<T> Fact<T> {
 /// Everything explain knows about one Service and the cluster around it.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
-    pub target: Backend,
+    pub target: ServiceBackends,
     /// Ingresses that route to the target Service.
     pub ingresses: Vec<IngressFacts>,
     /// The ingress-nginx controller in front of it, when an nginx Ingress routes to it.
@@ -34,9 +34,10 @@ pub struct Facts {
     pub assumptions: Vec<String>,
 }
 
-/// A Service together with what is known about the pods behind it.
+/// A Service together with what is known about its backends, the pods behind it (a backend is
+/// one endpoint, as in trace).
 #[derive(Debug, Clone, Default)]
-pub struct Backend {
+pub struct ServiceBackends {
     pub service: ServiceFacts,
     /// Nodes hosting its endpoints (None: unknown).
     pub endpoint_nodes: Option<Vec<String>>,
@@ -262,7 +263,7 @@ impl IngressFacts {
 #[derive(Debug, Clone)]
 pub struct NginxFacts {
     /// None when the controller's Service was not found.
-    pub controller: Option<Backend>,
+    pub controller: Option<ServiceBackends>,
     /// `namespace/name` of the ConfigMap read, with its data; None when not found.
     pub config: Option<(String, BTreeMap<String, String>)>,
 }

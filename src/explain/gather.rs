@@ -2,8 +2,8 @@
 //! Every gap is stated as an assumption.
 
 use super::facts::{
-    Backend, CiliumLbMode, Cloud, ClusterFacts, EndpointFacts, Fact, Facts, IngressController,
-    IngressFacts, IpMode, LbIngress, NginxFacts, NodeFacts, PortFacts, Protocol, ProxyMode,
+    CiliumLbMode, Cloud, ClusterFacts, EndpointFacts, Fact, Facts, IngressController, IngressFacts,
+    IpMode, LbIngress, NginxFacts, NodeFacts, PortFacts, Protocol, ProxyMode, ServiceBackends,
     ServiceFacts, ServiceType, TargetPort, TkeNetwork, TrafficPolicy, VirtualPlacement,
 };
 use super::objects::{IngressDoc, Objects, Workload};
@@ -321,7 +321,7 @@ fn workload_on_virtual(w: &Workload) -> bool {
 }
 
 /// The Service plus what the objects tell about its pods.
-fn backend(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> Backend {
+fn service_backends(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> ServiceBackends {
     let service = service_facts(svc);
     let ns = service.namespace.as_deref();
     let pods: Vec<&Workload> = objects
@@ -395,7 +395,7 @@ fn backend(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> Backend 
             )
         }),
     };
-    Backend {
+    ServiceBackends {
         service,
         endpoint_nodes,
         eni_pods,
@@ -759,7 +759,7 @@ fn nginx_facts(
         })
         .or_else(|| (candidates.len() == 1).then(|| &candidates[0]))
         .copied();
-    let controller = chosen.map(|svc| backend(objects, cluster, svc));
+    let controller = chosen.map(|svc| service_backends(objects, cluster, svc));
     if controller.is_none() {
         assumptions.push(if candidates.is_empty() {
             "ingress-nginx controller Service not found: what nginx receives is unknown".into()
@@ -837,7 +837,7 @@ pub fn facts_for(
     svc: &Service,
 ) -> Facts {
     let mut assumptions = base.to_vec();
-    let target = backend(objects, cluster, svc);
+    let target = service_backends(objects, cluster, svc);
     let s = &target.service;
     if s.namespace.is_none() {
         assumptions.push(

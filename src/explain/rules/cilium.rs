@@ -1,7 +1,7 @@
 //! Cilium's kube-proxy replacement: eBPF service load balancing with SNAT, DSR or hybrid
 //! forwarding of external traffic, socket-level load balancing for pods.
 
-use super::super::facts::{Backend, CiliumLbMode, ClusterFacts};
+use super::super::facts::{CiliumLbMode, ClusterFacts, ServiceBackends};
 use super::super::model::L4Source;
 use super::kubernetes::{etp_setting, fix_local};
 use super::Trail;
@@ -18,11 +18,11 @@ fn mode_setting(cluster: &ClusterFacts) -> String {
 /// External traffic on a node with externalTrafficPolicy=Cluster.
 pub fn enter_node_cluster(
     cluster: &ClusterFacts,
-    backend: &Backend,
+    backends: &ServiceBackends,
     lb_mode: CiliumLbMode,
     trail: &mut Trail,
 ) {
-    let svc = &backend.service;
+    let svc = &backends.service;
     // Cilium 1.16+: a per-Service override when bpf-lb-mode-annotation is on.
     let (mode, setting) = match svc.annotation(FORWARDING_ANNOTATION) {
         Some("dsr") => (

@@ -1,7 +1,7 @@
 //! ingress-nginx: what the controller receives (its own Service decides), which forwarded
 //! headers and PROXY protocol it trusts (its ConfigMap), and what it passes to the pod.
 
-use super::super::facts::{Backend, Facts, IngressFacts, NginxFacts, ServiceType};
+use super::super::facts::{Facts, IngressFacts, NginxFacts, ServiceBackends, ServiceType};
 use super::super::model::{L4Source, L7Source};
 use super::kubernetes::node_port;
 use super::{load_balancer, Trail};
@@ -30,7 +30,7 @@ fn patch_config(nginx: &NginxFacts, key: &str, value: &str) -> Option<String> {
 }
 
 /// What reaches the controller pod from outside, through the controller's own Service.
-fn to_controller(facts: &Facts, controller: &Backend) -> Trail {
+fn to_controller(facts: &Facts, controller: &ServiceBackends) -> Trail {
     let svc = &controller.service;
     let mut trail = match svc.type_ {
         ServiceType::LoadBalancer => load_balancer(&facts.cluster, controller),

@@ -2,7 +2,7 @@
 //! source address on NodePorts, load balancer addresses, ClusterIPs and hairpin connections.
 
 use super::super::facts::{
-    Backend, ClusterFacts, Fact, ProxyMode, ServiceFacts, TrafficPolicy, VirtualPlacement,
+    ClusterFacts, Fact, ProxyMode, ServiceBackends, ServiceFacts, TrafficPolicy, VirtualPlacement,
 };
 use super::super::model::L4Source;
 use super::{cilium, patch_svc, Trail};
@@ -46,8 +46,8 @@ pub fn fix_local(trail: &mut Trail, svc: &ServiceFacts) {
 
 /// Whether a connection that kube-proxy forwards lands on the node it entered (Some(true)),
 /// always on another node (Some(false)), or either.
-pub fn same_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
-    let endpoints = backend.endpoint_nodes.as_ref()?;
+pub fn same_node(cluster: &ClusterFacts, backends: &ServiceBackends) -> Option<bool> {
+    let endpoints = backends.endpoint_nodes.as_ref()?;
     if endpoints.is_empty() {
         return None;
     }
@@ -68,17 +68,17 @@ pub fn same_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
 
 /// Whether the pod runs on the node the connection is handled on (ENI pods never count: they
 /// are reached over the VPC, not a bridge); None when it cannot be told.
-fn pod_on_handling_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
-    if backend.eni_pods.as_ref().is_some_and(|f| f.value) {
+fn pod_on_handling_node(cluster: &ClusterFacts, backends: &ServiceBackends) -> Option<bool> {
+    if backends.eni_pods.as_ref().is_some_and(|f| f.value) {
         Some(false)
     } else {
-        same_node(cluster, backend)
+        same_node(cluster, backends)
     }
 }
 
 /// kube-proxy's MASQUERADE: which address replaces the source, and the hop label.
-fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend, what: &str) {
-    match pod_on_handling_node(cluster, backend) {
+fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backends: &ServiceBackends, what: &str) {
+    match pod_on_handling_node(cluster, backends) {
         Some(true) => {
             trail.rewritten("pod", L4Source::Bridge, what);
             trail.because(
@@ -115,8 +115,8 @@ fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend, what
 /// MASQUERADE of a connection a node opens itself: it already has the address of the interface
 /// it leaves by, so toward another node nothing changes; only toward a pod on the same node does
 /// it become the bridge's address.
-fn node_masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend) {
-    match pod_on_handling_node(cluster, backend) {
+fn node_masquerade(trail: &mut Trail, cluster: &ClusterFacts, backends: &ServiceBackends) {
+    match pod_on_handling_node(cluster, backends) {
         Some(true) => {
             trail.rewritten("pod", L4Source::Bridge, "SNAT by kube-proxy (MASQUERADE)");
             trail.because(
@@ -145,13 +145,13 @@ fn node_masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend)
 }
 
 /// External traffic arriving at a node (NodePort or LB address) with `trail.source` as sender.
-pub fn enter_node(cluster: &ClusterFacts, backend: &Backend, trail: &mut Trail) {
-    let svc = &backend.service;
+pub fn enter_node(cluster: &ClusterFacts, backends: &ServiceBackends, trail: &mut Trail) {
+    let svc = &backends.service;
     trail.to(&svc.node_port_label());
     if let Some(Fact {
         value: VirtualPlacement::All,
         from,
-    }) = &backend.on_virtual_nodes
+    }) = &backends.on_virtual_nodes
     {
         trail.unknown(
             from.clone(),
@@ -179,7 +179,7 @@ pub fn enter_node(cluster: &ClusterFacts, backend: &Backend, trail: &mut Trail) 
         TrafficPolicy::Cluster => {
             let mode = proxy_mode(cluster);
             if let ProxyMode::Cilium(lb_mode) = mode {
-                cilium::enter_node_cluster(cluster, backend, lb_mode, trail);
+                cilium::enter_node_cluster(cluster, backends, lb_mode, trail);
                 return;
             }
             trail.because(
@@ -194,7 +194,7 @@ pub fn enter_node(cluster: &ClusterFacts, backend: &Backend, trail: &mut Trail) 
                 proxy_setting(cluster),
                 format!("kube-proxy runs in {} mode", mode.name()),
             );
-            masquerade(trail, cluster, backend, "SNAT by kube-proxy (MASQUERADE)");
+            masquerade(trail, cluster, backends, "SNAT by kube-proxy (MASQUERADE)");
             fix_local(trail, svc);
         }
     }
@@ -208,15 +208,15 @@ pub fn enter_node(cluster: &ClusterFacts, backend: &Backend, trail: &mut Trail) 
 }
 
 /// A client outside the cluster straight to `<node IP>:<nodePort>`.
-pub fn node_port(cluster: &ClusterFacts, backend: &Backend) -> Trail {
+pub fn node_port(cluster: &ClusterFacts, backends: &ServiceBackends) -> Trail {
     let mut trail = Trail::start("client", L4Source::Client);
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     trail
 }
 
 /// A client outside the cluster to an address in spec.externalIPs, routed to a node.
-pub fn external_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
-    let svc = &backend.service;
+pub fn external_ip(cluster: &ClusterFacts, backends: &ServiceBackends) -> Trail {
+    let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     if svc.external_traffic_policy == TrafficPolicy::Local && proxy_mode(cluster) == ProxyMode::Ipvs
     {
@@ -229,7 +229,7 @@ pub fn external_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
         masquerade(
             &mut trail,
             cluster,
-            backend,
+            backends,
             "SNAT by kube-proxy IPVS (Local ignored)",
         );
         trail.fix(
@@ -243,13 +243,13 @@ pub fn external_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
         "spec.externalIPs",
         "kube-proxy treats traffic to an external IP like load balancer traffic",
     );
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     trail
 }
 
 /// Another pod through the Service's ClusterIP.
-pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
-    let svc = &backend.service;
+pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backends: &ServiceBackends) -> Trail {
+    let svc = &backends.service;
     let mut trail = Trail::start("client pod", L4Source::Pod);
     if svc.headless {
         trail.because(
@@ -278,7 +278,7 @@ pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
         masquerade(
             &mut trail,
             cluster,
-            backend,
+            backends,
             "SNAT by kube-proxy (masqueradeAll)",
         );
         trail.fix(
@@ -297,9 +297,9 @@ pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
 }
 
 /// A pod reaching itself through its own Service.
-pub fn hairpin(cluster: &ClusterFacts, backend: &Backend) -> Trail {
+pub fn hairpin(cluster: &ClusterFacts, backends: &ServiceBackends) -> Trail {
     let mut trail = Trail::start("pod", L4Source::Pod);
-    trail.to(&format!("ClusterIP of {}", backend.service.name));
+    trail.to(&format!("ClusterIP of {}", backends.service.name));
     if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
         cilium::hairpin(&mut trail);
         return trail;
@@ -310,7 +310,7 @@ pub fn hairpin(cluster: &ClusterFacts, backend: &Backend) -> Trail {
          MASQUERADE (the KUBE-SEP rule for -s <pod IP>) so the reply can come back through the \
          bridge (kubelet hairpin mode)",
     );
-    let eni = backend.eni_pods.as_ref().is_some_and(|f| f.value);
+    let eni = backends.eni_pods.as_ref().is_some_and(|f| f.value);
     if eni {
         trail.rewritten(
             "pod (itself)",
@@ -333,9 +333,9 @@ pub fn hairpin(cluster: &ClusterFacts, backend: &Backend) -> Trail {
 }
 
 /// A host-network process on a node through the Service's ClusterIP.
-pub fn node_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
+pub fn node_to_cluster_ip(cluster: &ClusterFacts, backends: &ServiceBackends) -> Trail {
     let mut trail = Trail::start("node", L4Source::Node);
-    trail.to(&format!("ClusterIP of {}", backend.service.name));
+    trail.to(&format!("ClusterIP of {}", backends.service.name));
     if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
         cilium::node_to_service(&mut trail);
         return trail;
@@ -347,15 +347,15 @@ pub fn node_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
     masquerade(
         &mut trail,
         cluster,
-        backend,
+        backends,
         "SNAT by kube-proxy (node source)",
     );
     trail
 }
 
 /// A pod (`from_node` false) or a node (true) to the load balancer's address.
-pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool) -> Trail {
-    let svc = &backend.service;
+pub fn to_lb_address(cluster: &ClusterFacts, backends: &ServiceBackends, from_node: bool) -> Trail {
+    let svc = &backends.service;
     let (caller, source) = if from_node {
         ("node", L4Source::Node)
     } else {
@@ -443,7 +443,7 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
                 "even with Local, kube-proxy marks LB-address traffic that starts on the node \
                  itself (src-type LOCAL) for MASQUERADE",
             );
-            node_masquerade(&mut trail, cluster, backend);
+            node_masquerade(&mut trail, cluster, backends);
         }
         (TrafficPolicy::Cluster, true) => {
             trail.because(
@@ -451,7 +451,7 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
                 "kube-proxy marks traffic to the LB address for MASQUERADE like any external \
                  traffic",
             );
-            node_masquerade(&mut trail, cluster, backend);
+            node_masquerade(&mut trail, cluster, backends);
         }
         (TrafficPolicy::Cluster, false) => {
             trail.because(
@@ -461,7 +461,7 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
             masquerade(
                 &mut trail,
                 cluster,
-                backend,
+                backends,
                 "SNAT by kube-proxy (MASQUERADE)",
             );
         }
@@ -489,10 +489,10 @@ mod tests {
         }
     }
 
-    fn backend(nodes: &[&str]) -> Backend {
-        Backend {
+    fn backends(nodes: &[&str]) -> ServiceBackends {
+        ServiceBackends {
             endpoint_nodes: Some(nodes.iter().map(|n| n.to_string()).collect()),
-            ..Backend::default()
+            ..ServiceBackends::default()
         }
     }
 
@@ -502,17 +502,17 @@ mod tests {
             nodes: vec![node("a"), node("b")],
             ..ClusterFacts::default()
         };
-        assert_eq!(same_node(&cluster, &backend(&["a"])), None);
-        assert_eq!(same_node(&cluster, &Backend::default()), None);
+        assert_eq!(same_node(&cluster, &backends(&["a"])), None);
+        assert_eq!(same_node(&cluster, &ServiceBackends::default()), None);
         cluster.entry_node = Some("a".into());
-        assert_eq!(same_node(&cluster, &backend(&["a"])), Some(true));
-        assert_eq!(same_node(&cluster, &backend(&["b"])), Some(false));
-        assert_eq!(same_node(&cluster, &backend(&["a", "b"])), None);
+        assert_eq!(same_node(&cluster, &backends(&["a"])), Some(true));
+        assert_eq!(same_node(&cluster, &backends(&["b"])), Some(false));
+        assert_eq!(same_node(&cluster, &backends(&["a", "b"])), None);
         let single = ClusterFacts {
             nodes: vec![node("a")],
             ..ClusterFacts::default()
         };
-        assert_eq!(same_node(&single, &backend(&["a", "a"])), Some(true));
+        assert_eq!(same_node(&single, &backends(&["a", "a"])), Some(true));
     }
 
     #[test]
@@ -522,7 +522,7 @@ mod tests {
             entry_node: Some(entry.into()),
             ..ClusterFacts::default()
         };
-        let b = backend(&["a"]);
+        let b = backends(&["a"]);
         assert_eq!(node_port(&cluster("a"), &b).source, L4Source::Bridge);
         assert_eq!(node_port(&cluster("b"), &b).source, L4Source::Node);
     }

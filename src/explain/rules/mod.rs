@@ -12,7 +12,7 @@ pub mod ingress_nginx;
 pub mod kubernetes;
 pub mod tke;
 
-use super::facts::{Backend, ClusterFacts, Facts, ServiceType};
+use super::facts::{ClusterFacts, Facts, ServiceBackends, ServiceType};
 use super::model::{
     Closed, Explanation, Fix, Hop, L4Source, L7Source, Origin, OriginVerdict, Reason,
 };
@@ -238,8 +238,8 @@ impl LbProvider {
 }
 
 /// The load balancer implementation and the setting that shows it.
-pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, String) {
-    let svc = &backend.service;
+pub fn lb_provider(cluster: &ClusterFacts, backends: &ServiceBackends) -> (LbProvider, String) {
+    let svc = &backends.service;
     let has_prefix = |prefixes: &[&str]| {
         svc.annotations
             .keys()
@@ -302,16 +302,16 @@ pub fn lb_provider(cluster: &ClusterFacts, backend: &Backend) -> (LbProvider, St
 }
 
 /// A client on the internet through the Service's own load balancer.
-pub fn load_balancer(cluster: &ClusterFacts, backend: &Backend) -> Trail {
-    let (provider, from) = lb_provider(cluster, backend);
+pub fn load_balancer(cluster: &ClusterFacts, backends: &ServiceBackends) -> Trail {
+    let (provider, from) = lb_provider(cluster, backends);
     match provider {
-        LbProvider::Tke => tke::service_lb(cluster, backend, &from),
-        LbProvider::Aws => aws::service_lb(cluster, backend, &from),
-        LbProvider::Gke => clouds::gke_service_lb(cluster, backend, &from),
-        LbProvider::Azure => clouds::azure_service_lb(cluster, backend, &from),
-        LbProvider::MetalLb => clouds::metallb_service_lb(cluster, backend, &from),
+        LbProvider::Tke => tke::service_lb(cluster, backends, &from),
+        LbProvider::Aws => aws::service_lb(cluster, backends, &from),
+        LbProvider::Gke => clouds::gke_service_lb(cluster, backends, &from),
+        LbProvider::Azure => clouds::azure_service_lb(cluster, backends, &from),
+        LbProvider::MetalLb => clouds::metallb_service_lb(cluster, backends, &from),
         LbProvider::OtherClass | LbProvider::Unknown => {
-            clouds::generic_service_lb(cluster, backend, provider, &from)
+            clouds::generic_service_lb(cluster, backends, provider, &from)
         }
     }
 }
