@@ -3,8 +3,8 @@
 
 use super::super::facts::{ClusterFacts, IngressFacts, ServiceBackends, ServiceFacts};
 use super::super::model::{L4Source, L7Source};
-use super::kubernetes::enter_node;
-use super::{annotate_svc, Trail};
+use super::shared::{annotate_svc, EnterNode};
+use super::Trail;
 
 pub const LB_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
 pub const TARGET_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type";
@@ -87,7 +87,12 @@ fn preserves(svc: &ServiceFacts, lb: AwsLb) -> (bool, String) {
 }
 
 /// The Service's own AWS load balancer.
-pub fn service_lb(cluster: &ClusterFacts, backends: &ServiceBackends, from: &str) -> Trail {
+pub fn service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
     let svc = &backends.service;
     let (lb, setting) = kind(svc);
     let mut trail = Trail::start("client", L4Source::Client);
@@ -209,6 +214,7 @@ pub fn alb_ingress(
     cluster: &ClusterFacts,
     backends: &ServiceBackends,
     ingress: &IngressFacts,
+    enter_node: EnterNode,
 ) -> Trail {
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("ALB");

@@ -3,7 +3,7 @@
 
 use super::super::facts::{CiliumLbMode, ClusterFacts, ServiceBackends};
 use super::super::model::L4Source;
-use super::kubernetes::{etp_setting, fix_local};
+use super::shared::{arrive_at_node, etp_setting, fix_local, Arrival};
 use super::Trail;
 
 const FORWARDING_ANNOTATION: &str = "service.cilium.io/forwarding-mode";
@@ -15,8 +15,21 @@ fn mode_setting(cluster: &ClusterFacts) -> String {
     )
 }
 
+/// External traffic arriving at a node (NodePort or LB address) with `trail.source` as sender,
+/// as Cilium handles it.
+pub fn enter_node(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    lb_mode: CiliumLbMode,
+    trail: &mut Trail,
+) {
+    if arrive_at_node(backends, trail) == Arrival::Cluster {
+        enter_node_cluster(cluster, backends, lb_mode, trail);
+    }
+}
+
 /// External traffic on a node with externalTrafficPolicy=Cluster.
-pub fn enter_node_cluster(
+fn enter_node_cluster(
     cluster: &ClusterFacts,
     backends: &ServiceBackends,
     lb_mode: CiliumLbMode,

@@ -4,15 +4,20 @@ use super::super::facts::{
     ClusterFacts, IngressFacts, IpMode, MetalLbMode, ServiceBackends, TrafficPolicy,
 };
 use super::super::model::{L4Source, L7Source};
-use super::kubernetes::{enter_node, etp_setting};
-use super::{LbProvider, Trail};
+use super::shared::{etp_setting, EnterNode, LbProvider};
+use super::Trail;
 
 /// Google front ends: where GKE Ingress (and health check) traffic comes from.
 pub const GOOGLE_FRONT_END_RANGES: [&str; 2] = ["35.191.0.0/16", "130.211.0.0/22"];
 /// Azure's platform address: load balancer health probes come from it.
 pub const AZURE_PROBE_SOURCE: &str = "168.63.129.16";
 
-pub fn gke_service_lb(cluster: &ClusterFacts, backends: &ServiceBackends, from: &str) -> Trail {
+pub fn gke_service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("Google passthrough Network LB");
     trail.because(
@@ -24,7 +29,12 @@ pub fn gke_service_lb(cluster: &ClusterFacts, backends: &ServiceBackends, from: 
     trail
 }
 
-pub fn azure_service_lb(cluster: &ClusterFacts, backends: &ServiceBackends, from: &str) -> Trail {
+pub fn azure_service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
     let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("Azure Load Balancer");
@@ -48,7 +58,12 @@ pub fn azure_service_lb(cluster: &ClusterFacts, backends: &ServiceBackends, from
     trail
 }
 
-pub fn metallb_service_lb(cluster: &ClusterFacts, backends: &ServiceBackends, from: &str) -> Trail {
+pub fn metallb_service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
     let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     let mode = cluster
@@ -94,6 +109,7 @@ pub fn generic_service_lb(
     backends: &ServiceBackends,
     provider: LbProvider,
     from: &str,
+    enter_node: EnterNode,
 ) -> Trail {
     let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
@@ -148,6 +164,7 @@ pub fn gce_ingress(
     cluster: &ClusterFacts,
     backends: &ServiceBackends,
     ingress: &IngressFacts,
+    enter_node: EnterNode,
 ) -> Trail {
     let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);

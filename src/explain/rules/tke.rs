@@ -6,8 +6,8 @@ use super::super::facts::{
     ClusterFacts, IngressFacts, ServiceBackends, TkeNetwork, TrafficPolicy, VirtualPlacement,
 };
 use super::super::model::{L4Source, L7Source};
-use super::kubernetes::enter_node;
-use super::{annotate_svc, Trail};
+use super::shared::{annotate_svc, patch_svc, EnterNode};
+use super::Trail;
 
 pub const DIRECT_ACCESS: &str = "service.cloud.tencent.com/direct-access";
 pub const INGRESS_DIRECT_ACCESS: &str = "ingress.cloud.tencent.com/direct-access";
@@ -113,7 +113,12 @@ pub fn direct_reach(cluster: &ClusterFacts, backends: &ServiceBackends) -> Direc
 }
 
 /// The Service's own CLB (layer 4).
-pub fn service_lb(cluster: &ClusterFacts, backends: &ServiceBackends, from: &str) -> Trail {
+pub fn service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
     let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("CLB");
@@ -232,6 +237,7 @@ pub fn qcloud_ingress(
     cluster: &ClusterFacts,
     backends: &ServiceBackends,
     ingress: &IngressFacts,
+    enter_node: EnterNode,
 ) -> Trail {
     let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
@@ -300,7 +306,7 @@ pub fn qcloud_ingress(
         trail.l7 = L7Source::Unknown;
         trail.fix(
             tke("make the Service type NodePort"),
-            Some(super::patch_svc(svc, r#"{"spec":{"type":"NodePort"}}"#)),
+            Some(patch_svc(svc, r#"{"spec":{"type":"NodePort"}}"#)),
         );
         return trail;
     }
