@@ -431,7 +431,7 @@ mod tests {
             crate::doc_url!("rbac.md"),
             "https://github.com/kubectl-realip/kubectl-realip/blob/main/docs/rbac.md"
         );
-        assert_eq!(crate::kube::RBAC_DOC, crate::doc_url!("rbac.md"));
+        assert_eq!(crate::cluster::RBAC_DOC, crate::doc_url!("rbac.md"));
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut pending = vec![root.join("src")];
         let mut pages = Vec::new();

@@ -338,7 +338,7 @@ impl Live {
     /// Names of the objects one list call returns, or none when it cannot be made.
     fn names<F, Fut>(kube: &KubeArgs, list: F) -> Vec<String>
     where
-        F: FnOnce(crate::kube::Cluster) -> Fut,
+        F: FnOnce(crate::cluster::Cluster) -> Fut,
         Fut: std::future::Future<Output = Option<Vec<String>>>,
     {
         let mut kube = kube.clone();
@@ -351,8 +351,8 @@ impl Live {
         };
         let mut names = runtime
             .block_on(async {
-                let clients = crate::kube::clients(&kube).await.ok()?;
-                list(crate::kube::Cluster::new(clients)).await
+                let clients = crate::cluster::clients(&kube).await.ok()?;
+                list(crate::cluster::Cluster::new(clients)).await
             })
             .unwrap_or_default();
         names.sort();
@@ -389,7 +389,7 @@ impl Lookup for Live {
     }
 
     fn contexts(&self, kube: &KubeArgs) -> Vec<String> {
-        let mut names: Vec<String> = crate::kube::kubeconfig(kube)
+        let mut names: Vec<String> = crate::cluster::kubeconfig(kube)
             .map(|config| config.contexts.into_iter().map(|c| c.name).collect())
             .unwrap_or_default();
         names.sort();

@@ -6,12 +6,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cluster;
 pub mod cmd;
 pub mod complete;
 pub mod embedded;
 pub mod error;
 pub mod explain;
-pub mod kube;
 pub mod lab;
 pub mod output;
 pub mod probe_bin;

@@ -16,7 +16,7 @@ mod support;
 use kubectl_realip::analyze::model::Report;
 use kubectl_realip::lab::driver::{self, Tools};
 use kubectl_realip::lab::installed::Installed;
-use kubectl_realip::lab::kube_proxy::{Service as LabService, TrafficPolicy};
+use kubectl_realip::lab::kube_proxy::Service as LabService;
 use kubectl_realip::lab::net::GetOutcome;
 use kubectl_realip::lab::netns::{Lab, Proc};
 use kubectl_realip::lab::scenario::{self, Expect, Scenario};
@@ -108,7 +108,8 @@ impl Setup {
             me: PathBuf::from(PLUGIN),
         };
         driver::start_backends(&mut lab, &tools).expect("echo backends");
-        driver::apply_rules(&mut lab, &scenario).expect("the scenario's rules");
+        let services = scenario.services().expect("the scenario's Services");
+        driver::apply_rules(&mut lab, &scenario, &services).expect("the scenario's rules");
         let proxies = driver::start_proxies(&lab, &tools, &scenario).expect("the proxies");
         let api = FakeApi::start_in_netns(&lab.ns(Host::Client))
             .await
@@ -244,15 +245,26 @@ impl Setup {
     }
 }
 
-/// The cluster a scenario models, as the API server holds it: the two nodes, the Services
-/// kube-proxy programs (type, ports, policy, load balancer address), their EndpointSlices and
-/// the lab's pods.
+/// The cluster a scenario models, as the API server holds it: the two nodes, the Services of
+/// the scenario's manifest, their EndpointSlices (the pods kube-proxy sends to) and the lab's
+/// pods.
 fn cluster_of(api: &FakeApi, scenario: &Scenario) {
     for node in Node::ALL {
         api.insert(&support::cluster::node(node.name(), &node.ip().to_string()));
     }
-    for service in &scenario.services {
-        service_objects(api, service);
+    for service in &scenario
+        .objects()
+        .expect("the scenario's manifest")
+        .services
+    {
+        let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
+        if api.get("namespaces", None, namespace).is_none() {
+            api.insert(&support::cluster::namespace(namespace, &[]));
+        }
+        api.insert(service);
+    }
+    for service in scenario.services().expect("the scenario's Services") {
+        endpoint_slice(api, &service);
     }
     for pod in Pod::ALL {
         api.insert(&support::cluster::app_pod(
@@ -265,43 +277,7 @@ fn cluster_of(api: &FakeApi, scenario: &Scenario) {
     }
 }
 
-fn service_objects(api: &FakeApi, service: &LabService) {
-    if api.get("namespaces", None, service.namespace).is_none() {
-        api.insert(&support::cluster::namespace(service.namespace, &[]));
-    }
-    let type_ = match (service.load_balancer_ip, service.node_port) {
-        (Some(_), _) => "LoadBalancer",
-        (None, Some(_)) => "NodePort",
-        (None, None) => "ClusterIP",
-    };
-    let mut port = json!({
-        "name": service.port_name, "protocol": "TCP",
-        "port": service.port, "targetPort": service.target_port,
-    });
-    if let Some(node_port) = service.node_port {
-        port["nodePort"] = json!(node_port);
-    }
-    let mut object = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": service.name, "namespace": service.namespace},
-        "spec": {
-            "type": type_,
-            "clusterIP": service.cluster_ip.to_string(),
-            "clusterIPs": [service.cluster_ip.to_string()],
-            "selector": {"app": service.name},
-            "ports": [port],
-        },
-    });
-    if type_ != "ClusterIP" {
-        object["spec"]["externalTrafficPolicy"] = json!(match service.external_traffic_policy {
-            TrafficPolicy::Cluster => "Cluster",
-            TrafficPolicy::Local => "Local",
-        });
-    }
-    if let Some(ip) = service.load_balancer_ip {
-        object["status"] = json!({"loadBalancer": {"ingress": [{"ip": ip.to_string()}]}});
-    }
-    api.insert(&object);
+fn endpoint_slice(api: &FakeApi, service: &LabService) {
     let endpoints: Vec<Value> = service
         .endpoints
         .iter()

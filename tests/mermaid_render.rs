@@ -107,7 +107,9 @@ fn lab_from_saved_captures() -> Vec<Diagram> {
             continue;
         };
         let mut analyzer = Analyzer::new();
-        analyzer.set_view(topology::cluster_view(&scenario.services));
+        analyzer.set_view(topology::cluster_view(
+            &scenario.services().expect("the scenario's Services"),
+        ));
         let events: Vec<_> = text
             .lines()
             .filter(|line| !line.trim().is_empty())

@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
 use kubectl_realip::cli::KubeArgs;
-use kubectl_realip::kube::{client, ApiCall, CallContext, KubeError};
+use kubectl_realip::cluster::{client, ApiCall, CallContext, KubeError};
 use support::cluster;
 use support::{FakeApi, Fault, LogScript};
 

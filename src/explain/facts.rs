@@ -2,6 +2,7 @@
 //! from API objects. Pure data; [`super::gather`] builds it from manifests or a live cluster.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// A known value and the setting it was read from (shown to the user as the reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ impl<T> Fact<T> {
 /// Everything explain knows about one Service and the cluster around it.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
-    pub target: Backend,
+    pub target: ServiceBackends,
     /// Ingresses that route to the target Service.
     pub ingresses: Vec<IngressFacts>,
     /// The ingress-nginx controller in front of it, when an nginx Ingress routes to it.
@@ -33,9 +34,10 @@ pub struct Facts {
     pub assumptions: Vec<String>,
 }
 
-/// A Service together with what is known about the pods behind it.
+/// A Service together with what is known about its backends, the pods behind it (a backend is
+/// one endpoint, as in trace).
 #[derive(Debug, Clone, Default)]
-pub struct Backend {
+pub struct ServiceBackends {
     pub service: ServiceFacts,
     /// Nodes hosting its endpoints (None: unknown).
     pub endpoint_nodes: Option<Vec<String>>,
@@ -102,11 +104,53 @@ pub struct LbIngress {
     pub ip_mode: Option<IpMode>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// `spec.ports[].protocol` (TCP when not set).
+    pub fn of(text: Option<&str>) -> Protocol {
+        match text {
+            Some("UDP") => Protocol::Udp,
+            Some("SCTP") => Protocol::Sctp,
+            _ => Protocol::Tcp,
+        }
+    }
+}
+
+/// Where a Service port sends to in the pod: a number, or the name of a container port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+/// One port of a Service.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PortFacts {
-    pub port: i32,
-    pub node_port: Option<i32>,
-    pub protocol: String,
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub node_port: Option<u16>,
+    /// None: the same as `port`.
+    pub target_port: Option<TargetPort>,
+}
+
+/// One endpoint of a Service, as its EndpointSlices list it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EndpointFacts {
+    /// Its addresses (IPs, or names in an FQDN slice).
+    pub addresses: Vec<String>,
+    pub node: Option<String>,
+    /// The pod behind it, when the slice names one.
+    pub pod: Option<String>,
+    /// Ready unless the slice says otherwise.
+    pub ready: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -128,6 +172,8 @@ pub struct ServiceFacts {
     pub labels: BTreeMap<String, String>,
     pub selector: BTreeMap<String, String>,
     pub ports: Vec<PortFacts>,
+    /// `spec.clusterIPs` (or `clusterIP`); empty for a headless Service.
+    pub cluster_ips: Vec<IpAddr>,
     pub external_ips: Vec<String>,
     pub lb_ingress: Vec<LbIngress>,
 }
@@ -164,7 +210,21 @@ impl ServiceFacts {
     }
 
     pub fn only_udp(&self) -> bool {
-        !self.ports.is_empty() && self.ports.iter().all(|p| p.protocol == "UDP")
+        !self.ports.is_empty() && self.ports.iter().all(|p| p.protocol == Protocol::Udp)
+    }
+
+    /// `namespace/name`.
+    pub fn qualified(&self) -> String {
+        format!("{}/{}", self.ns(), self.name)
+    }
+
+    /// Traffic from outside can land on nodes without an endpoint and be forwarded (and
+    /// SNATed) to another node.
+    pub fn forwards_between_nodes(&self) -> bool {
+        matches!(
+            self.type_,
+            ServiceType::LoadBalancer | ServiceType::NodePort
+        ) && self.external_traffic_policy == TrafficPolicy::Cluster
     }
 }
 
@@ -203,7 +263,7 @@ impl IngressFacts {
 #[derive(Debug, Clone)]
 pub struct NginxFacts {
     /// None when the controller's Service was not found.
-    pub controller: Option<Backend>,
+    pub controller: Option<ServiceBackends>,
     /// `namespace/name` of the ConfigMap read, with its data; None when not found.
     pub config: Option<(String, BTreeMap<String, String>)>,
 }

@@ -2,13 +2,14 @@
 //! Every gap is stated as an assumption.
 
 use super::facts::{
-    Backend, CiliumLbMode, Cloud, ClusterFacts, Fact, Facts, IngressController, IngressFacts,
-    IpMode, LbIngress, NginxFacts, NodeFacts, PortFacts, ProxyMode, ServiceFacts, ServiceType,
-    TkeNetwork, TrafficPolicy, VirtualPlacement,
+    CiliumLbMode, Cloud, ClusterFacts, EndpointFacts, Fact, Facts, IngressController, IngressFacts,
+    IpMode, LbIngress, NginxFacts, NodeFacts, PortFacts, Protocol, ProxyMode, ServiceBackends,
+    ServiceFacts, ServiceType, TargetPort, TkeNetwork, TrafficPolicy, VirtualPlacement,
 };
 use super::objects::{IngressDoc, Objects, Workload};
 use super::ExplainError;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeSet;
 
@@ -51,7 +52,13 @@ pub fn service_facts(svc: &Service) -> ServiceFacts {
         Some("Local") => TrafficPolicy::Local,
         _ => TrafficPolicy::Cluster,
     };
-    let lb_ingress = crate::kube::lb_ingress(svc)
+    let lb_ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
         .filter_map(|i| {
             let (address, is_hostname) = match (&i.ip, &i.hostname) {
                 (Some(ip), _) => (ip.clone(), false),
@@ -85,19 +92,70 @@ pub fn service_facts(svc: &Service) -> ServiceFacts {
         annotations: meta.annotations.clone().unwrap_or_default(),
         labels: meta.labels.clone().unwrap_or_default(),
         selector: spec.selector.clone().unwrap_or_default(),
-        ports: spec
-            .ports
+        ports: spec.ports.iter().flatten().map(port_facts).collect(),
+        cluster_ips: spec
+            .cluster_ips
+            .clone()
+            .or_else(|| spec.cluster_ip.clone().map(|ip| vec![ip]))
             .unwrap_or_default()
-            .into_iter()
-            .map(|p| PortFacts {
-                port: p.port,
-                node_port: p.node_port,
-                protocol: p.protocol.unwrap_or_else(|| "TCP".into()),
-            })
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
             .collect(),
         external_ips: spec.external_ips.unwrap_or_default(),
         lb_ingress,
     }
+}
+
+fn port_facts(port: &ServicePort) -> PortFacts {
+    // Out of range only where the API server would have refused the Service.
+    let number = |n: i32| u16::try_from(n).unwrap_or(0);
+    PortFacts {
+        name: port.name.clone(),
+        protocol: Protocol::of(port.protocol.as_deref()),
+        port: number(port.port),
+        node_port: port.node_port.filter(|p| *p != 0).map(number),
+        target_port: match &port.target_port {
+            Some(IntOrString::Int(0)) | None => None,
+            Some(IntOrString::Int(n)) => Some(TargetPort::Number(number(*n))),
+            Some(IntOrString::String(name)) => Some(TargetPort::Name(name.clone())),
+        },
+    }
+}
+
+/// A Service's endpoints, as its EndpointSlices list them, in their order: the one reading of
+/// EndpointSlices that trace, explain and the lab share.
+pub fn endpoints<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Vec<EndpointFacts> {
+    slices
+        .into_iter()
+        .flat_map(|slice| slice.endpoints.iter())
+        .map(|endpoint| EndpointFacts {
+            addresses: endpoint.addresses.clone(),
+            node: endpoint.node_name.clone(),
+            pod: endpoint
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| r.name.clone()),
+            ready: endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false),
+        })
+        .collect()
+}
+
+/// The nodes of the ready endpoints, in their order (once per endpoint).
+pub fn ready_nodes(endpoints: &[EndpointFacts]) -> impl Iterator<Item = String> + '_ {
+    endpoints
+        .iter()
+        .filter(|e| e.ready)
+        .filter_map(|e| e.node.clone())
+}
+
+/// The TCP ports the endpoints listen on (the Service's resolved target ports).
+pub fn endpoint_tcp_ports(slices: &[EndpointSlice]) -> impl Iterator<Item = u16> + '_ {
+    slices
+        .iter()
+        .flat_map(|slice| slice.ports.iter().flatten())
+        .filter(|port| Protocol::of(port.protocol.as_deref()) == Protocol::Tcp)
+        .filter_map(|port| port.port.and_then(|p| u16::try_from(p).ok()))
 }
 
 /// What the API server would refuse in a Service, in its words (`spec.type: Unsupported value:
@@ -263,7 +321,7 @@ fn workload_on_virtual(w: &Workload) -> bool {
 }
 
 /// The Service plus what the objects tell about its pods.
-fn backend(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> Backend {
+fn service_backends(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> ServiceBackends {
     let service = service_facts(svc);
     let ns = service.namespace.as_deref();
     let pods: Vec<&Workload> = objects
@@ -272,7 +330,7 @@ fn backend(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> Backend 
         .filter(|w| same_ns(w.namespace.as_deref(), ns) && w.selected_by(&service.selector))
         .collect();
 
-    let slices: Vec<_> = objects
+    let slices: Vec<&EndpointSlice> = objects
         .slices
         .iter()
         .filter(|s| {
@@ -286,12 +344,7 @@ fn backend(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> Backend 
         .collect();
     let mut endpoint_nodes: Option<Vec<String>> = None;
     if !slices.is_empty() {
-        let nodes: Vec<String> = slices
-            .iter()
-            .flat_map(|s| s.endpoints.iter())
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-            .filter_map(|e| e.node_name.clone())
-            .collect();
+        let nodes: Vec<String> = ready_nodes(&endpoints(slices.iter().copied())).collect();
         if !nodes.is_empty() {
             endpoint_nodes = Some(nodes);
         }
@@ -342,7 +395,7 @@ fn backend(objects: &Objects, cluster: &ClusterFacts, svc: &Service) -> Backend 
             )
         }),
     };
-    Backend {
+    ServiceBackends {
         service,
         endpoint_nodes,
         eni_pods,
@@ -706,7 +759,7 @@ fn nginx_facts(
         })
         .or_else(|| (candidates.len() == 1).then(|| &candidates[0]))
         .copied();
-    let controller = chosen.map(|svc| backend(objects, cluster, svc));
+    let controller = chosen.map(|svc| service_backends(objects, cluster, svc));
     if controller.is_none() {
         assumptions.push(if candidates.is_empty() {
             "ingress-nginx controller Service not found: what nginx receives is unknown".into()
@@ -784,7 +837,7 @@ pub fn facts_for(
     svc: &Service,
 ) -> Facts {
     let mut assumptions = base.to_vec();
-    let target = backend(objects, cluster, svc);
+    let target = service_backends(objects, cluster, svc);
     let s = &target.service;
     if s.namespace.is_none() {
         assumptions.push(

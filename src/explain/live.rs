@@ -15,8 +15,8 @@ use super::facts::MetalLbMode;
 use super::model::Explanation;
 use super::objects::{IngressDoc, Objects, Workload};
 use crate::cli::ExplainArgs;
+use crate::cluster::{ApiCall, CallContext, Cluster, KubeError};
 use crate::error::{Failure, Result};
-use crate::kube::{ApiCall, CallContext, Cluster, KubeError};
 
 /// The reads explain makes. Errors keep their kind so 403 and 404 can be told apart.
 #[allow(async_fn_in_trait)]
@@ -159,15 +159,17 @@ fn selector_string(selector: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-fn pod_workloads(pods: Vec<Pod>) -> Vec<Workload> {
-    pods.into_iter()
-        .filter_map(|p| serde_json::to_value(&p).ok())
-        .map(|v| Workload::from_value("Pod", &v))
-        .collect()
-}
-
 /// Namespaces where ingress-nginx controllers usually live, besides a cluster-wide label search.
 const NGINX_NAMESPACES: [&str; 2] = ["ingress-nginx", "kube-system"];
+
+/// Objects the caller has read already (trace does): the Service, its EndpointSlices and the
+/// nodes. explain reads the rest itself.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub service: Service,
+    pub slices: Vec<EndpointSlice>,
+    pub nodes: Vec<Node>,
+}
 
 /// Reads everything explain uses about `ns/name`.
 pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Objects, KubeError> {
@@ -176,13 +178,6 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
         ..Objects::default()
     };
     let service = source.service(ns, name).await?;
-    let selector = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default();
-    objects.services.push(service);
-
     let slices = source.endpoint_slices(ns, name).await;
     objects.slices = optional(
         &mut objects,
@@ -190,15 +185,56 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
         slices,
     )
     .unwrap_or_default();
-    if !selector.is_empty() {
-        let pods = source.pods(ns, &selector_string(&selector)).await;
-        let pods =
-            optional(&mut objects, &format!("pods of {ns}/{name}"), pods).unwrap_or_default();
-        objects.workloads.extend(pod_workloads(pods));
-    }
+    read_pods(source, &mut objects, &service).await;
     let nodes = source.nodes().await;
     objects.nodes = optional(&mut objects, "nodes", nodes).unwrap_or_default();
+    objects.services.push(service);
+    read_around(source, &mut objects, ns, name).await;
+    Ok(objects)
+}
 
+/// Reads what explain uses besides what the caller has read already.
+pub async fn gather_known(source: &impl Source, known: Known) -> Objects {
+    let Known {
+        service,
+        slices,
+        nodes,
+    } = known;
+    let ns = service.metadata.namespace.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
+    let mut objects = Objects {
+        live: true,
+        slices,
+        ..Objects::default()
+    };
+    read_pods(source, &mut objects, &service).await;
+    objects.nodes = nodes;
+    objects.services.push(service);
+    read_around(source, &mut objects, &ns, &name).await;
+    objects
+}
+
+/// The pods the Service selects.
+async fn read_pods(source: &impl Source, objects: &mut Objects, service: &Service) {
+    let ns = service.metadata.namespace.as_deref().unwrap_or_default();
+    let name = service.metadata.name.as_deref().unwrap_or_default();
+    let selector = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .filter(|s| !s.is_empty());
+    if let Some(selector) = selector {
+        let pods = source.pods(ns, &selector_string(selector)).await;
+        let pods = optional(objects, &format!("pods of {ns}/{name}"), pods).unwrap_or_default();
+        objects
+            .workloads
+            .extend(pods.iter().map(Workload::from_pod));
+    }
+}
+
+/// The cluster's configuration (kube-proxy, the cloud's controllers, MetalLB) and the Ingresses
+/// routing to `ns/name`.
+async fn read_around(source: &impl Source, objects: &mut Objects, ns: &str, name: &str) {
     for (cm_ns, cm_name) in [
         ("kube-system", "kube-proxy"),
         ("kube-system", "tke-service-controller-config"),
@@ -206,12 +242,8 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
         ("metallb-system", "config"),
     ] {
         let read = source.config_map(cm_ns, cm_name).await;
-        if let Some(cm) = optional(&mut objects, &format!("ConfigMap {cm_ns}/{cm_name}"), read) {
-            let value = serde_json::to_value(&cm).unwrap_or_default();
-            // add_value keeps MetalLB's legacy ConfigMap detection in one place.
-            if objects.add_value(value).is_err() {
-                objects.config_maps.push(cm);
-            }
+        if let Some(cm) = optional(objects, &format!("ConfigMap {cm_ns}/{cm_name}"), read) {
+            objects.add_config_map(cm);
         }
     }
     // MetalLB's mode from its advertisements (a 404 means MetalLB is not installed).
@@ -220,37 +252,29 @@ pub async fn gather(source: &impl Source, ns: &str, name: &str) -> Result<Object
         ("BGPAdvertisement", MetalLbMode::Bgp),
     ] {
         let read = source.metallb(kind).await;
-        if let Some(first) = optional(&mut objects, &format!("MetalLB {kind}s"), read)
+        if let Some(first) = optional(objects, &format!("MetalLB {kind}s"), read)
             .and_then(|names| names.into_iter().next())
         {
             objects.metallb = Some((Some(mode), format!("{kind} {first}")));
         }
     }
     let ds = source.daemon_set("kube-system", "kube-proxy").await;
-    if let Some(ds) = optional(&mut objects, "DaemonSet kube-system/kube-proxy", ds) {
-        if let Ok(value) = serde_json::to_value(&ds) {
-            objects
-                .workloads
-                .push(Workload::from_value("DaemonSet", &value));
-        }
+    if let Some(ds) = optional(objects, "DaemonSet kube-system/kube-proxy", ds) {
+        objects.workloads.push(Workload::from_daemon_set(&ds));
     }
 
     let ingresses = source.ingresses(ns).await;
-    let ingresses =
-        optional(&mut objects, &format!("Ingresses in {ns}"), ingresses).unwrap_or_default();
+    let ingresses = optional(objects, &format!("Ingresses in {ns}"), ingresses).unwrap_or_default();
     objects.ingresses = ingresses
         .iter()
-        .filter_map(|i| serde_json::to_value(i).ok())
-        .map(|v| IngressDoc::from_value(&v))
+        .map(IngressDoc::from_ingress)
         .filter(|i| i.services.iter().any(|s| s == name))
         .collect();
     if !objects.ingresses.is_empty() {
         let classes = source.ingress_classes().await;
-        objects.ingress_classes =
-            optional(&mut objects, "IngressClasses", classes).unwrap_or_default();
-        gather_nginx(source, &mut objects).await;
+        objects.ingress_classes = optional(objects, "IngressClasses", classes).unwrap_or_default();
+        gather_nginx(source, objects).await;
     }
-    Ok(objects)
 }
 
 /// ingress-nginx controller Services, their pods and ConfigMaps.
@@ -275,16 +299,7 @@ async fn gather_nginx(source: &impl Source, objects: &mut Objects) {
         }
         seen.push(key);
         let ns = svc.metadata.namespace.clone().unwrap_or_default();
-        let selector = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.clone())
-            .unwrap_or_default();
-        if !selector.is_empty() {
-            let pods = source.pods(&ns, &selector_string(&selector)).await;
-            let pods = optional(objects, &format!("pods of {ns}/{name}"), pods).unwrap_or_default();
-            objects.workloads.extend(pod_workloads(pods));
-        }
+        read_pods(source, objects, &svc).await;
         let config_maps = source.config_maps(&ns).await;
         for cm in optional(objects, &format!("ConfigMaps in {ns}"), config_maps).unwrap_or_default()
         {
@@ -306,36 +321,8 @@ async fn gather_nginx(source: &impl Source, objects: &mut Objects) {
     }
 }
 
-/// `svc/NAME`, `service/NAME`, `services/NAME` → NAME.
-pub fn parse_target(target: &str) -> Result<&str> {
-    let (kind, name) = target.split_once('/').ok_or_else(|| {
-        Failure::usage(format!("{target:?} is not svc/NAME"))
-            .hint("name the Service as svc/NAME, or explain manifests with -f FILE")
-    })?;
-    if !matches!(kind, "svc" | "service" | "services") || name.is_empty() || name.contains('/') {
-        return Err(Failure::usage(format!("{target:?} is not svc/NAME"))
-            .hint("explain works on Services: svc/NAME"));
-    }
-    Ok(name)
-}
-
-/// explain's prediction for `namespace/name` over an existing connection (trace shows it beside
-/// what it measured). `entry_node` is where connections enter, when known.
-pub async fn predict(
-    cluster: &Cluster,
-    namespace: &str,
-    name: &str,
-    entry_node: Option<&str>,
-) -> Result<Explanation, KubeError> {
-    let source = KubeSource {
-        cluster: cluster.clone(),
-    };
-    let objects = gather(&source, namespace, name).await?;
-    Ok(explain_gathered(&objects, entry_node))
-}
-
 /// The target is the first Service; the others are ingress controllers read for context.
-fn explain_gathered(objects: &Objects, entry_node: Option<&str>) -> Explanation {
+pub fn explain_gathered(objects: &Objects, entry_node: Option<&str>) -> Explanation {
     let mut facts = super::gather::all_facts(objects)
         .into_iter()
         .next()
@@ -346,8 +333,11 @@ fn explain_gathered(objects: &Objects, entry_node: Option<&str>) -> Explanation 
 
 /// Explains the Service from the cluster the kubectl flags point at.
 pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explanation>> {
-    let name = parse_target(target)?;
-    let cluster = Cluster::new(crate::kube::clients(&args.kube).await?);
+    let name = crate::cluster::parse_target(target).map_err(|err| {
+        Failure::usage(err.to_string())
+            .hint("name the Service as svc/NAME, or explain manifests with -f FILE")
+    })?;
+    let cluster = Cluster::new(crate::cluster::clients(&args.kube).await?);
     let namespace = cluster.default_namespace().to_string();
     let source = KubeSource { cluster };
     let objects = gather(&source, &namespace, name).await?;
@@ -355,4 +345,151 @@ pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explan
         super::gather::check_entry_node(&objects, node)?;
     }
     Ok(vec![explain_gathered(&objects, args.entry_node.as_deref())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A cluster of canned objects that records the reads made of it.
+    #[derive(Default)]
+    struct Canned {
+        service: Option<Service>,
+        slices: Vec<EndpointSlice>,
+        nodes: Vec<Node>,
+        pods: Vec<Pod>,
+        config_maps: Vec<ConfigMap>,
+        reads: RefCell<Vec<&'static str>>,
+    }
+
+    fn absent(resource: &str) -> KubeError {
+        KubeError::NotFound {
+            call: Box::new(ApiCall::new("get", resource)),
+            message: "not found".into(),
+        }
+    }
+
+    impl Canned {
+        fn read(&self, what: &'static str) {
+            self.reads.borrow_mut().push(what);
+        }
+    }
+
+    impl Source for Canned {
+        async fn service(&self, _: &str, _: &str) -> Result<Service, KubeError> {
+            self.read("service");
+            self.service.clone().ok_or_else(|| absent("services"))
+        }
+        async fn endpoint_slices(&self, _: &str, _: &str) -> Result<Vec<EndpointSlice>, KubeError> {
+            self.read("endpointslices");
+            Ok(self.slices.clone())
+        }
+        async fn ingresses(&self, _: &str) -> Result<Vec<Ingress>, KubeError> {
+            self.read("ingresses");
+            Ok(Vec::new())
+        }
+        async fn ingress_classes(&self) -> Result<Vec<IngressClass>, KubeError> {
+            self.read("ingressclasses");
+            Ok(Vec::new())
+        }
+        async fn config_map(&self, ns: &str, name: &str) -> Result<ConfigMap, KubeError> {
+            self.read("configmap");
+            self.config_maps
+                .iter()
+                .find(|cm| {
+                    cm.metadata.namespace.as_deref() == Some(ns)
+                        && cm.metadata.name.as_deref() == Some(name)
+                })
+                .cloned()
+                .ok_or_else(|| absent("configmaps"))
+        }
+        async fn config_maps(&self, _: &str) -> Result<Vec<ConfigMap>, KubeError> {
+            self.read("configmaps");
+            Ok(self.config_maps.clone())
+        }
+        async fn services(&self, _: Option<&str>, _: &str) -> Result<Vec<Service>, KubeError> {
+            self.read("services");
+            Ok(Vec::new())
+        }
+        async fn nodes(&self) -> Result<Vec<Node>, KubeError> {
+            self.read("nodes");
+            Ok(self.nodes.clone())
+        }
+        async fn pods(&self, _: &str, _: &str) -> Result<Vec<Pod>, KubeError> {
+            self.read("pods");
+            Ok(self.pods.clone())
+        }
+        async fn daemon_set(&self, _: &str, _: &str) -> Result<DaemonSet, KubeError> {
+            self.read("daemonset");
+            Err(absent("daemonsets"))
+        }
+        async fn metallb(&self, _: &str) -> Result<Vec<String>, KubeError> {
+            self.read("metallb");
+            Ok(Vec::new())
+        }
+    }
+
+    fn object<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> T {
+        serde_json::from_value(json).expect("a valid object")
+    }
+
+    fn canned() -> Canned {
+        Canned {
+            service: Some(object(serde_json::json!({
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                         "ports": [{"port": 80, "nodePort": 31080}]}
+            }))),
+            slices: vec![object(serde_json::json!({
+                "metadata": {"name": "web-1", "namespace": "shop",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.244.0.5"], "nodeName": "node-a"}]
+            }))],
+            nodes: vec![object(serde_json::json!({
+                "metadata": {"name": "node-a"},
+                "spec": {"providerID": "qcloud:///1/ins-1", "podCIDR": "10.244.0.0/24"}
+            }))],
+            pods: vec![object(serde_json::json!({
+                "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+                "spec": {"nodeName": "node-a", "containers": [{"name": "web"}]}
+            }))],
+            config_maps: vec![object(serde_json::json!({
+                "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+                "data": {"config.conf": "kind: KubeProxyConfiguration\nmode: ipvs\n"}
+            }))],
+            ..Canned::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn what_trace_read_is_not_read_again_and_explains_the_same() {
+        let cluster = canned();
+        let read = gather(&cluster, "shop", "web").await.expect("gathered");
+        let reads = cluster.reads.take();
+        for what in ["service", "endpointslices", "nodes"] {
+            assert!(reads.contains(&what), "{reads:?}");
+        }
+        let known = Known {
+            service: cluster.service.clone().expect("a Service"),
+            slices: cluster.slices.clone(),
+            nodes: cluster.nodes.clone(),
+        };
+        let given = gather_known(&cluster, known).await;
+        let reads = cluster.reads.take();
+        for what in ["service", "endpointslices", "nodes"] {
+            assert!(!reads.contains(&what), "{what} read again: {reads:?}");
+        }
+        assert!(
+            reads.contains(&"pods") && reads.contains(&"configmap"),
+            "{reads:?}"
+        );
+        for entry in [None, Some("node-a")] {
+            let json = |objects: &Objects| {
+                serde_json::to_string(&explain_gathered(objects, entry)).expect("JSON")
+            };
+            assert_eq!(json(&read), json(&given));
+        }
+    }
 }

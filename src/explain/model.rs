@@ -1,4 +1,5 @@
-//! What explain predicts: the stable `explain -o json` contract (DESIGN.md, "Explain output").
+//! What explain predicts: the stable `explain -o json` contract (docs/scenarios.md, "Reading
+//! the answer").
 
 use serde::{Deserialize, Serialize};
 

@@ -4,9 +4,11 @@
 //! Ingresses and workloads are read leniently from their YAML so that old API versions
 //! (`networking.k8s.io/v1beta1` with `serviceName`) and partial manifests still work.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, PodSpec, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::cell::Cell;
@@ -131,7 +133,97 @@ impl IngressDoc {
     }
 }
 
+impl IngressDoc {
+    /// An Ingress read from a cluster (networking.k8s.io/v1).
+    pub fn from_ingress(ingress: &Ingress) -> IngressDoc {
+        let spec = ingress.spec.as_ref();
+        let defaults = spec.and_then(|s| s.default_backend.as_ref()).into_iter();
+        let paths = spec
+            .and_then(|s| s.rules.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|rule| rule.http.as_ref())
+            .flat_map(|http| http.paths.iter().map(|path| &path.backend));
+        let mut services: Vec<String> = Vec::new();
+        for name in defaults
+            .chain(paths)
+            .filter_map(|backend| backend.service.as_ref())
+            .map(|service| &service.name)
+        {
+            if !services.contains(name) {
+                services.push(name.clone());
+            }
+        }
+        IngressDoc {
+            name: ingress.metadata.name.clone().unwrap_or_default(),
+            namespace: ingress.metadata.namespace.clone(),
+            annotations: ingress.metadata.annotations.clone().unwrap_or_default(),
+            class_name: spec.and_then(|s| s.ingress_class_name.clone()),
+            services,
+        }
+    }
+}
+
 impl Workload {
+    /// A pod read from a cluster.
+    pub fn from_pod(pod: &Pod) -> Workload {
+        Workload::of_template("Pod", &pod.metadata, Some(&pod.metadata), pod.spec.as_ref())
+    }
+
+    /// A DaemonSet read from a cluster: its pod template.
+    pub fn from_daemon_set(daemon_set: &DaemonSet) -> Workload {
+        let template = daemon_set.spec.as_ref().map(|s| &s.template);
+        Workload::of_template(
+            "DaemonSet",
+            &daemon_set.metadata,
+            template.and_then(|t| t.metadata.as_ref()),
+            template.and_then(|t| t.spec.as_ref()),
+        )
+    }
+
+    fn of_template(
+        kind: &str,
+        meta: &ObjectMeta,
+        pod_meta: Option<&ObjectMeta>,
+        spec: Option<&PodSpec>,
+    ) -> Workload {
+        let containers = spec.into_iter().flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        });
+        let mut resources: Vec<String> = Vec::new();
+        let mut args = Vec::new();
+        for container in containers {
+            let needs = container.resources.as_ref();
+            for part in [
+                needs.and_then(|r| r.requests.as_ref()),
+                needs.and_then(|r| r.limits.as_ref()),
+            ] {
+                for key in part.into_iter().flat_map(|m| m.keys()) {
+                    if !resources.contains(key) {
+                        resources.push(key.clone());
+                    }
+                }
+            }
+            args.extend(container.command.iter().flatten().cloned());
+            args.extend(container.args.iter().flatten().cloned());
+        }
+        let map = |m: Option<&BTreeMap<String, String>>| m.cloned().unwrap_or_default();
+        Workload {
+            kind: kind.to_string(),
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone(),
+            labels: map(pod_meta.and_then(|m| m.labels.as_ref())),
+            annotations: map(pod_meta.and_then(|m| m.annotations.as_ref())),
+            node_name: spec.and_then(|s| s.node_name.clone()),
+            node_selector: map(spec.and_then(|s| s.node_selector.as_ref())),
+            resources,
+            args,
+        }
+    }
+
+    /// A workload of `kind` read leniently from a manifest.
     pub fn from_value(kind: &str, value: &Value) -> Workload {
         let meta = value.get("metadata");
         let pod = if kind == "Pod" {
@@ -570,18 +662,10 @@ impl Objects {
         self.add_object(&kind, &api, &name, content, place, read)
     }
 
-    /// Adds one object read from a cluster (not from a manifest).
-    pub fn add_value(&mut self, value: Value) -> Result<(), ExplainError> {
-        let document = Document {
-            number: 1,
-            line: 1,
-            text: "",
-        };
-        let place = Place {
-            document: &document,
-            item: None,
-        };
-        self.add_item(value, place, &mut Read::default())
+    /// Adds a ConfigMap (one read from a cluster, or a manifest's).
+    pub fn add_config_map(&mut self, cm: ConfigMap) {
+        self.metallb_from_config_map(&cm);
+        self.config_maps.push(cm);
     }
 
     /// Takes in what a List's items held.
@@ -623,11 +707,7 @@ impl Objects {
             }
             "EndpointSlice" => self.slices.push(content.typed(place, kind, name)?),
             "IngressClass" => self.ingress_classes.push(content.typed(place, kind, name)?),
-            "ConfigMap" => {
-                let cm: ConfigMap = content.typed(place, kind, name)?;
-                self.metallb_from_config_map(&cm);
-                self.config_maps.push(cm);
-            }
+            "ConfigMap" => self.add_config_map(content.typed(place, kind, name)?),
             "Node" => self.nodes.push(content.typed(place, kind, name)?),
             "Ingress" => self.ingresses.push(IngressDoc::from_value(&content.value)),
             "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "CronJob"
@@ -674,5 +754,58 @@ impl Objects {
             None
         };
         self.metallb = Some((mode, "ConfigMap metallb-system/config".into()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object<T: DeserializeOwned>(json: &Value) -> T {
+        serde_json::from_value(json.clone()).expect("a valid object")
+    }
+
+    /// A live cluster's objects are read from their types; a manifest's leniently: the same
+    /// object says the same either way.
+    #[test]
+    fn typed_and_lenient_readings_agree() {
+        let pod = serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"},
+                         "annotations": {"tke.cloud.tencent.com/networks": "tke-route-eni"}},
+            "spec": {"nodeName": "node-a", "nodeSelector": {"type": "virtual-kubelet"},
+                     "initContainers": [{"name": "init", "command": ["sh"]}],
+                     "containers": [{"name": "web", "args": ["--port", "80"],
+                        "resources": {"requests": {"tke.cloud.tencent.com/eni-ip": "1", "cpu": "1"},
+                                      "limits": {"tke.cloud.tencent.com/eni-ip": "1"}}}]}
+        });
+        assert_eq!(
+            Workload::from_pod(&object(&pod)),
+            Workload::from_value("Pod", &pod)
+        );
+        let daemon_set = serde_json::json!({
+            "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+            "spec": {"selector": {}, "template": {
+                "metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                "spec": {"containers": [{"name": "kube-proxy",
+                    "command": ["kube-proxy"], "args": ["--proxy-mode", "ipvs"]}]}}}
+        });
+        assert_eq!(
+            Workload::from_daemon_set(&object(&daemon_set)),
+            Workload::from_value("DaemonSet", &daemon_set)
+        );
+        let ingress = serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop",
+                         "annotations": {"kubernetes.io/ingress.class": "qcloud"}},
+            "spec": {"ingressClassName": "nginx",
+                "defaultBackend": {"service": {"name": "default", "port": {"number": 80}}},
+                "rules": [{"http": {"paths": [
+                    {"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+                    {"path": "/b", "pathType": "Prefix",
+                     "backend": {"service": {"name": "default", "port": {"number": 80}}}}]}}]}
+        });
+        let typed = IngressDoc::from_ingress(&object(&ingress));
+        assert_eq!(typed, IngressDoc::from_value(&ingress));
+        assert_eq!(typed.services, ["default", "web"]);
     }
 }

@@ -1,36 +1,42 @@
 //! Each scenario's cause and fix, in explain's words: the scenario's manifests, completed with
-//! what the lab's topology says (kube-proxy's mode, the nodes, where each endpoint runs), go
-//! through the same rules as `kubectl realip explain -f`, told the node each connection enters
-//! by; only the ways in the scenario exercises are kept. Scenarios explain has nothing to say
-//! about fall back to their own line.
+//! what the lab's topology says (kube-proxy's mode, the nodes, where each endpoint runs) as API
+//! objects, go through the same rules as `kubectl realip explain -f`, told the node each
+//! connection enters by; only the ways in the scenario exercises are kept. Scenarios explain has
+//! nothing to say about fall back to their own line.
 //!
 //! The lab's load balancer is modelled on TKE's CLB, so its nodes are TKE's and explain adds
 //! TKE's own reasons and fixes: they are marked TKE and come after what Kubernetes does on any
 //! cluster, and a generic fix always comes first.
 
 use super::clb::Listener;
-use super::scenario::{Connection, From, Scenario};
+use super::scenario::{Connection, From, ModelError, Scenario};
 use super::topology::{Node, Pod};
+use crate::explain::objects::Objects;
 use crate::explain::rules::tke;
 use crate::explain::{
     self,
     model::{Explanation, Fix},
 };
 use crate::output::{wrap, WIDTH};
-use std::fmt::Write;
+use k8s_openapi::api::core::v1::{ConfigMap, Node as K8sNode, NodeAddress, NodeSpec, NodeStatus};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// explain's verdicts for the ways in `scenario` exercises (empty when none applies), each
 /// predicted for the node its connection enters by.
 pub fn explanations(scenario: &Scenario) -> Vec<Explanation> {
-    let yaml = format!("{}{}", scenario.manifest, topology_yaml(scenario));
+    let Ok(objects) = lab_objects(scenario) else {
+        return Vec::new();
+    };
     let mut out: Vec<Explanation> = Vec::new();
     for conn in &scenario.connections {
         let Some((origin, via)) = conn.explained_by else {
             continue;
         };
         let entry = entry_node(scenario, conn);
-        let Ok(all) = explain::explain_manifests_entering(&yaml, entry.map(Node::name)) else {
+        let Ok(all) = explain::explain_objects(&objects, entry.map(Node::name)) else {
             continue;
         };
         for mut explanation in all {
@@ -113,55 +119,90 @@ fn node_at(ip: Ipv4Addr) -> Option<Node> {
         .or_else(|| Pod::ALL.into_iter().find(|p| p.ip() == ip).map(Pod::node))
 }
 
-/// What the lab's topology adds to the scenario's manifests, so that explain does not assume:
-/// kube-proxy in iptables mode, the two nodes (TKE nodes with routed pod CIDRs, as
-/// GlobalRouter: the load balancer is modelled on a CLB), and an EndpointSlice per modelled
-/// Service with the node each endpoint runs on.
-fn topology_yaml(scenario: &Scenario) -> String {
+/// The scenario's manifests with what the lab's topology adds, so that explain does not assume:
+/// kube-proxy's mode, the two nodes (TKE nodes with routed pod CIDRs, as GlobalRouter:
+/// the load balancer is modelled on a CLB), and an EndpointSlice per modelled Service with the
+/// node each endpoint runs on.
+fn lab_objects(scenario: &Scenario) -> Result<Objects, ModelError> {
+    let mut objects = scenario.objects()?;
     let mode = match scenario.dataplane.proxy {
         super::dataplane::ProxyMode::Iptables => "iptables",
         super::dataplane::ProxyMode::Nftables => "nftables",
     };
-    let mut yaml = format!(
-        "\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: kube-proxy, namespace: kube-system}}\n\
-         data:\n  config.conf: |\n    kind: KubeProxyConfiguration\n    mode: {mode}\n",
-    );
+    objects.add_config_map(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("kube-proxy".into()),
+            namespace: Some("kube-system".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "config.conf".to_string(),
+            format!("kind: KubeProxyConfiguration\nmode: {mode}\n"),
+        )])),
+        ..ConfigMap::default()
+    });
     for node in Node::ALL {
+        let mut addresses = vec![NodeAddress {
+            type_: "InternalIP".into(),
+            address: node.ip().to_string(),
+        }];
         // A node with a second NIC in use lists its address too, as multi-NIC nodes do.
-        let second = if scenario.dataplane.second_nic == Some(node) {
-            format!(", {{type: InternalIP, address: {}}}", node.second_nic_ip())
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            yaml,
-            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {node}}}\n\
-             spec: {{providerID: 'qcloud:///lab/{node}', podCIDR: {}}}\n\
-             status: {{addresses: [{{type: InternalIP, address: {}}}{second}]}}\n",
-            node.pod_cidr(),
-            node.ip()
-        );
-    }
-    for service in &scenario.services {
-        let _ = write!(
-            yaml,
-            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\naddressType: IPv4\n\
-             metadata: {{name: {name}-lab, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
-             ports: [{{name: {port_name}, port: {port}, protocol: TCP}}]\nendpoints:\n",
-            name = service.name,
-            ns = service.namespace,
-            port_name = service.port_name,
-            port = service.target_port,
-        );
-        for endpoint in &service.endpoints {
-            let _ = writeln!(
-                yaml,
-                "- {{addresses: [\"{}\"], nodeName: {}, conditions: {{ready: true}}}}",
-                endpoint.ip, endpoint.node
-            );
+        if scenario.dataplane.second_nic == Some(node) {
+            addresses.push(NodeAddress {
+                type_: "InternalIP".into(),
+                address: node.second_nic_ip().to_string(),
+            });
         }
+        objects.nodes.push(K8sNode {
+            metadata: ObjectMeta {
+                name: Some(node.name().into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec {
+                provider_id: Some(format!("qcloud:///lab/{node}")),
+                pod_cidr: Some(node.pod_cidr()),
+                ..NodeSpec::default()
+            }),
+            status: Some(NodeStatus {
+                addresses: Some(addresses),
+                ..NodeStatus::default()
+            }),
+        });
     }
-    yaml
+    for service in scenario.services()? {
+        objects.slices.push(EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(format!("{}-lab", service.name)),
+                namespace: Some(service.namespace.clone()),
+                labels: Some(BTreeMap::from([(
+                    "kubernetes.io/service-name".to_string(),
+                    service.name.clone(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".into(),
+            ports: Some(vec![EndpointPort {
+                name: Some(service.port_name.clone()),
+                port: Some(i32::from(service.target_port)),
+                protocol: Some("TCP".into()),
+                ..EndpointPort::default()
+            }]),
+            endpoints: service
+                .endpoints
+                .iter()
+                .map(|endpoint| Endpoint {
+                    addresses: vec![endpoint.ip.to_string()],
+                    node_name: Some(endpoint.node.name().into()),
+                    conditions: Some(EndpointConditions {
+                        ready: Some(true),
+                        ..EndpointConditions::default()
+                    }),
+                    ..Endpoint::default()
+                })
+                .collect(),
+        });
+    }
+    Ok(objects)
 }
 
 /// The text under a scenario's report.

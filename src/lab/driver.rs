@@ -5,7 +5,7 @@ use super::capture::Capture;
 use super::clb;
 use super::dataplane::{self, ProxyMode};
 use super::installed::Installed;
-use super::kube_proxy;
+use super::kube_proxy::{self, Service};
 use super::kube_proxy_nft;
 use super::net::GetOutcome;
 use super::netns::Added;
@@ -178,13 +178,13 @@ impl NodeStep {
 
 /// How `node` is programmed for `scenario`: kube-proxy's rules in its mode, a CNI's masquerade,
 /// the route to the other node's pods.
-pub fn node_setup(scenario: &Scenario, node: Node) -> Vec<NodeStep> {
+pub fn node_setup(scenario: &Scenario, services: &[Service], node: Node) -> Vec<NodeStep> {
     let dataplane = scenario.dataplane;
     let mut steps = Vec::new();
     match dataplane.proxy {
         ProxyMode::Iptables => steps.push(NodeStep::Iptables {
             what: "kube-proxy, iptables mode",
-            rules: kube_proxy::node_rules(&scenario.services, node),
+            rules: kube_proxy::node_rules(services, node),
             add: false,
         }),
         ProxyMode::Nftables => {
@@ -195,7 +195,7 @@ pub fn node_setup(scenario: &Scenario, node: Node) -> Vec<NodeStep> {
             });
             steps.push(NodeStep::Nft {
                 what: "kube-proxy, nftables mode",
-                script: kube_proxy_nft::node_rules(&scenario.services, node),
+                script: kube_proxy_nft::node_rules(services, node),
             });
         }
     }
@@ -218,11 +218,11 @@ pub fn node_setup(scenario: &Scenario, node: Node) -> Vec<NodeStep> {
 
 /// Programs the scenario's rules on the load balancer and on both nodes, removing what an
 /// earlier scenario added that its tables' replacement does not (an nftables table, ipsets).
-pub fn apply_rules(lab: &mut Lab, scenario: &Scenario) -> LabResult<()> {
+pub fn apply_rules(lab: &mut Lab, scenario: &Scenario, services: &[Service]) -> LabResult<()> {
     lab.restore(Host::Clb, &clb::rules(&scenario.listeners))?;
     for node in Node::ALL {
         let host = Host::Node(node);
-        let steps = node_setup(scenario, node);
+        let steps = node_setup(scenario, services, node);
         let mut added = Vec::new();
         for step in &steps {
             match step {
@@ -309,7 +309,8 @@ pub fn run_scenario(
     keep_up: bool,
 ) -> LabResult<ScenarioRun> {
     check_interrupt()?;
-    apply_rules(lab, scenario)?;
+    let services = scenario.services()?;
+    apply_rules(lab, scenario, &services)?;
     let proxies = start_proxies(lab, tools, scenario)?;
     let capture = Capture::start(lab, &tools.probe, scenario)?;
     let mut outcomes = Vec::new();
@@ -338,7 +339,7 @@ pub fn run_scenario(
             lab.start(proxy);
         }
     }
-    let view = cluster_view(&scenario.services);
+    let view = cluster_view(&services);
     let analyze = |events: &[realip_probe::wire::Event], warnings: &[String]| {
         let mut analyzer = analyze::Analyzer::new();
         analyzer.set_view(view.clone());

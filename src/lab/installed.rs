@@ -4,7 +4,7 @@
 //! printed as those tools print it.
 
 use super::dataplane::{ProxyMode, CALICO_NAT_OUTGOING};
-use super::kube_proxy;
+use super::kube_proxy::{self, Service};
 use super::kube_proxy_nft;
 use super::netns::{Lab, LabResult};
 use super::scenario::Scenario;
@@ -22,12 +22,17 @@ pub struct Installed {
     /// By rule handle, its chain and its line as `nft -a list table ip kube-proxy` prints it
     /// (without the handle comment).
     nft: BTreeMap<String, BTreeMap<u64, (String, String)>>,
+    /// The Services the rules were built from (the scenario's manifest).
+    services: Vec<Service>,
 }
 
 impl Installed {
     /// Reads what the kernel holds in every probed namespace of `scenario`.
     pub fn read(lab: &Lab, scenario: &Scenario) -> LabResult<Installed> {
-        let mut installed = Installed::default();
+        let mut installed = Installed {
+            services: scenario.services()?,
+            ..Installed::default()
+        };
         for (host, node) in super::capture::probed(scenario) {
             let saved = lab.output_of(host, "iptables-save", &["-t", "nat"])?;
             installed
@@ -143,7 +148,12 @@ impl std::fmt::Display for Expected {
 /// Which installed rule made the rewrite `t` on `node`: the load balancer's listener, the
 /// endpoint chain of the endpoint it DNATs to, or the masquerade of the node's dataplane
 /// (Calico's natOutgoing for its own pods' traffic where it runs, kube-proxy's otherwise).
-pub fn expected(scenario: &Scenario, node: &str, t: &Translation) -> Option<Expected> {
+pub fn expected(
+    scenario: &Scenario,
+    installed: &Installed,
+    node: &str,
+    t: &Translation,
+) -> Option<Expected> {
     if node == "clb" {
         // The listeners' DNAT in PREROUTING, a full-NAT listener's SNAT in POSTROUTING.
         let chain = match t.kind {
@@ -159,7 +169,7 @@ pub fn expected(scenario: &Scenario, node: &str, t: &Translation) -> Option<Expe
     let mode = scenario.dataplane.proxy;
     match t.kind {
         TranslationKind::Dnat => {
-            let (service, endpoint) = scenario.services.iter().find_map(|s| {
+            let (service, endpoint) = installed.services.iter().find_map(|s| {
                 s.endpoints
                     .iter()
                     .find(|e| IpAddr::V4(e.ip) == t.to.ip() && s.target_port == t.to.port())

@@ -7,16 +7,11 @@
 //! externalTrafficPolicy=Local the external chain skips the masquerade mark, and a node without
 //! local endpoints drops external traffic in the filter table.
 
-use super::topology::{Node, CLUSTER_CIDR};
+use super::topology::{Node, Pod, CLUSTER_CIDR};
+use crate::explain::facts::{Protocol, ServiceFacts, ServiceType, TargetPort, TrafficPolicy};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrafficPolicy {
-    Cluster,
-    Local,
-}
+use std::net::{IpAddr, Ipv4Addr};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -27,9 +22,9 @@ pub struct Endpoint {
 /// One port of one Service, with what kube-proxy needs to know about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
-    pub namespace: &'static str,
-    pub name: &'static str,
-    pub port_name: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub port_name: String,
     pub port: u16,
     pub target_port: u16,
     pub cluster_ip: Ipv4Addr,
@@ -39,7 +34,73 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
 }
 
+/// What the lab's kube-proxy cannot program from a Service.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("Service {service}: {what}, which the lab does not model")]
+pub struct Unsupported {
+    pub service: String,
+    pub what: String,
+}
+
 impl Service {
+    /// Each TCP port of `service` (explain's model of it) as kube-proxy programs it, with
+    /// `pods` as its endpoints.
+    pub fn ports_of(service: &ServiceFacts, pods: &[Pod]) -> Result<Vec<Service>, Unsupported> {
+        let unsupported = |what: String| Unsupported {
+            service: service.qualified(),
+            what,
+        };
+        let cluster_ip = service
+            .cluster_ips
+            .iter()
+            .find_map(|ip| match ip {
+                IpAddr::V4(ip) => Some(*ip),
+                IpAddr::V6(_) => None,
+            })
+            .ok_or_else(|| unsupported("no IPv4 cluster IP".into()))?;
+        let load_balancer_ip = (service.type_ == ServiceType::LoadBalancer)
+            .then(|| {
+                service
+                    .lb_ingress
+                    .iter()
+                    .find_map(|i| i.address.parse::<Ipv4Addr>().ok())
+            })
+            .flatten();
+        let endpoints: Vec<Endpoint> = pods
+            .iter()
+            .map(|pod| Endpoint {
+                ip: pod.ip(),
+                node: pod.node(),
+            })
+            .collect();
+        service
+            .ports
+            .iter()
+            .filter(|port| port.protocol == Protocol::Tcp)
+            .map(|port| {
+                let target_port = match &port.target_port {
+                    None => port.port,
+                    Some(TargetPort::Number(number)) => *number,
+                    Some(TargetPort::Name(name)) => {
+                        return Err(unsupported(format!("the named targetPort {name:?}")))
+                    }
+                };
+                Ok(Service {
+                    namespace: service.ns().to_string(),
+                    name: service.name.clone(),
+                    port_name: port.name.clone().unwrap_or_default(),
+                    port: port.port,
+                    target_port,
+                    cluster_ip,
+                    node_port: port.node_port.filter(|_| service.has_node_ports()),
+                    load_balancer_ip,
+                    external_traffic_policy: service.external_traffic_policy,
+                    endpoints: endpoints.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// kube-proxy's `ServicePortName` string, `namespace/name:port`.
     pub fn port_name_string(&self) -> String {
         format!("{}/{}:{}", self.namespace, self.name, self.port_name)
@@ -321,15 +382,15 @@ fn write_balance(service: &Service, chain: &str, endpoints: &[&Endpoint], nat: &
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use crate::lab::topology::Pod;
 
-    fn svc(policy: TrafficPolicy, endpoints: &[Pod]) -> Service {
+    /// The web Service of the lab's manifests, with `endpoints`.
+    pub(in crate::lab) fn svc(policy: TrafficPolicy, endpoints: &[Pod]) -> Service {
         Service {
-            namespace: "default",
-            name: "web",
-            port_name: "http",
+            namespace: "default".into(),
+            name: "web".into(),
+            port_name: "http".into(),
             port: 80,
             target_port: 8080,
             cluster_ip: Ipv4Addr::new(198, 19, 0, 10),

@@ -8,8 +8,9 @@
 //! Nodes without local endpoints of a Local Service drop its external traffic through the
 //! `no-endpoint-*` maps in the filter chains. Unlike iptables mode, no rule keeps a counter.
 
-use super::kube_proxy::{hash_prefix, Endpoint, Service, TrafficPolicy, MASQ_MARK};
+use super::kube_proxy::{hash_prefix, Endpoint, Service, MASQ_MARK};
 use super::topology::{Node, CLUSTER_CIDR};
+use crate::explain::facts::TrafficPolicy;
 use std::fmt::Write as _;
 
 /// kube-proxy's `hashAndTruncate`: 8 base32 characters of the name's SHA-256, then the name.
@@ -294,29 +295,8 @@ pub fn node_rules(services: &[Service], node: Node) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::kube_proxy::tests::svc;
     use crate::lab::topology::Pod;
-    use std::net::Ipv4Addr;
-
-    fn svc(policy: TrafficPolicy, endpoints: &[Pod]) -> Service {
-        Service {
-            namespace: "default",
-            name: "web",
-            port_name: "http",
-            port: 80,
-            target_port: 8080,
-            cluster_ip: Ipv4Addr::new(198, 19, 0, 10),
-            node_port: Some(31080),
-            load_balancer_ip: Some(Ipv4Addr::new(203, 0, 113, 100)),
-            external_traffic_policy: policy,
-            endpoints: endpoints
-                .iter()
-                .map(|pod| Endpoint {
-                    ip: pod.ip(),
-                    node: pod.node(),
-                })
-                .collect(),
-        }
-    }
 
     #[test]
     fn chain_names_match_kube_proxy() {

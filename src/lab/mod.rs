@@ -46,7 +46,9 @@ pub fn run(args: &LabArgs) -> Result<()> {
         Failure::usage(format!("no scenario named {name:?}")).hint(lines.join("\n").trim_start())
     })?;
     if args.rules {
-        return emit(&rules_text(&scenarios));
+        let text =
+            rules_text(&scenarios).map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
+        return emit(&text);
     }
     preflight(if args.down { &[] } else { &scenarios })?;
     if args.down {
@@ -296,21 +298,22 @@ fn down_removes(state: &state::State, prefix: &str) -> bool {
 
 /// `--rules`: what each scenario loads (`iptables-restore`, `nft -f`, `ipset`, `ip route`),
 /// namespace by namespace.
-pub fn rules_text(scenarios: &[Scenario]) -> String {
+pub fn rules_text(scenarios: &[Scenario]) -> Result<String, scenario::ModelError> {
     let mut out = String::new();
     for s in scenarios {
+        let services = s.services()?;
         out.push_str(&format!("### {}: {}\n", s.name, s.title));
         out.push_str("# load balancer (clb)\n");
         out.push_str(&clb::rules(&s.listeners));
         for node in topology::Node::ALL {
-            for step in driver::node_setup(s, node) {
+            for step in driver::node_setup(s, &services, node) {
                 out.push_str(&format!("# {node} ({})\n", step.what()));
                 out.push_str(&step.text());
             }
         }
         out.push('\n');
     }
-    out
+    Ok(out)
 }
 
 fn list_text() -> String {
@@ -408,7 +411,7 @@ mod tests {
     #[test]
     fn rules_of_every_scenario_snapshot() {
         for s in scenario::all() {
-            insta::assert_snapshot!(s.name, rules_text(std::slice::from_ref(&s)));
+            insta::assert_snapshot!(s.name, rules_text(std::slice::from_ref(&s)).unwrap());
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum LabError {
     NotReady { what: String, detail: String },
     #[error("interrupted")]
     Interrupted,
+    #[error(transparent)]
+    Model(#[from] super::scenario::ModelError),
 }
 
 pub type LabResult<T> = Result<T, LabError>;

@@ -3,10 +3,13 @@
 
 use super::clb::Listener;
 use super::dataplane::{Dataplane, ProxyMode};
-use super::kube_proxy::{Endpoint, Service, TrafficPolicy};
+use super::kube_proxy::{self, Service};
 use super::topology::{Node, Pod, CLB_VPC_IP, CLIENT_IP, ECHO_PORT, INGRESS_PORT, VIP};
 use crate::cli::XffMode;
+use crate::explain::gather::service_facts;
 use crate::explain::model::Origin;
+use crate::explain::objects::Objects;
+use crate::explain::ExplainError;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -122,11 +125,12 @@ pub struct Scenario {
     pub title: &'static str,
     /// The real setups it stands for.
     pub models: &'static str,
-    pub services: Vec<Service>,
+    /// The pods behind each Service of `manifest`, by the Service's name.
+    pub endpoints: Vec<(&'static str, Vec<Pod>)>,
     pub listeners: Vec<Listener>,
     pub proxies: Vec<Proxy>,
     pub connections: Vec<Connection>,
-    /// The manifests it models, for explain.
+    /// The manifests it models: the Services kube-proxy programs, and what explain reads.
     pub manifest: &'static str,
     /// How the nodes are programmed: kube-proxy's mode, a CNI's masquerade, a second NIC.
     pub dataplane: Dataplane,
@@ -138,52 +142,62 @@ pub struct Scenario {
     pub fix: &'static str,
 }
 
+/// The web Service's cluster IP and node port, as its manifests give them (the connections and
+/// the load balancer's listeners aim at them).
 const WEB_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 10);
 const WEB_NODE_PORT: u16 = 31080;
-const INGRESS_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 20);
 const INGRESS_NODE_PORT: u16 = 30080;
 
-#[derive(Clone, Copy)]
-enum Exposure {
-    ClusterIp,
-    NodePort,
-    LoadBalancer,
+const WEB: &str = "web";
+const INGRESS_CONTROLLER: &str = "ingress-nginx-controller";
+
+/// What a scenario's manifest does not hold as the lab models it.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("scenario {scenario}: {source}")]
+    Manifest {
+        scenario: &'static str,
+        source: ExplainError,
+    },
+    #[error("scenario {scenario}: {source}")]
+    Unsupported {
+        scenario: &'static str,
+        source: kube_proxy::Unsupported,
+    },
 }
 
-fn web(policy: TrafficPolicy, exposure: Exposure, endpoints: &[Pod]) -> Service {
-    Service {
-        namespace: "default",
-        name: "web",
-        port_name: "http",
-        port: 80,
-        target_port: ECHO_PORT,
-        cluster_ip: WEB_CLUSTER_IP,
-        node_port: (!matches!(exposure, Exposure::ClusterIp)).then_some(WEB_NODE_PORT),
-        load_balancer_ip: matches!(exposure, Exposure::LoadBalancer).then_some(VIP),
-        external_traffic_policy: policy,
-        endpoints: endpoints.iter().map(|pod| endpoint(*pod)).collect(),
+impl Scenario {
+    /// The objects of its manifest, as explain reads them.
+    pub fn objects(&self) -> Result<Objects, ModelError> {
+        let mut objects = Objects::default();
+        objects
+            .add_yaml(self.manifest)
+            .map_err(|source| ModelError::Manifest {
+                scenario: self.name,
+                source,
+            })?;
+        Ok(objects)
     }
-}
 
-fn ingress_controller(policy: TrafficPolicy) -> Service {
-    Service {
-        namespace: "ingress-nginx",
-        name: "ingress-nginx-controller",
-        port_name: "http",
-        port: 80,
-        target_port: INGRESS_PORT,
-        cluster_ip: INGRESS_CLUSTER_IP,
-        node_port: Some(INGRESS_NODE_PORT),
-        load_balancer_ip: Some(VIP),
-        external_traffic_policy: policy,
-        endpoints: vec![endpoint(Pod::Ingress)],
-    }
-}
-
-fn endpoint(pod: Pod) -> Endpoint {
-    Endpoint {
-        ip: pod.ip(),
-        node: pod.node(),
+    /// The Services kube-proxy programs: each Service of the manifest, read into explain's
+    /// model, with the pods [`Scenario::endpoints`] puts behind it.
+    pub fn services(&self) -> Result<Vec<Service>, ModelError> {
+        let mut services = Vec::new();
+        for service in &self.objects()?.services {
+            let facts = service_facts(service);
+            let pods = self
+                .endpoints
+                .iter()
+                .find(|(name, _)| *name == facts.name)
+                .map_or(&[][..], |(_, pods)| pods);
+            let ports =
+                Service::ports_of(&facts, pods).map_err(|source| ModelError::Unsupported {
+                    scenario: self.name,
+                    source,
+                })?;
+            services.extend(ports);
+        }
+        Ok(services)
     }
 }
 
@@ -222,7 +236,7 @@ pub fn all() -> Vec<Scenario> {
             title: "LB → NodePort, externalTrafficPolicy=Cluster, endpoint on the receiving node",
             models: "a cloud layer-4 load balancer (an AWS NLB, TKE's CLB) in front of a \
                      LoadBalancer Service with the default traffic policy",
-            services: vec![web(TrafficPolicy::Cluster, Exposure::LoadBalancer, &[Pod::AppA])],
+            endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppA, Who::Bridge(Node::A), None))],
@@ -238,7 +252,7 @@ pub fn all() -> Vec<Scenario> {
             name: "cluster-cross-node",
             title: "LB → NodePort, externalTrafficPolicy=Cluster, endpoint on the other node",
             models: "the same Service when the LB picks a node that hosts no replica",
-            services: vec![web(TrafficPolicy::Cluster, Exposure::LoadBalancer, &[Pod::AppB])],
+            endpoints: vec![(WEB, vec![Pod::AppB])],
             listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
             proxies: vec![],
             connections: vec![from_client(answered(Pod::AppB, Who::NodeIp(Node::A), None))],
@@ -254,7 +268,7 @@ pub fn all() -> Vec<Scenario> {
             title: "LB → NodePort, externalTrafficPolicy=Local",
             models: "a LoadBalancer Service with externalTrafficPolicy: Local; the LB health-checks \
                      healthCheckNodePort and should only send to nodes with endpoints",
-            services: vec![web(TrafficPolicy::Local, Exposure::LoadBalancer, &[Pod::AppA])],
+            endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![
                 to_node(Node::A, WEB_NODE_PORT),
                 Listener::L4 {
@@ -290,7 +304,7 @@ pub fn all() -> Vec<Scenario> {
             title: "an unprobed load balancer that rewrites the source → NodePort, Local",
             models: "a full-NAT load balancer, an AWS NLB without client IP preservation, a router \
                      that masquerades: none of them can be probed, only the nodes behind",
-            services: vec![web(TrafficPolicy::Local, Exposure::LoadBalancer, &[Pod::AppA])],
+            endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![Listener::L4 {
                 port: 80,
                 backend: SocketAddrV4::new(Node::A.ip(), WEB_NODE_PORT),
@@ -319,7 +333,7 @@ pub fn all() -> Vec<Scenario> {
                      preservation, GKE container-native load balancing, TKE direct access \
                      (service.cloud.tencent.com/direct-access: \"true\" on VPC-CNI, or \
                      GlobalRouter with GlobalRouteDirectAccess)",
-            services: vec![web(TrafficPolicy::Cluster, Exposure::LoadBalancer, &[Pod::AppA])],
+            endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![Listener::L4 {
                 port: 80,
                 backend: SocketAddrV4::new(Pod::AppA.ip(), ECHO_PORT),
@@ -340,7 +354,7 @@ pub fn all() -> Vec<Scenario> {
             title: "L7 load balancer (adds X-Forwarded-For) → NodePort, externalTrafficPolicy=Cluster",
             models: "a cloud layer-7 load balancer sending to NodePorts: AWS ALB instance \
                      targets, TKE's CLB Ingress (kubernetes.io/ingress.class: qcloud)",
-            services: vec![web(TrafficPolicy::Cluster, Exposure::NodePort, &[Pod::AppB])],
+            endpoints: vec![(WEB, vec![Pod::AppB])],
             listeners: vec![Listener::L7 {
                 port: 80,
                 backend: SocketAddrV4::new(Node::A.ip(), WEB_NODE_PORT),
@@ -368,10 +382,7 @@ pub fn all() -> Vec<Scenario> {
             name: "nginx-ingress-cluster",
             title: "ingress-nginx behind a NodePort with externalTrafficPolicy=Cluster",
             models: "the ingress-nginx controller Service left at the default traffic policy",
-            services: vec![
-                ingress_controller(TrafficPolicy::Cluster),
-                web(TrafficPolicy::Cluster, Exposure::ClusterIp, &[Pod::AppA]),
-            ],
+            endpoints: vec![(INGRESS_CONTROLLER, vec![Pod::Ingress]), (WEB, vec![Pod::AppA])],
             listeners: vec![to_node(Node::B, INGRESS_NODE_PORT)],
             proxies: vec![ingress_proxy()],
             connections: vec![from_client(answered(
@@ -392,10 +403,7 @@ pub fn all() -> Vec<Scenario> {
             name: "nginx-ingress-local",
             title: "ingress-nginx behind a NodePort with externalTrafficPolicy=Local",
             models: "the ingress-nginx controller Service with externalTrafficPolicy: Local",
-            services: vec![
-                ingress_controller(TrafficPolicy::Local),
-                web(TrafficPolicy::Cluster, Exposure::ClusterIp, &[Pod::AppA]),
-            ],
+            endpoints: vec![(INGRESS_CONTROLLER, vec![Pod::Ingress]), (WEB, vec![Pod::AppA])],
             listeners: vec![to_node(Node::A, INGRESS_NODE_PORT)],
             proxies: vec![ingress_proxy()],
             connections: vec![from_client(answered(
@@ -417,7 +425,7 @@ pub fn all() -> Vec<Scenario> {
             title: "a node and a pod connect to the load balancer's address from inside",
             models: "health checks, cron jobs or sidecars calling the public address of a Service \
                      of their own cluster",
-            services: vec![web(TrafficPolicy::Local, Exposure::LoadBalancer, &[Pod::AppA])],
+            endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
             proxies: vec![],
             connections: vec![
@@ -453,7 +461,7 @@ pub fn all() -> Vec<Scenario> {
             name: "pod-to-pod",
             title: "a pod connects to another pod's IP",
             models: "any CNI with routable pod IPs (flannel host-gw, GlobalRouter, VPC-CNI, Calico)",
-            services: vec![web(TrafficPolicy::Cluster, Exposure::ClusterIp, &[Pod::AppA])],
+            endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![],
             proxies: vec![],
             connections: vec![Connection {
@@ -473,7 +481,7 @@ pub fn all() -> Vec<Scenario> {
             name: "hairpin",
             title: "a pod reaches its own Service and lands on itself",
             models: "a pod calling its own Service's cluster IP (kubelet --hairpin-mode=hairpin-veth)",
-            services: vec![web(TrafficPolicy::Cluster, Exposure::ClusterIp, &[Pod::AppA])],
+            endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![],
             proxies: vec![],
             connections: vec![Connection {
@@ -546,11 +554,7 @@ fn other_rewriters() -> Vec<Scenario> {
             models: "Calico with natOutgoing (its chains run ahead of kube-proxy's), while \
                      node-a's pods hold addresses of a pool Calico no longer lists (deleted, or \
                      a pod CIDR added by hand): to node-b's Calico they are outside the cluster",
-            services: vec![web(
-                TrafficPolicy::Cluster,
-                Exposure::LoadBalancer,
-                &[Pod::AppA],
-            )],
+            endpoints: vec![(WEB, vec![Pod::AppA])],
             listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
             proxies: vec![],
             connections: vec![Connection {
@@ -578,11 +582,7 @@ fn other_rewriters() -> Vec<Scenario> {
             models: "nodes with several interfaces (a storage or backend network, secondary \
                      ENIs): MASQUERADE takes the address of the interface the packet leaves by, \
                      not the node's InternalIP (kubernetes#133024)",
-            services: vec![web(
-                TrafficPolicy::Cluster,
-                Exposure::LoadBalancer,
-                &[Pod::AppB],
-            )],
+            endpoints: vec![(WEB, vec![Pod::AppB])],
             listeners: vec![to_node(Node::A, WEB_NODE_PORT)],
             proxies: vec![],
             connections: vec![from_client(answered(
@@ -660,6 +660,7 @@ const NGINX_LOCAL_YAML: &str = include_str!("manifests/nginx-ingress-local.yaml"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::explain::facts::TrafficPolicy;
     use serde::Deserialize;
 
     #[test]
@@ -698,22 +699,55 @@ mod tests {
         assert_eq!(names(&["local", "nope"]), Err("nope".to_string()));
     }
 
+    /// One description per scenario: kube-proxy's Services come from the manifest explain reads.
     #[test]
-    fn manifests_agree_with_the_modelled_services() {
+    fn the_services_come_from_the_manifests() {
+        let services = |name: &str| select(name).unwrap().remove(0).services().unwrap();
         for scenario in all() {
-            for service in &scenario.services {
-                if service.node_port.is_some() && scenario.manifest.contains(service.name) {
-                    let policy = match service.external_traffic_policy {
-                        TrafficPolicy::Cluster => "externalTrafficPolicy: Cluster",
-                        TrafficPolicy::Local => "externalTrafficPolicy: Local",
-                    };
-                    assert!(
-                        scenario.manifest.contains(policy),
-                        "{}: manifest does not say {policy}",
-                        scenario.name
-                    );
-                }
+            let services = scenario.services().unwrap();
+            for (name, _) in &scenario.endpoints {
+                assert!(
+                    services.iter().any(|s| s.name == *name),
+                    "{}: no Service {name} in its manifest",
+                    scenario.name
+                );
+            }
+            // The load balancer sends to a node port of the scenario's Services, or to a pod.
+            for listener in &scenario.listeners {
+                let (Listener::L4 { backend, .. } | Listener::L7 { backend, .. }) = listener;
+                let to_node_port = services.iter().any(|s| s.node_port == Some(backend.port()));
+                let to_pod = Pod::ALL.iter().any(|p| p.ip() == *backend.ip());
+                assert!(to_node_port || to_pod, "{}: {backend}", scenario.name);
             }
         }
+        let web = &services("cluster-same-node")[0];
+        assert_eq!(
+            (web.port_name.as_str(), web.port, web.target_port),
+            ("http", 80, ECHO_PORT)
+        );
+        assert_eq!(
+            (web.cluster_ip, web.node_port, web.load_balancer_ip),
+            (WEB_CLUSTER_IP, Some(WEB_NODE_PORT), Some(VIP))
+        );
+        assert_eq!(web.external_traffic_policy, TrafficPolicy::Cluster);
+        assert_eq!(web.endpoints.len(), 1);
+        let web = &services("local")[0];
+        assert_eq!(web.external_traffic_policy, TrafficPolicy::Local);
+        let web = &services("l7-ingress")[0];
+        assert_eq!(
+            (web.node_port, web.load_balancer_ip),
+            (Some(WEB_NODE_PORT), None)
+        );
+        let web = &services("hairpin")[0];
+        assert_eq!((web.cluster_ip, web.node_port), (WEB_CLUSTER_IP, None));
+        let nginx = services("nginx-ingress-local");
+        let names: Vec<&str> = nginx.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [INGRESS_CONTROLLER, WEB]);
+        assert_eq!(nginx[0].external_traffic_policy, TrafficPolicy::Local);
+        assert_eq!(
+            (nginx[0].node_port, nginx[0].target_port),
+            (Some(INGRESS_NODE_PORT), INGRESS_PORT)
+        );
+        assert_eq!(nginx[1].node_port, None);
     }
 }

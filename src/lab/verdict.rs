@@ -432,7 +432,7 @@ fn kind_word(kind: TranslationKind) -> &'static str {
 }
 
 fn rule_check(scenario: &Scenario, t: &Translation, installed: &Installed) -> RuleCheck {
-    let expected = installed::expected(scenario, &t.node, t);
+    let expected = installed::expected(scenario, installed, &t.node, t);
     let mut rule = RuleCheck {
         node: t.node.clone(),
         kind: t.kind,

@@ -16,8 +16,11 @@ use super::topology::{self, Choice, Topology, TopologyError};
 use super::{psa, TraceOptions};
 use crate::analyze::Analyzer;
 use crate::cli::{OutputFormat, TraceArgs};
+use crate::cluster::{self as cluster_api, Cluster, KubeError, Refusal};
 use crate::error::{Failure, Kind, Result};
-use crate::kube::{self as cluster_api, Cluster, KubeError, Refusal};
+use crate::explain::facts::Protocol;
+use crate::explain::live::{self, Known};
+use crate::explain::model::Explanation;
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -45,7 +48,7 @@ pub async fn trace(
     options: &TraceOptions,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Traced> {
-    let name = topology::parse_target(&args.target).map_err(|err| {
+    let name = cluster_api::parse_target(&args.target).map_err(|err| {
         Failure::usage(err.to_string()).hint("name the Service like kubectl does: svc/NAME")
     })?;
     let cluster = Cluster::new(cluster_api::clients(&args.kube).await?);
@@ -53,8 +56,8 @@ pub async fn trace(
     let progress = Progress::new(args.output != OutputFormat::Json && !args.dry_run);
     progress.step(format!("reading Service {namespace}/{name}"));
 
-    let (topology, choice, slices) = resolve(&cluster, &namespace, &name, args).await?;
-    let (plan, unfit) = make_plan(args, options, &topology, &choice, &slices)?;
+    let (topology, choice, known) = resolve(&cluster, &namespace, name, args).await?;
+    let (plan, unfit) = make_plan(args, options, &topology, &choice)?;
     let mut skipped = choice.skipped.clone();
     skipped.extend(unfit);
     let mut objects =
@@ -142,7 +145,7 @@ pub async fn trace(
     let report = analyzer.finish();
     send::attach_flows(&mut sent, &report);
     let answered = !report.flows.is_empty();
-    let (prediction, by_entry_node) = predictions(&cluster, &topology, &report, options).await;
+    let (prediction, by_entry_node) = predictions(&cluster, known, &report, options).await;
     let traced = TraceReport::new(
         report,
         &topology,
@@ -176,53 +179,41 @@ fn entry_nodes(report: &crate::analyze::model::Report) -> Vec<String> {
         .collect()
 }
 
-/// Entry nodes explain is asked about, at most (each asks the API again).
+/// Entry nodes explain is asked about, at most: the report sets each beside its measurements.
 const MAX_ENTRY_PREDICTIONS: usize = 4;
 
 /// explain's prediction for the node most connections entered at, and, when they entered at
 /// several, one per entry node: the entry node decides between the node's and the bridge's
-/// address, so each measurement is set beside the prediction for its own path.
+/// address, so each measurement is set beside the prediction for its own path. explain is
+/// given the Service, EndpointSlices and nodes trace read, and reads the rest once.
 async fn predictions(
     cluster: &Cluster,
-    topology: &Topology,
+    known: Known,
     report: &crate::analyze::model::Report,
     options: &TraceOptions,
-) -> (
-    Option<crate::explain::model::Explanation>,
-    BTreeMap<String, crate::explain::model::Explanation>,
-) {
+) -> (Option<Explanation>, BTreeMap<String, Explanation>) {
     if let Some(given) = &options.prediction {
         return (Some(given.clone()), BTreeMap::new());
     }
     if !options.predict_live {
         return (None, BTreeMap::new());
     }
+    let source = live::KubeSource {
+        cluster: cluster.clone(),
+    };
+    let objects = live::gather_known(&source, known).await;
     let entries = entry_nodes(report);
     if entries.len() < 2 {
-        let main = predict(cluster, topology, entries.first().map(String::as_str)).await;
-        return (main, BTreeMap::new());
+        let main = live::explain_gathered(&objects, entries.first().map(String::as_str));
+        return (Some(main), BTreeMap::new());
     }
-    let mut by_entry_node = BTreeMap::new();
-    for node in entries.iter().take(MAX_ENTRY_PREDICTIONS) {
-        if let Some(prediction) = predict(cluster, topology, Some(node)).await {
-            by_entry_node.insert(node.clone(), prediction);
-        }
-    }
+    let by_entry_node: BTreeMap<String, Explanation> = entries
+        .iter()
+        .take(MAX_ENTRY_PREDICTIONS)
+        .map(|node| (node.clone(), live::explain_gathered(&objects, Some(node))))
+        .collect();
     let main = by_entry_node.get(&entries[0]).cloned();
     (main, by_entry_node)
-}
-
-/// explain's prediction for the traced Service, from the same cluster; a failure only costs
-/// the comparison.
-async fn predict(
-    cluster: &Cluster,
-    topology: &Topology,
-    entry_node: Option<&str>,
-) -> Option<crate::explain::model::Explanation> {
-    crate::explain::live::predict(cluster, &topology.namespace, &topology.service, entry_node)
-        .await
-        .map_err(|err| tracing::warn!("no prediction from explain: {err}"))
-        .ok()
 }
 
 fn cluster_failure(err: KubeError, what: &str) -> Failure {
@@ -232,12 +223,14 @@ fn cluster_failure(err: KubeError, what: &str) -> Failure {
     }
 }
 
+/// Reads the Service, its EndpointSlices and the nodes; works out the topology and the nodes to
+/// probe. What was read is kept for explain.
 async fn resolve(
     cluster: &Cluster,
     namespace: &str,
     name: &str,
     args: &TraceArgs,
-) -> Result<(Topology, Choice, Vec<EndpointSlice>)> {
+) -> Result<(Topology, Choice, Known)> {
     let service = cluster
         .namespaced::<Service>(namespace)
         .get(name)
@@ -272,12 +265,16 @@ async fn resolve(
     let topology = Topology::from_objects(&service, &slices, &nodes).map_err(topology_failure)?;
     let choice = topology::choose_nodes(&topology, selected.as_ref(), args.max_nodes)
         .map_err(topology_failure)?;
-    Ok((topology, choice, slices))
+    let known = Known {
+        service,
+        slices,
+        nodes,
+    };
+    Ok((topology, choice, known))
 }
 
 fn topology_failure(err: TopologyError) -> Failure {
     let hint = match &err {
-        TopologyError::Target(_) => "name the Service like kubectl does: svc/NAME",
         TopologyError::ExternalName(_) => "trace the Service the alias points to instead",
         TopologyError::Headless(_) => {
             "trace a non-headless Service in front of the same pods, or capture on the pods' nodes with realip-probe"
@@ -289,11 +286,7 @@ fn topology_failure(err: TopologyError) -> Failure {
             "the probe needs a Linux node with a real network stack; --nodes picks others"
         }
     };
-    let kind = match err {
-        TopologyError::Target(_) => Kind::Usage,
-        _ => Kind::Cluster,
-    };
-    Failure::new(kind, err.to_string()).hint(hint)
+    Failure::new(Kind::Cluster, err.to_string()).hint(hint)
 }
 
 /// The run plan, and the nodes dropped because no carried probe fits their architecture.
@@ -302,7 +295,6 @@ fn make_plan(
     options: &TraceOptions,
     topology: &Topology,
     choice: &Choice,
-    slices: &[EndpointSlice],
 ) -> Result<(RunPlan, BTreeMap<String, String>)> {
     let mut nodes: Vec<String> = choice.probe.keys().cloned().collect();
     let mut dropped = BTreeMap::new();
@@ -353,18 +345,11 @@ fn make_plan(
             }
         }
     };
-    let mut ports: BTreeSet<u16> = BTreeSet::new();
-    for port in &topology.ports {
-        if port.protocol == "TCP" {
+    let mut ports: BTreeSet<u16> = topology.endpoint_ports.iter().copied().collect();
+    for port in &topology.service.ports {
+        if port.protocol == Protocol::Tcp {
             ports.insert(port.port);
             ports.extend(port.node_port);
-        }
-    }
-    for slice in slices {
-        for port in slice.ports.iter().flatten() {
-            if port.protocol.as_deref().unwrap_or("TCP") == "TCP" {
-                ports.extend(port.port.and_then(|p| u16::try_from(p).ok()));
-            }
         }
     }
     let ready_secs = options.ready_timeout.as_secs();
@@ -375,8 +360,8 @@ fn make_plan(
         namespace: args
             .probe_namespace
             .clone()
-            .unwrap_or_else(|| topology.namespace.clone()),
-        target: format!("{}/{}", topology.namespace, topology.service),
+            .unwrap_or_else(|| topology.namespace().to_string()),
+        target: topology.service.qualified(),
         nodes,
         started_unix: options.now_unix,
         capture_secs,
@@ -909,9 +894,8 @@ async fn capture(
     progress: &Progress,
 ) -> Result<Captured> {
     let backends: Vec<IpAddr> = topology
-        .backends
-        .iter()
-        .filter_map(|b| b.address.parse().ok())
+        .addresses()
+        .filter_map(|(address, _)| address.parse().ok())
         .collect();
     let mut collector = Collector::new(backends);
     collector.expect_version(crate::embedded::PROBE_VERSION);

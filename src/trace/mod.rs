@@ -3,7 +3,7 @@
 //! Pure parts: [`topology`] (what to probe), [`manifests`] (what to create), [`preflight`]'s
 //! list of needed permissions, [`psa`],
 //! [`readiness`], [`collect`], [`report`]. The flow in [`flow`] drives them through the cluster
-//! adapter in [`crate::kube`].
+//! adapter in [`crate::cluster`].
 //!
 //! Exit codes: 0 a report with at least one connection (or a dry run); 1 the capture saw no
 //! connection; 2 bad flags; 3 the cluster refused or failed (RBAC, Pod Security, missing
@@ -23,9 +23,9 @@ pub mod teardown;
 pub mod topology;
 
 use crate::cli::{CleanupArgs, TraceArgs};
+use crate::cluster::{self as cluster_api, Cluster};
 use crate::error::{Failure, Kind, Result};
 use crate::explain::model::Explanation;
-use crate::kube::{self as cluster_api, Cluster};
 use crate::output;
 use manifests::{Carried, MANAGED_SELECTOR};
 use std::future::Future;

@@ -8,7 +8,7 @@
 //! (`?dryRun=All`: validation and admission, nothing stored).
 
 use super::manifests::{Delivery, Objects, RunPlan};
-use crate::kube::{Cluster, KubeError, Refusal};
+use crate::cluster::{Cluster, KubeError, Refusal};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };

@@ -45,7 +45,7 @@ impl Owner {
 
 impl AddressBook {
     pub fn from_topology(topology: &Topology) -> Self {
-        let service = format!("{}/{}", topology.namespace, topology.service);
+        let service = topology.service.qualified();
         let mut names = BTreeMap::new();
         let mut add = |address: &str, owner: Owner| {
             if let Ok(ip) = address.parse::<IpAddr>() {
@@ -62,28 +62,28 @@ impl AddressBook {
                 );
             }
         }
-        for backend in &topology.backends {
-            if let Some(pod) = &backend.pod {
+        for (address, endpoint) in topology.addresses() {
+            if let Some(pod) = &endpoint.pod {
                 add(
-                    &backend.address,
+                    address,
                     Owner::Pod {
-                        name: format!("{}/{pod}", topology.namespace),
-                        node: backend.node.clone(),
+                        name: format!("{}/{pod}", topology.namespace()),
+                        node: endpoint.node.clone(),
                     },
                 );
             }
         }
-        for ingress in &topology.lb_ingress {
+        for ingress in &topology.service.lb_ingress {
             add(
-                ingress,
+                &ingress.address,
                 Owner::LoadBalancer {
                     service: service.clone(),
                 },
             );
         }
-        for ip in &topology.cluster_ips {
+        for ip in &topology.service.cluster_ips {
             add(
-                ip,
+                &ip.to_string(),
                 Owner::ClusterIp {
                     service: service.clone(),
                 },
@@ -128,7 +128,13 @@ fn origin_of(
             _ => (Origin::InternetViaLb, "lb"),
         }),
         Some(Owner::ClusterIp { .. }) => Some((Origin::InClusterPod, "cluster-ip")),
-        Some(Owner::Node { .. }) if topology.ports.iter().any(|p| p.node_port == Some(port)) => {
+        Some(Owner::Node { .. })
+            if topology
+                .service
+                .ports
+                .iter()
+                .any(|p| p.node_port == Some(port)) =>
+        {
             Some((Origin::NodePort, "node-port"))
         }
         _ => None,
@@ -399,10 +405,10 @@ impl TraceReport {
             out,
             "{} {}/{} ({}, externalTrafficPolicy {}) on {}",
             paint(HEAD, "Trace of"),
-            topology.namespace,
-            topology.service,
-            topology.type_,
-            topology.external_traffic_policy,
+            topology.namespace(),
+            topology.name(),
+            topology.service.type_.as_str(),
+            topology.service.external_traffic_policy.as_str(),
             self.probed_nodes.join(", "),
         );
         for disagreement in &self.disagreements {

@@ -4,6 +4,7 @@
 
 use super::topology::Topology;
 use crate::analyze::model::{LastSeen, Report};
+use crate::explain::facts::Protocol;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -143,10 +144,11 @@ pub fn entry_points(topology: &Topology, probed: &[String], send_to: &[String]) 
         return send_to.to_vec();
     }
     let mut out = BTreeSet::new();
-    let tcp = || topology.ports.iter().filter(|p| p.protocol == "TCP");
-    for ingress in &topology.lb_ingress {
+    let service = &topology.service;
+    let tcp = || service.ports.iter().filter(|p| p.protocol == Protocol::Tcp);
+    for ingress in &service.lb_ingress {
         for port in tcp() {
-            out.insert(join(ingress, port.port));
+            out.insert(join(&ingress.address, port.port));
         }
     }
     for node in topology.nodes.iter().filter(|n| probed.contains(&n.name)) {
@@ -297,23 +299,32 @@ async fn source_for(to: SocketAddr) -> std::io::Result<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::topology::{NodeInfo, ServicePort};
+    use crate::explain::facts::{LbIngress, PortFacts, ServiceFacts, ServiceType, TrafficPolicy};
+    use crate::trace::topology::NodeInfo;
 
     fn topology() -> Topology {
+        let lb = |address: &str| LbIngress {
+            address: address.into(),
+            is_hostname: false,
+            ip_mode: None,
+        };
         Topology {
-            namespace: "shop".into(),
-            service: "web".into(),
-            type_: "LoadBalancer".into(),
-            external_traffic_policy: "Cluster".into(),
-            cluster_ips: vec!["10.96.0.10".into()],
-            ports: vec![ServicePort {
-                name: None,
-                protocol: "TCP".into(),
-                port: 80,
-                node_port: Some(31080),
-            }],
-            lb_ingress: vec!["203.0.113.10".into(), "2001:db8::10".into()],
-            backends: vec![],
+            service: ServiceFacts {
+                name: "web".into(),
+                namespace: Some("shop".into()),
+                type_: ServiceType::LoadBalancer,
+                external_traffic_policy: TrafficPolicy::Cluster,
+                cluster_ips: vec!["10.96.0.10".parse().unwrap()],
+                ports: vec![PortFacts {
+                    port: 80,
+                    node_port: Some(31080),
+                    ..PortFacts::default()
+                }],
+                lb_ingress: vec![lb("203.0.113.10"), lb("2001:db8::10")],
+                ..ServiceFacts::default()
+            },
+            endpoints: vec![],
+            endpoint_ports: vec![],
             nodes: ["a", "b"]
                 .iter()
                 .map(|n| NodeInfo {

@@ -2,7 +2,7 @@
 //! or every run's leftovers for `kubectl realip cleanup`. Deletes, then waits until gone.
 
 use super::manifests::{MANAGED_SELECTOR, RUN_LABEL};
-use crate::kube::{Cluster, KubeError};
+use crate::cluster::{Cluster, KubeError};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
@@ -47,7 +47,7 @@ fn found<K: kube::Resource>(kind: &'static str, objects: Vec<K>) -> Vec<Found> {
 
 async fn list_kind<K>(cluster: &Cluster, scope: &Scope) -> Result<Vec<K>, KubeError>
 where
-    K: crate::kube::Kind + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K: crate::cluster::ApiKind + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
 {
     match &scope.namespace {
         Some(ns) => {

@@ -2,39 +2,14 @@
 //! backends, and which nodes to probe (and which to skip, with the reason shown).
 
 use crate::analyze::view::{parse_cidr, ClusterView, NodeView, PodView};
+use crate::explain::facts::{EndpointFacts, ServiceFacts, ServiceType};
+use crate::explain::gather;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
-
-/// `svc/NAME`, `service/NAME`, `services/NAME`.
-pub fn parse_target(target: &str) -> Result<String, TopologyError> {
-    let (kind, name) = target
-        .split_once('/')
-        .ok_or_else(|| TopologyError::Target(target.to_string()))?;
-    let kind = kind.to_ascii_lowercase();
-    if !matches!(kind.as_str(), "svc" | "service" | "services") || !valid_name(name) {
-        return Err(TopologyError::Target(target.to_string()));
-    }
-    Ok(name.to_string())
-}
-
-/// DNS-1123 label or subdomain, as object names are.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TopologyError {
-    #[error("{0:?} is not a Service reference; use svc/NAME")]
-    Target(String),
     #[error("Service {0} is of type ExternalName: it is a DNS alias, no traffic passes through the cluster's NAT")]
     ExternalName(String),
     #[error("Service {0} is headless (clusterIP: None): clients reach pods directly, no Service NAT to trace")]
@@ -45,25 +20,7 @@ pub enum TopologyError {
     NothingToProbe(String),
 }
 
-/// One port of the Service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServicePort {
-    pub name: Option<String>,
-    pub protocol: String,
-    pub port: u16,
-    pub node_port: Option<u16>,
-}
-
-/// One backend address of the Service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Backend {
-    pub address: String,
-    pub pod: Option<String>,
-    pub node: Option<String>,
-    pub ready: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
     pub name: String,
     /// (type, address): InternalIP, ExternalIP, ...
@@ -75,23 +32,17 @@ pub struct NodeInfo {
     /// Cordoned or excluded from load balancers: still probed if it holds an endpoint.
     pub lb_excluded: Option<String>,
     /// `spec.podCIDRs` (or `podCIDR`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pod_cidrs: Vec<String>,
 }
 
-/// What the trace works on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What the trace works on: the Service in explain's model, its endpoints and the nodes.
+#[derive(Debug, Clone)]
 pub struct Topology {
-    pub namespace: String,
-    pub service: String,
-    pub type_: String,
-    /// `Cluster` or `Local`.
-    pub external_traffic_policy: String,
-    pub cluster_ips: Vec<String>,
-    pub ports: Vec<ServicePort>,
-    /// LB ingress IPs or hostnames.
-    pub lb_ingress: Vec<String>,
-    pub backends: Vec<Backend>,
+    pub service: ServiceFacts,
+    /// Its endpoints, as its EndpointSlices list them.
+    pub endpoints: Vec<EndpointFacts>,
+    /// The TCP ports the endpoints listen on.
+    pub endpoint_ports: Vec<u16>,
     pub nodes: Vec<NodeInfo>,
 }
 
@@ -101,93 +52,54 @@ impl Topology {
         slices: &[EndpointSlice],
         nodes: &[Node],
     ) -> Result<Topology, TopologyError> {
-        let name = service.metadata.name.clone().unwrap_or_default();
-        let namespace = service.metadata.namespace.clone().unwrap_or_default();
-        let qualified = format!("{namespace}/{name}");
-        let spec = service.spec.clone().unwrap_or_default();
-        let type_ = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
-        if type_ == "ExternalName" {
+        let facts = gather::service_facts(service);
+        let qualified = facts.qualified();
+        if facts.type_ == ServiceType::ExternalName {
             return Err(TopologyError::ExternalName(qualified));
         }
-        if spec.cluster_ip.as_deref() == Some("None") {
+        if facts.headless {
             return Err(TopologyError::Headless(qualified));
         }
-        let ports = spec
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| ServicePort {
-                name: p.name.clone(),
-                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                port: u16::try_from(p.port).unwrap_or(0),
-                node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
-            })
-            .collect();
-        let lb_ingress = crate::kube::lb_ingress(service)
-            .filter_map(|ingress| ingress.ip.clone().or_else(|| ingress.hostname.clone()))
-            .collect();
-        let mut backends: Vec<Backend> = slices
-            .iter()
-            .flat_map(|slice| slice.endpoints.iter())
-            .flat_map(|endpoint| {
-                let ready = endpoint
-                    .conditions
-                    .as_ref()
-                    .and_then(|c| c.ready)
-                    .unwrap_or(true);
-                let pod = endpoint
-                    .target_ref
-                    .as_ref()
-                    .filter(|r| r.kind.as_deref() == Some("Pod"))
-                    .and_then(|r| r.name.clone());
-                endpoint.addresses.iter().map(move |address| Backend {
-                    address: address.clone(),
-                    pod: pod.clone(),
-                    node: endpoint.node_name.clone(),
-                    ready,
-                })
-            })
-            .collect();
-        backends.sort_by(|a, b| a.address.cmp(&b.address));
-        backends.dedup_by(|a, b| a.address == b.address);
-        if !backends.iter().any(|b| b.ready) {
-            let selector = spec
-                .selector
-                .as_ref()
-                .map(|s| {
-                    let terms: Vec<String> = s.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    format!("; its selector {} matches no ready pod", terms.join(","))
-                })
-                .unwrap_or_else(|| {
-                    "; it has no selector and no EndpointSlice lists a ready address".into()
-                });
+        let endpoints = gather::endpoints(slices);
+        if !endpoints.iter().any(|e| e.ready && !e.addresses.is_empty()) {
+            let selector = if facts.selector.is_empty() {
+                "; it has no selector and no EndpointSlice lists a ready address".to_string()
+            } else {
+                let terms: Vec<String> = facts
+                    .selector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!("; its selector {} matches no ready pod", terms.join(","))
+            };
             return Err(TopologyError::NoEndpoints {
                 service: qualified,
                 selector,
             });
         }
         Ok(Topology {
-            namespace,
-            service: name,
-            type_,
-            external_traffic_policy: spec
-                .external_traffic_policy
-                .unwrap_or_else(|| "Cluster".into()),
-            cluster_ips: spec
-                .cluster_ips
-                .or_else(|| spec.cluster_ip.map(|ip| vec![ip]))
-                .unwrap_or_default(),
-            ports,
-            lb_ingress,
-            backends,
+            service: facts,
+            endpoints,
+            endpoint_ports: gather::endpoint_tcp_ports(slices).collect(),
             nodes: nodes.iter().map(node_info).collect(),
         })
     }
 
-    /// Traffic from outside can land on nodes without an endpoint and be forwarded (and SNATed).
-    pub fn forwards_between_nodes(&self) -> bool {
-        matches!(self.type_.as_str(), "LoadBalancer" | "NodePort")
-            && self.external_traffic_policy != "Local"
+    pub fn namespace(&self) -> &str {
+        self.service.ns()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.service.name
+    }
+
+    /// Every endpoint address, each once, with its endpoint.
+    pub fn addresses(&self) -> impl Iterator<Item = (&str, &EndpointFacts)> {
+        let mut seen = BTreeSet::new();
+        self.endpoints
+            .iter()
+            .flat_map(|e| e.addresses.iter().map(move |a| (a.as_str(), e)))
+            .filter(move |(address, _)| seen.insert(*address))
     }
 }
 
@@ -263,10 +175,7 @@ fn node_info(node: &Node) -> NodeInfo {
 impl Topology {
     /// What the analysis is told of the cluster: its nodes, the Service's pods and addresses.
     pub fn cluster_view(&self) -> ClusterView {
-        let ips = |texts: &[String]| -> Vec<IpAddr> {
-            texts.iter().filter_map(|t| t.parse().ok()).collect()
-        };
-        let is_lb = self.type_ == "LoadBalancer";
+        let service = &self.service;
         ClusterView {
             nodes: self
                 .nodes
@@ -282,24 +191,27 @@ impl Topology {
                 })
                 .collect(),
             pods: self
-                .backends
-                .iter()
-                .filter_map(|b| {
+                .addresses()
+                .filter_map(|(address, endpoint)| {
                     Some(PodView {
-                        name: format!("{}/{}", self.namespace, b.pod.as_ref()?),
-                        ip: b.address.parse().ok()?,
-                        node: b.node.clone(),
+                        name: format!("{}/{}", self.namespace(), endpoint.pod.as_ref()?),
+                        ip: address.parse().ok()?,
+                        node: endpoint.node.clone(),
                         host_network: false,
                     })
                 })
                 .collect(),
-            lb_addresses: ips(&self.lb_ingress),
-            lb_node_ports: if is_lb {
-                self.ports.iter().filter_map(|p| p.node_port).collect()
+            lb_addresses: service
+                .lb_ingress
+                .iter()
+                .filter_map(|i| i.address.parse().ok())
+                .collect(),
+            lb_node_ports: if service.type_ == ServiceType::LoadBalancer {
+                service.ports.iter().filter_map(|p| p.node_port).collect()
             } else {
                 Vec::new()
             },
-            cluster_ips: ips(&self.cluster_ips),
+            cluster_ips: service.cluster_ips.clone(),
             senders: Vec::new(),
             unseen_delivery: None,
         }
@@ -307,8 +219,7 @@ impl Topology {
 }
 
 /// Why a node is probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
     /// It runs a backend pod.
     Endpoint,
@@ -316,7 +227,7 @@ pub enum Why {
     EntryNode,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     /// Nodes to probe, by name, with why.
     pub probe: BTreeMap<String, Why>,
@@ -336,9 +247,9 @@ pub fn choose_nodes(
         skipped: BTreeMap::new(),
     };
     let endpoint_nodes: BTreeSet<&str> = topology
-        .backends
+        .endpoints
         .iter()
-        .filter_map(|b| b.node.as_deref())
+        .filter_map(|e| e.node.as_deref())
         .collect();
     for node in &topology.nodes {
         if !endpoint_nodes.contains(node.name.as_str()) {
@@ -361,7 +272,7 @@ pub fn choose_nodes(
             );
         }
     }
-    if topology.forwards_between_nodes() {
+    if topology.service.forwards_between_nodes() {
         let mut extra = 0;
         for node in &topology.nodes {
             if choice.probe.contains_key(&node.name) || choice.skipped.contains_key(&node.name) {
@@ -450,16 +361,6 @@ mod tests {
                 .collect(),
             ..EndpointSlice::default()
         }
-    }
-
-    #[test]
-    fn targets() {
-        assert_eq!(parse_target("svc/web").unwrap(), "web");
-        assert_eq!(parse_target("services/web-1").unwrap(), "web-1");
-        assert!(parse_target("deploy/web").is_err());
-        assert!(parse_target("web").is_err());
-        assert!(parse_target("svc/Web").is_err());
-        assert!(parse_target("svc/").is_err());
     }
 
     #[test]

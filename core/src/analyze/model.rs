@@ -1,7 +1,7 @@
 //! What analysis produces: the stable `-o json` contract of `trace` and `analyze`.
 //!
-//! Field names and meanings are public (DESIGN.md, "Analysis output"; docs/analyze.md): add
-//! fields, never rename. [`SCHEMA`] counts the versions of meaning.
+//! Field names and meanings are public (docs/analyze.md, "The JSON contract"): add fields,
+//! never rename. [`SCHEMA`] counts the versions of meaning.
 
 use realip_probe::wire::{Conntrack, Direction, Owner, Route, RuleEntry};
 use serde::{Deserialize, Serialize};

@@ -1,10 +1,10 @@
 //! AWS: Classic ELB, NLB with instance or ip targets (in-tree controller or AWS Load Balancer
 //! Controller), client IP preservation, PROXY protocol v2, and the ALB Ingress.
 
-use super::super::facts::{Backend, ClusterFacts, IngressFacts, ServiceFacts};
+use super::super::facts::{ClusterFacts, IngressFacts, ServiceBackends, ServiceFacts};
 use super::super::model::{L4Source, L7Source};
-use super::kubernetes::enter_node;
-use super::{annotate_svc, Trail};
+use super::shared::{annotate_svc, EnterNode};
+use super::Trail;
 
 pub const LB_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
 pub const TARGET_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type";
@@ -87,8 +87,13 @@ fn preserves(svc: &ServiceFacts, lb: AwsLb) -> (bool, String) {
 }
 
 /// The Service's own AWS load balancer.
-pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trail {
-    let svc = &backend.service;
+pub fn service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
+    let svc = &backends.service;
     let (lb, setting) = kind(svc);
     let mut trail = Trail::start("client", L4Source::Client);
     trail.because(from, "the Service's load balancer is built by AWS");
@@ -122,7 +127,7 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
                     Some(annotate_svc(svc, PROXY_PROTOCOL, "*")),
                 );
             }
-            enter_node(cluster, backend, &mut trail);
+            enter_node(cluster, backends, &mut trail);
         }
         AwsLb::NlbInstance | AwsLb::NlbIp => {
             trail.to("NLB");
@@ -158,7 +163,7 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
             if lb == AwsLb::NlbIp {
                 trail.to("pod");
             } else {
-                enter_node(cluster, backend, &mut trail);
+                enter_node(cluster, backends, &mut trail);
             }
             if trail.source != L4Source::Client && !pp && !keep {
                 trail.fix(
@@ -204,8 +209,13 @@ pub fn hairpin_caveat(svc: &ServiceFacts, trail: &mut Trail) {
     }
 }
 
-/// The ALB Ingress (AWS Load Balancer Controller) in front of `backend`.
-pub fn alb_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &IngressFacts) -> Trail {
+/// The ALB Ingress (AWS Load Balancer Controller) in front of the Service of `backends`.
+pub fn alb_ingress(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    ingress: &IngressFacts,
+    enter_node: EnterNode,
+) -> Trail {
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("ALB");
     trail.because(
@@ -230,15 +240,15 @@ pub fn alb_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &IngressF
             setting,
             "instance targets: the ALB connects to the Service's NodePort",
         );
-        if !backend.service.has_node_ports() {
+        if !backends.service.has_node_ports() {
             trail.unknown(
-                format!("spec.type={}", backend.service.type_.as_str()),
+                format!("spec.type={}", backends.service.type_.as_str()),
                 "instance targets need a NodePort Service; this one has none",
             );
             trail.l7 = L7Source::Unknown;
             return trail;
         }
-        enter_node(cluster, backend, &mut trail);
+        enter_node(cluster, backends, &mut trail);
     }
     trail
 }

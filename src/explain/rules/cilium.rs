@@ -1,9 +1,9 @@
 //! Cilium's kube-proxy replacement: eBPF service load balancing with SNAT, DSR or hybrid
 //! forwarding of external traffic, socket-level load balancing for pods.
 
-use super::super::facts::{Backend, CiliumLbMode, ClusterFacts};
+use super::super::facts::{CiliumLbMode, ClusterFacts, ServiceBackends};
 use super::super::model::L4Source;
-use super::kubernetes::{etp_setting, fix_local};
+use super::shared::{arrive_at_node, etp_setting, fix_local, Arrival};
 use super::Trail;
 
 const FORWARDING_ANNOTATION: &str = "service.cilium.io/forwarding-mode";
@@ -15,14 +15,27 @@ fn mode_setting(cluster: &ClusterFacts) -> String {
     )
 }
 
-/// External traffic on a node with externalTrafficPolicy=Cluster.
-pub fn enter_node_cluster(
+/// External traffic arriving at a node (NodePort or LB address) with `trail.source` as sender,
+/// as Cilium handles it.
+pub fn enter_node(
     cluster: &ClusterFacts,
-    backend: &Backend,
+    backends: &ServiceBackends,
     lb_mode: CiliumLbMode,
     trail: &mut Trail,
 ) {
-    let svc = &backend.service;
+    if arrive_at_node(backends, trail) == Arrival::Cluster {
+        enter_node_cluster(cluster, backends, lb_mode, trail);
+    }
+}
+
+/// External traffic on a node with externalTrafficPolicy=Cluster.
+fn enter_node_cluster(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    lb_mode: CiliumLbMode,
+    trail: &mut Trail,
+) {
+    let svc = &backends.service;
     // Cilium 1.16+: a per-Service override when bpf-lb-mode-annotation is on.
     let (mode, setting) = match svc.annotation(FORWARDING_ANNOTATION) {
         Some("dsr") => (

@@ -1,18 +1,23 @@
 //! Pass-through layer-4 load balancers (GKE, Azure, MetalLB, unknown ones) and the GKE Ingress.
 
 use super::super::facts::{
-    Backend, ClusterFacts, IngressFacts, IpMode, MetalLbMode, TrafficPolicy,
+    ClusterFacts, IngressFacts, IpMode, MetalLbMode, ServiceBackends, TrafficPolicy,
 };
 use super::super::model::{L4Source, L7Source};
-use super::kubernetes::{enter_node, etp_setting};
-use super::{LbProvider, Trail};
+use super::shared::{etp_setting, EnterNode, LbProvider};
+use super::Trail;
 
 /// Google front ends: where GKE Ingress (and health check) traffic comes from.
 pub const GOOGLE_FRONT_END_RANGES: [&str; 2] = ["35.191.0.0/16", "130.211.0.0/22"];
 /// Azure's platform address: load balancer health probes come from it.
 pub const AZURE_PROBE_SOURCE: &str = "168.63.129.16";
 
-pub fn gke_service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trail {
+pub fn gke_service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("Google passthrough Network LB");
     trail.because(
@@ -20,12 +25,17 @@ pub fn gke_service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> 
         "GKE's LoadBalancer Services use a passthrough Network Load Balancer: packets reach the \
          nodes with the client address",
     );
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     trail
 }
 
-pub fn azure_service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trail {
-    let svc = &backend.service;
+pub fn azure_service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
+    let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("Azure Load Balancer");
     trail.because(
@@ -44,12 +54,17 @@ pub fn azure_service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -
             ),
         );
     }
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     trail
 }
 
-pub fn metallb_service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trail {
-    let svc = &backend.service;
+pub fn metallb_service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
+    let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     let mode = cluster
         .metallb
@@ -84,18 +99,19 @@ pub fn metallb_service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str)
             );
         }
     }
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     trail
 }
 
 /// A load balancer explain does not know: assume it passes the client address, and say so.
 pub fn generic_service_lb(
     cluster: &ClusterFacts,
-    backend: &Backend,
+    backends: &ServiceBackends,
     provider: LbProvider,
     from: &str,
+    enter_node: EnterNode,
 ) -> Trail {
-    let svc = &backend.service;
+    let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("load balancer");
     let proxied = svc
@@ -119,7 +135,7 @@ pub fn generic_service_lb(
             "the load balancer is not recognised: assumed to pass the client address through to the nodes",
         );
     }
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     if svc.external_traffic_policy == TrafficPolicy::Local && trail.source == L4Source::Lb {
         trail.because(
             etp_setting(svc),
@@ -134,8 +150,8 @@ pub fn generic_service_lb(
 }
 
 /// Is container-native load balancing (NEG) on for the Ingress backend?
-fn neg(backend: &Backend) -> Option<(bool, String)> {
-    let value = backend.service.annotation("cloud.google.com/neg")?;
+fn neg(backends: &ServiceBackends) -> Option<(bool, String)> {
+    let value = backends.service.annotation("cloud.google.com/neg")?;
     let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
     Some((
         compact.contains("\"ingress\":true"),
@@ -143,9 +159,14 @@ fn neg(backend: &Backend) -> Option<(bool, String)> {
     ))
 }
 
-/// The GKE Ingress (Google Application Load Balancer) in front of `backend`.
-pub fn gce_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &IngressFacts) -> Trail {
-    let svc = &backend.service;
+/// The GKE Ingress (Google Application Load Balancer) in front of the Service of `backends`.
+pub fn gce_ingress(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    ingress: &IngressFacts,
+    enter_node: EnterNode,
+) -> Trail {
+    let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("Google front end (L7)");
     trail.because(
@@ -158,7 +179,7 @@ pub fn gce_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &IngressF
     );
     trail.l7 = L7Source::XForwardedFor;
     trail.new_connection(L4Source::Proxy, "new connection from a Google front end");
-    let negs = match neg(backend) {
+    let negs = match neg(backends) {
         Some(found) => Some(found),
         None if !svc.has_node_ports() => Some((
             true,
@@ -185,7 +206,7 @@ pub fn gce_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &IngressF
                 "instance groups: the front ends connect to the Service's NodePort",
             );
             if svc.has_node_ports() {
-                enter_node(cluster, backend, &mut trail);
+                enter_node(cluster, backends, &mut trail);
             } else {
                 trail.unknown(
                     format!("spec.type={}", svc.type_.as_str()),

@@ -1,22 +1,15 @@
-//! Layer-7 ways in: an Ingress routes to the Service, so the pod's TCP peer is a proxy and the
-//! client address can only travel in a header (or PROXY protocol).
+//! Layer-7 ways in, whatever the controller: an Ingress routes to the Service, so the pod's TCP
+//! peer is a proxy and the client address can only travel in a header (or PROXY protocol).
 
-use super::super::facts::{Facts, IngressController, IngressFacts};
+use super::super::facts::{IngressController, IngressFacts};
 use super::super::model::{L4Source, L7Source};
-use super::{aws, clouds, ingress_nginx, tke, Trail};
+use super::shared::{carries_client, header_name};
+use super::Trail;
 
-/// What the pod sees through `ingress`.
-pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
-    let mut trail = match &ingress.controller.value {
-        IngressController::Qcloud => tke::qcloud_ingress(&facts.cluster, &facts.target, ingress),
-        IngressController::Nginx => ingress_nginx::through(facts, ingress),
-        IngressController::Alb => aws::alb_ingress(&facts.cluster, &facts.target, ingress),
-        IngressController::Gce => clouds::gce_ingress(&facts.cluster, &facts.target, ingress),
-        IngressController::Other(_) | IngressController::Unknown => unknown_controller(ingress),
-    };
+/// When a header carries the client to the pod, reading it is the fix: L4 fixes would not
+/// bring the client back to the TCP peer (ingress-nginx sorts its own fixes).
+pub fn read_the_header(ingress: &IngressFacts, trail: &mut Trail) {
     if carries_client(trail.l7) && trail.source != L4Source::Client {
-        // The header is the answer: L4 fixes would not bring the client back to the TCP peer
-        // (ingress-nginx sorts its own fixes).
         if ingress.controller.value != IngressController::Nginx {
             trail.fixes.clear();
         }
@@ -28,27 +21,10 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
             None,
         );
     }
-    trail
 }
 
-pub fn carries_client(l7: L7Source) -> bool {
-    matches!(
-        l7,
-        L7Source::XForwardedFor | L7Source::XRealIp | L7Source::Forwarded | L7Source::ProxyProtocol
-    )
-}
-
-pub fn header_name(l7: L7Source) -> &'static str {
-    match l7 {
-        L7Source::XForwardedFor => "X-Forwarded-For",
-        L7Source::XRealIp => "X-Real-IP",
-        L7Source::Forwarded => "Forwarded",
-        L7Source::ProxyProtocol => "the PROXY protocol header",
-        L7Source::None | L7Source::Unknown => "nothing",
-    }
-}
-
-fn unknown_controller(ingress: &IngressFacts) -> Trail {
+/// A controller explain has no rules for.
+pub fn unknown_controller(ingress: &IngressFacts) -> Trail {
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("ingress controller");
     trail.new_connection(

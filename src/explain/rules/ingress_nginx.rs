@@ -1,10 +1,10 @@
 //! ingress-nginx: what the controller receives (its own Service decides), which forwarded
 //! headers and PROXY protocol it trusts (its ConfigMap), and what it passes to the pod.
 
-use super::super::facts::{Backend, Facts, IngressFacts, NginxFacts, ServiceType};
+use super::super::facts::{Facts, IngressFacts, NginxFacts, ServiceBackends, ServiceType};
 use super::super::model::{L4Source, L7Source};
-use super::kubernetes::node_port;
-use super::{load_balancer, Trail};
+use super::shared::{carries_client, header_name, lb_provider, patch_svc, LbProvider};
+use super::Trail;
 
 const DEFAULT_HEADER: &str = "X-Forwarded-For";
 
@@ -29,13 +29,13 @@ fn patch_config(nginx: &NginxFacts, key: &str, value: &str) -> Option<String> {
     ))
 }
 
-/// What reaches the controller pod from outside, through the controller's own Service.
-fn to_controller(facts: &Facts, controller: &Backend) -> Trail {
+/// What reaches the controller pod from outside, through the controller's own Service:
+/// `reached` is the path through its load balancer or NodePort, `None` when it has neither.
+fn to_controller(controller: &ServiceBackends, reached: Option<Trail>) -> Trail {
     let svc = &controller.service;
-    let mut trail = match svc.type_ {
-        ServiceType::LoadBalancer => load_balancer(&facts.cluster, controller),
-        ServiceType::NodePort => node_port(&facts.cluster, controller),
-        _ => {
+    let mut trail = match reached {
+        Some(trail) => trail,
+        None => {
             let mut trail = Trail::start("client", L4Source::Client);
             trail.to("ingress-nginx");
             trail.unknown(
@@ -56,7 +56,9 @@ fn to_controller(facts: &Facts, controller: &Backend) -> Trail {
     trail
 }
 
-pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
+/// What the pod sees through `ingress`, served by ingress-nginx; `reached` is what a client
+/// outside reaches the controller's pod by (see [`to_controller`]).
+pub fn through(facts: &Facts, ingress: &IngressFacts, reached: Option<Trail>) -> Trail {
     let Some(nginx) = &facts.nginx else {
         let mut trail = Trail::start("client", L4Source::Client);
         trail.to("ingress-nginx pod");
@@ -74,7 +76,7 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
         return trail;
     };
     let mut trail = match &nginx.controller {
-        Some(controller) => to_controller(facts, controller),
+        Some(controller) => to_controller(controller, reached),
         None => {
             let mut trail = Trail::start("client", L4Source::Client);
             trail.to("ingress-nginx pod");
@@ -147,8 +149,8 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
         trail.source = L4Source::Unknown;
         trail.l7 = L7Source::None;
         return trail;
-    } else if use_fwd && super::ingress::carries_client(upstream_l7) {
-        let sent = super::ingress::header_name(upstream_l7);
+    } else if use_fwd && carries_client(upstream_l7) {
+        let sent = header_name(upstream_l7);
         if header.eq_ignore_ascii_case(sent) {
             trail.because(
                 config_setting(nginx, "use-forwarded-headers"),
@@ -233,7 +235,7 @@ pub fn through(facts: &Facts, ingress: &IngressFacts) -> Trail {
                         svc.ns(),
                         svc.name
                     ),
-                    Some(super::patch_svc(
+                    Some(patch_svc(
                         svc,
                         r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
                     )),
@@ -257,8 +259,8 @@ fn lb_known(facts: &Facts, nginx: &NginxFacts) -> bool {
     };
     match controller.service.type_ {
         ServiceType::LoadBalancer => !matches!(
-            super::lb_provider(&facts.cluster, controller).0,
-            super::LbProvider::Unknown | super::LbProvider::OtherClass
+            lb_provider(&facts.cluster, controller).0,
+            LbProvider::Unknown | LbProvider::OtherClass
         ),
         // A NodePort is reached straight from the client: nothing adds a header.
         _ => true,

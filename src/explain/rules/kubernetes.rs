@@ -1,53 +1,18 @@
 //! Kubernetes Services themselves: what kube-proxy (iptables, IPVS, nftables) does to the
 //! source address on NodePorts, load balancer addresses, ClusterIPs and hairpin connections.
 
-use super::super::facts::{
-    Backend, ClusterFacts, Fact, ProxyMode, ServiceFacts, TrafficPolicy, VirtualPlacement,
-};
+use super::super::facts::{ClusterFacts, IpMode, ProxyMode, ServiceBackends, TrafficPolicy};
 use super::super::model::L4Source;
-use super::{cilium, patch_svc, Trail};
-
-/// The proxy mode, iptables when unknown (the gatherer states that assumption).
-pub fn proxy_mode(cluster: &ClusterFacts) -> ProxyMode {
-    cluster
-        .proxy
-        .as_ref()
-        .map_or(ProxyMode::Iptables, |p| p.value)
-}
-
-fn proxy_setting(cluster: &ClusterFacts) -> String {
-    cluster.proxy.as_ref().map_or_else(
-        || "kube-proxy mode=iptables (assumed)".to_string(),
-        |p| p.from.clone(),
-    )
-}
-
-pub fn etp_setting(svc: &ServiceFacts) -> String {
-    if svc.etp_given {
-        format!(
-            "spec.externalTrafficPolicy={}",
-            svc.external_traffic_policy.as_str()
-        )
-    } else {
-        "spec.externalTrafficPolicy=Cluster (default)".to_string()
-    }
-}
-
-pub fn fix_local(trail: &mut Trail, svc: &ServiceFacts) {
-    trail.fix(
-        format!(
-            "set externalTrafficPolicy: Local on {}/{} so nodes forward only to local pods without SNAT",
-            svc.ns(),
-            svc.name
-        ),
-        Some(patch_svc(svc, r#"{"spec":{"externalTrafficPolicy":"Local"}}"#)),
-    );
-}
+use super::shared::{
+    arrive_at_node, etp_setting, fix_local, proxy_mode, proxy_setting, Arrival, EnterNode,
+};
+use super::Trail;
+use std::ops::ControlFlow;
 
 /// Whether a connection that kube-proxy forwards lands on the node it entered (Some(true)),
 /// always on another node (Some(false)), or either.
-pub fn same_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
-    let endpoints = backend.endpoint_nodes.as_ref()?;
+pub fn same_node(cluster: &ClusterFacts, backends: &ServiceBackends) -> Option<bool> {
+    let endpoints = backends.endpoint_nodes.as_ref()?;
     if endpoints.is_empty() {
         return None;
     }
@@ -68,17 +33,17 @@ pub fn same_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
 
 /// Whether the pod runs on the node the connection is handled on (ENI pods never count: they
 /// are reached over the VPC, not a bridge); None when it cannot be told.
-fn pod_on_handling_node(cluster: &ClusterFacts, backend: &Backend) -> Option<bool> {
-    if backend.eni_pods.as_ref().is_some_and(|f| f.value) {
+fn pod_on_handling_node(cluster: &ClusterFacts, backends: &ServiceBackends) -> Option<bool> {
+    if backends.eni_pods.as_ref().is_some_and(|f| f.value) {
         Some(false)
     } else {
-        same_node(cluster, backend)
+        same_node(cluster, backends)
     }
 }
 
 /// kube-proxy's MASQUERADE: which address replaces the source, and the hop label.
-fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend, what: &str) {
-    match pod_on_handling_node(cluster, backend) {
+fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backends: &ServiceBackends, what: &str) {
+    match pod_on_handling_node(cluster, backends) {
         Some(true) => {
             trail.rewritten("pod", L4Source::Bridge, what);
             trail.because(
@@ -115,8 +80,8 @@ fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend, what
 /// MASQUERADE of a connection a node opens itself: it already has the address of the interface
 /// it leaves by, so toward another node nothing changes; only toward a pod on the same node does
 /// it become the bridge's address.
-fn node_masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend) {
-    match pod_on_handling_node(cluster, backend) {
+fn node_masquerade(trail: &mut Trail, cluster: &ClusterFacts, backends: &ServiceBackends) {
+    match pod_on_handling_node(cluster, backends) {
         Some(true) => {
             trail.rewritten("pod", L4Source::Bridge, "SNAT by kube-proxy (MASQUERADE)");
             trail.because(
@@ -144,44 +109,15 @@ fn node_masquerade(trail: &mut Trail, cluster: &ClusterFacts, backend: &Backend)
     }
 }
 
-/// External traffic arriving at a node (NodePort or LB address) with `trail.source` as sender.
-pub fn enter_node(cluster: &ClusterFacts, backend: &Backend, trail: &mut Trail) {
-    let svc = &backend.service;
-    trail.to(&svc.node_port_label());
-    if let Some(Fact {
-        value: VirtualPlacement::All,
-        from,
-    }) = &backend.on_virtual_nodes
-    {
-        trail.unknown(
-            from.clone(),
-            "every endpoint runs on a virtual node, which has no kube-proxy and no NodePort: \
-             traffic entering a real node must cross to it",
-        );
-        if svc.external_traffic_policy == TrafficPolicy::Local {
-            trail.because(
-                etp_setting(svc),
-                "with Local no real node has a local endpoint: NodePort traffic is dropped",
-            );
-        }
-        return;
-    }
-    match svc.external_traffic_policy {
-        TrafficPolicy::Local => {
-            trail.because(
-                etp_setting(svc),
-                "nodes forward external traffic only to endpoints on the same node and do not \
-                 SNAT it; nodes without an endpoint drop it (the LB health-checks \
-                 healthCheckNodePort to avoid them)",
-            );
-            trail.to("pod");
-        }
-        TrafficPolicy::Cluster => {
+/// External traffic arriving at a node (NodePort or LB address) with `trail.source` as sender,
+/// as kube-proxy handles it.
+pub fn enter_node(cluster: &ClusterFacts, backends: &ServiceBackends, trail: &mut Trail) {
+    let svc = &backends.service;
+    match arrive_at_node(backends, trail) {
+        Arrival::Stopped => return,
+        Arrival::Delivered => {}
+        Arrival::Cluster => {
             let mode = proxy_mode(cluster);
-            if let ProxyMode::Cilium(lb_mode) = mode {
-                cilium::enter_node_cluster(cluster, backend, lb_mode, trail);
-                return;
-            }
             trail.because(
                 etp_setting(svc),
                 format!(
@@ -194,7 +130,7 @@ pub fn enter_node(cluster: &ClusterFacts, backend: &Backend, trail: &mut Trail) 
                 proxy_setting(cluster),
                 format!("kube-proxy runs in {} mode", mode.name()),
             );
-            masquerade(trail, cluster, backend, "SNAT by kube-proxy (MASQUERADE)");
+            masquerade(trail, cluster, backends, "SNAT by kube-proxy (MASQUERADE)");
             fix_local(trail, svc);
         }
     }
@@ -207,16 +143,14 @@ pub fn enter_node(cluster: &ClusterFacts, backend: &Backend, trail: &mut Trail) 
     }
 }
 
-/// A client outside the cluster straight to `<node IP>:<nodePort>`.
-pub fn node_port(cluster: &ClusterFacts, backend: &Backend) -> Trail {
-    let mut trail = Trail::start("client", L4Source::Client);
-    enter_node(cluster, backend, &mut trail);
-    trail
-}
-
-/// A client outside the cluster to an address in spec.externalIPs, routed to a node.
-pub fn external_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
-    let svc = &backend.service;
+/// A client outside the cluster to an address in spec.externalIPs, routed to a node and handed
+/// on to its service proxy by `enter_node`.
+pub fn external_ip(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    enter_node: EnterNode,
+) -> Trail {
+    let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     if svc.external_traffic_policy == TrafficPolicy::Local && proxy_mode(cluster) == ProxyMode::Ipvs
     {
@@ -229,7 +163,7 @@ pub fn external_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
         masquerade(
             &mut trail,
             cluster,
-            backend,
+            backends,
             "SNAT by kube-proxy IPVS (Local ignored)",
         );
         trail.fix(
@@ -243,13 +177,14 @@ pub fn external_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
         "spec.externalIPs",
         "kube-proxy treats traffic to an external IP like load balancer traffic",
     );
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     trail
 }
 
-/// Another pod through the Service's ClusterIP.
-pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
-    let svc = &backend.service;
+/// Another pod to the Service's ClusterIP, up to the service proxy; `Break` with the whole
+/// path when the Service is headless (no proxy takes part).
+pub fn to_cluster_ip(backends: &ServiceBackends) -> ControlFlow<Trail, Trail> {
+    let svc = &backends.service;
     let mut trail = Trail::start("client pod", L4Source::Pod);
     if svc.headless {
         trail.because(
@@ -257,7 +192,7 @@ pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
             "a headless Service resolves to the pod IPs: the connection is plain pod-to-pod",
         );
         trail.to("pod");
-        return trail;
+        return ControlFlow::Break(trail);
     }
     trail.to(&format!("ClusterIP of {}", svc.name));
     if svc.internal_traffic_policy == TrafficPolicy::Local {
@@ -266,26 +201,34 @@ pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
             "only endpoints on the caller's node are used; callers on nodes without one fail",
         );
     }
-    if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
-        cilium::pod_to_service(cluster, &mut trail);
-        return trail;
-    }
+    ControlFlow::Continue(trail)
+}
+
+/// A path that starts at `at` and reaches the Service's ClusterIP.
+pub fn via_cluster_ip(at: &str, source: L4Source, backends: &ServiceBackends) -> Trail {
+    let mut trail = Trail::start(at, source);
+    trail.to(&format!("ClusterIP of {}", backends.service.name));
+    trail
+}
+
+/// Another pod through the Service's ClusterIP ([`to_cluster_ip`]), as kube-proxy handles it.
+pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backends: &ServiceBackends, trail: &mut Trail) {
     if let Some(masq) = cluster.masquerade_all.as_ref().filter(|m| m.value) {
         trail.because(
             masq.from.clone(),
             "kube-proxy masquerades every connection to a Service IP, pods included",
         );
         masquerade(
-            &mut trail,
+            trail,
             cluster,
-            backend,
+            backends,
             "SNAT by kube-proxy (masqueradeAll)",
         );
         trail.fix(
             "turn off masqueradeAll in the kube-proxy configuration (kube-system/kube-proxy)",
             None,
         );
-        return trail;
+        return;
     }
     trail.because(
         proxy_setting(cluster),
@@ -293,24 +236,18 @@ pub fn pod_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
          cluster CIDR, and a pod address is inside it",
     );
     trail.to("pod");
-    trail
 }
 
-/// A pod reaching itself through its own Service.
-pub fn hairpin(cluster: &ClusterFacts, backend: &Backend) -> Trail {
-    let mut trail = Trail::start("pod", L4Source::Pod);
-    trail.to(&format!("ClusterIP of {}", backend.service.name));
-    if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
-        cilium::hairpin(&mut trail);
-        return trail;
-    }
+/// A pod reaching itself through its own Service ([`via_cluster_ip`]), as kube-proxy handles
+/// it.
+pub fn hairpin(cluster: &ClusterFacts, backends: &ServiceBackends, trail: &mut Trail) {
     trail.because(
         proxy_setting(cluster),
         "when the chosen endpoint is the caller itself, kube-proxy marks the connection for \
          MASQUERADE (the KUBE-SEP rule for -s <pod IP>) so the reply can come back through the \
          bridge (kubelet hairpin mode)",
     );
-    let eni = backend.eni_pods.as_ref().is_some_and(|f| f.value);
+    let eni = backends.eni_pods.as_ref().is_some_and(|f| f.value);
     if eni {
         trail.rewritten(
             "pod (itself)",
@@ -329,33 +266,26 @@ pub fn hairpin(cluster: &ClusterFacts, backend: &Backend) -> Trail {
              bridge (cbr0/cni0) IP",
         );
     }
-    trail
 }
 
-/// A host-network process on a node through the Service's ClusterIP.
-pub fn node_to_cluster_ip(cluster: &ClusterFacts, backend: &Backend) -> Trail {
-    let mut trail = Trail::start("node", L4Source::Node);
-    trail.to(&format!("ClusterIP of {}", backend.service.name));
-    if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
-        cilium::node_to_service(&mut trail);
-        return trail;
-    }
+/// A host-network process on a node through the Service's ClusterIP ([`via_cluster_ip`]), as
+/// kube-proxy handles it.
+pub fn node_to_cluster_ip(cluster: &ClusterFacts, backends: &ServiceBackends, trail: &mut Trail) {
     trail.because(
         proxy_setting(cluster),
         "a node's own address is outside the cluster CIDR, so kube-proxy masquerades it",
     );
-    masquerade(
-        &mut trail,
-        cluster,
-        backend,
-        "SNAT by kube-proxy (node source)",
-    );
-    trail
+    masquerade(trail, cluster, backends, "SNAT by kube-proxy (node source)");
 }
 
-/// A pod (`from_node` false) or a node (true) to the load balancer's address.
-pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool) -> Trail {
-    let svc = &backend.service;
+/// A pod (`from_node` false) or a node (true) to the load balancer's address, up to the
+/// service proxy: `Continue` when the node intercepts the address, `Break` when the connection
+/// goes out to the load balancer (whose own caveats come next, then the pod).
+pub fn to_lb_address_start(
+    backends: &ServiceBackends,
+    from_node: bool,
+) -> ControlFlow<Trail, Trail> {
+    let svc = &backends.service;
     let (caller, source) = if from_node {
         ("node", L4Source::Node)
     } else {
@@ -365,7 +295,7 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
     let proxied = svc
         .lb_ingress
         .iter()
-        .find(|i| i.ip_mode == Some(super::super::facts::IpMode::Proxy));
+        .find(|i| i.ip_mode == Some(IpMode::Proxy));
     let hostname = svc.lb_ingress.iter().find(|i| i.is_hostname);
     let leaves = proxied.map(|i| {
         (
@@ -395,11 +325,7 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
             "the caller's connection leaves with its node's address (or a NAT gateway's), so at \
              best the pod sees that node, never a pod IP",
         );
-        super::aws::hairpin_caveat(svc, &mut trail);
-        if trail.source != L4Source::Unknown {
-            trail.to("pod");
-        }
-        return trail;
+        return ControlFlow::Break(trail);
     }
     // The DNAT happens before the caller's SYN leaves its node: in a node's own output path
     // before any interface, so a capture there shows the pod's address, never the LB's.
@@ -413,14 +339,18 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
         "the node's service proxy (kube-proxy, or Cilium) intercepts the load balancer's IP on \
          every node and DNATs it to an endpoint: the connection never reaches the load balancer",
     );
-    if let ProxyMode::Cilium(_) = proxy_mode(cluster) {
-        if from_node {
-            cilium::node_to_service(&mut trail);
-        } else {
-            cilium::pod_to_service(cluster, &mut trail);
-        }
-        return trail;
-    }
+    ControlFlow::Continue(trail)
+}
+
+/// A pod or a node to the load balancer's address the node intercepts
+/// ([`to_lb_address_start`]), as kube-proxy handles it.
+pub fn to_lb_address(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from_node: bool,
+    trail: &mut Trail,
+) {
+    let svc = &backends.service;
     match (svc.external_traffic_policy, from_node) {
         (TrafficPolicy::Local, false) => {
             trail.because(
@@ -443,7 +373,7 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
                 "even with Local, kube-proxy marks LB-address traffic that starts on the node \
                  itself (src-type LOCAL) for MASQUERADE",
             );
-            node_masquerade(&mut trail, cluster, backend);
+            node_masquerade(trail, cluster, backends);
         }
         (TrafficPolicy::Cluster, true) => {
             trail.because(
@@ -451,19 +381,14 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
                 "kube-proxy marks traffic to the LB address for MASQUERADE like any external \
                  traffic",
             );
-            node_masquerade(&mut trail, cluster, backend);
+            node_masquerade(trail, cluster, backends);
         }
         (TrafficPolicy::Cluster, false) => {
             trail.because(
                 etp_setting(svc),
                 "kube-proxy masquerades traffic to the LB address like any external traffic",
             );
-            masquerade(
-                &mut trail,
-                cluster,
-                backend,
-                "SNAT by kube-proxy (MASQUERADE)",
-            );
+            masquerade(trail, cluster, backends, "SNAT by kube-proxy (MASQUERADE)");
         }
     }
     if !from_node && trail.source != L4Source::Pod {
@@ -473,7 +398,6 @@ pub fn to_lb_address(cluster: &ClusterFacts, backend: &Backend, from_node: bool)
             None,
         );
     }
-    trail
 }
 
 #[cfg(test)]
@@ -489,10 +413,10 @@ mod tests {
         }
     }
 
-    fn backend(nodes: &[&str]) -> Backend {
-        Backend {
+    fn backends(nodes: &[&str]) -> ServiceBackends {
+        ServiceBackends {
             endpoint_nodes: Some(nodes.iter().map(|n| n.to_string()).collect()),
-            ..Backend::default()
+            ..ServiceBackends::default()
         }
     }
 
@@ -502,17 +426,17 @@ mod tests {
             nodes: vec![node("a"), node("b")],
             ..ClusterFacts::default()
         };
-        assert_eq!(same_node(&cluster, &backend(&["a"])), None);
-        assert_eq!(same_node(&cluster, &Backend::default()), None);
+        assert_eq!(same_node(&cluster, &backends(&["a"])), None);
+        assert_eq!(same_node(&cluster, &ServiceBackends::default()), None);
         cluster.entry_node = Some("a".into());
-        assert_eq!(same_node(&cluster, &backend(&["a"])), Some(true));
-        assert_eq!(same_node(&cluster, &backend(&["b"])), Some(false));
-        assert_eq!(same_node(&cluster, &backend(&["a", "b"])), None);
+        assert_eq!(same_node(&cluster, &backends(&["a"])), Some(true));
+        assert_eq!(same_node(&cluster, &backends(&["b"])), Some(false));
+        assert_eq!(same_node(&cluster, &backends(&["a", "b"])), None);
         let single = ClusterFacts {
             nodes: vec![node("a")],
             ..ClusterFacts::default()
         };
-        assert_eq!(same_node(&single, &backend(&["a", "a"])), Some(true));
+        assert_eq!(same_node(&single, &backends(&["a", "a"])), Some(true));
     }
 
     #[test]
@@ -522,7 +446,12 @@ mod tests {
             entry_node: Some(entry.into()),
             ..ClusterFacts::default()
         };
-        let b = backend(&["a"]);
+        let b = backends(&["a"]);
+        let node_port = |cluster: &ClusterFacts, b: &ServiceBackends| {
+            let mut trail = Trail::start("client", L4Source::Client);
+            enter_node(cluster, b, &mut trail);
+            trail
+        };
         assert_eq!(node_port(&cluster("a"), &b).source, L4Source::Bridge);
         assert_eq!(node_port(&cluster("b"), &b).source, L4Source::Node);
     }

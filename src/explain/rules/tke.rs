@@ -3,11 +3,11 @@
 //! (class `qcloud`), and the Local-policy annotations of the TKE service controller.
 
 use super::super::facts::{
-    Backend, ClusterFacts, IngressFacts, TkeNetwork, TrafficPolicy, VirtualPlacement,
+    ClusterFacts, IngressFacts, ServiceBackends, TkeNetwork, TrafficPolicy, VirtualPlacement,
 };
 use super::super::model::{L4Source, L7Source};
-use super::kubernetes::enter_node;
-use super::{annotate_svc, Trail};
+use super::shared::{annotate_svc, patch_svc, EnterNode};
+use super::Trail;
 
 pub const DIRECT_ACCESS: &str = "service.cloud.tencent.com/direct-access";
 pub const INGRESS_DIRECT_ACCESS: &str = "ingress.cloud.tencent.com/direct-access";
@@ -29,7 +29,7 @@ pub fn is_tke(text: &str) -> bool {
     text.starts_with(LABEL)
 }
 
-/// Whether the CLB can send to pod IPs for this backend.
+/// Whether the CLB can send to the pod IPs of a Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Direct {
     /// Yes, because of the given setting.
@@ -40,9 +40,9 @@ pub enum Direct {
     Unknown(String, String),
 }
 
-/// Can the CLB reach this backend's pods directly (no NodePort, no SNAT)?
-pub fn direct_reach(cluster: &ClusterFacts, backend: &Backend) -> Direct {
-    if let Some(virt) = &backend.on_virtual_nodes {
+/// Can the CLB reach the Service's pods directly (no NodePort, no SNAT)?
+pub fn direct_reach(cluster: &ClusterFacts, backends: &ServiceBackends) -> Direct {
+    if let Some(virt) = &backends.on_virtual_nodes {
         if virt.value == VirtualPlacement::All {
             return Direct::Works(
                 virt.from.clone(),
@@ -51,7 +51,7 @@ pub fn direct_reach(cluster: &ClusterFacts, backend: &Backend) -> Direct {
             );
         }
     }
-    if let Some(eni) = backend.eni_pods.as_ref().filter(|f| f.value) {
+    if let Some(eni) = backends.eni_pods.as_ref().filter(|f| f.value) {
         return Direct::Works(
             eni.from.clone(),
             "the pods have VPC-CNI (ENI) addresses the CLB can reach".into(),
@@ -113,8 +113,13 @@ pub fn direct_reach(cluster: &ClusterFacts, backend: &Backend) -> Direct {
 }
 
 /// The Service's own CLB (layer 4).
-pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trail {
-    let svc = &backend.service;
+pub fn service_lb(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    from: &str,
+    enter_node: EnterNode,
+) -> Trail {
+    let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("CLB");
     trail.because(
@@ -126,8 +131,8 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
         Some(v) => format!("metadata.annotations[\"{DIRECT_ACCESS}\"]=\"{v}\""),
         None => format!("metadata.annotations[\"{DIRECT_ACCESS}\"] not set"),
     };
-    let reach = direct_reach(cluster, backend);
-    let all_virtual = backend
+    let reach = direct_reach(cluster, backends);
+    let all_virtual = backends
         .on_virtual_nodes
         .as_ref()
         .is_some_and(|v| v.value == VirtualPlacement::All);
@@ -177,7 +182,7 @@ pub fn service_lb(cluster: &ClusterFacts, backend: &Backend, from: &str) -> Trai
     if svc.external_traffic_policy == TrafficPolicy::Local {
         local_annotations(svc, &mut trail);
     }
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     if trail.source != L4Source::Client && !annotated {
         trail.fix(
             tke(
@@ -227,9 +232,14 @@ fn local_annotations(svc: &super::super::facts::ServiceFacts, trail: &mut Trail)
     }
 }
 
-/// The CLB layer-7 Ingress (class qcloud) in front of `backend`.
-pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &IngressFacts) -> Trail {
-    let svc = &backend.service;
+/// The CLB layer-7 Ingress (class qcloud) in front of the Service of `backends`.
+pub fn qcloud_ingress(
+    cluster: &ClusterFacts,
+    backends: &ServiceBackends,
+    ingress: &IngressFacts,
+    enter_node: EnterNode,
+) -> Trail {
+    let svc = &backends.service;
     let mut trail = Trail::start("client", L4Source::Client);
     trail.to("CLB (layer 7)");
     trail.because(
@@ -253,12 +263,12 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
             ingress.name
         ),
     };
-    let all_virtual = backend
+    let all_virtual = backends
         .on_virtual_nodes
         .as_ref()
         .is_some_and(|v| v.value == VirtualPlacement::All);
     if direct || all_virtual {
-        match direct_reach(cluster, backend) {
+        match direct_reach(cluster, backends) {
             Direct::Works(setting, text) => {
                 trail.because(direct_setting, tke("the CLB sends to the pod IPs directly"));
                 trail.because(setting, tke(text));
@@ -296,7 +306,7 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
         trail.l7 = L7Source::Unknown;
         trail.fix(
             tke("make the Service type NodePort"),
-            Some(super::patch_svc(svc, r#"{"spec":{"type":"NodePort"}}"#)),
+            Some(patch_svc(svc, r#"{"spec":{"type":"NodePort"}}"#)),
         );
         return trail;
     }
@@ -305,7 +315,7 @@ pub fn qcloud_ingress(cluster: &ClusterFacts, backend: &Backend, ingress: &Ingre
         "CLB layer 7",
         tke("the new connection's source is the CLB's own address"),
     );
-    enter_node(cluster, backend, &mut trail);
+    enter_node(cluster, backends, &mut trail);
     trail
 }
 
@@ -324,8 +334,9 @@ mod tests {
 
     #[test]
     fn direct_access_needs_a_reachable_pod_address() {
-        let plain = Backend::default();
-        let works = |c: &ClusterFacts, b: &Backend| matches!(direct_reach(c, b), Direct::Works(..));
+        let plain = ServiceBackends::default();
+        let works =
+            |c: &ClusterFacts, b: &ServiceBackends| matches!(direct_reach(c, b), Direct::Works(..));
         assert!(works(&cluster(Some(TkeNetwork::VpcCni), None), &plain));
         assert!(works(
             &cluster(Some(TkeNetwork::GlobalRouter), Some(true)),
@@ -353,17 +364,17 @@ mod tests {
             direct_reach(&cluster(None, None), &plain),
             Direct::Unknown(..)
         ));
-        let eni = Backend {
+        let eni = ServiceBackends {
             eni_pods: Some(Fact::new(true, "pod requests eni-ip")),
-            ..Backend::default()
+            ..ServiceBackends::default()
         };
         assert!(works(
             &cluster(Some(TkeNetwork::GlobalRouter), Some(false)),
             &eni
         ));
-        let super_node = Backend {
+        let super_node = ServiceBackends {
             on_virtual_nodes: Some(Fact::new(VirtualPlacement::All, "eklet")),
-            ..Backend::default()
+            ..ServiceBackends::default()
         };
         assert!(works(&cluster(None, None), &super_node));
     }

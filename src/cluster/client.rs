@@ -4,10 +4,10 @@
 use super::transport::Transport;
 use super::KubeError;
 use crate::cli::KubeArgs;
-use ::kube::client::{ClientBuilder, DynBody};
-use ::kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
-use ::kube::{Client, Config};
 use http_body_util::BodyExt;
+use kube::client::{ClientBuilder, DynBody};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Client, Config};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

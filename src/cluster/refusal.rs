@@ -2,7 +2,7 @@
 //! namespace lifecycle, quotas, webhooks) refuses with 403 too, and each needs another fix.
 //! The `Status` body tells them apart: its causes, else the message each source writes.
 
-use ::kube::core::Status;
+use kube::core::Status;
 
 /// The source of a 403.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +141,7 @@ fn word_after(message: &str, marker: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ::kube::core::response::{StatusCause, StatusDetails};
+    use kube::core::response::{StatusCause, StatusDetails};
 
     fn status(message: &str, causes: Vec<StatusCause>) -> Status {
         Status {

@@ -100,10 +100,10 @@ pub enum KubeError {
 
 impl KubeError {
     /// Classifies a kube error for the call that produced it.
-    pub fn from_kube(call: ApiCall, err: ::kube::Error) -> Self {
+    pub fn from_kube(call: ApiCall, err: kube::Error) -> Self {
         let call = Box::new(call);
         match err {
-            ::kube::Error::Api(status) => {
+            kube::Error::Api(status) => {
                 let message = status.message.clone();
                 match status.code {
                     403 => KubeError::Forbidden {
@@ -121,8 +121,8 @@ impl KubeError {
                     },
                 }
             }
-            ::kube::Error::HyperError(err) => transport_failure(call, &err),
-            ::kube::Error::Service(err) => transport_failure(call, err.as_ref()),
+            kube::Error::HyperError(err) => transport_failure(call, &err),
+            kube::Error::Service(err) => transport_failure(call, err.as_ref()),
             other => KubeError::Other {
                 call,
                 message: error_chain(&other),
@@ -218,7 +218,7 @@ pub trait CallContext<T> {
     fn call(self, call: ApiCall) -> Result<T, KubeError>;
 }
 
-impl<T> CallContext<T> for Result<T, ::kube::Error> {
+impl<T> CallContext<T> for Result<T, kube::Error> {
     fn call(self, call: ApiCall) -> Result<T, KubeError> {
         self.map_err(|err| KubeError::from_kube(call, err))
     }
@@ -253,10 +253,10 @@ impl From<KubeError> for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ::kube::core::Status;
+    use kube::core::Status;
 
-    fn status(code: u16, reason: &str, message: &str) -> ::kube::Error {
-        ::kube::Error::Api(Box::new(Status {
+    fn status(code: u16, reason: &str, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(Status {
             code,
             reason: reason.into(),
             message: message.into(),

@@ -31,7 +31,7 @@ impl Transport {
 
     /// `err`, tagged; kube's own errors (auth, config) pass untouched so they keep their kind.
     pub fn tag(&self, err: tower::BoxError) -> tower::BoxError {
-        if err.is::<::kube::Error>() || err.is::<Transport>() {
+        if err.is::<kube::Error>() || err.is::<Transport>() {
             return err;
         }
         Box::new(Transport {

@@ -8,22 +8,11 @@ mod calls;
 mod client;
 mod error;
 mod refusal;
+mod target;
 mod transport;
 
-pub use calls::{Cluster, Kind, Scoped};
+pub use calls::{ApiKind, Cluster, Scoped};
 pub use client::{client, clients, kubeconfig, Clients};
 pub use error::{rbac_resource, ApiCall, CallContext, KubeError, RBAC_DOC};
 pub use refusal::Refusal;
-
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
-
-/// The load balancer addresses a Service's status announces (`status.loadBalancer.ingress`).
-pub fn lb_ingress(service: &Service) -> impl Iterator<Item = &LoadBalancerIngress> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-}
+pub use target::{parse_target, TargetError};

@@ -2,19 +2,19 @@
 
 use super::error::{rbac_resource, ApiCall, CallContext, KubeError};
 use super::Clients;
-use ::kube::api::{
+use futures::{AsyncBufRead, Stream};
+use kube::api::{
     Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
     WatchEvent, WatchParams,
 };
-use ::kube::core::NamespaceResourceScope;
-use futures::{AsyncBufRead, Stream};
+use kube::core::NamespaceResourceScope;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
 
 /// What the typed calls need of a resource type (every k8s-openapi type has it).
-pub trait Kind:
-    ::kube::Resource<DynamicType = ()>
+pub trait ApiKind:
+    kube::Resource<DynamicType = ()>
     + k8s_openapi::Resource
     + Clone
     + Debug
@@ -26,8 +26,8 @@ pub trait Kind:
 {
 }
 
-impl<K> Kind for K where
-    K: ::kube::Resource<DynamicType = ()>
+impl<K> ApiKind for K where
+    K: kube::Resource<DynamicType = ()>
         + k8s_openapi::Resource
         + Clone
         + Debug
@@ -59,7 +59,7 @@ impl Cluster {
     /// A namespaced resource in `namespace`.
     pub fn namespaced<K>(&self, namespace: &str) -> Scoped<K>
     where
-        K: Kind + ::kube::Resource<Scope = NamespaceResourceScope>,
+        K: ApiKind + kube::Resource<Scope = NamespaceResourceScope>,
     {
         Scoped {
             api: Api::namespaced(self.clients.requests.clone(), namespace),
@@ -68,7 +68,7 @@ impl Cluster {
     }
 
     /// A cluster-scoped resource, or a namespaced one across all namespaces.
-    pub fn all<K: Kind>(&self) -> Scoped<K> {
+    pub fn all<K: ApiKind>(&self) -> Scoped<K> {
         Scoped {
             api: Api::all(self.clients.requests.clone()),
             namespace: None,
@@ -82,7 +82,7 @@ impl Cluster {
         selector: &str,
         resource_version: &str,
     ) -> Result<
-        impl Stream<Item = Result<WatchEvent<k8s_openapi::api::core::v1::Pod>, ::kube::Error>> + use<>,
+        impl Stream<Item = Result<WatchEvent<k8s_openapi::api::core::v1::Pod>, kube::Error>> + use<>,
         KubeError,
     > {
         let api: Api<k8s_openapi::api::core::v1::Pod> =
@@ -118,7 +118,7 @@ pub struct Scoped<K> {
     namespace: Option<String>,
 }
 
-impl<K: Kind> Scoped<K> {
+impl<K: ApiKind> Scoped<K> {
     fn call(&self, verb: &'static str, name: Option<&str>) -> ApiCall {
         let mut call = ApiCall::new(verb, rbac_resource::<K>());
         call.namespace = self.namespace.clone();
