@@ -1,8 +1,9 @@
 //! kubectl realip: find where SNAT rewrote the client's address on the way to a pod.
 //!
-//! The decisions are pure: correlation and its reports live in the `realip-core` crate
-//! ([`analyze`], [`output`]'s layout), the explain rules in [`explain`]; what touches the world is
-//! thin: the commands in [`cmd`], the cluster adapter in [`trace`], the netns driver in [`lab`].
+//! The decisions are pure and live in the `realip-core` crate: correlation and its reports
+//! ([`analyze`]), the explain rules ([`explain`]), the layout of text ([`output`]). What touches
+//! the world is here: the commands ([`cmd`]), the cluster adapter ([`cluster`]), trace's
+//! orchestration ([`trace`]), the netns lab ([`lab`]).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -11,14 +12,13 @@ pub mod cmd;
 pub mod complete;
 pub mod embedded;
 pub mod error;
-pub mod explain;
 pub mod lab;
 pub mod output;
 pub mod probe_bin;
 mod progress;
 pub mod trace;
 
-pub use realip_core::analyze;
+pub use realip_core::{analyze, explain};
 
 use cli::{Cli, Command};
 use error::{Failure, Kind, Result};
@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Analyze(args) => cmd::analyze::run(&args),
         Command::Lab(args) => lab::run(&args),
         Command::LabNet(args) => lab::net::run(&args),
-        Command::Explain(args) => runtime()?.block_on(explain::run(&args)),
+        Command::Explain(args) => runtime()?.block_on(cmd::explain::run(&args)),
         Command::Trace(args) => runtime()?.block_on(trace::run(&args)),
         Command::Cleanup(args) => runtime()?.block_on(trace::cleanup(&args)),
         Command::Completion { shell } => {

@@ -4,7 +4,7 @@
 mod support;
 
 use kubectl_realip::cli::{ExplainArgs, KubeArgs, OutputFormat};
-use kubectl_realip::explain::live::explain_live;
+use kubectl_realip::cmd::explain::explain_live;
 use kubectl_realip::explain::model::{Explanation, L4Source, L7Source, Origin, OriginVerdict};
 use support::{FakeApi, Fault};
 

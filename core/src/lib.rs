@@ -1,6 +1,7 @@
 //! The decisions of kubectl realip, without I/O and without the command line: correlation of
-//! SYN sightings into connections and their verdicts ([`analyze`]), and the text, JSON and
-//! Mermaid renderings of reports ([`output`] holds what they share).
+//! SYN sightings into connections and their verdicts ([`analyze`]), the prediction of what a pod
+//! sees from configuration ([`explain`]), and the text, JSON and Mermaid renderings of their
+//! reports ([`output`] holds what they share).
 //!
 //! Everything here takes plain values and returns plain values (readers and writers it is given
 //! are the only way bytes come and go); the plugin crate opens files, talks to the cluster,
@@ -9,4 +10,5 @@
 #![forbid(unsafe_code)]
 
 pub mod analyze;
+pub mod explain;
 pub mod output;

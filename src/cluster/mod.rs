@@ -7,6 +7,7 @@
 mod calls;
 mod client;
 mod error;
+pub mod explain_reads;
 mod refusal;
 mod target;
 mod transport;

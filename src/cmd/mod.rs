@@ -2,3 +2,4 @@
 //! and an exit code. The layers below know no flags.
 
 pub mod analyze;
+pub mod explain;

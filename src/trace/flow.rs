@@ -16,10 +16,11 @@ use super::topology::{self, Choice, Topology, TopologyError};
 use super::{psa, TraceOptions};
 use crate::analyze::Analyzer;
 use crate::cli::{OutputFormat, TraceArgs};
+use crate::cluster::explain_reads::{self as live, Known};
 use crate::cluster::{self as cluster_api, Cluster, KubeError, Refusal};
 use crate::error::{Failure, Kind, Result};
+use crate::explain::explain_gathered;
 use crate::explain::facts::Protocol;
-use crate::explain::live::{self, Known};
 use crate::explain::model::Explanation;
 use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Namespace, Node, Pod, Service};
@@ -204,13 +205,13 @@ async fn predictions(
     let objects = live::gather_known(&source, known).await;
     let entries = entry_nodes(report);
     if entries.len() < 2 {
-        let main = live::explain_gathered(&objects, entries.first().map(String::as_str));
+        let main = explain_gathered(&objects, entries.first().map(String::as_str));
         return (Some(main), BTreeMap::new());
     }
     let by_entry_node: BTreeMap<String, Explanation> = entries
         .iter()
         .take(MAX_ENTRY_PREDICTIONS)
-        .map(|node| (node.clone(), live::explain_gathered(&objects, Some(node))))
+        .map(|node| (node.clone(), explain_gathered(&objects, Some(node))))
         .collect();
     let main = by_entry_node.get(&entries[0]).cloned();
     (main, by_entry_node)

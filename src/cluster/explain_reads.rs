@@ -1,5 +1,6 @@
-//! Live adapter: read what explain needs from a cluster. The reads go through [`Source`] so the
-//! gathering logic is testable with canned objects; [`KubeSource`] is the real one.
+//! What explain reads from a live cluster. The reads go through [`Source`] so the gathering
+//! logic is testable with canned objects; [`KubeSource`] is the real one. The objects read are
+//! handed to the core's explain as they are.
 //!
 //! Only the Service itself is required. Every other read is optional: a refusal (403) or a
 //! failure becomes a stated assumption, never a failed command.
@@ -11,12 +12,9 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use std::collections::BTreeMap;
 
-use super::facts::MetalLbMode;
-use super::model::Explanation;
-use super::objects::{IngressDoc, Objects, Workload};
-use crate::cli::ExplainArgs;
 use crate::cluster::{ApiCall, CallContext, Cluster, KubeError};
-use crate::error::{Failure, Result};
+use realip_core::explain::facts::MetalLbMode;
+use realip_core::explain::objects::{IngressDoc, Objects, Workload};
 
 /// The reads explain makes. Errors keep their kind so 403 and 404 can be told apart.
 #[allow(async_fn_in_trait)]
@@ -321,32 +319,6 @@ async fn gather_nginx(source: &impl Source, objects: &mut Objects) {
     }
 }
 
-/// The target is the first Service; the others are ingress controllers read for context.
-pub fn explain_gathered(objects: &Objects, entry_node: Option<&str>) -> Explanation {
-    let mut facts = super::gather::all_facts(objects)
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    facts.cluster.entry_node = entry_node.map(str::to_string);
-    super::rules::explain(&facts)
-}
-
-/// Explains the Service from the cluster the kubectl flags point at.
-pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explanation>> {
-    let name = crate::cluster::parse_target(target).map_err(|err| {
-        Failure::usage(err.to_string())
-            .hint("name the Service as svc/NAME, or explain manifests with -f FILE")
-    })?;
-    let cluster = Cluster::new(crate::cluster::clients(&args.kube).await?);
-    let namespace = cluster.default_namespace().to_string();
-    let source = KubeSource { cluster };
-    let objects = gather(&source, &namespace, name).await?;
-    if let Some(node) = args.entry_node.as_deref() {
-        super::gather::check_entry_node(&objects, node)?;
-    }
-    Ok(vec![explain_gathered(&objects, args.entry_node.as_deref())])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,7 +459,8 @@ mod tests {
         );
         for entry in [None, Some("node-a")] {
             let json = |objects: &Objects| {
-                serde_json::to_string(&explain_gathered(objects, entry)).expect("JSON")
+                serde_json::to_string(&realip_core::explain::explain_gathered(objects, entry))
+                    .expect("JSON")
             };
             assert_eq!(json(&read), json(&given));
         }

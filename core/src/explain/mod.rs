@@ -1,22 +1,18 @@
 //! Predict what the pod sees, from configuration alone.
 //!
-//! Pure core: [`facts`] (what the configuration says) and [`rules`] (`explain(&Facts)`), with
-//! rendering in [`render`]. Thin adapters build the facts: [`objects`] + [`gather`] from
-//! manifests, [`live`] from a cluster through the [`live::Source`] trait.
+//! [`facts`] (what the configuration says) and [`rules`] (`explain(&Facts)`), with rendering in
+//! [`render`]. [`objects`] + [`gather`] build the facts from API objects: parsed from manifests
+//! ([`documents`]) or read from a cluster by the plugin.
 
 pub mod documents;
 pub mod facts;
 pub mod gather;
-pub mod live;
 pub mod model;
 pub mod objects;
 pub mod render;
 pub mod rules;
 
-use std::io::Read;
-
-use crate::cli::{ExplainArgs, OutputFormat};
-use crate::error::{Failure, Kind, Result};
+use crate::output::OutputFormat;
 
 pub use render::{render_json, render_mermaid, render_text, verdict_summary};
 pub use rules::explain;
@@ -86,7 +82,8 @@ pub fn explain_objects(
         .collect())
 }
 
-fn render(format: OutputFormat, explanations: &[model::Explanation]) -> String {
+/// The explanations in `format`.
+pub fn render(format: OutputFormat, explanations: &[model::Explanation]) -> String {
     match format {
         OutputFormat::Text => render_text(explanations),
         OutputFormat::Json => render_json(explanations),
@@ -94,103 +91,17 @@ fn render(format: OutputFormat, explanations: &[model::Explanation]) -> String {
     }
 }
 
-/// Reads every `-f` input into one set of objects; errors name the file.
-fn read_inputs(args: &ExplainArgs) -> Result<objects::Objects> {
-    let mut objects = objects::Objects::default();
-    let mut held = Vec::new();
-    for path in &args.filename {
-        let (name, text) = if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|err| Failure::usage(format!("reading stdin: {err}")))?;
-            ("stdin".to_string(), text)
-        } else {
-            let text = std::fs::read_to_string(path).map_err(|err| {
-                Failure::usage(format!("cannot read {}: {err}", path.display()))
-                    .hint("pass manifest files with -f FILE (or -f - for stdin)")
-            })?;
-            (path.display().to_string(), text)
-        };
-        let read = objects.add_yaml(&text).map_err(|err| {
-            let failure = Failure::from(err);
-            Failure {
-                message: format!("{name}: {}", failure.message),
-                ..failure
-            }
-        })?;
-        held.push((name, read));
-    }
-    if objects.services.is_empty() {
-        return Err(
-            Failure::usage(format!("no Service in {}", what_inputs_hold(&held)))
-                .hint("explain needs at least one Service; add its manifest with -f"),
-        );
-    }
-    Ok(objects)
-}
-
-/// `a.yaml (empty, or only comments)`, `b.yaml (2 ConfigMap; Foo, which explain does not read)`.
-fn what_inputs_hold(held: &[(String, objects::Read)]) -> String {
-    let each: Vec<String> = held
-        .iter()
-        .map(|(name, read)| {
-            if read.kinds.is_empty() {
-                return format!("{name} (empty, or only comments)");
-            }
-            let read_kinds: Vec<String> = read
-                .kinds
-                .iter()
-                .filter(|(kind, _)| !read.unread.contains(*kind))
-                .map(|(kind, count)| format!("{count} {kind}"))
-                .collect();
-            let unread: Vec<&str> = read.unread.iter().map(String::as_str).collect();
-            let mut parts = Vec::new();
-            if !read_kinds.is_empty() {
-                parts.push(read_kinds.join(", "));
-            }
-            if !unread.is_empty() {
-                parts.push(format!(
-                    "only kinds explain does not read: {}",
-                    unread.join(", ")
-                ));
-            }
-            format!("{name} ({})", parts.join("; "))
-        })
-        .collect();
-    each.join(", nor in ")
-}
-
-impl From<ExplainError> for Failure {
-    fn from(err: ExplainError) -> Self {
-        let hint = match err {
-            ExplainError::NoService => {
-                "explain needs at least one Service; add its manifest with -f"
-            }
-            ExplainError::UnknownEntryNode { .. } => {
-                "name the node where connections enter (`kubectl get nodes` lists them)"
-            }
-            ExplainError::Object { .. } => {
-                "fix the manifest: the API server refuses it too (kubectl apply --dry-run=server -f FILE)"
-            }
-            ExplainError::Yaml { .. } => {
-                "fix the manifest (kubectl apply --dry-run=client -f FILE shows the same problem)"
-            }
-        };
-        Failure::new(Kind::Usage, err.to_string()).hint(hint)
-    }
-}
-
-/// `kubectl realip explain`.
-pub async fn run(args: &ExplainArgs) -> Result<()> {
-    let explanations = if let Some(target) = &args.target {
-        live::explain_live(args, target).await?
-    } else {
-        let objects = read_inputs(args)?;
-        explain_objects(&objects, args.entry_node.as_deref())?
-    };
-    crate::output::emit(&render(args.output, &explanations))
-        .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
+/// The target is the first Service; the others are ingress controllers read for context.
+pub fn explain_gathered(
+    objects: &objects::Objects,
+    entry_node: Option<&str>,
+) -> model::Explanation {
+    let mut facts = gather::all_facts(objects)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    facts.cluster.entry_node = entry_node.map(str::to_string);
+    rules::explain(&facts)
 }
 
 #[cfg(test)]
@@ -226,13 +137,10 @@ mod tests {
     }
 
     #[test]
-    fn no_service_is_an_error_with_a_hint() {
+    fn no_service_is_an_error() {
         let err = explain_manifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
             .unwrap_err();
         assert!(matches!(err, ExplainError::NoService));
-        let failure = Failure::from(err);
-        assert_eq!(failure.kind, Kind::Usage);
-        assert!(failure.hint.unwrap().contains("-f"));
     }
 
     #[test]
