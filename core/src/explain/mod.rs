@@ -11,6 +11,7 @@ pub mod model;
 pub mod objects;
 pub mod render;
 pub mod rules;
+pub mod validate;
 
 use crate::output::OutputFormat;
 

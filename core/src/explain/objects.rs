@@ -699,7 +699,7 @@ impl Objects {
         match kind {
             "Service" => {
                 let service: Service = content.typed(place, kind, name)?;
-                let problems = super::gather::service_problems(&service);
+                let problems = super::validate::service_problems(&service);
                 if !problems.is_empty() {
                     return Err(place.object_error(kind, name, problems.join("; ")));
                 }
