@@ -27,7 +27,7 @@ fn events(fixture: &str) -> Vec<Event> {
 /// Snapshots live with the fixtures they come from.
 macro_rules! golden {
     ($name:expr, $value:expr) => {
-        insta::with_settings!({ snapshot_path => "fixtures/analyze/snapshots", prepend_module_to_snapshot => false }, {
+        insta::with_settings!({ snapshot_path => "../fixtures/analyze/snapshots", prepend_module_to_snapshot => false }, {
             insta::assert_snapshot!($name, $value);
         })
     };

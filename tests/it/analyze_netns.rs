@@ -2,8 +2,7 @@
 //! namespaces (tests/fixtures/analyze/netns/make.sh) analyzed into the address the pod's
 //! accept() reported and the node that masqueraded.
 
-#[path = "../probe/tests/common/mod.rs"]
-mod kernel;
+use crate::support::kernel;
 
 use kubectl_realip::analyze::model::{Report, TranslationKind, Verdict};
 use kubectl_realip::analyze::{analyze_events, render_json};

@@ -1,7 +1,7 @@
 //! `kubectl realip cleanup` removes every leftover of every run by label, in every namespace,
 //! and deletes only namespaces a run created.
 
-mod support;
+use crate::support;
 
 use clap::Parser;
 use kubectl_realip::cli::{CleanupArgs, Cli, Command};

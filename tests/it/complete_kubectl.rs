@@ -5,7 +5,7 @@
 //! once through the real `kubectl __complete realip …` (kubectl 1.26 or later: without it the
 //! test says SKIPPED, and fails under `CI=true`).
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::path::{Path, PathBuf};

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 const BACKEND_IMAGE: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
-#[path = "../probe/tests/common/mod.rs"]
-mod kernel;
+use crate::support::kernel;
 
 /// The context to test against; an opt-in, so its absence is said but never a failure.
 fn context() -> Option<String> {
@@ -115,7 +114,7 @@ impl Drop for Namespace<'_> {
 }
 
 #[test]
-#[ignore = "needs a real cluster: REALIP_E2E_CONTEXT=kind-realip cargo test --test e2e_cluster -- --ignored"]
+#[ignore = "needs a real cluster: REALIP_E2E_CONTEXT=kind-realip cargo test --test it e2e_cluster:: -- --ignored"]
 fn trace_on_a_real_cluster_finds_the_snat_and_leaves_nothing() {
     let Some(context) = context() else {
         return;

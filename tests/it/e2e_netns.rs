@@ -11,7 +11,7 @@
 //! the lab installed for it (the lab's judge again). Namespaces are `ript-*`; needs root,
 //! iproute2, iptables, nft, ipset and bash, and a build that carries the probe.
 
-mod support;
+use crate::support;
 
 use kubectl_realip::analyze::model::Report;
 use kubectl_realip::lab::driver::{self, Tools};

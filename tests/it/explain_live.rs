@@ -1,7 +1,7 @@
 //! `explain svc/NAME` against the in-process fake API server: the reads it makes, the
 //! ConfigMaps and node labels it uses, and 403s that become assumptions.
 
-mod support;
+use crate::support;
 
 use kubectl_realip::cli::{ExplainArgs, KubeArgs, OutputFormat};
 use kubectl_realip::explain::live::explain_live;

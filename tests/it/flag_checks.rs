@@ -2,7 +2,7 @@
 //! an empty capture, zero connections, an entry point without a port, and an entry node that is
 //! none of the cluster's nodes (checked once the node list is read, before any answer).
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 
 use serde_yaml::Value;
 
-const MANIFEST: &str = include_str!("../plugin.yaml");
+const MANIFEST: &str = include_str!("../../plugin.yaml");
 const OSES: [&str; 3] = ["linux", "darwin", "windows"];
 const ARCHES: [&str; 4] = ["amd64", "arm64", "386", "arm"];
 

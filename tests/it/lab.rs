@@ -5,8 +5,7 @@
 //! iproute2, iptables, nft and ipset; without them each test says SKIPPED, and fails under
 //! `CI=true`.
 
-#[path = "../probe/tests/common/mod.rs"]
-mod kernel;
+use crate::support::kernel;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,7 +3,7 @@
 //! unknown fields): the `--dry-run` YAML exactly as printed, and what a run sends to the API,
 //! for both deliveries (the carried probe in ConfigMaps, and `--image`).
 
-mod support;
+use crate::support;
 
 use clap::Parser;
 use kubectl_realip::cli::{Cli, Command as Sub, TraceArgs};

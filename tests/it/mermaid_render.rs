@@ -14,8 +14,7 @@
 //! (`REALIP_MMDC` names another); the browser is /usr/bin/chromium (.ci/mermaid/puppeteer.json).
 //! Without them the test says SKIPPED, and fails under `CI=true`.
 
-#[path = "../probe/tests/common/mod.rs"]
-mod kernel;
+use crate::support::kernel;
 
 use kubectl_realip::analyze::Analyzer;
 use kubectl_realip::lab::driver::ScenarioRun;

@@ -4,8 +4,7 @@
 use kubectl_realip::trace::manifests::{Carried, Delivery, Objects, RunPlan};
 use std::process::Command;
 
-#[path = "../probe/tests/common/mod.rs"]
-mod kernel;
+use crate::support::kernel;
 
 #[test]
 fn configmap_chunks_unpack_into_the_carried_probe() {

@@ -1,7 +1,7 @@
 //! The fake API server speaks what kube's client expects: get/list/create/delete/watch/logs,
 //! real Status bodies on failures, garbage collection by ownerReferences.
 
-mod support;
+use crate::support;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};

@@ -2,7 +2,7 @@
 //! events it streams from two probe pods, the report, and that nothing is left behind — on
 //! success, on error and on interruption.
 
-mod support;
+use crate::support;
 
 use clap::Parser;
 use kubectl_realip::cli::{Cli, Command, TraceArgs};

@@ -1,7 +1,7 @@
 //! The real binary, interrupted by SIGINT, SIGTERM or SIGHUP mid-capture, removes every object
 //! it created before it exits 130.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

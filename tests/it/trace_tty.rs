@@ -1,7 +1,7 @@
 //! Progress is for people: on a terminal the real binary shows each step and the per-node
 //! lines on stderr; piped, stderr carries no progress at all.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use support::cluster;

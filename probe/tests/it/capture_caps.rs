@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 const PROBE: &str = env!("CARGO_BIN_EXE_realip-probe");
 /// setpriv arguments keeping only CAP_NET_RAW, in every set, for the probe.

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 const PROBE: &str = env!("CARGO_BIN_EXE_realip-probe");
 

@@ -4,7 +4,7 @@ use realip_probe::wire::{decode_line, Event};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-mod common;
+use crate::common;
 
 const PROBE: &str = env!("CARGO_BIN_EXE_realip-probe");
 

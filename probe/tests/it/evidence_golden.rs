@@ -11,7 +11,7 @@ use realip_probe::evidence::{legacy, xt, Table};
 use realip_probe::wire::{decode_line, encode_line, Backend, Event};
 use std::collections::{BTreeMap, HashMap};
 
-mod common;
+use crate::common;
 
 use common::listing::{nft_ruleset_listing, save_listing};
 

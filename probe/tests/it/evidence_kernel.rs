@@ -26,7 +26,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::listing::{nft_listing, save_listing};
 
@@ -53,6 +53,15 @@ macro_rules! require {
             return;
         }
     };
+}
+
+/// What the test harness calls `test` of this file (`evidence_kernel::NAME`: the module path
+/// without the crate), for `--exact`.
+fn harness_name(test: &str) -> String {
+    let module = module_path!()
+        .split_once("::")
+        .map_or(module_path!(), |(_, rest)| rest);
+    format!("{module}::{test}")
 }
 
 fn sh(script: &str) -> String {
@@ -149,7 +158,7 @@ impl Lab {
                 &[
                     exe.to_str().expect("utf-8 path"),
                     "--exact",
-                    test,
+                    &harness_name(test),
                     "--nocapture",
                     "--test-threads=1",
                 ],
@@ -262,7 +271,7 @@ fn record_raw() {
 /// Regenerates `tests/fixtures/evidence/golden/`: one namespace holding every fixture's rules
 /// (native nftables, iptables-nft, iptables-legacy for IPv4 and IPv6), its raw replies, and what
 /// `nft list ruleset` and the `*-save` tools print for them. Run it after changing the rule
-/// fixtures: `cargo test -p realip-probe --test evidence_kernel -- --ignored record_golden`.
+/// fixtures: `cargo test -p realip-probe --test it -- --ignored evidence_kernel::record_golden`.
 #[test]
 #[ignore = "rewrites the golden fixtures"]
 fn record_golden_fixtures() {
@@ -294,7 +303,7 @@ fn record_golden_fixtures() {
             &[
                 exe.to_str().expect("utf-8"),
                 "--exact",
-                "record_golden_fixtures",
+                &harness_name("record_golden_fixtures"),
                 "--ignored",
             ],
         )

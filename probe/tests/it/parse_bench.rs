@@ -2,7 +2,7 @@
 //! 400k-frame capture built from the real fixtures. Ignored by default (timings belong to a
 //! quiet machine):
 //!
-//!   cargo test --release -p realip-probe --test parse_bench -- --ignored --nocapture
+//!   cargo test --release -p realip-probe --test it parse_bench:: -- --ignored --nocapture
 //!
 //! Set `REALIP_BENCH_PCAP=/path` to keep the generated capture (e.g. to time tshark on it).
 

@@ -4,7 +4,7 @@
 pub mod cluster;
 pub mod fake_api;
 /// What the kernel tests need of the machine: the probe crate's one check helper.
-#[path = "../../probe/tests/common/mod.rs"]
+#[path = "../../../probe/tests/it/common/mod.rs"]
 pub mod kernel;
 pub mod netns_kubelet;
 

@@ -1,5 +1,5 @@
 //! What the kernel tests need of the machine, checked the same way everywhere (the plugin's
-//! tests include this file too, through tests/support).
+//! tests include this file too, through tests/it/support).
 #![allow(dead_code)]
 
 pub mod listing;
