@@ -164,7 +164,7 @@ fn live_netns_capture_names_the_masquerading_node() {
     ];
     if !kernel::runnable(
         "live_netns_capture_names_the_masquerading_node",
-        kernel::missing_root_or(&tools),
+        kernel::missing_root_or(&tools).or_else(|| kernel::missing_netns("rpa-")),
     ) {
         return;
     }

@@ -51,6 +51,9 @@ fn missing() -> Option<String> {
     ]) {
         return Some(why);
     }
+    if let Some(why) = kernel::missing_netns(PREFIX) {
+        return Some(why);
+    }
     if kubectl_realip::embedded::probes().is_empty() {
         return Some("this build carries no probe (REALIP_PROBE_EMBED=none)".into());
     }

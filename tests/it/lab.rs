@@ -43,24 +43,8 @@ fn runnable(test: &str) -> bool {
     kernel::runnable(
         test,
         kernel::missing_root_or(&["ip", "iptables-restore", "nft", "ipset", "sysctl"])
-            .or_else(no_netns),
+            .or_else(|| kernel::missing_netns(PREFIX)),
     )
-}
-
-/// Whether a network namespace can be made (a container may forbid it even to root).
-fn no_netns() -> Option<String> {
-    let name = format!("{PREFIX}check-{}", std::process::id());
-    match Command::new("ip").args(["netns", "add", &name]).output() {
-        Ok(out) if out.status.success() => {
-            let _ = Command::new("ip").args(["netns", "del", &name]).output();
-            None
-        }
-        Ok(out) => Some(format!(
-            "no network namespaces: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(err) => Some(format!("cannot run `ip`: {err}")),
-    }
 }
 
 /// The probe binary beside the plugin, built if missing (a plain `cargo test` builds only the
@@ -361,7 +345,7 @@ fn sigterm_removes_everything() {
 
 #[test]
 fn without_root_the_error_says_what_to_do() {
-    if !rustix::process::geteuid().is_root() {
+    if !kernel::is_root() {
         let out = Command::new(PLUGIN)
             .arg("lab")
             .output()

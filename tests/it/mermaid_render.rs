@@ -143,7 +143,8 @@ fn lab_from_saved_captures() -> Vec<Diagram> {
 
 /// `lab --scenario all -o mermaid` on this kernel, when the lab can run here.
 fn lab_live() -> Vec<Diagram> {
-    let missing = kernel::missing_root_or(&["ip", "iptables-restore", "sysctl"]);
+    let missing = kernel::missing_root_or(&["ip", "iptables-restore", "sysctl"])
+        .or_else(|| kernel::missing_netns(LAB_PREFIX));
     if !kernel::runnable("every_mermaid_diagram_renders (the live lab)", missing) {
         return Vec::new();
     }

@@ -27,7 +27,7 @@ const NO_CAPS: [&str; 3] = [
 fn runnable() -> bool {
     common::runnable(
         &common::current_test(),
-        common::missing_root_or(&["ip", "setpriv"]),
+        common::missing_root_or(&["ip", "setpriv"]).or_else(|| common::missing_netns("rpc-")),
     )
 }
 

@@ -24,7 +24,8 @@ macro_rules! require_lab {
     () => {
         if !common::runnable(
             &common::current_test(),
-            common::missing_root_or(&["ip", "iptables-restore", "tcpdump"]),
+            common::missing_root_or(&["ip", "iptables-restore", "tcpdump"])
+                .or_else(|| common::missing_netns("rpc-")),
         ) {
             return;
         }

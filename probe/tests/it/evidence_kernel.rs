@@ -45,6 +45,7 @@ fn missing() -> Option<String> {
         "bash",
         "setpriv",
     ])
+    .or_else(|| common::missing_netns("rpe-"))
 }
 
 macro_rules! require {

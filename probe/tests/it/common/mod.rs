@@ -6,6 +6,7 @@ pub mod listing;
 
 use std::io::Write;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Whether this process runs as uid 0 (network namespaces, raw sockets).
 pub fn is_root() -> bool {
@@ -37,6 +38,27 @@ pub fn missing_root_or(tools: &[&str]) -> Option<String> {
         .map(|tool| format!("no `{tool}` on PATH (see .ci/debian-packages)"))
 }
 
+/// What is missing for a test that makes network namespaces: a probe namespace named
+/// `<prefix>check-<pid>-<n>` (the test's own prefix) is made and removed (a container may
+/// forbid namespaces even to root).
+pub fn missing_netns(prefix: &str) -> Option<String> {
+    // Tests run in parallel threads of one process: each check has its own name.
+    static CHECKS: AtomicUsize = AtomicUsize::new(0);
+    let n = CHECKS.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{prefix}check-{}-{n}", std::process::id());
+    match Command::new("ip").args(["netns", "add", &name]).output() {
+        Ok(out) if out.status.success() => {
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            None
+        }
+        Ok(out) => Some(format!(
+            "no network namespaces: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(err) => Some(format!("cannot run `ip`: {err}")),
+    }
+}
+
 /// Whether CI=true: then a test that cannot run fails instead of skipping.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|ci| ci == "true")
@@ -61,6 +83,13 @@ pub fn runnable(test: &str, missing: Option<String>) -> bool {
     let Some(why) = missing else {
         return true;
     };
+    cannot_run(test, &why);
+    false
+}
+
+/// For `test`, which cannot run here (`why`): fails under `CI=true`, else says SKIPPED (the
+/// caller returns). What [`runnable`] does when something is missing.
+pub fn cannot_run(test: &str, why: &str) {
     if in_ci() {
         panic!("{test} cannot run here ({why}), and CI=true requires it");
     }
@@ -68,7 +97,6 @@ pub fn runnable(test: &str, missing: Option<String>) -> bool {
         test,
         &format!("{why}. It did not run; with CI=true it fails instead"),
     );
-    false
 }
 
 /// Says on the terminal that `test` did not run, and why.
