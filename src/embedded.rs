@@ -93,9 +93,9 @@ impl EmbeddedProbe {
     }
 }
 
-/// The kernel tests' check helper (probe/tests/common), for its one rule on skips.
+/// The kernel tests' check helper (probe/tests/it/common), for its one rule on skips.
 #[cfg(test)]
-#[path = "../probe/tests/common/mod.rs"]
+#[path = "../probe/tests/it/common/mod.rs"]
 mod kernel_check;
 
 #[cfg(test)]
