@@ -1,6 +1,6 @@
 //! The command line, and nothing else: clap derive types that `run` turns into work.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// The URL of a page of the repository's docs/: what a krew user, who has no checkout, can
 /// open (the repository is Cargo.toml's).
@@ -57,7 +57,16 @@ pub enum Command {
     LabNet(LabNetArgs),
 }
 
+pub use crate::lab::net::XffMode;
 pub use realip_core::output::OutputFormat;
+
+/// `--xff append|replace`.
+fn parse_xff(value: &str) -> Result<XffMode, String> {
+    [XffMode::Append, XffMode::Replace]
+        .into_iter()
+        .find(|mode| mode.name() == value)
+        .ok_or_else(|| format!("{value:?} is not append nor replace"))
+}
 
 /// `-o NAME`: the core's output formats, with their help, as clap offers enum values.
 #[derive(Clone, Debug)]
@@ -313,18 +322,9 @@ pub enum LabNetAction {
         listen: std::net::SocketAddr,
         #[arg(long, value_name = "ADDR:PORT")]
         to: std::net::SocketAddr,
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = parse_xff)]
         xff: XffMode,
     },
-}
-
-/// How a proxy writes X-Forwarded-For.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XffMode {
-    /// Append the peer to what came in (a cloud L7 load balancer).
-    Append,
-    /// Replace it with the peer (ingress-nginx without use-forwarded-headers).
-    Replace,
 }
 
 #[derive(Args, Debug, Clone)]

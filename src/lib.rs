@@ -27,8 +27,8 @@ use error::{Failure, Kind, Result};
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Analyze(args) => cmd::analyze::run(&args),
-        Command::Lab(args) => lab::run(&args),
-        Command::LabNet(args) => lab::net::run(&args),
+        Command::Lab(args) => cmd::lab::run(&args),
+        Command::LabNet(args) => cmd::lab::run_net(&args),
         Command::Explain(args) => runtime()?.block_on(cmd::explain::run(&args)),
         Command::Trace(args) => runtime()?.block_on(trace::run(&args)),
         Command::Cleanup(args) => runtime()?.block_on(trace::cleanup(&args)),

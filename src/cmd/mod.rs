@@ -3,3 +3,4 @@
 
 pub mod analyze;
 pub mod explain;
+pub mod lab;

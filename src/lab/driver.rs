@@ -267,10 +267,7 @@ pub fn start_proxies(lab: &Lab, tools: &Tools, scenario: &Scenario) -> LabResult
     let mut procs = Vec::new();
     for proxy in &scenario.proxies {
         let host = proxy.pod.map_or(Host::Clb, Host::Pod);
-        let xff = match proxy.xff {
-            crate::cli::XffMode::Append => "append",
-            crate::cli::XffMode::Replace => "replace",
-        };
+        let xff = proxy.xff.name();
         let args: Vec<String> = vec![
             "lab-net".into(),
             "proxy".into(),

@@ -24,7 +24,6 @@ pub mod state;
 pub mod topology;
 pub mod verdict;
 
-use crate::cli::{LabArgs, OutputFormat};
 use crate::error::{Failure, Kind, Result};
 use driver::{ScenarioRun, Tools};
 use netns::{Lab, LabError};
@@ -33,100 +32,8 @@ use std::io::IsTerminal;
 use std::path::Path;
 use topology::{Host, Names};
 
-pub fn run(args: &LabArgs) -> Result<()> {
-    if args.list {
-        return emit(&list_text());
-    }
-    let scenarios = scenario::choose(&args.scenario).map_err(|name| {
-        let names: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
-        let choices = format!("choose one or more of: all, {}", names.join(", "));
-        // Under "  hint: ", within the 80 columns.
-        let indent = "        ";
-        let lines = crate::output::wrap(&choices, crate::output::WIDTH, indent, indent);
-        Failure::usage(format!("no scenario named {name:?}")).hint(lines.join("\n").trim_start())
-    })?;
-    if args.rules {
-        let text =
-            rules_text(&scenarios).map_err(|err| Failure::new(Kind::Probe, err.to_string()))?;
-        return emit(&text);
-    }
-    preflight(if args.down { &[] } else { &scenarios })?;
-    if args.down {
-        return down(&args.ns_prefix);
-    }
-    let probe = crate::probe_bin::locate(args.probe.as_deref()).map_err(|err| {
-        Failure::new(Kind::Probe, err.to_string()).hint(crate::probe_bin::BUILD_HINT)
-    })?;
-    let me = std::env::current_exe()
-        .map_err(|err| Failure::new(Kind::Probe, format!("cannot find this executable: {err}")))?;
-    interrupt::install();
-    let tools = Tools { probe, me };
-    let names = Names::with_prefix(&args.ns_prefix, run_id());
-    let (runs, kept) = execute(&names, &scenarios, &tools, args.keep)
-        .map_err(|err| lab_failure(err, &names, args.keep))?;
-
-    if let Some(dir) = &args.save {
-        save(dir, &runs)?;
-    }
-    let causes: Vec<String> = runs
-        .iter()
-        .map(|run| cause::cause_text(&run.scenario))
-        .collect();
-    let text = match args.output {
-        OutputFormat::Text => {
-            let mut out = legend();
-            for (run, cause) in runs.iter().zip(&causes) {
-                out.push_str(&render::scenario_text(run, cause));
-                out.push('\n');
-            }
-            if runs.len() > 1 {
-                out.push_str(&render::table(&runs, crate::output::table_width()));
-            }
-            out
-        }
-        OutputFormat::Json => render::json(&runs, &causes),
-        OutputFormat::Mermaid => render::mermaid(&runs),
-    };
-    emit(&text)?;
-    if let Some(namespaces) = kept {
-        eprintln!("{}", keep_text(&names, &namespaces));
-    }
-    let failed: Vec<&str> = runs
-        .iter()
-        .filter(|run| !run.matches())
-        .map(|run| run.scenario.name)
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            Kind::NoAnswer,
-            format!(
-                "measurement differs from the ground truth in: {}",
-                failed.join(", ")
-            ),
-        )
-        .hint("rerun with --keep and explore the namespaces by hand (ip netns exec …)"))
-    }
-}
-
-/// What the text report's words stand for, said once before the scenarios.
-fn legend() -> String {
-    let text = "The lab: a client, a load balancer (clb, modelled on TKE's CLB: the Cloud Load \
-                Balancer of Tencent Kubernetes Engine), two nodes with kube-proxy's rules, and \
-                pods. Each connection is followed by its SYN's ISN (initial sequence number), \
-                which NAT does not rewrite.";
-    let mut out = String::new();
-    for line in crate::output::wrap(text, crate::output::WIDTH, "", "") {
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out.push('\n');
-    out
-}
-
 /// Builds the lab, runs the scenarios; the lab is removed when this returns, unless kept.
-fn execute(
+pub fn execute(
     names: &Names,
     scenarios: &[Scenario],
     tools: &Tools,
@@ -167,30 +74,8 @@ fn execute(
     }
 }
 
-fn lab_failure(err: LabError, names: &Names, keep: bool) -> Failure {
-    // A Ctrl-C also reaches the lab's children: whatever failed first, the cause is the signal.
-    let err = if interrupt::interrupted() {
-        LabError::Interrupted
-    } else {
-        err
-    };
-    match err {
-        LabError::Interrupted => {
-            Failure::new(Kind::Interrupted, "interrupted; the lab's namespaces were removed")
-        }
-        other if keep => Failure::new(Kind::Probe, format!("lab: {other}")).hint(format!(
-            "the lab is still up ({}*) to look into: ip netns exec NAME …; remove it with `{}`",
-            names.prefix(),
-            down_command(names)
-        )),
-        other => Failure::new(Kind::Probe, format!("lab: {other}")).hint(
-            "the namespaces of this run were removed; rerun with --keep to keep them up and look around",
-        ),
-    }
-}
-
 /// A short id for this run's names: two runs at once never collide.
-fn run_id() -> String {
+pub fn run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -203,7 +88,7 @@ fn run_id() -> String {
 
 /// Root, iproute2, iptables and sysctl are needed, and nft and ipset by the scenarios that use
 /// them; say which package provides what is missing.
-fn preflight(scenarios: &[Scenario]) -> Result<()> {
+pub fn preflight(scenarios: &[Scenario]) -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         return Err(Failure::new(
             Kind::Probe,
@@ -253,7 +138,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// The command that removes labs of `names`' prefix.
-fn down_command(names: &Names) -> String {
+pub fn down_command(names: &Names) -> String {
     if names.ns_prefix() == topology::NS_PREFIX {
         "kubectl realip lab --down".to_string()
     } else {
@@ -266,7 +151,7 @@ fn down_command(names: &Names) -> String {
 
 /// `--down`: removes every kept lab of this namespace prefix, and its labs whose run died.
 /// Labs of other prefixes (a test's, or a user's when a test runs it) are left alone.
-fn down(prefix: &str) -> Result<()> {
+pub fn down(prefix: &str) -> Result<()> {
     let mut removed = 0;
     let mut left = Vec::new();
     for (path, state) in state::read_all() {
@@ -316,7 +201,7 @@ pub fn rules_text(scenarios: &[Scenario]) -> Result<String, scenario::ModelError
     Ok(out)
 }
 
-fn list_text() -> String {
+pub fn list_text() -> String {
     let mut out = String::new();
     for s in scenario::all() {
         out.push_str(&format!("{:<22} {}\n", s.name, s.title));
@@ -324,7 +209,7 @@ fn list_text() -> String {
     out
 }
 
-fn keep_text(names: &Names, namespaces: &[String]) -> String {
+pub fn keep_text(names: &Names, namespaces: &[String]) -> String {
     let client = names.ns(Host::Client);
     let node = names.ns(Host::Node(topology::Node::A));
     format!(
@@ -345,7 +230,7 @@ fn keep_text(names: &Names, namespaces: &[String]) -> String {
 
 /// `--save DIR`: each scenario's probe events as JSONL, replayable with `kubectl realip analyze`,
 /// and the partial captures the lab judged too (`NAME.no-lb.jsonl`, `NAME.uplinks.jsonl`).
-fn save(dir: &Path, runs: &[ScenarioRun]) -> Result<()> {
+pub fn save(dir: &Path, runs: &[ScenarioRun]) -> Result<()> {
     let fail = |err: std::io::Error| {
         Failure::usage(format!("cannot write to {}: {err}", dir.display()))
             .hint("pass a writable directory to --save")
@@ -376,7 +261,7 @@ fn jsonl(events: &[realip_probe::wire::Event]) -> String {
     text
 }
 
-fn emit(text: &str) -> Result<()> {
+pub fn emit(text: &str) -> Result<()> {
     crate::output::emit(text)
         .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
 }

@@ -2,14 +2,31 @@
 //! one HTTP GET, and a small L7 proxy that adds X-Forwarded-For (a cloud L7 load balancer, an
 //! ingress controller). The only sockets of the plugin; lab-only, bounded in size and time.
 
-use crate::cli::{LabNetAction, LabNetArgs, XffMode};
-use crate::error::{Failure, Kind, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How a proxy writes X-Forwarded-For.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XffMode {
+    /// Append the peer to what came in (a cloud L7 load balancer).
+    Append,
+    /// Replace it with the peer (ingress-nginx without use-forwarded-headers).
+    Replace,
+}
+
+impl XffMode {
+    /// Its name on `lab-net proxy --xff`.
+    pub fn name(self) -> &'static str {
+        match self {
+            XffMode::Append => "append",
+            XffMode::Replace => "replace",
+        }
+    }
+}
 
 /// The line `lab-net proxy` prints once it listens.
 pub const READY: &str = "ready";
@@ -32,27 +49,6 @@ pub struct GetOutcome {
     /// The connection got no answer at all (no SYN-ACK, no RST) within the timeout.
     #[serde(default)]
     pub timed_out: bool,
-}
-
-pub fn run(args: &LabNetArgs) -> Result<()> {
-    match &args.action {
-        LabNetAction::Get {
-            to,
-            timeout_ms,
-            wait_ms,
-        } => {
-            let outcome = get(
-                *to,
-                Duration::from_millis(*timeout_ms),
-                Duration::from_millis(*wait_ms),
-            );
-            let line = serde_json::to_string(&outcome).unwrap_or_default();
-            crate::output::emit(&format!("{line}\n"))
-                .map_err(|err| Failure::new(Kind::Probe, format!("writing to stdout: {err}")))
-        }
-        LabNetAction::Proxy { listen, to, xff } => proxy(*listen, *to, *xff)
-            .map_err(|err| Failure::new(Kind::Probe, format!("lab proxy on {listen}: {err}"))),
-    }
 }
 
 /// Connects (retrying refusals for `wait`), sends `GET /`, reads the reply.
@@ -207,7 +203,7 @@ pub fn rewrite_head(head: &str, peer: IpAddr, mode: XffMode) -> Option<String> {
     Some(out)
 }
 
-fn proxy(listen: SocketAddr, to: SocketAddr, mode: XffMode) -> io::Result<()> {
+pub fn proxy(listen: SocketAddr, to: SocketAddr, mode: XffMode) -> io::Result<()> {
     let listener = TcpListener::bind(listen)?;
     crate::output::emit(&format!("{READY}\n"))?;
     let active = Arc::new(AtomicUsize::new(0));

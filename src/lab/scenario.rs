@@ -4,8 +4,8 @@
 use super::clb::Listener;
 use super::dataplane::{Dataplane, ProxyMode};
 use super::kube_proxy::{self, Service};
+use super::net::XffMode;
 use super::topology::{Node, Pod, CLB_VPC_IP, CLIENT_IP, ECHO_PORT, INGRESS_PORT, VIP};
-use crate::cli::XffMode;
 use crate::explain::gather::service_facts;
 use crate::explain::model::Origin;
 use crate::explain::objects::Objects;
