@@ -11,13 +11,13 @@
 //! (SIGINT, SIGTERM, SIGHUP) after removing the probe.
 
 pub mod collect;
-pub mod flow;
 pub mod manifests;
 pub mod preflight;
 pub mod progress;
 pub mod psa;
 pub mod readiness;
 pub mod report;
+pub mod run;
 pub mod send;
 pub mod teardown;
 pub mod topology;
@@ -129,7 +129,7 @@ pub async fn run_with(
     options: &TraceOptions,
     interrupt: impl Future<Output = ()>,
 ) -> Result<()> {
-    let traced = flow::trace(args, options, interrupt).await?;
+    let traced = run::trace(args, options, interrupt).await?;
     output::emit(&traced.output)
         .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))?;
     if traced.answered {
