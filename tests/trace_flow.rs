@@ -1642,3 +1642,31 @@ async fn each_measurement_is_set_beside_the_prediction_for_its_own_path() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_watch_of_the_probe_pods_is_retried_after_a_backoff() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // The first watch of the probe pods fails: the watcher waits its backoff, then lists and
+    // watches again, and the run goes on.
+    api.fault(support::Fault {
+        verb: "watch".into(),
+        resource: "pods".into(),
+        name: None,
+        code: 500,
+        message: Some("etcd leader changed".into()),
+        times: Some(1),
+    });
+    let traced = run(&api, &[]).await.unwrap();
+    assert!(traced.answered, "{}", traced.output);
+    // Watched again from where the failed watch began: nothing was missed, nothing listed again.
+    let watches: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.verb == "watch" && s.resource == "pods")
+        .map(|s| s.query.clone())
+        .collect();
+    assert_eq!(watches.len(), 2, "{watches:?}");
+    assert_eq!(watches[0], watches[1]);
+}

@@ -9,7 +9,7 @@ use crate::trace::readiness::{pod_state, PodState};
 use crate::trace::{psa, TraceOptions};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
-use kube::api::WatchEvent;
+use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,7 +31,6 @@ pub(super) async fn wait_ready(
 ) -> Result<Vec<ReadyProbe>> {
     let mut progress_nodes = Progress::node_lines(progress);
     progress.step("waiting for the probes to start");
-    let pods = cluster.namespaced::<Pod>(&plan.namespace);
     let selector = plan.run_selector();
     let mut states: BTreeMap<String, (String, PodState)> = BTreeMap::new();
     let deadline = Instant::now() + options.ready_timeout;
@@ -39,50 +38,47 @@ pub(super) async fn wait_ready(
     for node in &plan.nodes {
         progress_nodes.set(node, "waiting for a pod");
     }
-    'outer: loop {
-        let (listed, version) = pods.list_with_version(Some(&selector)).await?;
-        for pod in listed {
-            note_pod(&pod, &mut states, &mut progress_nodes);
+    let stream = cluster.watch_pods(&plan.namespace, &selector);
+    futures::pin_mut!(stream);
+    // Until the first list has come back, a failed call is the answer (RBAC, say); after it
+    // the watcher lists again after its backoff.
+    let mut listed = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        if plan
+            .nodes
+            .iter()
+            .all(|n| states.get(n).is_some_and(|(_, s)| s.settled()))
+        {
+            break;
         }
-        let stream = cluster
-            .watch_pods(&plan.namespace, &selector, &version)
-            .await?;
-        futures::pin_mut!(stream);
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            if plan
-                .nodes
-                .iter()
-                .all(|n| states.get(n).is_some_and(|(_, s)| s.settled()))
-            {
-                break 'outer;
-            }
-            if Instant::now() >= deadline {
-                break 'outer;
-            }
-            tokio::select! {
-                event = stream.next() => match event {
-                    Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => note_pod(&pod, &mut states, &mut progress_nodes),
-                    Some(Ok(WatchEvent::Deleted(pod))) => {
-                        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                            states.insert(node, (pod.name_any(), PodState::Failed("the probe pod was deleted".into())));
-                        }
-                    }
-                    Some(Ok(WatchEvent::Bookmark(_))) => {}
-                    // The watch ended or its resourceVersion expired (410): list again.
-                    Some(Ok(WatchEvent::Error(_)) | Err(_)) | None => continue 'outer,
-                },
-                _ = tick.tick() => {
-                    if let Some(reason) = daemon_set_failure(cluster, plan).await? {
-                        if Refusal::of_message(&reason) == Refusal::PodSecurity {
-                            return Err(Failure::new(Kind::Cluster, format!("Pod Security refused the probe pods: {reason}"))
-                                .hint(psa::refusal_hint(&plan.namespace)));
-                        }
-                        failed_create = Some(reason);
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            event = stream.next() => match event {
+                Some(Ok(Event::InitApply(pod) | Event::Apply(pod))) => note_pod(&pod, &mut states, &mut progress_nodes),
+                Some(Ok(Event::Delete(pod))) => {
+                    if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                        states.insert(node, (pod.name_any(), PodState::Failed("the probe pod was deleted".into())));
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => {}
+                Some(Ok(Event::InitDone)) => listed = true,
+                Some(Ok(Event::Init)) => {}
+                Some(Err(err)) if !listed => return Err(err.into()),
+                Some(Err(err)) => tracing::info!("watching the probe pods: {err}"),
+                None => break,
+            },
+            _ = tick.tick() => {
+                if let Some(reason) = daemon_set_failure(cluster, plan).await? {
+                    if Refusal::of_message(&reason) == Refusal::PodSecurity {
+                        return Err(Failure::new(Kind::Cluster, format!("Pod Security refused the probe pods: {reason}"))
+                            .hint(psa::refusal_hint(&plan.namespace)));
+                    }
+                    failed_create = Some(reason);
+                }
             }
+            _ = tokio::time::sleep_until(deadline.into()) => {}
         }
     }
     let mut ready = Vec::new();
