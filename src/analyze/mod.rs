@@ -62,6 +62,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, IsTerminal};
 use std::time::Duration;
 
+/// How far apart one connection's sightings may be unless told otherwise: `analyze --window`'s
+/// default, and the window `trace` streams its events through. It covers SYN retransmissions
+/// and the clock skew between nodes.
+pub const WINDOW: Duration = Duration::from_secs(180);
+
 /// Connections held at most while a node's end snapshot of its rules is awaited (see
 /// [`Analyzer::next_flow`]); past it the oldest is reported without the counters' verdict.
 const MAX_HELD: usize = 50_000;
@@ -135,6 +140,14 @@ impl Analyzer {
     /// What the caller knows of the cluster (trace, the lab): the verdicts rest on it beside the
     /// probes' `hello`. Give it before the events.
     pub fn set_view(&mut self, view: view::ClusterView) {
+        self.owners.set_view(view);
+    }
+
+    /// Adds addresses test connections were opened from, once they are known
+    /// ([`view::ClusterView::senders`]); before the connections they concern are taken.
+    pub fn add_senders(&mut self, senders: impl IntoIterator<Item = std::net::IpAddr>) {
+        let mut view = self.owners.view().clone();
+        view.senders.extend(senders);
         self.owners.set_view(view);
     }
 
@@ -260,12 +273,20 @@ impl Analyzer {
     }
 
     /// Closes the input and gives the whole report.
-    pub fn finish(mut self) -> Report {
+    pub fn finish(self) -> Report {
+        self.finish_after(Vec::new())
+    }
+
+    /// Closes the input and gives the whole report: `earlier` holds the connections already
+    /// taken with [`Analyzer::next_flow`], in the order they came.
+    pub fn finish_after(mut self, earlier: Vec<Flow>) -> Report {
         self.close();
+        let mut flows = earlier;
+        flows.extend(std::iter::from_fn(|| self.next_flow()));
         let mut tally = summary::Tally::default();
-        let flows: Vec<Flow> = std::iter::from_fn(|| self.next_flow())
-            .inspect(|flow| tally.add(flow))
-            .collect();
+        for flow in &flows {
+            tally.add(flow);
+        }
         let summary = self.summary(tally);
         Report::new(flows, summary)
     }

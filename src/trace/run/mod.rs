@@ -19,7 +19,6 @@ use super::report::TraceReport;
 use super::send;
 use super::teardown::{self, Scope};
 use super::TraceOptions;
-use crate::analyze::Analyzer;
 use crate::cli::{OutputFormat, TraceArgs};
 use crate::cluster::{self as cluster_api, Cluster};
 use crate::error::{Failure, Kind, Result};
@@ -113,28 +112,12 @@ pub async fn trace(
     }
 
     let capture::Captured {
-        events,
-        warnings,
+        report,
+        tokens,
         mut sent,
         probed,
     } = outcome?;
-    send::attach_sightings(&mut sent, &events);
-    let mut analyzer = Analyzer::new();
-    // The addresses test connections left from are the client by construction.
-    let mut view = topology.cluster_view();
-    view.senders = sent
-        .iter()
-        .filter_map(|s| s.local.as_deref()?.parse::<std::net::SocketAddr>().ok())
-        .map(|local| local.ip())
-        .collect();
-    analyzer.set_view(view);
-    for event in events {
-        analyzer.push(event);
-    }
-    for warning in warnings {
-        analyzer.warn(warning);
-    }
-    let report = analyzer.finish();
+    send::attach_sightings(&mut sent, &tokens);
     send::attach_flows(&mut sent, &report);
     let answered = !report.flows.is_empty();
     let (prediction, by_entry_node) = predict::predictions(&cluster, known, &report, options).await;
