@@ -40,6 +40,7 @@ pub mod view;
 
 pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
 pub use input::Problem as InputProblem;
+pub use owners::{Owners, Role};
 pub use render::{
     json::render_json,
     mermaid::{render_mermaid, render_mermaid_sections},
@@ -55,7 +56,6 @@ use groups::Groups;
 use input::{Inputs, Item};
 use model::{Flow, Report, Summary};
 use node_ifaces::NodeIfaces;
-use owners::Owners;
 use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
 use std::collections::{HashMap, HashSet, VecDeque};
