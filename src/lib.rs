@@ -1,7 +1,7 @@
 //! kubectl realip: find where SNAT rewrote the client's address on the way to a pod.
 //!
 //! The decisions are pure (correlation in [`analyze`], rules in [`explain`], rendering);
-//! what touches the world is thin: the cluster adapter in [`trace`], the netns driver in [`lab`].
+//! what touches the world is thin: the cluster adapter in [`cluster`], the netns driver in [`lab`].
 #![forbid(unsafe_code)]
 
 pub mod analyze;

@@ -1,9 +1,9 @@
 //! Deploy the probe to a live cluster, measure, report, leave nothing behind.
 //!
 //! Pure parts: [`topology`] (what to probe), [`manifests`] (what to create), [`preflight`]'s
-//! list of needed permissions, [`psa`],
-//! [`readiness`], [`collect`], [`report`]. The flow in [`flow`] drives them through the cluster
-//! adapter in [`crate::cluster`].
+//! list of needed permissions, [`psa`], [`readiness`], [`collect`], [`report`].
+//! [`run`](mod@run) drives them, phase by phase, through the cluster adapter in
+//! [`crate::cluster`].
 //!
 //! Exit codes: 0 a report with at least one connection (or a dry run); 1 the capture saw no
 //! connection; 2 bad flags; 3 the cluster refused or failed (RBAC, Pod Security, missing

@@ -2,8 +2,8 @@
 //! the run's objects, wait for the probes, follow their logs, and always remove what was
 //! created — on success, on error and on a signal.
 //!
-//! [`plan`] reads the cluster and plans the run, [`deploy`] checks and creates its objects,
-//! [`ready`] waits for the probes, [`capture`] follows their logs, and [`predict`] asks explain
+//! `plan` reads the cluster and plans the run, `deploy` checks and creates its objects,
+//! `ready` waits for the probes, `capture` follows their logs, and `predict` asks explain
 //! about the nodes the connections entered at; this module runs them in order and removes the
 //! run's objects at the end.
 
