@@ -417,6 +417,16 @@ pub fn parse_entry_point(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_analyze_window_defaults_to_the_library_one() {
+        use clap::Parser;
+        let args = Cli::try_parse_from(["kubectl-realip", "analyze", "x.jsonl"]).unwrap();
+        let Command::Analyze(args) = args.command else {
+            panic!("not analyze");
+        };
+        assert_eq!(args.window, crate::analyze::WINDOW);
+    }
     use clap::CommandFactory;
 
     #[test]

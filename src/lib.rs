@@ -30,8 +30,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Lab(args) => cmd::lab::run(&args),
         Command::LabNet(args) => cmd::lab::run_net(&args),
         Command::Explain(args) => runtime()?.block_on(cmd::explain::run(&args)),
-        Command::Trace(args) => runtime()?.block_on(trace::run(&args)),
-        Command::Cleanup(args) => runtime()?.block_on(trace::cleanup(&args)),
+        Command::Trace(args) => runtime()?.block_on(cmd::trace::run(&args)),
+        Command::Cleanup(args) => runtime()?.block_on(cmd::trace::cleanup(&args)),
         Command::Completion { shell } => {
             complete::script(shell, &mut std::io::stdout());
             Ok(())

@@ -2,12 +2,13 @@
 
 use super::error::{rbac_resource, ApiCall, CallContext, KubeError};
 use super::Clients;
-use futures::{AsyncBufRead, Stream};
+use futures::{AsyncBufRead, Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
     Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
-    WatchEvent, WatchParams,
 };
 use kube::core::NamespaceResourceScope;
+use kube::runtime::{watcher, WatchStreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
@@ -75,21 +76,21 @@ impl Cluster {
         }
     }
 
-    /// Watches pods matching `selector` from `resource_version` (no timeout on the stream).
-    pub async fn watch_pods(
+    /// The pods matching `selector`, listed then watched by kube's runtime watcher: it lists
+    /// again when a watch ends or its resourceVersion expires (410), and waits a growing backoff
+    /// (0.8 s, doubling up to 30 s) after each failed call. Both go through the stream client
+    /// (no `--request-timeout`); the stream does not end.
+    pub fn watch_pods(
         &self,
         namespace: &str,
         selector: &str,
-        resource_version: &str,
-    ) -> Result<
-        impl Stream<Item = Result<WatchEvent<k8s_openapi::api::core::v1::Pod>, kube::Error>> + use<>,
-        KubeError,
-    > {
-        let api: Api<k8s_openapi::api::core::v1::Pod> =
-            Api::namespaced(self.clients.streams.clone(), namespace);
-        api.watch(&WatchParams::default().labels(selector), resource_version)
-            .await
-            .call(ApiCall::new("watch", "pods").ns(namespace))
+    ) -> impl Stream<Item = Result<watcher::Event<Pod>, KubeError>> + use<> {
+        let api: Api<Pod> = Api::namespaced(self.clients.streams.clone(), namespace);
+        let list = ApiCall::new("list", "pods").ns(namespace);
+        let watch = ApiCall::new("watch", "pods").ns(namespace);
+        watcher(api, watcher::Config::default().labels(selector))
+            .default_backoff()
+            .map(move |event| event.map_err(|err| KubeError::from_watcher(&list, &watch, err)))
     }
 
     /// Follows a container's log (no timeout on the stream).
@@ -99,8 +100,7 @@ impl Cluster {
         pod: &str,
         container: &str,
     ) -> Result<impl AsyncBufRead + use<>, KubeError> {
-        let api: Api<k8s_openapi::api::core::v1::Pod> =
-            Api::namespaced(self.clients.streams.clone(), namespace);
+        let api: Api<Pod> = Api::namespaced(self.clients.streams.clone(), namespace);
         let params = LogParams {
             follow: true,
             container: Some(container.to_string()),
@@ -139,23 +139,12 @@ impl<K: ApiKind> Scoped<K> {
     }
 
     pub async fn list(&self, selector: Option<&str>) -> Result<Vec<K>, KubeError> {
-        Ok(self.list_with_version(selector).await?.0)
-    }
-
-    /// The items and the list's resourceVersion, to watch from.
-    pub async fn list_with_version(
-        &self,
-        selector: Option<&str>,
-    ) -> Result<(Vec<K>, String), KubeError> {
         let mut params = ListParams::default();
         if let Some(selector) = selector {
             params = params.labels(selector);
         }
         let list = self.api.list(&params).await.call(self.call("list", None))?;
-        Ok((
-            list.items,
-            list.metadata.resource_version.unwrap_or_default(),
-        ))
+        Ok(list.items)
     }
 
     pub async fn list_fields(&self, fields: &str) -> Result<Vec<K>, KubeError> {

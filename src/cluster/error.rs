@@ -3,6 +3,7 @@
 use super::refusal::Refusal;
 use super::transport::{chain, find, Transport};
 use crate::error::{Failure, Kind};
+use kube::runtime::watcher;
 use std::fmt;
 use std::time::Duration;
 
@@ -126,6 +127,23 @@ impl KubeError {
             other => KubeError::Other {
                 call,
                 message: error_chain(&other),
+            },
+        }
+    }
+
+    /// Classifies an error of kube's runtime watcher: of its `list` call or of its `watch`.
+    pub fn from_watcher(list: &ApiCall, watch: &ApiCall, err: watcher::Error) -> Self {
+        match err {
+            watcher::Error::InitialListFailed(err) => KubeError::from_kube(list.clone(), err),
+            watcher::Error::WatchStartFailed(err) | watcher::Error::WatchFailed(err) => {
+                KubeError::from_kube(watch.clone(), err)
+            }
+            watcher::Error::WatchError(status) => {
+                KubeError::from_kube(watch.clone(), kube::Error::Api(status))
+            }
+            other @ watcher::Error::NoResourceVersion => KubeError::Other {
+                call: Box::new(list.clone()),
+                message: other.to_string(),
             },
         }
     }

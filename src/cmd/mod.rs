@@ -4,3 +4,4 @@
 pub mod analyze;
 pub mod explain;
 pub mod lab;
+pub mod trace;

@@ -17,8 +17,11 @@
 //! ([`route_to_other_pods`]). Nothing is created outside the run's namespaces.
 
 use crate::analyze::view::{ClusterView, NodeView, PodView};
+use crate::analyze::{Owners, Role};
+use realip_probe::wire::{IfaceKind, Interface, LinkType};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::LazyLock;
 
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 /// The load balancer's leg towards the client.
@@ -452,32 +455,79 @@ fn uplink(ns: &str, vpc: &str, port: &str, addr: Ipv4Addr) -> Vec<Argv> {
     ]
 }
 
-/// Who owns an address of the lab, in words ("node-a", "cbr0 of node-a", "pod app-a", "the client").
+/// Who owns an address of the lab, in words ("node-a", "cbr0 of node-a", "pod app-a", "the client"):
+/// analyze's resolver, fed the lab's cluster view and what its hosts' probes announce. The client
+/// is left out of the view on purpose (the analysis must tell it from the evidence); the lab
+/// names it from its own knowledge.
 pub fn owner_of(addr: std::net::IpAddr) -> Option<String> {
-    let std::net::IpAddr::V4(addr) = addr else {
-        return None;
-    };
-    if addr == CLIENT_IP {
+    static RESOLVER: LazyLock<Owners> = LazyLock::new(|| {
+        let mut owners = Owners::default();
+        owners.set_view(cluster_view(&[]));
+        for (host, interfaces) in announced() {
+            owners.add_node(host, &interfaces);
+        }
+        owners
+    });
+    if addr == std::net::IpAddr::V4(CLIENT_IP) {
         return Some("the client".into());
     }
-    if addr == VIP || addr == CLB_VPC_IP || addr == CLB_INET_IP {
-        return Some("clb".into());
+    match RESOLVER.role(addr)? {
+        Role::LoadBalancer => Some("clb".into()),
+        Role::Node { node, .. } if node == "clb" => Some(node),
+        Role::Node {
+            node,
+            iface: Some(iface),
+        } if iface != "eth0" => Some(format!("{iface} of {node}")),
+        Role::Node { node, .. } => Some(node),
+        Role::Pod {
+            name: Some(name), ..
+        } => Some(format!("pod {name}")),
+        Role::Pod { name: None, .. } | Role::ClusterIp | Role::Sender => None,
     }
+}
+
+/// The interfaces with addresses each probed host of the lab announces in its `hello`: a node's
+/// uplink (its InternalIP), its pod bridge and its second NIC; the load balancer's two legs and
+/// the VIP on its loopback.
+fn announced() -> Vec<(&'static str, Vec<Interface>)> {
+    let iface = |index, name: &str, kind, address: String| Interface {
+        index,
+        name: name.to_string(),
+        kind,
+        link_type: LinkType::Ethernet,
+        addresses: vec![address],
+        mtu: 1500,
+        mac: None,
+    };
+    let mut hosts = vec![(
+        "clb",
+        vec![
+            iface(1, "lo", IfaceKind::Loopback, format!("{VIP}/32")),
+            iface(2, "inet0", IfaceKind::Uplink, format!("{CLB_INET_IP}/24")),
+            iface(3, "eth0", IfaceKind::Uplink, format!("{CLB_VPC_IP}/24")),
+        ],
+    )];
     for node in Node::ALL {
-        if addr == node.ip() {
-            return Some(node.name().into());
-        }
-        if addr == node.cbr0_ip() {
-            return Some(format!("cbr0 of {node}"));
-        }
-        if addr == node.second_nic_ip() {
-            return Some(format!("{SECOND_NIC} of {node}"));
-        }
+        hosts.push((
+            node.name(),
+            vec![
+                iface(2, "eth0", IfaceKind::Uplink, format!("{}/24", node.ip())),
+                iface(
+                    3,
+                    "cbr0",
+                    IfaceKind::Bridge,
+                    format!("{}/24", node.cbr0_ip()),
+                ),
+                iface(
+                    4,
+                    SECOND_NIC,
+                    IfaceKind::Uplink,
+                    format!("{}/24", node.second_nic_ip()),
+                ),
+            ],
+        ));
     }
-    Pod::ALL
-        .into_iter()
-        .find(|pod| pod.ip() == addr)
-        .map(|pod| format!("pod {pod}"))
+    hosts
 }
 
 /// What the lab's cluster knows beside the probes, as `trace` reads it from the API server: the
@@ -585,6 +635,18 @@ mod tests {
         assert_eq!(owner_of(Pod::Toolbox.ip().into()).unwrap(), "pod toolbox");
         assert_eq!(host_of(VIP.into()), Some(Host::Clb));
         assert_eq!(owner_of("8.8.8.8".parse().unwrap()), None);
+        for clb in [VIP, CLB_VPC_IP, CLB_INET_IP] {
+            assert_eq!(owner_of(clb.into()).unwrap(), "clb");
+        }
+        assert_eq!(owner_of(CLIENT_IP.into()).unwrap(), "the client");
+        assert_eq!(owner_of(Node::A.ip().into()).unwrap(), "node-a");
+        assert_eq!(
+            owner_of(Node::B.second_nic_ip().into()).unwrap(),
+            "eth1 of node-b"
+        );
+        assert_eq!(owner_of(Pod::AppA.ip().into()).unwrap(), "pod app-a");
+        // A pod address no pod holds is not named.
+        assert_eq!(owner_of("198.18.1.99".parse().unwrap()), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Probe log lines in, events out: decoded, deduplicated across reconnects, counted per node,
-//! and checked against the stop conditions (`--flows N`, every probe said bye).
+//! and checked against the stop conditions (`--flows N`, every probe said bye). Each event
+//! taken is handed back at once (trace streams it into the analyzer): none is kept here.
 //!
 //! A stop does not end the capture at once: each probe's stream is drained up to the moment
 //! of the stop, which its heartbeat (the `stats` it writes every second, carrying its clock)
@@ -28,7 +29,6 @@ pub const STOP_MARGIN_NS: u64 = 500_000_000;
 
 #[derive(Debug, Default)]
 pub struct Collector {
-    events: Vec<Event>,
     /// Hashes of (pod, line) already taken: a re-followed log repeats what it sent before.
     seen: HashSet<u64>,
     nodes: BTreeMap<String, NodeCount>,
@@ -65,35 +65,33 @@ impl Collector {
         self.nodes.entry(node.to_string()).or_default();
     }
 
-    /// Takes one log line of `pod`; returns whether it was new.
-    pub fn push_line(&mut self, pod: &str, node: &str, line: &str) -> bool {
+    /// Takes one log line of `pod`: the event it holds, when the line is new and the event is
+    /// taken (after a stop, only the connections already begun are).
+    pub fn push_line(&mut self, pod: &str, node: &str, line: &str) -> Option<Event> {
         let line = line.trim();
         if line.is_empty() {
-            return false;
+            return None;
         }
         let mut hasher = DefaultHasher::new();
         (pod, line).hash(&mut hasher);
         if !self.seen.insert(hasher.finish()) {
-            return false;
+            return None;
         }
         match wire::decode_line(line) {
-            Ok(event) => {
-                self.take(node, event);
-                true
-            }
+            Ok(event) => self.take(node, event),
             Err(err @ wire::DecodeError::NewerSchema { .. }) => {
                 self.warn_once(format!("probe on {node}: {err}"));
-                false
+                None
             }
             Err(_) => {
                 // A partial last line of a broken stream, or the shell's own messages.
                 self.undecodable += 1;
-                false
+                None
             }
         }
     }
 
-    fn take(&mut self, node: &str, event: Event) {
+    fn take(&mut self, node: &str, event: Event) -> Option<Event> {
         let ts = event.ts_ns().unwrap_or(0);
         let count = self.nodes.entry(node.to_string()).or_default();
         count.clock_ns = count.clock_ns.max(ts);
@@ -106,7 +104,7 @@ impl Collector {
                 _ => true,
             };
             if !known {
-                return;
+                return None;
             }
         }
         match &event {
@@ -133,7 +131,7 @@ impl Collector {
             }
             _ => {}
         }
-        self.events.push(event);
+        Some(event)
     }
 
     /// Records a problem for the report, once.
@@ -179,8 +177,8 @@ impl Collector {
         !self.nodes.is_empty() && self.nodes.values().all(|n| n.said_bye)
     }
 
-    /// The events and the problems met, for the analysis.
-    pub fn finish(mut self) -> (Vec<Event>, Vec<String>) {
+    /// The problems met, for the analysis.
+    pub fn finish(mut self) -> Vec<String> {
         if self.undecodable > 0 {
             self.warnings.push(format!(
                 "{} probe log lines were not events and were skipped",
@@ -194,7 +192,7 @@ impl Collector {
                 ));
             }
         }
-        (self.events, self.warnings)
+        self.warnings
     }
 }
 
@@ -249,7 +247,7 @@ mod tests {
         let mut c = Collector::new([]);
         c.expect_version("0.2.0");
         c.push_line("pa", "a", &hello("a"));
-        let (_, warnings) = c.finish();
+        let warnings = c.finish();
         assert_eq!(
             warnings,
             ["the probe on a is version 0.1.0, this plugin carries 0.2.0: events it added or changed may be missing"]
@@ -262,20 +260,27 @@ mod tests {
         c.expect_version("0.1.0");
         c.expect("a");
         c.expect("b");
-        assert!(c.push_line("pa", "a", &hello("a")));
-        assert!(c.push_line("pa", "a", &syn("a", 1, "198.51.100.1")));
+        let mut events = Vec::new();
+        let mut push = |c: &mut Collector, pod: &str, node: &str, line: &str| {
+            let event = c.push_line(pod, node, line);
+            let taken = event.is_some();
+            events.extend(event);
+            taken
+        };
+        assert!(push(&mut c, "pa", "a", &hello("a")));
+        assert!(push(&mut c, "pa", "a", &syn("a", 1, "198.51.100.1")));
         // The stream broke and was followed again from the start.
-        assert!(!c.push_line("pa", "a", &hello("a")));
-        assert!(!c.push_line("pa", "a", &syn("a", 1, "198.51.100.1")));
-        assert!(c.push_line("pb", "b", &syn("b", 1, "10.244.1.5")));
-        assert!(!c.push_line("pb", "b", "{\"v\":1,\"type\":\"sy"));
+        assert!(!push(&mut c, "pa", "a", &hello("a")));
+        assert!(!push(&mut c, "pa", "a", &syn("a", 1, "198.51.100.1")));
+        assert!(push(&mut c, "pb", "b", &syn("b", 1, "10.244.1.5")));
+        assert!(!push(&mut c, "pb", "b", "{\"v\":1,\"type\":\"sy"));
         assert_eq!(c.nodes()["a"].syns, 1);
         assert_eq!(c.complete_flows(), 1);
         assert!(!c.all_done());
-        c.push_line("pa", "a", &bye("a"));
-        c.push_line("pb", "b", &bye("b"));
+        push(&mut c, "pa", "a", &bye("a"));
+        push(&mut c, "pb", "b", &bye("b"));
         assert!(c.all_done());
-        let (events, warnings) = c.finish();
+        let warnings = c.finish();
         assert_eq!(events.len(), 5);
         assert_eq!(
             warnings,
@@ -299,23 +304,23 @@ mod tests {
     fn a_stop_waits_for_every_stream_and_takes_only_connections_already_begun() {
         const S: u64 = 1_000_000_000;
         let mut c = Collector::new(["10.244.1.5".parse().unwrap()]);
+        let mut events = Vec::new();
         c.expect("a");
         c.expect("b");
-        c.push_line("pa", "a", &hello("a"));
+        events.extend(c.push_line("pa", "a", &hello("a")));
         // node-a forwards connection 7 to the pod: it looks complete, node-b has said nothing.
-        c.push_line("pa", "a", &syn_at("a", 7, "10.244.1.5", 10 * S));
+        events.extend(c.push_line("pa", "a", &syn_at("a", 7, "10.244.1.5", 10 * S)));
         assert_eq!(c.complete_flows(), 1);
         c.stop();
         assert_eq!(c.lagging(), ["a", "b"]);
         // node-a's heartbeat comes past the stop and margin; node-b's stream is still behind.
-        c.push_line("pa", "a", &heartbeat("a", 10 * S + STOP_MARGIN_NS));
+        events.extend(c.push_line("pa", "a", &heartbeat("a", 10 * S + STOP_MARGIN_NS)));
         assert_eq!(c.lagging(), ["b"]);
         // A connection that began after the stop is not taken; connection 7's next hop is.
-        c.push_line("pa", "a", &syn_at("a", 8, "10.244.1.5", 11 * S));
-        c.push_line("pb", "b", &syn_at("b", 7, "10.244.1.5", 10 * S + 1_000));
-        c.push_line("pb", "b", &heartbeat("b", 11 * S));
+        events.extend(c.push_line("pa", "a", &syn_at("a", 8, "10.244.1.5", 11 * S)));
+        events.extend(c.push_line("pb", "b", &syn_at("b", 7, "10.244.1.5", 10 * S + 1_000)));
+        events.extend(c.push_line("pb", "b", &heartbeat("b", 11 * S)));
         assert!(c.lagging().is_empty());
-        let (events, _) = c.finish();
         let isns: Vec<u32> = events
             .iter()
             .filter_map(|e| match e {

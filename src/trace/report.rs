@@ -4,6 +4,7 @@
 use super::topology::Topology;
 use crate::analyze::model::{AttributionStatus, ClientKind, Flow, Report, TranslationKind};
 use crate::analyze::render::attribution::{owner_words, rule_place};
+use crate::analyze::{Owners, Role};
 use crate::explain::model::{Explanation, L4Source, Origin, OriginVerdict};
 use crate::output::{BAD, DIM, HEAD, WARN};
 use anstyle::Style;
@@ -13,10 +14,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
-/// Who owns an address, from the cluster's objects.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Who owns an address: analyze's resolver, fed the cluster view trace read (the nodes, the
+/// Service's pods, its load balancer and cluster addresses), in the report's words.
+#[derive(Debug, Default)]
 pub struct AddressBook {
-    names: BTreeMap<IpAddr, Owner>,
+    owners: Owners,
+    /// `namespace/name` of the Service traced.
+    service: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,55 +49,30 @@ impl Owner {
 
 impl AddressBook {
     pub fn from_topology(topology: &Topology) -> Self {
-        let service = topology.service.qualified();
-        let mut names = BTreeMap::new();
-        let mut add = |address: &str, owner: Owner| {
-            if let Ok(ip) = address.parse::<IpAddr>() {
-                names.entry(ip).or_insert(owner);
-            }
-        };
-        for node in &topology.nodes {
-            for (_, address) in &node.addresses {
-                add(
-                    address,
-                    Owner::Node {
-                        name: node.name.clone(),
-                    },
-                );
-            }
+        let mut owners = Owners::default();
+        owners.set_view(topology.cluster_view());
+        AddressBook {
+            owners,
+            service: topology.service.qualified(),
         }
-        for (address, endpoint) in topology.addresses() {
-            if let Some(pod) = &endpoint.pod {
-                add(
-                    address,
-                    Owner::Pod {
-                        name: format!("{}/{pod}", topology.namespace()),
-                        node: endpoint.node.clone(),
-                    },
-                );
-            }
-        }
-        for ingress in &topology.service.lb_ingress {
-            add(
-                &ingress.address,
-                Owner::LoadBalancer {
-                    service: service.clone(),
-                },
-            );
-        }
-        for ip in &topology.service.cluster_ips {
-            add(
-                &ip.to_string(),
-                Owner::ClusterIp {
-                    service: service.clone(),
-                },
-            );
-        }
-        AddressBook { names }
     }
 
-    pub fn owner(&self, ip: &IpAddr) -> Option<&Owner> {
-        self.names.get(ip)
+    /// The owner the cluster's objects name; a pod only when it is one of the Service's.
+    pub fn owner(&self, ip: &IpAddr) -> Option<Owner> {
+        match self.owners.role(*ip)? {
+            Role::Node { node, .. } => Some(Owner::Node { name: node }),
+            Role::Pod {
+                name: Some(name),
+                node,
+            } => Some(Owner::Pod { name, node }),
+            Role::LoadBalancer => Some(Owner::LoadBalancer {
+                service: self.service.clone(),
+            }),
+            Role::ClusterIp => Some(Owner::ClusterIp {
+                service: self.service.clone(),
+            }),
+            Role::Pod { name: None, .. } | Role::Sender => None,
+        }
     }
 
     /// The names of the addresses a report mentions.

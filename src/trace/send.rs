@@ -137,6 +137,15 @@ pub fn attach_sightings(sent: &mut [Sent], events: &[realip_probe::wire::Event])
     }
 }
 
+/// The addresses test connections were opened from: a source that is one of them is the
+/// client by construction.
+pub fn senders(sent: &[Sent]) -> Vec<std::net::IpAddr> {
+    sent.iter()
+        .filter_map(|s| s.local.as_deref()?.parse::<std::net::SocketAddr>().ok())
+        .map(|local| local.ip())
+        .collect()
+}
+
 /// Every way in: each LB ingress address × Service port, each probed node's addresses ×
 /// NodePort; `--send-to` replaces them.
 pub fn entry_points(topology: &Topology, probed: &[String], send_to: &[String]) -> Vec<String> {

@@ -75,7 +75,7 @@ fn managed(api: &FakeApi) -> Vec<String> {
 async fn removes_every_run_and_only_namespaces_it_created() {
     let api = FakeApi::start().await;
     leftovers(&api);
-    kubectl_realip::trace::cleanup(&args(&api, &[]))
+    kubectl_realip::cmd::trace::cleanup(&args(&api, &[]))
         .await
         .unwrap();
     assert!(managed(&api).is_empty(), "{:?}", managed(&api));
@@ -98,7 +98,7 @@ async fn dry_run_removes_nothing() {
     let api = FakeApi::start().await;
     leftovers(&api);
     let before = managed(&api);
-    kubectl_realip::trace::cleanup(&args(&api, &["--dry-run"]))
+    kubectl_realip::cmd::trace::cleanup(&args(&api, &["--dry-run"]))
         .await
         .unwrap();
     assert_eq!(managed(&api), before);
@@ -110,7 +110,7 @@ async fn refused_deletes_are_reported() {
     let api = FakeApi::start().await;
     leftovers(&api);
     api.forbid("delete", "daemonsets");
-    let failure = kubectl_realip::trace::cleanup(&args(&api, &[]))
+    let failure = kubectl_realip::cmd::trace::cleanup(&args(&api, &[]))
         .await
         .unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);

@@ -131,7 +131,7 @@ async fn dry_run_yaml_is_valid_kubernetes_as_printed() {
         cluster::web_shop(&api);
         let mut extra = vec!["--dry-run"];
         extra.extend_from_slice(delivery);
-        let traced = trace::flow::trace(&args(&api, &extra), &options(), std::future::pending())
+        let traced = trace::run::trace(&args(&api, &extra), &options(), std::future::pending())
             .await
             .expect("dry run");
         let kinds: Vec<&str> = traced
@@ -168,7 +168,7 @@ async fn what_a_run_creates_is_valid_kubernetes() {
         let mut extra = vec!["--probe-namespace", "realip-schema"];
         extra.extend_from_slice(delivery);
         // No connection comes: the run ends with "no answer", after creating everything.
-        let _ = trace::flow::trace(&args(&api, &extra), &options(), std::future::pending()).await;
+        let _ = trace::run::trace(&args(&api, &extra), &options(), std::future::pending()).await;
         let mut created = Vec::new();
         for change in api.history() {
             let plugins = ["namespaces", "jobs", "configmaps", "daemonsets"];

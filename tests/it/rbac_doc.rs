@@ -94,7 +94,7 @@ fn probe_extras() -> [Grant; 2] {
     [grant("", "pods", "create"), grant("", "events", "list")]
 }
 
-/// What trace reads before it plans the run (`trace::flow`).
+/// What trace reads before it plans the run (`trace::run`).
 fn trace_reads() -> [Grant; 4] {
     [
         grant("", "services", "get"),

@@ -43,8 +43,8 @@ fn args(api: &FakeApi, extra: &[&str]) -> TraceArgs {
 }
 
 /// A trace with `extra` flags against the fake API, never interrupted.
-async fn run(api: &FakeApi, extra: &[&str]) -> kubectl_realip::error::Result<trace::flow::Traced> {
-    trace::flow::trace(&args(api, extra), &options(), std::future::pending()).await
+async fn run(api: &FakeApi, extra: &[&str]) -> kubectl_realip::error::Result<trace::run::Traced> {
+    trace::run::trace(&args(api, extra), &options(), std::future::pending()).await
 }
 
 fn options() -> TraceOptions {
@@ -406,7 +406,7 @@ async fn rbac_refusal_names_verb_and_resource_and_cleans_up() {
 async fn service_errors_are_clear_and_create_nothing() {
     let api = FakeApi::start().await;
     cluster(&api);
-    let missing = trace::flow::trace(
+    let missing = trace::run::trace(
         &{
             let mut a = args(&api, &[]);
             a.target = "svc/nope".into();
@@ -427,7 +427,7 @@ async fn service_errors_are_clear_and_create_nothing() {
     api.insert(&headless);
     let mut a = args(&api, &[]);
     a.target = "svc/db".into();
-    let failure = trace::flow::trace(&a, &options(), std::future::pending())
+    let failure = trace::run::trace(&a, &options(), std::future::pending())
         .await
         .unwrap_err();
     assert!(failure.message.contains("headless"), "{failure}");
@@ -440,7 +440,7 @@ async fn service_errors_are_clear_and_create_nothing() {
         31081,
     ));
     a.target = "service/empty".into();
-    let failure = trace::flow::trace(&a, &options(), std::future::pending())
+    let failure = trace::run::trace(&a, &options(), std::future::pending())
         .await
         .unwrap_err();
     assert!(failure.message.contains("no ready endpoints"), "{failure}");
@@ -574,7 +574,7 @@ async fn interruption_removes_everything() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let failure = trace::flow::trace(&args(&api, &["--duration", "60s"]), &options(), interrupt)
+    let failure = trace::run::trace(&args(&api, &["--duration", "60s"]), &options(), interrupt)
         .await
         .unwrap_err();
     assert_eq!(failure.kind, Kind::Interrupted);
@@ -608,7 +608,7 @@ async fn a_prediction_that_disagrees_is_flagged_loudly() {
         }))
         .unwrap(),
     );
-    let traced = trace::flow::trace(&args(&api, &[]), &options, std::future::pending())
+    let traced = trace::run::trace(&args(&api, &[]), &options, std::future::pending())
         .await
         .unwrap();
     let text = kubectl_realip::output::plain(&traced.output);
@@ -851,7 +851,7 @@ async fn a_rule_of_another_component_than_explain_predicted_is_flagged() {
         }))
         .unwrap(),
     );
-    let traced = trace::flow::trace(
+    let traced = trace::run::trace(
         &args(&api, &["--evidence"]),
         &options,
         std::future::pending(),
@@ -878,7 +878,7 @@ async fn a_rule_of_another_component_than_explain_predicted_is_flagged() {
     let api = FakeApi::start().await;
     cluster(&api);
     cluster::run_daemonsets(&api, with_evidence("calico"));
-    let traced = trace::flow::trace(
+    let traced = trace::run::trace(
         &args(&api, &["--evidence", "-o", "json"]),
         &options,
         std::future::pending(),
@@ -1024,7 +1024,7 @@ async fn an_unreachable_api_is_a_clear_cluster_error() {
         Command::Trace(args) => args,
         other => panic!("{other:?}"),
     };
-    let failure = trace::flow::trace(&args, &options(), std::future::pending())
+    let failure = trace::run::trace(&args, &options(), std::future::pending())
         .await
         .unwrap_err();
     assert_eq!(failure.kind, Kind::Cluster);
@@ -1135,7 +1135,7 @@ async fn max_syns_stops_the_capture_and_says_so() {
     cluster::run_daemonsets(&api, fates);
     let traced = tokio::time::timeout(
         Duration::from_secs(30),
-        trace::flow::trace(
+        trace::run::trace(
             &args(
                 &api,
                 &["--duration", "10m", "--max-syns", "4", "-o", "json"],
@@ -1641,4 +1641,32 @@ async fn each_measurement_is_set_beside_the_prediction_for_its_own_path() {
         ) && text.contains("\n    node-port via node-port: pod sees node"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_watch_of_the_probe_pods_is_retried_after_a_backoff() {
+    let api = FakeApi::start().await;
+    cluster(&api);
+    cluster::run_daemonsets(&api, snat_via_node_a(false));
+    // The first watch of the probe pods fails: the watcher waits its backoff, then lists and
+    // watches again, and the run goes on.
+    api.fault(support::Fault {
+        verb: "watch".into(),
+        resource: "pods".into(),
+        name: None,
+        code: 500,
+        message: Some("etcd leader changed".into()),
+        times: Some(1),
+    });
+    let traced = run(&api, &[]).await.unwrap();
+    assert!(traced.answered, "{}", traced.output);
+    // Watched again from where the failed watch began: nothing was missed, nothing listed again.
+    let watches: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| s.verb == "watch" && s.resource == "pods")
+        .map(|s| s.query.clone())
+        .collect();
+    assert_eq!(watches.len(), 2, "{watches:?}");
+    assert_eq!(watches[0], watches[1]);
 }

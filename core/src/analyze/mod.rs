@@ -37,6 +37,7 @@ pub mod view;
 pub use correlate::{RETRY_WINDOW_NS, SAME_NODE_WINDOW_NS};
 pub use files::Files;
 pub use input::Problem as InputProblem;
+pub use owners::{Owners, Role};
 pub use render::Sink;
 pub use render::{
     json::render_json,
@@ -50,13 +51,17 @@ use groups::Groups;
 use input::{Inputs, Item};
 use model::{Flow, Report, Summary};
 use node_ifaces::NodeIfaces;
-use owners::Owners;
 use realip_probe::wire::Event;
 use sighting::{Names, Sighting};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How far apart one connection's sightings may be unless told otherwise: `analyze --window`'s
+/// default, and the window `trace` streams its events through. It covers SYN retransmissions
+/// and the clock skew between nodes.
+pub const WINDOW: Duration = Duration::from_secs(180);
 
 /// Connections held at most while a node's end snapshot of its rules is awaited (see
 /// [`Analyzer::next_flow`]); past it the oldest is reported without the counters' verdict.
@@ -131,6 +136,14 @@ impl Analyzer {
     /// What the caller knows of the cluster (trace, the lab): the verdicts rest on it beside the
     /// probes' `hello`. Give it before the events.
     pub fn set_view(&mut self, view: view::ClusterView) {
+        self.owners.set_view(view);
+    }
+
+    /// Adds addresses test connections were opened from, once they are known
+    /// ([`view::ClusterView::senders`]); before the connections they concern are taken.
+    pub fn add_senders(&mut self, senders: impl IntoIterator<Item = std::net::IpAddr>) {
+        let mut view = self.owners.view().clone();
+        view.senders.extend(senders);
         self.owners.set_view(view);
     }
 
@@ -256,12 +269,20 @@ impl Analyzer {
     }
 
     /// Closes the input and gives the whole report.
-    pub fn finish(mut self) -> Report {
+    pub fn finish(self) -> Report {
+        self.finish_after(Vec::new())
+    }
+
+    /// Closes the input and gives the whole report: `earlier` holds the connections already
+    /// taken with [`Analyzer::next_flow`], in the order they came.
+    pub fn finish_after(mut self, earlier: Vec<Flow>) -> Report {
         self.close();
+        let mut flows = earlier;
+        flows.extend(std::iter::from_fn(|| self.next_flow()));
         let mut tally = summary::Tally::default();
-        let flows: Vec<Flow> = std::iter::from_fn(|| self.next_flow())
-            .inspect(|flow| tally.add(flow))
-            .collect();
+        for flow in &flows {
+            tally.add(flow);
+        }
         let summary = self.summary(tally);
         Report::new(flows, summary)
     }

@@ -57,7 +57,7 @@ fn to_controller(controller: &ServiceBackends, reached: Option<Trail>) -> Trail 
 }
 
 /// What the pod sees through `ingress`, served by ingress-nginx; `reached` is what a client
-/// outside reaches the controller's pod by (see [`to_controller`]).
+/// outside reaches the controller's pod by (see `to_controller`).
 pub fn through(facts: &Facts, ingress: &IngressFacts, reached: Option<Trail>) -> Trail {
     let Some(nginx) = &facts.nginx else {
         let mut trail = Trail::start("client", L4Source::Client);
