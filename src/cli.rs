@@ -161,7 +161,8 @@ pub struct TraceArgs {
     /// Open test connections (TCP and an HTTP GET with a unique token) to every entry point.
     #[arg(long)]
     pub send: bool,
-    /// With --send: only these entry points (ADDR:PORT, HOST:PORT or [IPv6]:PORT, repeatable).
+    /// With --send: only these entry points (ADDR:PORT or HOST:PORT, an IPv6 ADDR in
+    /// brackets; repeatable).
     #[arg(long = "send-to", value_name = "ADDR:PORT", value_parser = parse_entry_point)]
     pub send_to: Vec<String>,
     /// Read forwarding headers (X-Forwarded-For, X-Real-IP, Forwarded, PROXY) of first data segments.

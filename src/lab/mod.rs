@@ -23,6 +23,7 @@ pub mod scenario;
 pub mod state;
 pub mod topology;
 pub mod verdict;
+pub mod view;
 
 use crate::error::{Failure, Kind, Result};
 use driver::{ScenarioRun, Tools};

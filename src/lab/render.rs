@@ -1,8 +1,8 @@
 //! What the lab prints: each scenario's report, the closing table, the JSON list, the diagrams.
 
 use super::driver::ScenarioRun;
-use super::topology::owner_of;
 use super::verdict::Check;
+use super::view::owner_of;
 use crate::analyze::{self, model::Flow};
 use crate::output::{wrap, BAD, DIM, GOOD, HEAD, WIDTH};
 use serde::Serialize;

@@ -16,12 +16,8 @@
 //! own) on 198.19.254.0/24. Routes use the second network only where a scenario says so
 //! ([`route_to_other_pods`]). Nothing is created outside the run's namespaces.
 
-use crate::analyze::view::{ClusterView, NodeView, PodView};
-use crate::analyze::{Owners, Role};
-use realip_probe::wire::{IfaceKind, Interface, LinkType};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::LazyLock;
 
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 /// The load balancer's leg towards the client.
@@ -455,120 +451,6 @@ fn uplink(ns: &str, vpc: &str, port: &str, addr: Ipv4Addr) -> Vec<Argv> {
     ]
 }
 
-/// Who owns an address of the lab, in words ("node-a", "cbr0 of node-a", "pod app-a", "the client"):
-/// analyze's resolver, fed the lab's cluster view and what its hosts' probes announce. The client
-/// is left out of the view on purpose (the analysis must tell it from the evidence); the lab
-/// names it from its own knowledge.
-pub fn owner_of(addr: std::net::IpAddr) -> Option<String> {
-    static RESOLVER: LazyLock<Owners> = LazyLock::new(|| {
-        let mut owners = Owners::default();
-        owners.set_view(cluster_view(&[]));
-        for (host, interfaces) in announced() {
-            owners.add_node(host, &interfaces);
-        }
-        owners
-    });
-    if addr == std::net::IpAddr::V4(CLIENT_IP) {
-        return Some("the client".into());
-    }
-    match RESOLVER.role(addr)? {
-        Role::LoadBalancer => Some("clb".into()),
-        Role::Node { node, .. } if node == "clb" => Some(node),
-        Role::Node {
-            node,
-            iface: Some(iface),
-        } if iface != "eth0" => Some(format!("{iface} of {node}")),
-        Role::Node { node, .. } => Some(node),
-        Role::Pod {
-            name: Some(name), ..
-        } => Some(format!("pod {name}")),
-        Role::Pod { name: None, .. } | Role::ClusterIp | Role::Sender => None,
-    }
-}
-
-/// The interfaces with addresses each probed host of the lab announces in its `hello`: a node's
-/// uplink (its InternalIP), its pod bridge and its second NIC; the load balancer's two legs and
-/// the VIP on its loopback.
-fn announced() -> Vec<(&'static str, Vec<Interface>)> {
-    let iface = |index, name: &str, kind, address: String| Interface {
-        index,
-        name: name.to_string(),
-        kind,
-        link_type: LinkType::Ethernet,
-        addresses: vec![address],
-        mtu: 1500,
-        mac: None,
-    };
-    let mut hosts = vec![(
-        "clb",
-        vec![
-            iface(1, "lo", IfaceKind::Loopback, format!("{VIP}/32")),
-            iface(2, "inet0", IfaceKind::Uplink, format!("{CLB_INET_IP}/24")),
-            iface(3, "eth0", IfaceKind::Uplink, format!("{CLB_VPC_IP}/24")),
-        ],
-    )];
-    for node in Node::ALL {
-        hosts.push((
-            node.name(),
-            vec![
-                iface(2, "eth0", IfaceKind::Uplink, format!("{}/24", node.ip())),
-                iface(
-                    3,
-                    "cbr0",
-                    IfaceKind::Bridge,
-                    format!("{}/24", node.cbr0_ip()),
-                ),
-                iface(
-                    4,
-                    SECOND_NIC,
-                    IfaceKind::Uplink,
-                    format!("{}/24", node.second_nic_ip()),
-                ),
-            ],
-        ));
-    }
-    hosts
-}
-
-/// What the lab's cluster knows beside the probes, as `trace` reads it from the API server: the
-/// nodes with their pod CIDRs, the pods, and the Services' addresses. The client is not in it:
-/// the analysis must tell it from the evidence, as it must on a real cluster.
-pub fn cluster_view(services: &[super::kube_proxy::Service]) -> ClusterView {
-    let ip = |v4: Ipv4Addr| std::net::IpAddr::V4(v4);
-    ClusterView {
-        nodes: Node::ALL
-            .into_iter()
-            .map(|node| NodeView {
-                name: node.name().to_string(),
-                addresses: vec![ip(node.ip())],
-                pod_cidrs: vec![(ip(Ipv4Addr::new(198, 18, node.index(), 0)), 24)],
-            })
-            .collect(),
-        pods: Pod::ALL
-            .into_iter()
-            .map(|pod| PodView {
-                name: pod.name().to_string(),
-                ip: ip(pod.ip()),
-                node: Some(pod.node().name().to_string()),
-                host_network: false,
-            })
-            .collect(),
-        lb_addresses: services
-            .iter()
-            .filter_map(|s| s.load_balancer_ip)
-            .map(ip)
-            .collect(),
-        lb_node_ports: services
-            .iter()
-            .filter(|s| s.load_balancer_ip.is_some())
-            .filter_map(|s| s.node_port)
-            .collect(),
-        cluster_ips: services.iter().map(|s| ip(s.cluster_ip)).collect(),
-        senders: Vec::new(),
-        unseen_delivery: None,
-    }
-}
-
 /// The host an address belongs to (the VIP and both legs of the load balancer are one host).
 pub fn host_of(addr: std::net::IpAddr) -> Option<Host> {
     let std::net::IpAddr::V4(addr) = addr else {
@@ -626,27 +508,8 @@ mod tests {
     }
 
     #[test]
-    fn owners_name_every_address() {
-        assert_eq!(
-            owner_of(Node::A.cbr0_ip().into()).unwrap(),
-            "cbr0 of node-a"
-        );
-        assert_eq!(owner_of(Node::B.ip().into()).unwrap(), "node-b");
-        assert_eq!(owner_of(Pod::Toolbox.ip().into()).unwrap(), "pod toolbox");
+    fn the_load_balancers_addresses_are_one_host() {
         assert_eq!(host_of(VIP.into()), Some(Host::Clb));
-        assert_eq!(owner_of("8.8.8.8".parse().unwrap()), None);
-        for clb in [VIP, CLB_VPC_IP, CLB_INET_IP] {
-            assert_eq!(owner_of(clb.into()).unwrap(), "clb");
-        }
-        assert_eq!(owner_of(CLIENT_IP.into()).unwrap(), "the client");
-        assert_eq!(owner_of(Node::A.ip().into()).unwrap(), "node-a");
-        assert_eq!(
-            owner_of(Node::B.second_nic_ip().into()).unwrap(),
-            "eth1 of node-b"
-        );
-        assert_eq!(owner_of(Pod::AppA.ip().into()).unwrap(), "pod app-a");
-        // A pod address no pod holds is not named.
-        assert_eq!(owner_of("198.18.1.99".parse().unwrap()), None);
     }
 
     #[test]

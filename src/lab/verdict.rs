@@ -6,7 +6,8 @@ use super::installed::{self, Installed};
 use super::net::GetOutcome;
 use super::partial::{PartialCheck, Truth, Variant};
 use super::scenario::{Connection, Expect, Scenario};
-use super::topology::{owner_of, ECHO_PORT, SECOND_NIC};
+use super::topology::{ECHO_PORT, SECOND_NIC};
+use super::view::owner_of;
 use crate::analyze::model::{
     AttributionStatus, EndsAt, Flow, LossKind, Report, Translation, TranslationKind, Verdict,
 };

@@ -18,7 +18,7 @@ use crate::support::kernel;
 
 use kubectl_realip::analyze::Analyzer;
 use kubectl_realip::lab::driver::ScenarioRun;
-use kubectl_realip::lab::{render, scenario, topology};
+use kubectl_realip::lab::{render, scenario, view};
 use realip_probe::wire::decode_line;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,7 +106,7 @@ fn lab_from_saved_captures() -> Vec<Diagram> {
             continue;
         };
         let mut analyzer = Analyzer::new();
-        analyzer.set_view(topology::cluster_view(
+        analyzer.set_view(view::cluster_view(
             &scenario.services().expect("the scenario's Services"),
         ));
         let events: Vec<_> = text

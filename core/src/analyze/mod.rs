@@ -215,7 +215,7 @@ impl Analyzer {
     /// The next connection whose story is complete, in output order: with a window, while
     /// input is still coming; otherwise once [`Analyzer::close`] has been called. A connection
     /// rewritten on a node whose probe reads evidence waits for that probe's end snapshot of
-    /// its rules (the counters over the capture name the rule), up to [`MAX_HELD`] of them.
+    /// its rules (the counters over the capture name the rule), up to `MAX_HELD` (50,000) of them.
     pub fn next_flow(&mut self) -> Option<Flow> {
         loop {
             if let Some(front) = self.held.front() {
