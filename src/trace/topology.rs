@@ -176,31 +176,35 @@ impl Topology {
     /// What the analysis is told of the cluster: its nodes, the Service's pods and addresses.
     pub fn cluster_view(&self) -> ClusterView {
         let service = &self.service;
+        let nodes: Vec<NodeView> = self
+            .nodes
+            .iter()
+            .map(|n| NodeView {
+                name: n.name.clone(),
+                addresses: n
+                    .addresses
+                    .iter()
+                    .filter_map(|(_, a)| a.parse().ok())
+                    .collect(),
+                pod_cidrs: n.pod_cidrs.iter().filter_map(|c| parse_cidr(c)).collect(),
+            })
+            .collect();
+        // An endpoint at a node's own address is a hostNetwork pod: the address is the node's.
+        let host_network = |ip: &std::net::IpAddr| nodes.iter().any(|n| n.addresses.contains(ip));
         ClusterView {
-            nodes: self
-                .nodes
-                .iter()
-                .map(|n| NodeView {
-                    name: n.name.clone(),
-                    addresses: n
-                        .addresses
-                        .iter()
-                        .filter_map(|(_, a)| a.parse().ok())
-                        .collect(),
-                    pod_cidrs: n.pod_cidrs.iter().filter_map(|c| parse_cidr(c)).collect(),
-                })
-                .collect(),
             pods: self
                 .addresses()
                 .filter_map(|(address, endpoint)| {
+                    let ip = address.parse().ok()?;
                     Some(PodView {
                         name: format!("{}/{}", self.namespace(), endpoint.pod.as_ref()?),
-                        ip: address.parse().ok()?,
+                        host_network: host_network(&ip),
+                        ip,
                         node: endpoint.node.clone(),
-                        host_network: false,
                     })
                 })
                 .collect(),
+            nodes,
             lb_addresses: service
                 .lb_ingress
                 .iter()
@@ -313,7 +317,9 @@ pub fn choose_nodes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, ServiceSpec, Taint};
+    use k8s_openapi::api::core::v1::{
+        NodeAddress, NodeCondition, NodeSpec, NodeStatus, ObjectReference, ServiceSpec, Taint,
+    };
     use k8s_openapi::api::discovery::v1::Endpoint;
 
     fn node(name: &str, labels: &[(&str, &str)], ready: bool) -> Node {
@@ -457,6 +463,41 @@ mod tests {
         let only_c = BTreeSet::from(["c".to_string()]);
         let choice = choose_nodes(&cluster, Some(&only_c), 10).unwrap();
         assert_eq!(choice.probe.keys().collect::<Vec<_>>(), ["b", "c"]);
+    }
+
+    #[test]
+    fn an_endpoint_at_its_nodes_address_is_a_host_network_pod() {
+        let mut a = node("a", &[], true);
+        a.status.as_mut().unwrap().addresses = Some(vec![NodeAddress {
+            type_: "InternalIP".into(),
+            address: "192.168.0.11".into(),
+        }]);
+        let endpoint = |ip: &str, pod: &str| Endpoint {
+            addresses: vec![ip.to_string()],
+            node_name: Some("a".into()),
+            target_ref: Some(ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(pod.into()),
+                ..ObjectReference::default()
+            }),
+            ..Endpoint::default()
+        };
+        let slices = [EndpointSlice {
+            endpoints: vec![
+                endpoint("192.168.0.11", "ingress"),
+                endpoint("10.244.0.5", "web"),
+            ],
+            ..EndpointSlice::default()
+        }];
+        let topology =
+            Topology::from_objects(&service("NodePort", "Cluster"), &slices, &[a]).unwrap();
+        let view = topology.cluster_view();
+        let pods: Vec<(&str, bool)> = view
+            .pods
+            .iter()
+            .map(|p| (p.name.as_str(), p.host_network))
+            .collect();
+        assert_eq!(pods, [("shop/ingress", true), ("shop/web", false)]);
     }
 
     #[test]

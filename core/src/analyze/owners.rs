@@ -215,8 +215,11 @@ impl Owners {
         if view.senders.contains(&addr) {
             return Some(Role::Sender);
         }
-        // Before the interfaces: a probed load balancer announces its VIP as its own.
-        if view.lb_addresses.contains(&addr) {
+        // Before the interfaces: a probed load balancer announces its VIP as its own. But an
+        // address the API names a node's is the node's (k3s ServiceLB gives a Service the
+        // node's own address; the node then makes every rewrite).
+        let a_nodes = view.nodes.iter().any(|n| n.addresses.contains(&addr));
+        if view.lb_addresses.contains(&addr) && !a_nodes {
             return Some(Role::LoadBalancer);
         }
         if let Some(o) = self.owned.iter().find(|o| o.addr == addr) {
@@ -354,6 +357,31 @@ mod tests {
         );
         assert_eq!(owners.owner("203.0.113.1".parse().unwrap()), None);
         assert!(owners.knows_node("node-a"));
+    }
+
+    #[test]
+    fn a_load_balancer_address_that_is_a_nodes_is_the_nodes() {
+        use crate::analyze::view::{ClusterView, NodeView};
+        let node_ip: IpAddr = "192.168.1.10".parse().unwrap();
+        let vip: IpAddr = "203.0.113.100".parse().unwrap();
+        let mut owners = Owners::default();
+        owners.set_view(ClusterView {
+            nodes: vec![NodeView {
+                name: "k3s-1".into(),
+                addresses: vec![node_ip],
+                pod_cidrs: Vec::new(),
+            }],
+            lb_addresses: vec![node_ip, vip],
+            ..ClusterView::default()
+        });
+        assert_eq!(
+            owners.role(node_ip),
+            Some(Role::Node {
+                node: "k3s-1".into(),
+                iface: None
+            })
+        );
+        assert_eq!(owners.role(vip), Some(Role::LoadBalancer));
     }
 
     #[test]
