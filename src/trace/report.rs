@@ -225,21 +225,13 @@ pub fn disagreements(
 }
 
 /// The rewrite of the source explain predicts on a way in: none, or its label on the predicted
-/// path ("SNAT by kube-proxy (MASQUERADE)") with the component it names.
+/// path ("SNAT by kube-proxy (MASQUERADE)") with the component whose rule it names.
 fn predicted_snat(verdict: &OriginVerdict) -> Option<(String, Option<RuleOwner>)> {
-    let label = verdict
+    let hop = verdict
         .path
         .iter()
-        .filter_map(|hop| hop.rewrite.as_deref())
-        .find(|rewrite| rewrite.contains("SNAT"))?;
-    let owner = if label.contains("by kube-proxy") {
-        Some(RuleOwner::KubeProxy)
-    } else if label.contains("by Cilium") {
-        Some(RuleOwner::Cilium)
-    } else {
-        None
-    };
-    Some((label.to_string(), owner))
+        .find(|hop| hop.rewrite.as_deref().is_some_and(|r| r.contains("SNAT")))?;
+    Some((hop.rewrite.clone().unwrap_or_default(), hop.by))
 }
 
 /// The cause the node shows and the cause explain predicts disagree for a way in: explain

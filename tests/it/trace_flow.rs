@@ -845,7 +845,8 @@ async fn a_rule_of_another_component_than_explain_predicted_is_flagged() {
                 "path": [
                     {"at": "client", "source": "client"},
                     {"at": "node:31080", "source": "client"},
-                    {"at": "pod", "source": "node", "rewrite": "SNAT by kube-proxy (MASQUERADE)"}
+                    {"at": "pod", "source": "node", "rewrite": "SNAT by kube-proxy (MASQUERADE)",
+                     "by": "kube-proxy"}
                 ]
             }]
         }))

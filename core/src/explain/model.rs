@@ -1,6 +1,7 @@
 //! What explain predicts: the stable `explain -o json` contract (docs/scenarios.md, "Reading
 //! the answer").
 
+pub use realip_probe::wire::Owner;
 use serde::{Deserialize, Serialize};
 
 /// A way into the Service.
@@ -65,6 +66,10 @@ pub struct Hop {
     /// What rewrote the source on the way into this hop, when something did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<String>,
+    /// Whose netfilter rule made that rewrite, when a node's rule did (`kube-proxy`, `cilium`;
+    /// the owners `--evidence` names): what a measured rule is held to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Owner>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

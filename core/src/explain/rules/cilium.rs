@@ -2,7 +2,7 @@
 //! forwarding of external traffic, socket-level load balancing for pods.
 
 use super::super::facts::{CiliumLbMode, ClusterFacts, ServiceBackends};
-use super::super::model::L4Source;
+use super::super::model::{L4Source, Owner};
 use super::shared::{arrive_at_node, etp_setting, fix_local, Arrival};
 use super::Trail;
 
@@ -72,7 +72,12 @@ fn enter_node_cluster(
             "SNAT mode: a node forwarding to a pod on another node rewrites the source to its own \
              IP; a pod on the receiving node keeps the client address",
         );
-        trail.rewritten("pod", L4Source::Node, "SNAT by Cilium (bpf-lb-mode=snat)");
+        trail.snat(
+            "pod",
+            L4Source::Node,
+            Owner::Cilium,
+            "SNAT by Cilium (bpf-lb-mode=snat)",
+        );
         fix_local(trail, svc);
         trail.fix(
             "or run Cilium with bpf-lb-mode=dsr (or hybrid) so remote backends see the client",
@@ -101,9 +106,10 @@ pub fn hairpin(trail: &mut Trail) {
         "a pod reaching itself through a Service is source-rewritten to Cilium's loopback \
          address 169.254.42.1 so the reply can return",
     );
-    trail.rewritten(
+    trail.snat(
         "pod (itself)",
         L4Source::Node,
+        Owner::Cilium,
         "SNAT by Cilium (loopback hairpin)",
     );
 }

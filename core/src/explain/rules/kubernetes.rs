@@ -2,7 +2,7 @@
 //! source address on NodePorts, load balancer addresses, ClusterIPs and hairpin connections.
 
 use super::super::facts::{ClusterFacts, IpMode, ProxyMode, ServiceBackends, TrafficPolicy};
-use super::super::model::L4Source;
+use super::super::model::{L4Source, Owner};
 use super::shared::{
     arrive_at_node, etp_setting, fix_local, proxy_mode, proxy_setting, Arrival, EnterNode,
 };
@@ -45,7 +45,7 @@ fn pod_on_handling_node(cluster: &ClusterFacts, backends: &ServiceBackends) -> O
 fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backends: &ServiceBackends, what: &str) {
     match pod_on_handling_node(cluster, backends) {
         Some(true) => {
-            trail.rewritten("pod", L4Source::Bridge, what);
+            trail.snat("pod", L4Source::Bridge, Owner::KubeProxy, what);
             trail.because(
                 "MASQUERADE on the pod's node",
                 "the pod runs on the node that received the connection: MASQUERADE picks the \
@@ -53,14 +53,14 @@ fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backends: &ServiceBacke
             );
         }
         Some(false) => {
-            trail.rewritten("pod", L4Source::Node, what);
+            trail.snat("pod", L4Source::Node, Owner::KubeProxy, what);
             trail.because(
                 "MASQUERADE toward another node",
                 "the pod runs on another node: MASQUERADE picks the receiving node's IP",
             );
         }
         None => {
-            trail.rewritten("pod", L4Source::Node, what);
+            trail.snat("pod", L4Source::Node, Owner::KubeProxy, what);
             trail.because(
                 "MASQUERADE",
                 "the pod sees the receiving node's IP when it runs on another node, or the \
@@ -83,7 +83,12 @@ fn masquerade(trail: &mut Trail, cluster: &ClusterFacts, backends: &ServiceBacke
 fn node_masquerade(trail: &mut Trail, cluster: &ClusterFacts, backends: &ServiceBackends) {
     match pod_on_handling_node(cluster, backends) {
         Some(true) => {
-            trail.rewritten("pod", L4Source::Bridge, "SNAT by kube-proxy (MASQUERADE)");
+            trail.snat(
+                "pod",
+                L4Source::Bridge,
+                Owner::KubeProxy,
+                "SNAT by kube-proxy (MASQUERADE)",
+            );
             trail.because(
                 "MASQUERADE on the pod's node",
                 "the pod runs on the calling node: MASQUERADE picks the address of the \
@@ -249,15 +254,17 @@ pub fn hairpin(cluster: &ClusterFacts, backends: &ServiceBackends, trail: &mut T
     );
     let eni = backends.eni_pods.as_ref().is_some_and(|f| f.value);
     if eni {
-        trail.rewritten(
+        trail.snat(
             "pod (itself)",
             L4Source::Node,
+            Owner::KubeProxy,
             "SNAT by kube-proxy (hairpin)",
         );
     } else {
-        trail.rewritten(
+        trail.snat(
             "pod (itself)",
             L4Source::Bridge,
+            Owner::KubeProxy,
             "SNAT by kube-proxy (hairpin)",
         );
         trail.because(

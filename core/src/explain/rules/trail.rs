@@ -1,7 +1,7 @@
 //! The path being followed through the rules: the source address each hop receives, what
 //! rewrote it, the setting that decided it and the fix.
 
-use super::super::model::{Fix, Hop, L4Source, L7Source, Origin, OriginVerdict, Reason};
+use super::super::model::{Fix, Hop, L4Source, L7Source, Origin, OriginVerdict, Owner, Reason};
 
 /// A path being followed: where the packet is and what the pod will see.
 #[derive(Debug, Clone)]
@@ -29,6 +29,7 @@ impl Trail {
                 at: at.to_string(),
                 source,
                 rewrite: None,
+                by: None,
             }],
             pending: None,
         }
@@ -46,11 +47,23 @@ impl Trail {
             at: at.to_string(),
             source: self.source,
             rewrite: self.pending.take(),
+            by: None,
         });
     }
 
-    /// The packet reaches `at` with its source rewritten to `source` by `what`.
+    /// The packet reaches `at` with its source rewritten to `source` by `what` (a proxy's new
+    /// connection, a load balancer, a rewrite no node's rule makes).
     pub fn rewritten(&mut self, at: &str, source: L4Source, what: &str) {
+        self.rewrite(at, source, what, None);
+    }
+
+    /// The packet reaches `at` with its source rewritten to `source` by a rule of `by`'s on a
+    /// node (`what` says which).
+    pub fn snat(&mut self, at: &str, source: L4Source, by: Owner, what: &str) {
+        self.rewrite(at, source, what, Some(by));
+    }
+
+    fn rewrite(&mut self, at: &str, source: L4Source, what: &str, by: Option<Owner>) {
         self.source = source;
         let what = match self.pending.take() {
             Some(before) => format!("{before}; {what}"),
@@ -60,6 +73,7 @@ impl Trail {
             at: at.to_string(),
             source,
             rewrite: Some(what),
+            by,
         });
     }
 
