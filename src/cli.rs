@@ -132,6 +132,23 @@ pub struct KubeArgs {
     pub request_timeout: Option<Duration>,
 }
 
+impl KubeArgs {
+    /// What the flags say of the cluster connection, for the cluster adapter.
+    pub fn connection(&self) -> crate::cluster::Connection {
+        crate::cluster::Connection {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+            namespace: self.namespace.clone(),
+            as_user: self.as_user.clone(),
+            as_group: self.as_group.clone(),
+            as_uid: self.as_uid.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = concat!("Exit codes: 0 report with at least one connection (or --dry-run); \

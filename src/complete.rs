@@ -351,7 +351,7 @@ impl Live {
         };
         let mut names = runtime
             .block_on(async {
-                let clients = crate::cluster::clients(&kube).await.ok()?;
+                let clients = crate::cluster::clients(&kube.connection()).await.ok()?;
                 list(crate::cluster::Cluster::new(clients)).await
             })
             .unwrap_or_default();
@@ -389,7 +389,7 @@ impl Lookup for Live {
     }
 
     fn contexts(&self, kube: &KubeArgs) -> Vec<String> {
-        let mut names: Vec<String> = crate::cluster::kubeconfig(kube)
+        let mut names: Vec<String> = crate::cluster::kubeconfig(&kube.connection())
             .map(|config| config.contexts.into_iter().map(|c| c.name).collect())
             .unwrap_or_default();
         names.sort();

@@ -1,14 +1,13 @@
-//! `--kubeconfig --context --cluster --user --as --as-group --as-uid --request-timeout`,
-//! with kubectl's meaning.
+//! Clients for the cluster kubectl's connection flags name (`--kubeconfig --context --cluster
+//! --user --as --as-group --as-uid --request-timeout -n`), with kubectl's meaning.
 
 use super::transport::Transport;
 use super::KubeError;
-use crate::cli::KubeArgs;
 use http_body_util::BodyExt;
 use kube::client::{ClientBuilder, DynBody};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::BoxError;
@@ -21,6 +20,24 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The API server ends a non-watch request itself after 60 s (its `--request-timeout`), so a
 /// healthy server is never cut short, and a silent one no longer hangs the command.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which cluster, as whom, and how patiently: what kubectl's connection flags say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// `--kubeconfig` (or `KUBECONFIG`): one file, or several joined as a path list.
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub cluster: Option<String>,
+    pub user: Option<String>,
+    /// `-n`: the namespace commands default to, over the context's.
+    pub namespace: Option<String>,
+    /// `--as`, `--as-group`, `--as-uid`: whom to impersonate.
+    pub as_user: Option<String>,
+    pub as_group: Vec<String>,
+    pub as_uid: Option<String>,
+    /// `--request-timeout`: a single request's bound (0: none of its own).
+    pub request_timeout: Option<Duration>,
+}
 
 /// A request client and a stream client for the same cluster and identity.
 ///
@@ -38,13 +55,13 @@ pub struct Clients {
 }
 
 /// The request client and the namespace commands default to.
-pub async fn client(args: &KubeArgs) -> Result<(Client, String), KubeError> {
+pub async fn client(args: &Connection) -> Result<(Client, String), KubeError> {
     let clients = clients(args).await?;
     Ok((clients.requests, clients.namespace))
 }
 
 /// Both clients, sharing one loaded configuration.
-pub async fn clients(args: &KubeArgs) -> Result<Clients, KubeError> {
+pub async fn clients(args: &Connection) -> Result<Clients, KubeError> {
     let mut config = load_config(args).await?;
     apply_identity(&mut config, args);
     let namespace = args
@@ -124,7 +141,7 @@ fn build(config: Config) -> Result<Client, KubeError> {
 
 /// A kubeconfig flag means that kubeconfig, exactly; only with none do we read the default
 /// file, or, without one, the in-cluster service account (as kubectl does).
-async fn load_config(args: &KubeArgs) -> Result<Config, KubeError> {
+async fn load_config(args: &Connection) -> Result<Config, KubeError> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         cluster: args.cluster.clone(),
@@ -233,7 +250,7 @@ fn check_names(
 }
 
 /// The kubeconfig the flags name (`--kubeconfig`, else `KUBECONFIG`, else ~/.kube/config).
-pub fn kubeconfig(args: &KubeArgs) -> Result<Kubeconfig, KubeError> {
+pub fn kubeconfig(args: &Connection) -> Result<Kubeconfig, KubeError> {
     match &args.kubeconfig {
         Some(path) => read_kubeconfig(path),
         None => Kubeconfig::read().map_err(|err| KubeError::Config(err.to_string())),
@@ -262,7 +279,7 @@ fn read_kubeconfig(paths: &Path) -> Result<Kubeconfig, KubeError> {
     merged.ok_or_else(|| KubeError::Config("--kubeconfig names no file".into()))
 }
 
-fn apply_identity(config: &mut Config, args: &KubeArgs) {
+fn apply_identity(config: &mut Config, args: &Connection) {
     if let Some(user) = &args.as_user {
         config.auth_info.impersonate = Some(user.clone());
     }
@@ -306,10 +323,10 @@ contexts:
         file
     }
 
-    fn args(file: &tempfile::NamedTempFile) -> KubeArgs {
-        KubeArgs {
+    fn args(file: &tempfile::NamedTempFile) -> Connection {
+        Connection {
             kubeconfig: Some(file.path().to_path_buf()),
-            ..KubeArgs::default()
+            ..Connection::default()
         }
     }
 
@@ -406,7 +423,7 @@ contexts:
     #[tokio::test]
     async fn unknown_names_list_what_exists() {
         let file = kubeconfig();
-        let message = |flags: KubeArgs| async move {
+        let message = |flags: Connection| async move {
             match load_config(&flags).await {
                 Err(KubeError::Config(message)) => message,
                 Err(other) => panic!("{other}"),

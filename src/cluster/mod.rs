@@ -13,7 +13,7 @@ mod target;
 mod transport;
 
 pub use calls::{ApiKind, Cluster, Scoped};
-pub use client::{client, clients, kubeconfig, Clients};
+pub use client::{client, clients, kubeconfig, Clients, Connection};
 pub use error::{rbac_resource, ApiCall, CallContext, KubeError, RBAC_DOC};
 pub use refusal::Refusal;
 pub use target::{parse_target, TargetError};

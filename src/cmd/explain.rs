@@ -27,7 +27,7 @@ pub async fn explain_live(args: &ExplainArgs, target: &str) -> Result<Vec<Explan
         Failure::usage(err.to_string())
             .hint("name the Service as svc/NAME, or explain manifests with -f FILE")
     })?;
-    let cluster = Cluster::new(crate::cluster::clients(&args.kube).await?);
+    let cluster = Cluster::new(crate::cluster::clients(&args.kube.connection()).await?);
     let namespace = cluster.default_namespace().to_string();
     let source = KubeSource { cluster };
     let objects = gather(&source, &namespace, name).await?;

@@ -29,7 +29,7 @@ pub async fn run(args: &TraceArgs) -> Result<()> {
 /// `kubectl realip cleanup`: removes every leftover of every run, in every namespace, by label;
 /// deletes only namespaces a run created (they carry the managed-by label).
 pub async fn cleanup(args: &CleanupArgs) -> Result<()> {
-    let cluster = Cluster::new(cluster_api::clients(&args.kube).await?);
+    let cluster = Cluster::new(cluster_api::clients(&args.kube.connection()).await?);
     let scope = trace::teardown::Scope {
         namespace: None,
         selector: trace::manifests::MANAGED_SELECTOR.to_string(),

@@ -6,15 +6,14 @@ use crate::support;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
-use kubectl_realip::cli::KubeArgs;
-use kubectl_realip::cluster::{client, ApiCall, CallContext, KubeError};
+use kubectl_realip::cluster::{client, ApiCall, CallContext, Connection, KubeError};
 use support::cluster;
 use support::{FakeApi, Fault, LogScript};
 
 async fn connect(api: &FakeApi) -> (kube::Client, String) {
-    let args = KubeArgs {
+    let args = Connection {
         kubeconfig: Some(api.kubeconfig().to_path_buf()),
-        ..KubeArgs::default()
+        ..Connection::default()
     };
     client(&args).await.expect("client for the fake API")
 }
