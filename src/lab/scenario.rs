@@ -560,7 +560,7 @@ fn other_rewriters() -> Vec<Scenario> {
             connections: vec![Connection {
                 from: From::Pod(Pod::Toolbox),
                 to: vip(80),
-                via: "the load balancer's VIP, short-circuited by kube-proxy",
+                via: "the load balancer's VIP, DNATed to the pod by kube-proxy on node-b",
                 expect: answered(Pod::AppA, Who::NodeIp(Node::B), None),
                 explained_by: Some((Origin::InClusterPod, "lb-address")),
             }],
