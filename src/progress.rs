@@ -56,9 +56,11 @@ impl Reading {
 /// A bar over the bytes when their total is known, a spinner otherwise.
 fn style(sized: bool) -> ProgressStyle {
     if sized {
-        ProgressStyle::with_template("{spinner} analyzing [{bar:30}] {bytes}/{total_bytes} · {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ")
+        ProgressStyle::with_template(
+            "{spinner} analyzing [{wide_bar}] {bytes}/{total_bytes} · {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
     } else {
         ProgressStyle::with_template("{spinner} analyzing {bytes} · {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner())
