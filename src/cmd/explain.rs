@@ -17,7 +17,7 @@ pub async fn run(args: &ExplainArgs) -> Result<()> {
         let objects = read_inputs(args)?;
         explain::explain_objects(&objects, args.entry_node.as_deref())?
     };
-    crate::output::emit(&explain::render(args.output, &explanations))
+    crate::output::emit(&explain::render_as(args.output, &explanations))
         .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))
 }
 

@@ -84,7 +84,7 @@ pub fn explain_objects(
 }
 
 /// The explanations in `format`.
-pub fn render(format: OutputFormat, explanations: &[model::Explanation]) -> String {
+pub fn render_as(format: OutputFormat, explanations: &[model::Explanation]) -> String {
     match format {
         OutputFormat::Text => render_text(explanations),
         OutputFormat::Json => render_json(explanations),
