@@ -218,6 +218,32 @@ pub struct TraceArgs {
     pub output: OutputFormat,
 }
 
+impl TraceArgs {
+    /// What the flags ask of trace.
+    pub fn request(&self) -> crate::trace::Request {
+        crate::trace::Request {
+            target: self.target.clone(),
+            connection: self.kube.connection(),
+            duration: self.duration,
+            flows: self.flows,
+            max_syns: self.max_syns,
+            send: self.send,
+            send_to: self.send_to.clone(),
+            l7: self.l7,
+            evidence: self.evidence,
+            image: self.image.clone(),
+            probe_namespace: self.probe_namespace.clone(),
+            label_namespace_privileged: self.label_namespace_privileged,
+            nodes: self.nodes.clone(),
+            max_nodes: self.max_nodes,
+            dry_run: self.dry_run,
+            ready_timeout: self.ready_timeout,
+            base_image: self.base_image.clone(),
+            output: self.output,
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ExplainArgs {
     /// The Service to explain from the live cluster: svc/NAME.

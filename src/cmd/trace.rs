@@ -11,8 +11,9 @@ use std::time::Duration;
 
 /// `kubectl realip trace svc/NAME`
 pub async fn run(args: &TraceArgs) -> Result<()> {
-    let options = TraceOptions::from_args(args);
-    let traced = trace::run::trace(args, &options, interrupted()).await?;
+    let request = args.request();
+    let options = TraceOptions::for_request(&request);
+    let traced = trace::run::trace(&request, &options, interrupted()).await?;
     output::emit(&traced.output)
         .map_err(|err| Failure::new(Kind::Usage, format!("writing to stdout: {err}")))?;
     if traced.answered {

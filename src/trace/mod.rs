@@ -22,13 +22,40 @@ pub mod send;
 pub mod teardown;
 pub mod topology;
 
-use crate::cli::TraceArgs;
+use crate::cluster::Connection;
 use crate::explain::model::Explanation;
+use crate::output::OutputFormat;
 use manifests::Carried;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-/// What a trace needs besides its flags; tests set these directly.
+/// What a trace is asked to do: what `kubectl realip trace`'s flags say (see the command line's
+/// help for each).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `svc/NAME`, `service/NAME` or `services/NAME`.
+    pub target: String,
+    pub connection: Connection,
+    pub duration: Duration,
+    pub flows: Option<usize>,
+    pub max_syns: u64,
+    pub send: bool,
+    pub send_to: Vec<String>,
+    pub l7: bool,
+    pub evidence: bool,
+    pub image: Option<String>,
+    pub probe_namespace: Option<String>,
+    pub label_namespace_privileged: bool,
+    /// A node label selector.
+    pub nodes: Option<String>,
+    pub max_nodes: usize,
+    pub dry_run: bool,
+    pub ready_timeout: Duration,
+    pub base_image: String,
+    pub output: OutputFormat,
+}
+
+/// What a trace needs besides its request; tests set these directly.
 #[derive(Debug, Clone)]
 pub struct TraceOptions {
     pub run_id: String,
@@ -48,7 +75,7 @@ pub struct TraceOptions {
 }
 
 impl TraceOptions {
-    pub fn from_args(args: &TraceArgs) -> Self {
+    pub fn for_request(args: &Request) -> Self {
         TraceOptions {
             run_id: new_run_id(),
             now_unix: std::time::SystemTime::now()

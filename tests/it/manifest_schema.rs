@@ -6,7 +6,7 @@
 use crate::support;
 
 use clap::Parser;
-use kubectl_realip::cli::{Cli, Command as Sub, TraceArgs};
+use kubectl_realip::cli::{Cli, Command as Sub};
 use kubectl_realip::trace::{self, manifests::Carried, TraceOptions};
 use std::path::Path;
 use std::process::Command;
@@ -70,7 +70,7 @@ fn assert_valid(tool: &str, file: &Path, documents: usize, what: &str) {
     }
 }
 
-fn args(api: &FakeApi, extra: &[&str]) -> TraceArgs {
+fn args(api: &FakeApi, extra: &[&str]) -> trace::Request {
     let kubeconfig = api.kubeconfig().display().to_string();
     let mut argv = vec![
         "kubectl-realip",
@@ -85,7 +85,7 @@ fn args(api: &FakeApi, extra: &[&str]) -> TraceArgs {
     ];
     argv.extend_from_slice(extra);
     match Cli::parse_from(argv).command {
-        Sub::Trace(args) => args,
+        Sub::Trace(args) => args.request(),
         other => panic!("not a trace: {other:?}"),
     }
 }

@@ -5,7 +5,7 @@
 use crate::support;
 
 use clap::Parser;
-use kubectl_realip::cli::{Cli, Command, TraceArgs};
+use kubectl_realip::cli::{Cli, Command};
 use kubectl_realip::error::Kind;
 use kubectl_realip::trace::{self, manifests::Carried, TraceOptions};
 use realip_probe::wire::{
@@ -19,7 +19,7 @@ use support::{FakeApi, LogScript, PodSecurity};
 
 const MANAGED: &str = "app.kubernetes.io/managed-by";
 
-fn args(api: &FakeApi, extra: &[&str]) -> TraceArgs {
+fn args(api: &FakeApi, extra: &[&str]) -> trace::Request {
     let kubeconfig = api.kubeconfig().display().to_string();
     let mut argv = vec![
         "kubectl-realip",
@@ -37,7 +37,7 @@ fn args(api: &FakeApi, extra: &[&str]) -> TraceArgs {
     }
     argv.extend_from_slice(extra);
     match Cli::parse_from(argv).command {
-        Command::Trace(args) => args,
+        Command::Trace(args) => args.request(),
         other => panic!("not a trace: {other:?}"),
     }
 }
@@ -1022,7 +1022,7 @@ async fn an_unreachable_api_is_a_clear_cluster_error() {
     let args = match Cli::parse_from(["kubectl-realip", "trace", "svc/web", "--kubeconfig", &path])
         .command
     {
-        Command::Trace(args) => args,
+        Command::Trace(args) => args.request(),
         other => panic!("{other:?}"),
     };
     let failure = trace::run::trace(&args, &options(), std::future::pending())

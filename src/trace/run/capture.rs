@@ -6,7 +6,6 @@
 use super::ready::ReadyProbe;
 use crate::analyze::model::{Flow, Report};
 use crate::analyze::Analyzer;
-use crate::cli::TraceArgs;
 use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::trace::collect::Collector;
@@ -14,6 +13,7 @@ use crate::trace::manifests::{RunPlan, PROBE_CONTAINER};
 use crate::trace::progress::Progress;
 use crate::trace::send::{self, Sent};
 use crate::trace::topology::Topology;
+use crate::trace::Request;
 use futures::{AsyncBufReadExt, StreamExt};
 use realip_probe::wire::Event;
 use std::net::IpAddr;
@@ -95,7 +95,7 @@ const DRAIN_WAIT: Duration = Duration::from_secs(5);
 pub(super) async fn capture(
     cluster: &Cluster,
     plan: &RunPlan,
-    args: &TraceArgs,
+    args: &Request,
     topology: &Topology,
     ready: &[ReadyProbe],
     progress: &Progress,

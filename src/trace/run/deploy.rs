@@ -1,13 +1,13 @@
 //! Creating the run: every check made before the first object is stored (the namespace, the
 //! permissions, Pod Security, a server-side dry run), then the objects themselves.
 
-use crate::cli::TraceArgs;
 use crate::cluster::{self as cluster_api, Cluster, KubeError, Refusal};
 use crate::error::{Failure, Kind, Result};
 use crate::trace::manifests::{Objects, RunPlan, MANAGED_LABEL, MANAGED_VALUE, RUN_LABEL};
 use crate::trace::preflight::{self, PodAdmission};
 use crate::trace::progress::Progress;
 use crate::trace::teardown;
+use crate::trace::Request;
 use crate::trace::{psa, TraceOptions};
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::json;
@@ -27,7 +27,7 @@ pub(super) async fn prepare(
     cluster: &Cluster,
     plan: &RunPlan,
     objects: &Objects,
-    args: &TraceArgs,
+    args: &Request,
     options: &TraceOptions,
     progress: &Progress,
     created: &Mutex<Option<String>>,
@@ -115,7 +115,7 @@ async fn check_pod_security(
     cluster: &Cluster,
     plan: &RunPlan,
     objects: &Objects,
-    args: &TraceArgs,
+    args: &Request,
     progress: &Progress,
     existing: &Namespace,
 ) -> Result<()> {
@@ -220,7 +220,7 @@ async fn admitted_without_net_admin(cluster: &Cluster, plan: &RunPlan) -> bool {
 async fn wait_terminated(
     cluster: &Cluster,
     plan: &RunPlan,
-    args: &TraceArgs,
+    args: &Request,
     options: &TraceOptions,
     progress: &Progress,
 ) -> Result<Option<Namespace>> {

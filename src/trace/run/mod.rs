@@ -19,10 +19,10 @@ use super::report::TraceReport;
 use super::send;
 use super::teardown::{self, Scope};
 use super::TraceOptions;
-use crate::cli::TraceArgs;
 use crate::cluster::{self as cluster_api, Cluster};
 use crate::error::{Failure, Kind, Result};
 use crate::output::OutputFormat;
+use crate::trace::Request;
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -36,14 +36,14 @@ pub struct Traced {
 
 /// Runs a trace until done or until `interrupt` resolves; cleans up in every case.
 pub async fn trace(
-    args: &TraceArgs,
+    args: &Request,
     options: &TraceOptions,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Traced> {
     let name = cluster_api::parse_target(&args.target).map_err(|err| {
         Failure::usage(err.to_string()).hint("name the Service like kubectl does: svc/NAME")
     })?;
-    let cluster = Cluster::new(cluster_api::clients(&args.kube.connection()).await?);
+    let cluster = Cluster::new(cluster_api::clients(&args.connection).await?);
     let namespace = cluster.default_namespace().to_string();
     let progress = Progress::new(args.output != OutputFormat::Json && !args.dry_run);
     progress.step(format!("reading Service {namespace}/{name}"));

@@ -2,13 +2,13 @@
 //! topology and the nodes to probe worked out, and the run plan (or, with `--dry-run`, its
 //! objects printed).
 
-use crate::cli::TraceArgs;
 use crate::cluster::explain_reads::Known;
 use crate::cluster::{Cluster, KubeError};
 use crate::error::{Failure, Kind, Result};
 use crate::explain::facts::Protocol;
 use crate::trace::manifests::{Delivery, Objects, RunPlan};
 use crate::trace::topology::{self, Choice, Topology, TopologyError};
+use crate::trace::Request;
 use crate::trace::TraceOptions;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -21,7 +21,7 @@ pub(super) async fn resolve(
     cluster: &Cluster,
     namespace: &str,
     name: &str,
-    args: &TraceArgs,
+    args: &Request,
 ) -> Result<(Topology, Choice, Known)> {
     let service = cluster
         .namespaced::<Service>(namespace)
@@ -83,7 +83,7 @@ fn topology_failure(err: TopologyError) -> Failure {
 
 /// The run plan, and the nodes dropped because no carried probe fits their architecture.
 pub(super) fn make_plan(
-    args: &TraceArgs,
+    args: &Request,
     options: &TraceOptions,
     topology: &Topology,
     choice: &Choice,
