@@ -398,13 +398,33 @@ fn runnable(test: &str) -> bool {
     kernel::runnable(test, missing())
 }
 
+/// A kernel test running: alone (one lab at a time), and where it can run at all. `done` checks
+/// it left none of its namespaces behind.
+struct KernelTest {
+    _one: tokio::sync::MutexGuard<'static, ()>,
+    before: Vec<String>,
+}
+
+/// Waits its turn; `None` (and SKIPPED, or a failure under CI=true) where `test` cannot run.
+async fn kernel_test(test: &str) -> Option<KernelTest> {
+    let one = KERNEL.lock().await;
+    runnable(test).then(|| KernelTest {
+        _one: one,
+        before: our_namespaces(),
+    })
+}
+
+impl KernelTest {
+    fn done(self) {
+        assert_eq!(our_namespaces(), self.before, "namespaces left behind");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_policy_across_nodes_gives_the_labs_verdict() {
-    let _one = KERNEL.lock().await;
-    if !runnable("cluster_policy_across_nodes_gives_the_labs_verdict") {
+    let Some(test) = kernel_test("cluster_policy_across_nodes_gives_the_labs_verdict").await else {
         return;
-    }
-    let before = our_namespaces();
+    };
     let (json, _) = trace_scenario("cluster-cross-node", &[], |_| true).await;
     // Both nodes' hops of the connection: node-a's SNAT to its own address, seen at the pod.
     let flow = json["flows"]
@@ -424,16 +444,14 @@ async fn cluster_policy_across_nodes_gives_the_labs_verdict() {
         "{flow:#}"
     );
     assert_eq!(flow["pod_sees"], Node::A.ip().to_string());
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn local_policy_gives_the_labs_verdict() {
-    let _one = KERNEL.lock().await;
-    if !runnable("local_policy_gives_the_labs_verdict") {
+    let Some(test) = kernel_test("local_policy_gives_the_labs_verdict").await else {
         return;
-    }
-    let before = our_namespaces();
+    };
     // With Local, trace probes the endpoint's node only: the connection node-b drops is
     // outside its view (the lab, probing every node, checks that one).
     let (json, _) = trace_scenario("local", &[], |c| {
@@ -441,20 +459,18 @@ async fn local_policy_gives_the_labs_verdict() {
     })
     .await;
     assert_eq!(json["probed_nodes"], json!(["node-a"]));
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn l7_behind_the_ingress_gives_the_labs_verdict() {
-    let _one = KERNEL.lock().await;
-    if !runnable("l7_behind_the_ingress_gives_the_labs_verdict") {
+    let Some(test) = kernel_test("l7_behind_the_ingress_gives_the_labs_verdict").await else {
         return;
-    }
-    let before = our_namespaces();
+    };
     for name in ["nginx-ingress-local", "nginx-ingress-cluster"] {
         trace_scenario(name, &["--l7"], |_| true).await;
     }
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
 
 /// The rule named behind each of `json`'s SNATs: (node, owner, chain).
@@ -478,11 +494,10 @@ fn snat_rules(json: &Value) -> Vec<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn evidence_names_each_rewrite_as_the_lab_installed_it() {
-    let _one = KERNEL.lock().await;
-    if !runnable("evidence_names_each_rewrite_as_the_lab_installed_it") {
+    let Some(test) = kernel_test("evidence_names_each_rewrite_as_the_lab_installed_it").await
+    else {
         return;
-    }
-    let before = our_namespaces();
+    };
     // The probes get NET_ADMIN, are stopped at the end for their end snapshot, and every rewrite
     // names its rule, checked by the lab's judge against iptables-save and nft.
     for name in ["cluster-cross-node", "cluster-cross-node-nft"] {
@@ -499,16 +514,16 @@ async fn evidence_names_each_rewrite_as_the_lab_installed_it() {
             took.as_secs_f64()
         );
     }
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_calico_masquerade_is_flagged_against_explains_prediction() {
-    let _one = KERNEL.lock().await;
-    if !runnable("a_calico_masquerade_is_flagged_against_explains_prediction") {
+    let Some(test) =
+        kernel_test("a_calico_masquerade_is_flagged_against_explains_prediction").await
+    else {
         return;
-    }
-    let before = our_namespaces();
+    };
     let (json, _) = trace_scenario("calico-nat-outgoing", &["--evidence"], |_| true).await;
     assert_eq!(
         snat_rules(&json),
@@ -526,17 +541,18 @@ async fn a_calico_masquerade_is_flagged_against_explains_prediction() {
     assert_eq!(flagged["predicted_owner"], "kube-proxy");
     assert_eq!(flagged["measured_owner"], "calico");
     assert_eq!(json["disagreements"], serde_json::json!([]), "{json:#}");
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_probe_denied_net_admin_still_captures_and_says_the_evidence_was_not_available() {
-    let _one = KERNEL.lock().await;
-    if !runnable("a_probe_denied_net_admin_still_captures_and_says_the_evidence_was_not_available")
-    {
+    let Some(test) = kernel_test(
+        "a_probe_denied_net_admin_still_captures_and_says_the_evidence_was_not_available",
+    )
+    .await
+    else {
         return;
-    }
-    let before = our_namespaces();
+    };
     // The runtime takes NET_ADMIN away: the probes capture with NET_RAW alone, and the verdict
     // is the lab's; each rewrite says why no rule is named.
     let setup = Setup::stripping("cluster-cross-node", &["NET_ADMIN"]).await;
@@ -560,16 +576,15 @@ async fn a_probe_denied_net_admin_still_captures_and_says_the_evidence_was_not_a
     for node in json["summary"]["evidence"].as_array().into_iter().flatten() {
         assert_eq!(node["available"], false, "{node:#}");
     }
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_ties_its_test_connections_to_what_the_probes_saw() {
-    let _one = KERNEL.lock().await;
-    if !runnable("send_ties_its_test_connections_to_what_the_probes_saw") {
+    let Some(test) = kernel_test("send_ties_its_test_connections_to_what_the_probes_saw").await
+    else {
         return;
-    }
-    let before = our_namespaces();
+    };
     let setup = Setup::new("cluster-cross-node").await;
     let started = Instant::now();
     let plugin = setup.plugin(&[
@@ -622,16 +637,14 @@ async fn send_ties_its_test_connections_to_what_the_probes_saw() {
         took.as_secs_f64()
     );
     drop(setup);
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_removes_the_probes_and_their_processes() {
-    let _one = KERNEL.lock().await;
-    if !runnable("sigint_removes_the_probes_and_their_processes") {
+    let Some(test) = kernel_test("sigint_removes_the_probes_and_their_processes").await else {
         return;
-    }
-    let before = our_namespaces();
+    };
     let setup = Setup::new("cluster-cross-node").await;
     let mut plugin = setup.plugin(&["trace", "svc/web", "-n", "default", "--duration", "10m"]);
     setup.probes_listening(&mut plugin).await;
@@ -647,16 +660,14 @@ async fn sigint_removes_the_probes_and_their_processes() {
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     setup.assert_nothing_left().await;
     drop(setup);
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_plugin_leaves_probes_that_cleanup_removes() {
-    let _one = KERNEL.lock().await;
-    if !runnable("a_killed_plugin_leaves_probes_that_cleanup_removes") {
+    let Some(test) = kernel_test("a_killed_plugin_leaves_probes_that_cleanup_removes").await else {
         return;
-    }
-    let before = our_namespaces();
+    };
     let setup = Setup::new("cluster-cross-node").await;
     let mut plugin = setup.plugin(&["trace", "svc/web", "-n", "default", "--duration", "10m"]);
     setup.probes_listening(&mut plugin).await;
@@ -675,5 +686,5 @@ async fn a_killed_plugin_leaves_probes_that_cleanup_removes() {
     );
     setup.assert_nothing_left().await;
     drop(setup);
-    assert_eq!(our_namespaces(), before, "namespaces left behind");
+    test.done();
 }
