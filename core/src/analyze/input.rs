@@ -17,9 +17,6 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// How far from its neighbours a timestamp must be to be taken as a glitch when no analysis
-/// window says (the library's readers): the command's default window.
-pub const DEFAULT_CLOCK_THRESHOLD: Duration = Duration::from_secs(180);
 /// Read-ahead of file and stdin readers.
 const READ_AHEAD: usize = 256 * 1024;
 
@@ -176,7 +173,8 @@ pub fn read(path: &Path, files: &dyn Files, analyzer: &mut Analyzer) -> Vec<Prob
         Ok(source) => source,
         Err(problem) => return vec![problem],
     };
-    let mut reader = Reader::new(source, DEFAULT_CLOCK_THRESHOLD);
+    // No window is given here: a timestamp is a glitch past the default window.
+    let mut reader = Reader::new(source, super::WINDOW);
     loop {
         let (names, ifaces) = analyzer.reading();
         let Some(item) = reader.next(names, ifaces) else {

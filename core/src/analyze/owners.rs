@@ -218,8 +218,8 @@ impl Owners {
         // Before the interfaces: a probed load balancer announces its VIP as its own. But an
         // address the API names a node's is the node's (k3s ServiceLB gives a Service the
         // node's own address; the node then makes every rewrite).
-        let a_nodes = view.nodes.iter().any(|n| n.addresses.contains(&addr));
-        if view.lb_addresses.contains(&addr) && !a_nodes {
+        let api_node = view.nodes.iter().find(|n| n.addresses.contains(&addr));
+        if view.lb_addresses.contains(&addr) && api_node.is_none() {
             return Some(Role::LoadBalancer);
         }
         if let Some(o) = self.owned.iter().find(|o| o.addr == addr) {
@@ -234,7 +234,7 @@ impl Owners {
                 node: pod.node.clone(),
             });
         }
-        if let Some(node) = view.nodes.iter().find(|n| n.addresses.contains(&addr)) {
+        if let Some(node) = api_node {
             return Some(Role::Node {
                 node: node.name.clone(),
                 iface: None,
