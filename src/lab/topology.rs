@@ -66,9 +66,15 @@ impl Node {
         Ipv4Addr::new(198, 18, self.index(), 1)
     }
 
-    /// The node's pod CIDR.
+    /// The node's pod network: its address and prefix length.
+    pub fn pod_net(self) -> (Ipv4Addr, u8) {
+        (Ipv4Addr::new(198, 18, self.index(), 0), 24)
+    }
+
+    /// The node's pod CIDR, as `ip route` and the API write it.
     pub fn pod_cidr(self) -> String {
-        format!("198.18.{}.0/24", self.index())
+        let (net, prefix) = self.pod_net();
+        format!("{net}/{prefix}")
     }
 
     /// The node's address on its second NIC (eth1), which is not its InternalIP.

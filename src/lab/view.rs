@@ -3,7 +3,7 @@
 
 use super::kube_proxy::Service;
 use super::topology::{Node, Pod, CLB_INET_IP, CLB_VPC_IP, CLIENT_IP, SECOND_NIC, VIP};
-use crate::analyze::view::{parse_cidr, ClusterView, NodeView, PodView};
+use crate::analyze::view::{ClusterView, NodeView, PodView};
 use crate::analyze::{Owners, Role};
 use realip_probe::wire::{IfaceKind, Interface, LinkType};
 use std::net::Ipv4Addr;
@@ -20,7 +20,10 @@ pub fn cluster_view(services: &[Service]) -> ClusterView {
             .map(|node| NodeView {
                 name: node.name().to_string(),
                 addresses: vec![ip(node.ip())],
-                pod_cidrs: parse_cidr(&node.pod_cidr()).into_iter().collect(),
+                pod_cidrs: {
+                    let (net, prefix) = node.pod_net();
+                    vec![(ip(net), prefix)]
+                },
             })
             .collect(),
         pods: Pod::ALL
