@@ -627,16 +627,18 @@ pub fn select(name: &str) -> Option<Vec<Scenario>> {
 /// The scenarios `--scenario A,B` chooses, in the order given and each once (`all` for every
 /// one); the first name no scenario has is the error.
 pub fn choose(names: &[String]) -> Result<Vec<Scenario>, String> {
+    let all = all();
     if names.iter().any(|n| n == "all") {
-        return Ok(all());
+        return Ok(all);
     }
     let mut chosen: Vec<Scenario> = Vec::new();
     for name in names {
-        let scenario = select(name).ok_or_else(|| name.clone())?;
-        for s in scenario {
-            if !chosen.iter().any(|c| c.name == s.name) {
-                chosen.push(s);
-            }
+        let scenario = all
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| name.clone())?;
+        if !chosen.iter().any(|c| c.name == scenario.name) {
+            chosen.push(scenario.clone());
         }
     }
     Ok(chosen)
