@@ -25,6 +25,7 @@ mod explain_render;
 mod flag_checks;
 mod krew_manifest;
 mod lab;
+mod layering;
 mod manifest_schema;
 mod mermaid_render;
 mod rbac_doc;
